@@ -1,0 +1,25 @@
+/* The float32 CPU reference forward: runs one step plan through the model on this rank,
+ * writing new K/V into the paged cache and returning full-vocabulary logits for the rows the
+ * plan asks for. It is the numerical reference for every later kernel. */
+#ifndef FOLIO_FORWARD_CPU_H
+#define FOLIO_FORWARD_CPU_H
+
+#include "comm.h"
+#include "kv_cache.h"
+#include "model_config.h"
+#include "step_plan.h"
+#include "weights.h"
+
+typedef struct forward_cpu forward_cpu;
+
+/* Creates the workspace for steps of up to max_tokens new tokens and max_logits logits rows,
+ * and the rope tables for max_position positions. The caller owns it. */
+forward_cpu *forward_cpu_create(const model_config *cfg, const model_weights *w, comm_ctx *comm,
+                                int max_tokens, int max_logits);
+void forward_cpu_free(forward_cpu *f);
+
+/* Runs one step. logits: [plan->n_logits][cfg->vocab], complete on every rank (the LM head is
+ * vocab-parallel; shards are gathered). Returns 0, or -1 with a message. */
+int forward_cpu_step(forward_cpu *f, kv_cache *kv, const step_plan *plan, float *logits);
+
+#endif

@@ -1,0 +1,113 @@
+/* Common command-line options and value parsers that name the option and the value. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+
+void common_options_init(common_options *o) {
+    memset(o, 0, sizeof *o);
+    o->device = DEVICE_CPU;
+    o->dtype_auto = true;
+    o->dtype = DTYPE_F32;
+    o->load_format = LOAD_AUTO;
+}
+
+int cli_common_option(common_options *o, int id, const char *arg) {
+    switch (id) {
+    case OPT_MODEL: o->model_dir = arg; return 1;
+    case OPT_VERBOSE: o->verbose++; return 1;
+    case OPT_DEVICE:
+        if (strcmp(arg, "cpu") == 0) o->device = DEVICE_CPU;
+        else if (strcmp(arg, "cuda") == 0) o->device = DEVICE_CUDA;
+        else return folio_fail("--device: unknown device '%s' (expected cpu or cuda)", arg);
+        return 1;
+    case OPT_DTYPE:
+        if (strcmp(arg, "auto") == 0) {
+            o->dtype_auto = true;
+            return 1;
+        }
+        if (dtype_parse(arg, &o->dtype) != 0)
+            return folio_fail("--dtype: unknown type '%s' (expected auto, float32, bfloat16 or "
+                              "float16)", arg);
+        o->dtype_auto = false;
+        return 1;
+    case OPT_LOAD_FORMAT:
+        if (strcmp(arg, "auto") == 0) o->load_format = LOAD_AUTO;
+        else if (strcmp(arg, "dummy") == 0) o->load_format = LOAD_DUMMY;
+        else return folio_fail("--load-format: unknown format '%s' (expected auto or dummy)", arg);
+        return 1;
+    default: return 0;
+    }
+}
+
+int cli_common_check(const common_options *o, const char *command) {
+    if (!o->model_dir) return folio_fail("%s: --model DIR is required", command);
+    if (o->device == DEVICE_CUDA)
+        return folio_fail("%s: --device cuda: the CUDA backend is not built yet in this "
+                          "version; use --device cpu", command);
+    if (!o->dtype_auto && o->dtype != DTYPE_F32)
+        return folio_fail("%s: --dtype %s: the CPU backend computes in float32 only; use "
+                          "--dtype auto or float32", command, dtype_name(o->dtype));
+    return 0;
+}
+
+int cli_parse_int(const char *option, const char *arg, long long min, long long max,
+                  long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (errno || end == arg || *end != '\0')
+        return folio_fail("%s: '%s' is not an integer", option, arg);
+    if (v < min || v > max)
+        return folio_fail("%s: %lld is out of range [%lld, %lld]", option, v, min, max);
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *option, const char *arg, double min, double max, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end != '\0')
+        return folio_fail("%s: '%s' is not a number", option, arg);
+    if (!(v >= min && v <= max))
+        return folio_fail("%s: %g is out of range [%g, %g]", option, v, min, max);
+    *out = v;
+    return 0;
+}
+
+int cli_parse_ids(const char *option, const char *arg, int32_t **ids, int *n) {
+    int cap = 16, count = 0;
+    int32_t *out = folio_xmalloc(sizeof *out * cap);
+    const char *p = arg;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (errno || end == p || v < 0 || v > INT32_MAX || (*end != ',' && *end != '\0')) {
+            free(out);
+            return folio_fail("%s: '%s' is not a comma-separated list of token ids (at "
+                              "character %d)", option, arg, (int)(p - arg) + 1);
+        }
+        if (count == cap) out = realloc(out, sizeof *out * (cap *= 2));
+        if (!out) return folio_fail("%s: out of memory", option);
+        out[count++] = (int32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    if (count == 0) {
+        free(out);
+        return folio_fail("%s: empty list of token ids", option);
+    }
+    *ids = out;
+    *n = count;
+    return 0;
+}
+
+int cli_bad_option(const char *command, char **argv) {
+    extern int optind;
+    const char *arg = argv[optind - 1];
+    return folio_fail("%s: unknown option or missing value: '%s' (see folio %s --help)",
+                      command, arg ? arg : "?", command);
+}

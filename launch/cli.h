@@ -1,0 +1,62 @@
+/* Command-line options shared by every subcommand (--model, --device, --dtype,
+ * --load-format, --verbose) and small parsers for option values that name the option and the
+ * value when they fail. */
+#ifndef FOLIO_CLI_H
+#define FOLIO_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "weights.h"
+
+typedef enum { DEVICE_CPU, DEVICE_CUDA } device_kind;
+
+typedef struct {
+    const char *model_dir;
+    device_kind device;
+    bool dtype_auto;
+    folio_dtype dtype;
+    load_format load_format;
+    int verbose;
+} common_options;
+
+/* Option ids of the common options (above any subcommand's own ids). */
+enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP };
+
+#define CLI_COMMON_OPTIONS                                         \
+    {"model", required_argument, 0, OPT_MODEL},                    \
+    {"device", required_argument, 0, OPT_DEVICE},                  \
+    {"dtype", required_argument, 0, OPT_DTYPE},                    \
+    {"load-format", required_argument, 0, OPT_LOAD_FORMAT},        \
+    {"verbose", no_argument, 0, OPT_VERBOSE},                      \
+    {"help", no_argument, 0, OPT_HELP}
+
+#define CLI_COMMON_HELP                                                                   \
+    "  --model DIR              Hugging Face model directory (config.json, *.safetensors)\n" \
+    "  --device cpu|cuda        backend (default cpu)\n"                                    \
+    "  --dtype auto|float32|bfloat16|float16   compute type (CPU: float32)\n"                 \
+    "  --load-format auto|dummy weights from the files, or random with the config's shapes\n" \
+    "  --verbose                more detail on stderr\n"
+
+void common_options_init(common_options *o);
+
+/* Handles a common option id. Returns 1 if handled, 0 if not a common option, -1 with a
+ * message for a bad value. */
+int cli_common_option(common_options *o, int id, const char *arg);
+
+/* Checks what every model-running command needs (a --model, a supported device/dtype). */
+int cli_common_check(const common_options *o, const char *command);
+
+int cli_parse_int(const char *option, const char *arg, long long min, long long max,
+                  long long *out);
+int cli_parse_float(const char *option, const char *arg, double min, double max, double *out);
+
+/* Parses "1,2,3" into a malloc'd array; the caller frees *ids. */
+int cli_parse_ids(const char *option, const char *arg, int32_t **ids, int *n);
+
+/* A getopt error message ("unknown option --x") for the subcommand. */
+int cli_bad_option(const char *command, char **argv);
+
+#endif
