@@ -23,7 +23,14 @@ int folio_fail_context(const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_error, sizeof old);
-    snprintf(g_error, sizeof g_error, "%s: %s", prefix, old);
+    size_t n = strlen(prefix);
+    if (n > sizeof g_error - 3) n = sizeof g_error - 3;
+    memcpy(g_error, prefix, n);
+    memcpy(g_error + n, ": ", 2);
+    size_t room = sizeof g_error - n - 3;
+    size_t m = strnlen(old, room);
+    memcpy(g_error + n + 2, old, m);
+    g_error[n + 2 + m] = '\0';
     return -1;
 }
 
@@ -46,6 +53,12 @@ void *folio_xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) out_of_memory(n * size);
     return p;
+}
+
+void *folio_xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) out_of_memory(n);
+    return q;
 }
 
 char *folio_xstrdup(const char *s) {

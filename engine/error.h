@@ -4,6 +4,8 @@
 #ifndef FOLIO_ERROR_H
 #define FOLIO_ERROR_H
 
+#include <stddef.h>
+
 #if defined(__GNUC__)
 #define FOLIO_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
@@ -25,6 +27,7 @@ void folio_clear_error(void);
  * exhaustion is not recoverable in a meaningful way for this program). */
 void *folio_xmalloc(size_t n);
 void *folio_xcalloc(size_t n, size_t size);
+void *folio_xrealloc(void *p, size_t n);
 char *folio_xstrdup(const char *s);
 
 #endif

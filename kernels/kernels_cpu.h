@@ -1,4 +1,4 @@
-/* CPU reference twins of the model's kernels, in float32. Each CUDA kernel in kernels/*.cu
+/* CPU reference twins of the model's kernels, in float32. Each CUDA kernel in kernels/ (.cu files)
  * is checked against the function of the same name here. Shapes are given per parameter;
  * matrices are row-major. */
 #ifndef FOLIO_KERNELS_CPU_H

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: builds (installing missing Debian packages), runs every test under
+# ctest (GPU tests report "skipped" with their reason where there is no GPU), then builds the
+# CPU code again with AddressSanitizer + UndefinedBehaviorSanitizer and runs the CPU tests
+# there. Exits non-zero if anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+bash launch/build.sh
+ctest --test-dir build --output-on-failure -j"$jobs" --timeout 900
+
+echo "== again under AddressSanitizer + UndefinedBehaviorSanitizer (CPU tests)" >&2
+FOLIO_BUILD_DIR=build-asan bash launch/build.sh -DFOLIO_SANITIZE=ON -DFOLIO_CUDA=OFF \
+  -DCMAKE_BUILD_TYPE=Debug
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "cpu|cli" --timeout 1800
