@@ -23,7 +23,8 @@ int folio_fail_context(const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_error, sizeof old);
-    snprintf(g_error, sizeof g_error, "%s: %s", prefix, old);
+    if (snprintf(g_error, sizeof g_error, "%s: %s", prefix, old) >= (int)sizeof g_error)
+        memcpy(g_error + sizeof g_error - 4, "...", 4); /* cut, and say so */
     return -1;
 }
 
