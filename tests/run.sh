@@ -13,7 +13,9 @@ ctest --test-dir build --output-on-failure -j"$jobs" --timeout 900
 echo "== again under AddressSanitizer + UndefinedBehaviorSanitizer (CPU tests)" >&2
 FOLIO_BUILD_DIR=build-asan bash launch/build.sh -DFOLIO_SANITIZE=ON -DFOLIO_CUDA=OFF \
   -DCMAKE_BUILD_TYPE=Debug
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+# fast_unwind_on_malloc=0: full stacks, so tests/lsan.supp can match Open MPI frames even in
+# components it has already unloaded.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:fast_unwind_on_malloc=0
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "cpu|cli" --timeout 1800
