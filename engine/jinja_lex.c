@@ -221,7 +221,10 @@ static int lex_tag(lexer *L, bool block, bool *strip_after, bool *trim) {
                 return 0;
             }
         }
+        size_t before = i;
         if (lex_token(L, &i, &depth) != 0) return -1;
+        for (; before < i; before++) /* string literals may span lines */
+            if (L->src[before] == '\n') L->line++;
     }
 }
 
