@@ -112,7 +112,8 @@ chat_template *chat_template_load(const char *model_dir) {
     /* ints as reals: configs hold integers beyond 64 bits (model_max_length 1e30) */
     json_t *config = json_load_file(path, JSON_DECODE_INT_AS_REAL, &jerr);
     if (!config) {
-        folio_fail("%s: %s (line %d)", path, jerr.text, jerr.line);
+        if (jerr.line > 0) folio_fail("%s: line %d: %s", path, jerr.line, jerr.text);
+        else folio_fail("%s: %s", path, jerr.text);
         return NULL;
     }
     chat_template *ct = folio_xcalloc(1, sizeof *ct);

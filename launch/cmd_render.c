@@ -29,7 +29,8 @@ static json_t *load_array(const char *option, const char *path) {
     json_error_t jerr;
     json_t *j = json_load_file(path, JSON_ALLOW_NUL, &jerr);
     if (!j) {
-        folio_fail("%s %s: %s (line %d)", option, path, jerr.text, jerr.line);
+        if (jerr.line > 0) folio_fail("%s %s: line %d: %s", option, path, jerr.line, jerr.text);
+        else folio_fail("%s %s: %s", option, path, jerr.text);
         return NULL;
     }
     if (!json_is_array(j)) {
