@@ -8,5 +8,6 @@
 
 int cmd_generate(int argc, char **argv, comm_ctx *comm);
 int cmd_score(int argc, char **argv, comm_ctx *comm);
+int cmd_render(int argc, char **argv, comm_ctx *comm);
 
 #endif

@@ -17,6 +17,7 @@ typedef struct {
 static const folio_command COMMANDS[] = {
     {"generate", cmd_generate, "generate tokens from a prompt"},
     {"score", cmd_score, "perplexity and per-position logits of a token sequence"},
+    {"render", cmd_render, "print a model's chat template rendered over a conversation"},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 
