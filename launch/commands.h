@@ -8,5 +8,7 @@
 
 int cmd_generate(int argc, char **argv, comm_ctx *comm);
 int cmd_score(int argc, char **argv, comm_ctx *comm);
+int cmd_tokenize(int argc, char **argv, comm_ctx *comm);
+int cmd_detokenize(int argc, char **argv, comm_ctx *comm);
 
 #endif
