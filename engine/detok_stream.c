@@ -169,13 +169,32 @@ int detok_stream_prime(detok_stream *s, const int32_t *ids, size_t n) {
     return rc;
 }
 
+/* The stream's common case, inlined: nothing pending, output started, a plain piece. */
+static bool fast_piece(const detok_stream *s, int32_t id, text_buf *out) {
+    const tokenizer *tok = s->tok;
+    if (!s->started || s->pending.len || s->group_n || !tok->dec_plain[id] ||
+        (s->skip_special && tok->is_special[id]))
+        return false;
+    size_t n = tok->dec_len[id];
+    if (out->len + n + 1 > out->cap) return false; /* the slow path grows the buffer */
+    memcpy(out->s + out->len, tok->dec_arena + tok->dec_off[id], n);
+    out->len += n;
+    return true;
+}
+
 int tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, bool skip_special,
                      text_buf *out) {
     detok_stream s;
     stream_init(&s, tok, skip_special);
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) rc = detok_stream_push(&s, ids[i], out);
+    text_buf_append(out, "", 0);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int32_t id = ids[i];
+        if (id >= 0 && id < tok->n_vocab && fast_piece(&s, id, out)) continue;
+        rc = detok_stream_push(&s, id, out);
+    }
     if (rc == 0) detok_stream_flush(&s, out);
+    text_buf_append(out, "", 0); /* NUL-terminate after the fast path */
     stream_release(&s);
     return rc;
 }

@@ -18,11 +18,7 @@ static bool below_combining(const char *s, size_t len) {
     return true;
 }
 
-static int unicode_form(const norm_step *st, const char *s, size_t len, text_buf *out) {
-    if (st->kind == NORM_NFC && below_combining(s, len)) {
-        text_buf_append(out, s, len);
-        return 0;
-    }
+static int utf8proc_form(const norm_step *st, const char *s, size_t len, text_buf *out) {
     int opts = UTF8PROC_STABLE;
     if (st->kind == NORM_NFC || st->kind == NORM_NFKC) opts |= UTF8PROC_COMPOSE;
     else opts |= UTF8PROC_DECOMPOSE;
@@ -34,6 +30,46 @@ static int unicode_form(const norm_step *st, const char *s, size_t len, text_buf
     text_buf_append(out, dst, (size_t)n);
     free(dst);
     return 0;
+}
+
+/* True at a character that starts below U+0300: ASCII or a lead byte C0..CB. */
+static bool low_start(uint8_t b) { return b < 0x80 || (b >= 0xC0 && b < 0xCC); }
+
+/* NFC: text below U+0300 is copied as it is; only the runs around higher characters (with the
+ * character before each run, which marks may compose with) go through utf8proc. Cutting
+ * before a character below U+0300 is safe: it never composes with what precedes it. */
+static int nfc_runs(const norm_step *st, const char *s, size_t len, text_buf *out) {
+    const uint8_t *u = (const uint8_t *)s;
+    size_t done = 0, i = 0;
+    while (i < len) {
+        if (u[i] < 0xCC) {
+            i++;
+            continue;
+        }
+        size_t start = i;
+        if (start > done) {
+            start--;
+            while (start > done && (u[start] & 0xC0) == 0x80) start--;
+        }
+        size_t end = i;
+        while (end < len && !low_start(u[end])) end++;
+        text_buf_append(out, s + done, start - done);
+        if (utf8proc_form(st, s + start, end - start, out) != 0) return -1;
+        done = i = end;
+    }
+    text_buf_append(out, s + done, len - done);
+    return 0;
+}
+
+static int unicode_form(const norm_step *st, const char *s, size_t len, text_buf *out) {
+    if (st->kind == NORM_NFC) {
+        if (below_combining(s, len)) {
+            text_buf_append(out, s, len);
+            return 0;
+        }
+        return nfc_runs(st, s, len, out);
+    }
+    return utf8proc_form(st, s, len, out);
 }
 
 static void replace_into(const norm_step *st, const char *s, size_t len, text_buf *out) {

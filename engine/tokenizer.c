@@ -129,7 +129,9 @@ const char *tokenizer_token_text(const tokenizer *tok, int32_t id) {
 
 int32_t tokenizer_token_id(const tokenizer *tok, const char *text) {
     int32_t id;
-    return strmap_get(&tok->all_ids, text, strlen(text), &id) ? id : -1;
+    size_t n = strlen(text);
+    if (strmap_get(&tok->added_ids, text, n, &id)) return id;
+    return strmap_get(&tok->bpe.vocab, text, n, &id) ? id : -1;
 }
 
 int32_t tokenizer_bos_id(const tokenizer *tok) { return tok->bos_id; }
@@ -146,11 +148,12 @@ void tokenizer_free(tokenizer *tok) {
     free(tok->tok_off);
     free(tok->tok_len);
     free(tok->is_special);
-    strmap_free(&tok->all_ids);
+    strmap_free(&tok->added_ids);
     free(tok->dec_arena);
     free(tok->dec_off);
     free(tok->dec_len);
     free(tok->dec_byte);
+    free(tok->dec_plain);
     for (size_t i = 0; i < tok->n_norm; i++) {
         free(tok->norm[i].pattern);
         free(tok->norm[i].content);

@@ -108,11 +108,12 @@ struct tokenizer {
     uint32_t *tok_off; /* [n_vocab]; UINT32_MAX when the id has no token */
     uint32_t *tok_len;
     uint8_t *is_special; /* [n_vocab] special added token */
-    strmap all_ids; /* every token string (vocab + added) -> id */
+    strmap added_ids; /* added token string -> id (the model vocabulary is bpe.vocab) */
     /* per-id decoded piece (after the per-token decoders) */
     char *dec_arena;
     uint32_t *dec_off, *dec_len;
     int16_t *dec_byte; /* byte-fallback byte value, or -1 */
+    uint8_t *dec_plain; /* piece is complete UTF-8 and no byte-fallback byte: copied as is */
     decoder_spec dec;
     /* pipeline */
     norm_step *norm;

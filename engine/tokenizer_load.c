@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "tokenizer_internal.h"
+#include "tokenizer_json.h"
 #include "utf8.h"
 
 /* ---------------------------------------------------------------- small JSON helpers */
@@ -40,72 +41,92 @@ static char *dup_len(const char *s, size_t len) {
 
 /* ---------------------------------------------------------------- vocabulary */
 
-/* Sizes the id table: largest id over the model vocab and the added tokens. */
-static int vocab_size(tokenizer *t, const json_t *vocab, const json_t *added) {
-    long long max_id = -1;
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)vocab, key, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > 10000000)
-            return folio_fail("%s: model.vocab[\"%s\"]: expected an id in [0, 10000000]",
-                              t->path, key);
-        if (json_integer_value(v) > max_id) max_id = json_integer_value(v);
+/* model.vocab as read by tj_read_vocab: keys NUL-separated in `keys`. */
+typedef struct {
+    text_buf keys;
+    uint32_t *off, *len;
+    int32_t *id;
+    size_t n, cap;
+    long long max_id;
+    const char *path;
+} raw_vocab;
+
+static int raw_vocab_add(void *ctx, const char *key, size_t len, long long id) {
+    raw_vocab *v = ctx;
+    if (id < 0 || id > 10000000)
+        return folio_fail("%s: model.vocab[\"%s\"]: id %lld is outside [0, 10000000]", v->path,
+                          key, id);
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 1024;
+        v->off = realloc(v->off, v->cap * sizeof *v->off);
+        v->len = realloc(v->len, v->cap * sizeof *v->len);
+        v->id = realloc(v->id, v->cap * sizeof *v->id);
+        if (!v->off || !v->len || !v->id) folio_xmalloc(SIZE_MAX);
     }
+    v->off[v->n] = (uint32_t)v->keys.len;
+    v->len[v->n] = (uint32_t)len;
+    v->id[v->n++] = (int32_t)id;
+    text_buf_append(&v->keys, key, len + 1); /* with the NUL */
+    if (id > v->max_id) v->max_id = id;
+    return 0;
+}
+
+static void raw_vocab_free(raw_vocab *v) {
+    text_buf_free(&v->keys);
+    free(v->off);
+    free(v->len);
+    free(v->id);
+}
+
+static int check_added(tokenizer *t, const json_t *added, long long *max_id) {
     size_t i;
+    const json_t *v;
     json_array_foreach(added, i, v) {
         const json_t *id = json_object_get(v, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
             json_integer_value(id) > 10000000 || !jstr(v, "content"))
             return folio_fail("%s: added_tokens[%zu]: expected \"id\" in [0, 10000000] and "
                               "a \"content\" string", t->path, i);
-        if (json_integer_value(id) > max_id) max_id = json_integer_value(id);
+        if (json_integer_value(id) > *max_id) *max_id = json_integer_value(id);
     }
-    if (max_id < 0) return folio_fail("%s: model.vocab is empty", t->path);
-    t->n_vocab = (int32_t)(max_id + 1);
     return 0;
 }
 
-static void arena_put(tokenizer *t, int32_t id, const char *s, size_t len, size_t *used) {
-    memcpy(t->arena + *used, s, len);
-    t->arena[*used + len] = '\0';
-    t->tok_off[id] = (uint32_t)*used;
-    t->tok_len[id] = (uint32_t)len;
-    *used += len + 1;
-}
-
-/* Copies every token string into one arena and builds the id <-> string tables. */
-static int load_vocab(tokenizer *t, const json_t *vocab, const json_t *added) {
-    if (vocab_size(t, vocab, added) != 0) return -1;
-    size_t total = 1, i;
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)vocab, key, v) total += strlen(key) + 1;
-    json_array_foreach(added, i, v) total += json_string_length(json_object_get(v, "content")) + 1;
-    t->arena = folio_xmalloc(total);
+/* Moves the vocabulary into one arena (added tokens appended) and builds the id tables. */
+static int load_vocab(tokenizer *t, raw_vocab *rv, const json_t *added) {
+    long long max_id = rv->max_id;
+    if (check_added(t, added, &max_id) != 0) return -1;
+    if (max_id < 0) return folio_fail("%s: model.vocab is empty", t->path);
+    t->n_vocab = (int32_t)(max_id + 1);
     t->tok_off = folio_xmalloc((size_t)t->n_vocab * sizeof *t->tok_off);
     t->tok_len = folio_xcalloc((size_t)t->n_vocab, sizeof *t->tok_len);
     t->is_special = folio_xcalloc((size_t)t->n_vocab, 1);
     memset(t->tok_off, 0xFF, (size_t)t->n_vocab * sizeof *t->tok_off);
-    size_t used = 0;
-    json_object_foreach((json_t *)vocab, key, v)
-        arena_put(t, (int32_t)json_integer_value(v), key, strlen(key), &used);
-    /* model vocabulary map: only what the vocab dict holds */
-    strmap_init(&t->bpe.vocab, json_object_size(vocab));
-    json_object_foreach((json_t *)vocab, key, v) {
-        int32_t id = (int32_t)json_integer_value(v);
-        strmap_put(&t->bpe.vocab, t->arena + t->tok_off[id], t->tok_len[id], id);
+    text_buf arena = rv->keys;
+    memset(&rv->keys, 0, sizeof rv->keys);
+    for (size_t k = 0; k < rv->n; k++) {
+        t->tok_off[rv->id[k]] = rv->off[k];
+        t->tok_len[rv->id[k]] = rv->len[k];
     }
+    size_t i;
+    const json_t *v;
     json_array_foreach(added, i, v) {
         int32_t id = (int32_t)json_integer_value(json_object_get(v, "id"));
         const json_t *c = json_object_get(v, "content");
-        arena_put(t, id, json_string_value(c), json_string_length(c), &used);
+        t->tok_off[id] = (uint32_t)arena.len;
+        t->tok_len[id] = (uint32_t)json_string_length(c);
+        text_buf_append(&arena, json_string_value(c), json_string_length(c) + 1);
     }
-    t->arena_len = used;
-    strmap_init(&t->all_ids, (size_t)t->n_vocab);
-    for (int32_t id = 0; id < t->n_vocab; id++)
-        if (t->tok_off[id] != UINT32_MAX)
-            strmap_put(&t->all_ids, t->arena + t->tok_off[id], t->tok_len[id], id);
+    t->arena = arena.s ? arena.s : folio_xcalloc(1, 1);
+    t->arena_len = arena.len;
+    strmap_init(&t->bpe.vocab, rv->n);
+    for (size_t k = 0; k < rv->n; k++)
+        strmap_put(&t->bpe.vocab, t->arena + rv->off[k], rv->len[k], rv->id[k]);
+    strmap_init(&t->added_ids, json_array_size(added));
+    json_array_foreach(added, i, v) {
+        int32_t id = (int32_t)json_integer_value(json_object_get(v, "id"));
+        strmap_put(&t->added_ids, t->arena + t->tok_off[id], t->tok_len[id], id);
+    }
     return 0;
 }
 
@@ -116,58 +137,43 @@ static int32_t vocab_id(const tokenizer *t, const char *s, size_t len) {
     return strmap_get(&t->bpe.vocab, s, len, &id) ? id : -1;
 }
 
-static int add_merge(tokenizer *t, size_t rank, const char *a, size_t alen, const char *b,
-                     size_t blen, char *scratch) {
+typedef struct {
+    tokenizer *t;
+    text_buf scratch;
+} merge_ctx;
+
+static int add_merge(void *ctx, size_t rank, const char *a, size_t alen, const char *b,
+                     size_t blen, int is_pair) {
+    merge_ctx *mc = ctx;
+    tokenizer *t = mc->t;
+    if (!is_pair) { /* "a b" */
+        const char *sp = memchr(a, ' ', alen);
+        if (!sp) return folio_fail("%s: model.merges[%zu]: \"%s\" has no space", t->path, rank, a);
+        b = sp + 1;
+        blen = alen - (size_t)(b - a);
+        alen = (size_t)(sp - a);
+    }
     int32_t ia = vocab_id(t, a, alen), ib = vocab_id(t, b, blen);
-    memcpy(scratch, a, alen);
-    memcpy(scratch + alen, b, blen);
-    int32_t im = vocab_id(t, scratch, alen + blen);
+    mc->scratch.len = 0;
+    text_buf_append(&mc->scratch, a, alen);
+    text_buf_append(&mc->scratch, b, blen);
+    int32_t im = vocab_id(t, mc->scratch.s, alen + blen);
     if (ia < 0 || ib < 0 || im < 0)
         return folio_fail("%s: model.merges[%zu]: \"%.*s\" + \"%.*s\": %s is not in the "
                           "vocabulary", t->path, rank, (int)alen, a, (int)blen, b,
                           ia < 0 ? "the left part" : ib < 0 ? "the right part" : "the merge");
+    if (rank > UINT32_MAX - 1) return folio_fail("%s: model.merges: too many merges", t->path);
     u64map_put(&t->bpe.merges, (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib,
                (uint64_t)rank << 32 | (uint32_t)im);
     return 0;
 }
 
-static int load_merges(tokenizer *t, const json_t *merges) {
-    if (!json_is_array(merges)) return folio_fail("%s: model.merges: expected an array", t->path);
-    u64map_init(&t->bpe.merges, json_array_size(merges));
-    char *scratch = folio_xmalloc(4096);
-    size_t i;
-    const json_t *m;
-    int rc = 0;
-    json_array_foreach(merges, i, m) {
-        const char *a, *b;
-        size_t alen, blen;
-        if (json_is_string(m)) {
-            a = json_string_value(m);
-            const char *sp = strchr(a, ' ');
-            if (!sp) {
-                rc = folio_fail("%s: model.merges[%zu]: \"%s\" has no space", t->path, i, a);
-                break;
-            }
-            alen = (size_t)(sp - a);
-            b = sp + 1;
-            blen = strlen(b);
-        } else if (json_is_array(m) && json_array_size(m) == 2 &&
-                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
-            a = json_string_value(json_array_get(m, 0));
-            alen = json_string_length(json_array_get(m, 0));
-            b = json_string_value(json_array_get(m, 1));
-            blen = json_string_length(json_array_get(m, 1));
-        } else {
-            rc = folio_fail("%s: model.merges[%zu]: expected \"a b\" or [\"a\", \"b\"]", t->path, i);
-            break;
-        }
-        if (alen + blen > 4096) {
-            rc = folio_fail("%s: model.merges[%zu]: merge longer than 4096 bytes", t->path, i);
-            break;
-        }
-        if ((rc = add_merge(t, i, a, alen, b, blen, scratch)) != 0) break;
-    }
-    free(scratch);
+static int load_merges(tokenizer *t, const char *raw, tj_span sp) {
+    u64map_init(&t->bpe.merges, 1 << 16);
+    if (sp.end == 0) return 0; /* no merges: a character-level model */
+    merge_ctx mc = {t, {0}};
+    int rc = tj_read_merges(raw, sp, t->path, add_merge, &mc);
+    text_buf_free(&mc.scratch);
     return rc;
 }
 
@@ -207,13 +213,14 @@ static void byte_tables(tokenizer *t) {
     }
 }
 
-static int load_model(tokenizer *t, const json_t *model, const json_t *added) {
+static int load_model(tokenizer *t, const json_t *model, const json_t *added, const char *raw,
+                      tj_span vocab_sp, tj_span merges_sp) {
     const char *type = jstr(model, "type");
     if (!type || strcmp(type, "BPE") != 0)
         return folio_fail("%s: model.type: expected \"BPE\", found \"%s\"", t->path,
                           type ? type : "(none)");
-    const json_t *vocab = json_object_get(model, "vocab");
-    if (!json_is_object(vocab)) return folio_fail("%s: model.vocab: expected an object", t->path);
+    if (vocab_sp.end == 0 || raw[vocab_sp.start] != '{')
+        return folio_fail("%s: model.vocab: expected an object", t->path);
     if (!json_is_array(added)) return folio_fail("%s: added_tokens: expected an array", t->path);
     const char *cont = jstr(model, "continuing_subword_prefix");
     const char *suffix = jstr(model, "end_of_word_suffix");
@@ -224,8 +231,11 @@ static int load_model(tokenizer *t, const json_t *model, const json_t *added) {
     const json_t *dropout = json_object_get(model, "dropout");
     if (dropout && !json_is_null(dropout) && json_number_value(dropout) != 0.0)
         return folio_fail("%s: model.dropout: BPE dropout is not supported", t->path);
-    if (load_vocab(t, vocab, added) != 0) return -1;
-    if (load_merges(t, json_object_get(model, "merges")) != 0) return -1;
+    raw_vocab rv = {.max_id = -1, .path = t->path};
+    int rc = tj_read_vocab(raw, vocab_sp, t->path, raw_vocab_add, &rv);
+    if (rc == 0) rc = load_vocab(t, &rv, added);
+    raw_vocab_free(&rv);
+    if (rc != 0 || load_merges(t, raw, merges_sp) != 0) return -1;
     bpe_model *m = &t->bpe;
     m->fuse_unk = jbool(model, "fuse_unk", false);
     m->byte_fallback = jbool(model, "byte_fallback", false);
@@ -234,7 +244,7 @@ static int load_model(tokenizer *t, const json_t *model, const json_t *added) {
     const char *unk = jstr(model, "unk_token");
     if (unk) {
         int32_t id;
-        if (!strmap_get(&t->all_ids, unk, strlen(unk), &id))
+        if ((id = tokenizer_token_id(t, unk)) < 0)
             return folio_fail("%s: model.unk_token \"%s\" is not in the vocabulary", t->path, unk);
         m->unk_id = id;
     }
@@ -593,6 +603,7 @@ static void decoder_pieces(tokenizer *t, const decoder_plan *plan) {
     t->dec_off = folio_xmalloc((size_t)t->n_vocab * sizeof *t->dec_off);
     t->dec_len = folio_xcalloc((size_t)t->n_vocab, sizeof *t->dec_len);
     t->dec_byte = folio_xmalloc((size_t)t->n_vocab * sizeof *t->dec_byte);
+    t->dec_plain = folio_xcalloc((size_t)t->n_vocab, 1);
     for (int32_t id = 0; id < t->n_vocab; id++) {
         t->dec_byte[id] = -1;
         t->dec_off[id] = (uint32_t)all.len;
@@ -607,6 +618,8 @@ static void decoder_pieces(tokenizer *t, const decoder_plan *plan) {
             skip++;
         text_buf_append(&all, b.s + skip, b.len - skip);
         t->dec_len[id] = (uint32_t)(b.len - skip);
+        t->dec_plain[id] = t->dec_byte[id] < 0 &&
+            utf8_valid_prefix((const uint8_t *)b.s + skip, b.len - skip) == b.len - skip;
     }
     t->dec_arena = all.s ? all.s : folio_xcalloc(1, 1);
     text_buf_free(&b);
@@ -629,8 +642,7 @@ static int load_decoder(tokenizer *t, const json_t *d) {
 
 static int32_t config_token(tokenizer *t, const json_t *cfg, const char *key) {
     const char *s = token_content(json_object_get(cfg, key));
-    int32_t id;
-    return s && strmap_get(&t->all_ids, s, strlen(s), &id) ? id : -1;
+    return s ? tokenizer_token_id(t, s) : -1;
 }
 
 /* transformers rebuilds the template from add_bos_token / add_eos_token when they are set. */
@@ -658,15 +670,29 @@ static void apply_config(tokenizer *t, const json_t *cfg) {
 
 /* ---------------------------------------------------------------- entry point */
 
-static json_t *read_json(const char *path, bool required, size_t flags, int *rc) {
+static int read_whole(const char *path, text_buf *out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return folio_fail("%s: cannot open", path);
     struct stat st;
-    *rc = 0;
-    if (stat(path, &st) != 0) {
-        if (required) *rc = folio_fail("%s: cannot open (no such file)", path);
-        return NULL;
+    if (fstat(fileno(f), &st) == 0 && st.st_size > 0) {
+        out->len = 0;
+        text_buf_append(out, NULL, 0);
+        size_t want = (size_t)st.st_size;
+        out->s = realloc(out->s, want + 1);
+        if (!out->s) folio_xmalloc(SIZE_MAX);
+        out->cap = want + 1;
+        out->len = fread(out->s, 1, want, f);
+        out->s[out->len] = '\0';
     }
+    int bad = ferror(f);
+    fclose(f);
+    return bad ? folio_fail("%s: read error", path) : 0;
+}
+
+static json_t *parse_json(const char *path, const char *s, size_t n, size_t flags, int *rc) {
     json_error_t err;
-    json_t *root = json_load_file(path, flags, &err);
+    json_t *root = json_loadb(s, n, flags, &err);
+    *rc = 0;
     if (!root) *rc = folio_fail("%s:%d: invalid JSON: %s", path, err.line, err.text);
     else if (!json_is_object(root)) {
         json_decref(root);
@@ -676,11 +702,27 @@ static json_t *read_json(const char *path, bool required, size_t flags, int *rc)
     return root;
 }
 
-static int load_parts(tokenizer *t, const json_t *root) {
+static json_t *read_json(const char *path, bool required, size_t flags, int *rc) {
+    struct stat st;
+    *rc = 0;
+    if (stat(path, &st) != 0) {
+        if (required) *rc = folio_fail("%s: cannot open (no such file)", path);
+        return NULL;
+    }
+    text_buf b = {0};
+    json_t *root = NULL;
+    *rc = read_whole(path, &b);
+    if (*rc == 0) root = parse_json(path, b.s ? b.s : "", b.len, flags, rc);
+    text_buf_free(&b);
+    return root;
+}
+
+static int load_parts(tokenizer *t, const json_t *root, const char *raw, tj_span vocab_sp,
+                      tj_span merges_sp) {
     const json_t *added = json_object_get(root, "added_tokens");
     json_t *empty = json_array();
     if (!added) added = empty;
-    int rc = load_model(t, json_object_get(root, "model"), added);
+    int rc = load_model(t, json_object_get(root, "model"), added, raw, vocab_sp, merges_sp);
     if (rc == 0) rc = load_added(t, added);
     if (rc == 0) rc = load_normalizer(t, json_object_get(root, "normalizer"), "normalizer");
     if (rc == 0) rc = normalize_added(t);
@@ -692,18 +734,35 @@ static int load_parts(tokenizer *t, const json_t *root) {
     return rc;
 }
 
+/* tokenizer.json: vocab and merges by tokenizer_json.c, the rest by jansson. */
+static int load_tokenizer_json(tokenizer *t) {
+    text_buf raw = {0};
+    if (read_whole(t->path, &raw) != 0) return -1;
+    if (!raw.s) text_buf_append(&raw, "", 0);
+    tj_span vocab_sp, merges_sp;
+    int rc = tj_find_model_fields(raw.s, raw.len, t->path, &vocab_sp, &merges_sp);
+    char *rest = NULL;
+    if (rc == 0) {
+        rest = folio_xmalloc(raw.len + 1);
+        memcpy(rest, raw.s, raw.len + 1);
+        tj_blank(rest, vocab_sp, '{', '}');
+        tj_blank(rest, merges_sp, '[', ']');
+    }
+    json_t *root = rc == 0 ? parse_json(t->path, rest, raw.len, 0, &rc) : NULL;
+    free(rest);
+    if (root) rc = load_parts(t, root, raw.s, vocab_sp, merges_sp);
+    json_decref(root);
+    text_buf_free(&raw);
+    return rc;
+}
+
 int tokenizer_load(const char *dir, tokenizer **out) {
     *out = NULL;
     tokenizer *t = folio_xcalloc(1, sizeof *t);
     size_t n = strlen(dir) + 32;
     t->path = folio_xmalloc(n);
     snprintf(t->path, n, "%s/tokenizer.json", dir);
-    int rc;
-    json_t *root = read_json(t->path, true, 0, &rc);
-    if (root) {
-        rc = load_parts(t, root);
-        json_decref(root);
-    }
+    int rc = load_tokenizer_json(t);
     if (rc == 0) {
         char *cpath = folio_xmalloc(n + 8);
         snprintf(cpath, n + 8, "%s/tokenizer_config.json", dir);

@@ -4,7 +4,8 @@
 //       per corpus line: {"ids": encode(with specials), "plain": encode(without),
 //                         "dec": decode(ids), "dec_skip": decode(ids, skip_special_tokens)}
 //   node oracle.js MODULE_DIR bench TOKENIZER_JSON TEXT_FILE
-//       load time, encode MB/s (line by line, as `folio tokenize --bench`), decode MB/s
+//       load time, encode MB/s (line by line, and whole file as one text, as
+//       `folio tokenize --bench`), decode MB/s
 // Corpus lines are JSON strings in "surrogateescape" form (\udcXX = raw byte XX). The library
 // only takes valid strings, so bytes are rebuilt and decoded lossily (each maximal invalid
 // subpart -> U+FFFD, the WHATWG rule, the same one folio applies to invalid input).
@@ -58,12 +59,16 @@ async function bench() {
   }
   const encS = Number(process.hrtime.bigint() - t0) / 1e9;
   t0 = process.hrtime.bigint();
+  await tok.encode(data, null, { addSpecialTokens: false });
+  const wholeS = Number(process.hrtime.bigint() - t0) / 1e9;
+  t0 = process.hrtime.bigint();
   const text = await tok.decode(all, false);
   const decS = Number(process.hrtime.bigint() - t0) / 1e9;
   const outBytes = Buffer.byteLength(text, 'utf8');
   console.log(`file ${inPath}: ${bytes} bytes, ${all.length} tokens`);
   console.log(`load_s ${loadS.toFixed(3)}`);
   console.log(`encode_MBps ${(bytes / 1e6 / encS).toFixed(2)} (${encS.toFixed(3)} s)`);
+  console.log(`encode_whole_MBps ${(bytes / 1e6 / wholeS).toFixed(2)} (${wholeS.toFixed(3)} s)`);
   console.log(`decode_MBps ${(outBytes / 1e6 / decS).toFixed(2)} (${decS.toFixed(3)} s)`);
 }
 
