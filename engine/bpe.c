@@ -129,8 +129,9 @@ static int initial_symbols(const tokenizer *tok, bpe_model *m, const char *w, si
 }
 
 static void try_pair(bpe_model *m, size_t *nh, int32_t pos) {
+    if (pos < 0) return;
     int32_t next = m->syms[pos].next;
-    if (pos < 0 || next < 0) return;
+    if (next < 0) return;
     uint64_t v;
     uint64_t key = (uint64_t)(uint32_t)m->syms[pos].id << 32 | (uint32_t)m->syms[next].id;
     if (u64map_get(&m->merges, key, &v)) heap_push(m, nh, (struct bpe_cand){v, pos});
