@@ -64,11 +64,15 @@ void added_set_build(tokenizer *tok, added_set *set, bool normalized) {
     set->start[256] = (uint32_t)k;
 }
 
+/* Unicode \w as Hugging Face's single_word check uses it (Rust regex): letters, marks,
+ * decimal and letter numbers, connector punctuation, the joiners, and the circled letters
+ * (the Other_Alphabetic symbols that matter in practice). */
 static bool is_word_char(uint32_t cp) {
-    if (cp == '_') return true;
+    if (cp < 0x80) return cp == '_' || (cp >= '0' && cp <= '9') || ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z');
+    if (cp == 0x200C || cp == 0x200D || (cp >= 0x24B6 && cp <= 0x24E9)) return true;
     utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
-    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
-           (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
+    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_ME) || c == UTF8PROC_CATEGORY_ND ||
+           c == UTF8PROC_CATEGORY_NL || c == UTF8PROC_CATEGORY_PC;
 }
 
 /* Start of the character that ends at s[end). */
