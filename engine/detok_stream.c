@@ -105,6 +105,24 @@ static void push_bytelevel(detok_stream *s, const char *p, size_t n, text_buf *o
     s->pending.len -= k;
 }
 
+/* Metaspace decoder, first token: every replacement character is dropped (not turned into a
+ * space), as Hugging Face does. */
+static void emit_first_metaspace(detok_stream *s, int32_t id, text_buf *out) {
+    const tokenizer *tok = s->tok;
+    const char *p = tok->arena + tok->tok_off[id];
+    size_t n = tok->tok_len[id], rl = strlen(tok->dec.meta_rep);
+    s->scratch.len = 0;
+    for (size_t i = 0; i < n;) {
+        if (i + rl <= n && memcmp(p + i, tok->dec.meta_rep, rl) == 0) {
+            i += rl;
+            continue;
+        }
+        text_buf_append(&s->scratch, p + i, 1);
+        i++;
+    }
+    if (s->scratch.len) emit(s, s->scratch.s, s->scratch.len, out);
+}
+
 static void push_piece(detok_stream *s, int32_t id, text_buf *out) {
     const tokenizer *tok = s->tok;
     const char *p = tok->dec_arena + tok->dec_off[id];
@@ -117,9 +135,10 @@ static void push_piece(detok_stream *s, int32_t id, text_buf *out) {
         return;
     }
     close_group(s, out);
-    if (tok->dec.strip_first_token && !s->first_done && n && p[0] == ' ') {
-        p++;
-        n--;
+    if (tok->dec.strip_first_token && !s->first_done) {
+        s->first_done = true;
+        emit_first_metaspace(s, id, out);
+        return;
     }
     s->first_done = true;
     if (tok->dec.byte_level) push_bytelevel(s, p, n, out);

@@ -1,5 +1,5 @@
-/* Pre-tokenizers: Split (a regex through PCRE2 with UTF, UCP and JIT, or a literal string)
- * and ByteLevel (add_prefix_space, the GPT-2 regex when use_regex; the byte <-> character
+/* Pre-tokenizers: Split (a regex through PCRE2 with UTF, UCP and JIT, or a literal string),
+ * Metaspace (SentencePiece style: spaces -> "▁", prepend always/first/never, split) and ByteLevel (add_prefix_space, the GPT-2 regex when use_regex; the byte <-> character
  * table, applied at the BPE step). A pre-tokenizer turns one piece of normalized text into
  * the list of "words" BPE sees. */
 #include <stdio.h>
@@ -161,6 +161,49 @@ static void add_prefix_spaces(const char **base, span_list *pieces, text_buf *bu
     *base = buf->s;
 }
 
+/* Metaspace: ' ' -> replacement, the replacement prepended (always, or on the first piece of
+ * the input only), then optionally split before each replacement (merged with the next). */
+static void metaspace(const tokenizer *tok, const pre_step *st, const char **base,
+                      span_list *pieces, text_buf *buf, span_list *next) {
+    text_buf tmp = {0};
+    next->n = 0;
+    for (size_t i = 0; i < pieces->n; i++) {
+        span p = pieces->v[i];
+        const char *s = *base + p.off;
+        uint32_t off = (uint32_t)tmp.len;
+        bool starts = p.len >= st->rep_len && memcmp(s, st->rep, st->rep_len) == 0;
+        bool pre = st->prepend == PREPEND_ALWAYS ||
+                   (st->prepend == PREPEND_FIRST && tok->piece_first && i == 0 && p.off == 0);
+        if (pre && !starts && !(p.len > 0 && s[0] == ' ')) text_buf_append(&tmp, st->rep, st->rep_len);
+        for (uint32_t j = 0; j < p.len; j++) {
+            if (s[j] == ' ') text_buf_append(&tmp, st->rep, st->rep_len);
+            else text_buf_append(&tmp, s + j, 1);
+        }
+        uint32_t end = (uint32_t)tmp.len;
+        if (!st->split) {
+            span_push(next, off, end - off);
+            continue;
+        }
+        bool prev_match = false;
+        uint32_t gap = off;
+        for (uint32_t j = off; j + st->rep_len <= end;) {
+            if (memcmp(tmp.s + j, st->rep, st->rep_len) != 0) {
+                j++;
+                continue;
+            }
+            emit_split(next, gap, j, false, SPLIT_MERGED_NEXT, &prev_match);
+            emit_split(next, j, j + (uint32_t)st->rep_len, true, SPLIT_MERGED_NEXT, &prev_match);
+            j += (uint32_t)st->rep_len;
+            gap = j;
+        }
+        emit_split(next, gap, end, false, SPLIT_MERGED_NEXT, &prev_match);
+    }
+    buf->len = 0;
+    text_buf_append(buf, tmp.s ? tmp.s : "", tmp.len);
+    text_buf_free(&tmp);
+    *base = buf->s;
+}
+
 int pretokenize(tokenizer *tok, const char *s, size_t len, span_list *out, text_buf *buf,
                 const char **base) {
     *base = s;
@@ -168,6 +211,13 @@ int pretokenize(tokenizer *tok, const char *s, size_t len, span_list *out, text_
     span_push(out, 0, (uint32_t)len);
     for (size_t k = 0; k < tok->n_pre; k++) {
         const pre_step *st = &tok->pre[k];
+        if (st->kind == PRE_METASPACE) {
+            metaspace(tok, st, base, out, buf, &tok->pieces2);
+            span_list swap = *out;
+            *out = tok->pieces2;
+            tok->pieces2 = swap;
+            continue;
+        }
         if (st->kind == PRE_BYTELEVEL && st->add_prefix_space) add_prefix_spaces(base, out, buf);
         if (!st->re) continue;
         span_list *next = &tok->pieces2;

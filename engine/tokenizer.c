@@ -82,10 +82,12 @@ typedef int (*piece_fn)(tokenizer *tok, const char *s, size_t n, token_ids *out)
 static int split_added(tokenizer *tok, const added_set *set, const char *s, size_t n,
                        piece_fn fn, token_ids *out) {
     size_t pos = 0;
+    bool first = tok->piece_first;
     for (;;) {
         size_t a = n, b = n;
         int k = added_find(tok, set, s, n, pos, &a, &b);
         size_t end = k >= 0 ? a : n;
+        tok->piece_first = first && pos == 0;
         if (end > pos && fn(tok, s + pos, end - pos, out) != 0) return -1;
         if (k < 0) return 0;
         token_ids_push(out, tok->added[k].id);
@@ -112,6 +114,7 @@ int tokenizer_encode(tokenizer *tok, const char *text, size_t len, bool add_spec
     }
     if (add_special)
         for (size_t i = 0; i < tok->prefix.n; i++) token_ids_push(out, tok->prefix.ids[i]);
+    tok->piece_first = true;
     if (split_added(tok, &tok->set_raw, s, len, encode_normalized, out) != 0) return -1;
     if (add_special)
         for (size_t i = 0; i < tok->suffix.n; i++) token_ids_push(out, tok->suffix.ids[i]);

@@ -3,7 +3,7 @@
  *
  * Supported: model BPE (merges as "a b" strings or ["a","b"] pairs, ignore_merges,
  * byte_fallback, unk/fuse_unk); normalizers NFC/NFD/NFKC/NFKD, Prepend, Replace, Sequence;
- * pre-tokenizers Split (regex via PCRE2 JIT, or string), ByteLevel, Sequence; added tokens
+ * pre-tokenizers Split (regex via PCRE2 JIT, or string), ByteLevel, Metaspace, Sequence; added tokens
  * (matched before BPE, lstrip/rstrip/single_word/normalized/special); post-processors
  * TemplateProcessing, ByteLevel, Sequence, overridden by add_bos_token/add_eos_token when
  * tokenizer_config.json sets them; decoders ByteLevel, Replace, ByteFallback, Fuse, Strip,

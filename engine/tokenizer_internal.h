@@ -22,7 +22,8 @@ typedef struct {
 } norm_step;
 
 /* ---- pre-tokenizers ---- */
-typedef enum { PRE_SPLIT, PRE_BYTELEVEL } pre_kind;
+typedef enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE } pre_kind;
+typedef enum { PREPEND_NEVER, PREPEND_ALWAYS, PREPEND_FIRST } prepend_scheme;
 typedef enum { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT } split_behavior;
 
 typedef struct {
@@ -30,6 +31,10 @@ typedef struct {
     pcre2_code *re;          /* Split pattern, or ByteLevel's regex when use_regex */
     split_behavior behavior; /* Split */
     bool add_prefix_space;   /* ByteLevel */
+    char rep[8];             /* Metaspace: the replacement of ' ' (UTF-8) */
+    size_t rep_len;
+    prepend_scheme prepend;  /* Metaspace */
+    bool split;              /* Metaspace: split before each replacement character */
 } pre_step;
 
 /* A piece of text: [off, off+len) in some buffer. */
@@ -94,7 +99,9 @@ typedef struct {
     bool byte_level;       /* ByteLevel: concatenate bytes, lossy repair across tokens */
     bool byte_fallback;    /* <0xNN> tokens become bytes, grouped */
     int strip_start;       /* Strip after Fuse: leading `strip_char`s removed from the output */
-    bool strip_first_token; /* Metaspace (prepend_scheme != never): first token's leading ' ' */
+    bool strip_first_token; /* Metaspace (prepend_scheme != never): the first token loses
+                             * every replacement character (HF's rule) */
+    char meta_rep[8];        /* Metaspace replacement */
     char strip_char;
 } decoder_spec;
 
@@ -126,6 +133,7 @@ struct tokenizer {
     bpe_model bpe;
     token_ids prefix, suffix; /* post-processor ids around the sequence */
     int32_t bos_id, eos_id;
+    bool piece_first; /* the piece being encoded starts the input text (Metaspace "first") */
     /* encode scratch */
     pcre2_match_data *md;
     text_buf clean, normed, pre_buf;

@@ -383,6 +383,26 @@ static int load_split(tokenizer *t, const json_t *p, pre_step *s) {
     return pretok_compile(re ? re : str, re == NULL, t->path, &s->re);
 }
 
+static int load_metaspace(tokenizer *t, const json_t *p, pre_step *s) {
+    const char *rep = jstr(p, "replacement");
+    const char *scheme = jstr(p, "prepend_scheme");
+    if (!rep) rep = "\xE2\x96\x81";
+    if (!*rep || strlen(rep) >= sizeof s->rep)
+        return folio_fail("%s: pre_tokenizer Metaspace: bad replacement \"%s\"", t->path, rep);
+    s->kind = PRE_METASPACE;
+    strcpy(s->rep, rep);
+    s->rep_len = strlen(rep);
+    s->split = jbool(p, "split", true);
+    if (!scheme) s->prepend = jbool(p, "add_prefix_space", true) ? PREPEND_ALWAYS : PREPEND_NEVER;
+    else if (strcmp(scheme, "always") == 0) s->prepend = PREPEND_ALWAYS;
+    else if (strcmp(scheme, "first") == 0) s->prepend = PREPEND_FIRST;
+    else if (strcmp(scheme, "never") == 0) s->prepend = PREPEND_NEVER;
+    else
+        return folio_fail("%s: pre_tokenizer Metaspace: prepend_scheme \"%s\" is not one of "
+                          "always, first, never", t->path, scheme);
+    return 0;
+}
+
 static int load_pretokenizer(tokenizer *t, const json_t *p) {
     if (!p || json_is_null(p)) return 0;
     const char *type = jstr(p, "type");
@@ -403,6 +423,8 @@ static int load_pretokenizer(tokenizer *t, const json_t *p) {
         if (jbool(p, "use_regex", true) && pretok_compile(GPT2_PATTERN, false, t->path, &s.re) != 0)
             return -1;
         t->bpe.byte_level = true;
+    } else if (strcmp(type, "Metaspace") == 0) {
+        if (load_metaspace(t, p, &s) != 0) return -1;
     } else {
         return folio_fail("%s: pre_tokenizer type \"%s\" is not supported", t->path, type);
     }
@@ -532,7 +554,11 @@ static int load_decoder_step(tokenizer *t, const json_t *d, decoder_plan *plan) 
         const char *rep = jstr(d, "replacement");
         const char *scheme = jstr(d, "prepend_scheme");
         if (plan->n_replace == 8) return folio_fail("%s: decoder: too many Replace steps", t->path);
-        plan->from[plan->n_replace] = folio_xstrdup(rep ? rep : "\xE2\x96\x81");
+        if (!rep) rep = "\xE2\x96\x81";
+        if (!*rep || strlen(rep) >= sizeof ds->meta_rep)
+            return folio_fail("%s: decoder Metaspace: bad replacement \"%s\"", t->path, rep);
+        strcpy(ds->meta_rep, rep);
+        plan->from[plan->n_replace] = folio_xstrdup(rep);
         plan->to[plan->n_replace++] = folio_xstrdup(" ");
         ds->strip_first_token = scheme ? strcmp(scheme, "never") != 0
                                        : jbool(d, "add_prefix_space", true);

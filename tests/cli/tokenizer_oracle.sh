@@ -4,7 +4,8 @@
 #   - tests/tokenizer/corpus/corpus.jsonl (2400 lines, every category of the issue) for
 #     Llama 3, Llama 2 (SentencePiece-style), Qwen3 (files from npm) and stories260K;
 #   - 2000 seeded random strings (make_random.js) for the same four;
-#   - added-token flags (lstrip/rstrip/single_word/normalized) on Llama 2 and Qwen3 variants.
+#   - added-token flags (lstrip/rstrip/single_word/normalized) on Llama 2 and Qwen3 variants;
+#   - the Metaspace pre-tokenizer/decoder (Mistral-style files) on Llama 2 variants.
 # Usage: bash tokenizer_oracle.sh path/to/folio. Exit 77 (skip) without npm.
 set -uo pipefail
 FOLIO=$1
@@ -49,5 +50,10 @@ node "$T/make_variant.js" --corpus 7 2000 "$WORK/flags.jsonl"
 for m in llama2 qwen3; do
     node "$T/make_variant.js" "$CACHE/models/$m/tokenizer.json" "$WORK/$m-flags"
     compare "$m-flags" "$WORK/$m-flags" "$WORK/flags.jsonl"
+done
+for v in first:false always:true; do
+    node "$T/make_variant.js" --metaspace "$CACHE/models/llama2/tokenizer.json" \
+        "$WORK/meta-${v%%:*}" "${v%%:*}" "${v#*:}"
+    compare "llama2-metaspace-${v%%:*}" "$WORK/meta-${v%%:*}" "$T/corpus/corpus.jsonl"
 done
 exit $status

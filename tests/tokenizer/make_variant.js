@@ -4,6 +4,10 @@
 // seeded corpus that exercises them.
 //   node make_variant.js SRC_TOKENIZER_JSON DST_DIR     (DST_DIR/tokenizer.json)
 //   node make_variant.js --corpus SEED N OUT_JSONL
+//   node make_variant.js --metaspace SRC_TOKENIZER_JSON DST_DIR SCHEME SPLIT
+//       a SentencePiece-style tokenizer moved from Prepend/Replace normalizers to the
+//       Metaspace pre-tokenizer and decoder (as Mistral's newer files), prepend_scheme SCHEME
+//       (always|first|never), split SPLIT (true|false)
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -30,6 +34,18 @@ if (process.argv[2] === '--corpus') {
     lines.push(JSON.stringify(s));
   }
   fs.writeFileSync(process.argv[5], lines.join('\n') + '\n');
+  process.exit(0);
+}
+
+if (process.argv[2] === '--metaspace') {
+  const [, , , src, dst, scheme, split] = process.argv;
+  const tok = JSON.parse(fs.readFileSync(src, 'utf8'));
+  const meta = { type: 'Metaspace', replacement: '\u2581', prepend_scheme: scheme, split: split === 'true' };
+  tok.normalizer = null;
+  tok.pre_tokenizer = meta;
+  tok.decoder = meta;
+  fs.mkdirSync(dst, { recursive: true });
+  fs.writeFileSync(path.join(dst, 'tokenizer.json'), JSON.stringify(tok));
   process.exit(0);
 }
 
