@@ -266,6 +266,8 @@ static int load_added(tokenizer *t, const json_t *added) {
         if (a->len == 0) return folio_fail("%s: added_tokens[%zu]: empty content", t->path, i);
         a->content = dup_len(json_string_value(c), a->len);
         a->id = (int32_t)json_integer_value(json_object_get(v, "id"));
+        int32_t in_vocab; /* HF: a token already in the vocabulary keeps that id */
+        if (strmap_get(&t->bpe.vocab, a->content, a->len, &in_vocab)) a->id = in_vocab;
         a->lstrip = jbool(v, "lstrip", false);
         a->rstrip = jbool(v, "rstrip", false);
         a->single_word = jbool(v, "single_word", false);
