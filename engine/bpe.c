@@ -29,8 +29,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return p;
     size_t c = *cap ? *cap : 64;
     while (c < need) c *= 2;
-    p = realloc(p, c * elem);
-    if (!p) folio_xmalloc(SIZE_MAX);
+    p = tok_xrealloc(p, c * elem);
     *cap = c;
     return p;
 }
@@ -161,8 +160,7 @@ static void merge_all(bpe_model *m, size_t n) {
 
 static const char *cache_store_word(bpe_model *m, const char *w, size_t len) {
     if (m->n_blocks == 0 || m->block_used + len > CACHE_BLOCK) {
-        m->cache_blocks = realloc(m->cache_blocks, (m->n_blocks + 1) * sizeof *m->cache_blocks);
-        if (!m->cache_blocks) folio_xmalloc(SIZE_MAX);
+        m->cache_blocks = tok_xrealloc(m->cache_blocks, (m->n_blocks + 1) * sizeof *m->cache_blocks);
         m->cache_blocks[m->n_blocks++] = folio_xmalloc(CACHE_BLOCK);
         m->block_used = 0;
     }

@@ -14,8 +14,7 @@
 void token_ids_push(token_ids *t, int32_t id) {
     if (t->n == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 256;
-        t->ids = realloc(t->ids, t->cap * sizeof *t->ids);
-        if (!t->ids) folio_xmalloc(SIZE_MAX);
+        t->ids = tok_xrealloc(t->ids, t->cap * sizeof *t->ids);
     }
     t->ids[t->n++] = id;
 }
@@ -29,8 +28,7 @@ void text_buf_append(text_buf *b, const void *data, size_t len) {
     if (b->len + len + 1 > b->cap) {
         size_t c = b->cap ? b->cap : 256;
         while (c < b->len + len + 1) c *= 2;
-        b->s = realloc(b->s, c);
-        if (!b->s) folio_xmalloc(SIZE_MAX);
+        b->s = tok_xrealloc(b->s, c);
         b->cap = c;
     }
     if (len) memcpy(b->s + b->len, data, len);

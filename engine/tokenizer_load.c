@@ -58,10 +58,9 @@ static int raw_vocab_add(void *ctx, const char *key, size_t len, long long id) {
                           key, id);
     if (v->n == v->cap) {
         v->cap = v->cap ? v->cap * 2 : 1024;
-        v->off = realloc(v->off, v->cap * sizeof *v->off);
-        v->len = realloc(v->len, v->cap * sizeof *v->len);
-        v->id = realloc(v->id, v->cap * sizeof *v->id);
-        if (!v->off || !v->len || !v->id) folio_xmalloc(SIZE_MAX);
+        v->off = tok_xrealloc(v->off, v->cap * sizeof *v->off);
+        v->len = tok_xrealloc(v->len, v->cap * sizeof *v->len);
+        v->id = tok_xrealloc(v->id, v->cap * sizeof *v->id);
     }
     v->off[v->n] = (uint32_t)v->keys.len;
     v->len[v->n] = (uint32_t)len;
@@ -303,8 +302,7 @@ static int normalize_added(tokenizer *t) {
 static int load_normalizer(tokenizer *t, const json_t *n, const char *where);
 
 static void push_norm(tokenizer *t, norm_step s) {
-    t->norm = realloc(t->norm, (t->n_norm + 1) * sizeof *t->norm);
-    if (!t->norm) folio_xmalloc(SIZE_MAX); /* aborts */
+    t->norm = tok_xrealloc(t->norm, (t->n_norm + 1) * sizeof *t->norm);
     t->norm[t->n_norm++] = s;
 }
 
@@ -362,8 +360,7 @@ static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static void push_pre(tokenizer *t, pre_step s) {
-    t->pre = realloc(t->pre, (t->n_pre + 1) * sizeof *t->pre);
-    if (!t->pre) folio_xmalloc(SIZE_MAX);
+    t->pre = tok_xrealloc(t->pre, (t->n_pre + 1) * sizeof *t->pre);
     t->pre[t->n_pre++] = s;
 }
 
@@ -706,8 +703,7 @@ static int read_whole(const char *path, text_buf *out) {
         out->len = 0;
         text_buf_append(out, NULL, 0);
         size_t want = (size_t)st.st_size;
-        out->s = realloc(out->s, want + 1);
-        if (!out->s) folio_xmalloc(SIZE_MAX);
+        out->s = tok_xrealloc(out->s, want + 1);
         out->cap = want + 1;
         out->len = fread(out->s, 1, want, f);
         out->s[out->len] = '\0';
