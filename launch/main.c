@@ -17,6 +17,8 @@ typedef struct {
 static const folio_command COMMANDS[] = {
     {"generate", cmd_generate, "generate tokens from a prompt"},
     {"score", cmd_score, "perplexity and per-position logits of a token sequence"},
+    {"tokenize", cmd_tokenize, "text -> token ids (Hugging Face tokenizer.json)"},
+    {"detokenize", cmd_detokenize, "token ids -> text"},
     {"render", cmd_render, "print a model's chat template rendered over a conversation"},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
