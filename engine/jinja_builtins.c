@@ -37,7 +37,7 @@ static bool cp_in(uint32_t cp, const jval *chars) {
     if (!chars) return jinja_is_space(cp);
     size_t len;
     for (size_t i = 0; i < chars->u.str.n; i += len)
-        if (utf8_decode(chars->u.str.s, chars->u.str.n, i, &len) == cp) return true;
+        if (jinja_utf8_at(chars->u.str.s, chars->u.str.n, i, &len) == cp) return true;
     return false;
 }
 
@@ -46,11 +46,11 @@ static jval *str_strip(jarena *a, const jval *s, const jval *chars, bool left, b
     const char *p = s->u.str.s;
     size_t n = s->u.str.n, start = 0, end = n, len;
     if (left)
-        while (start < n && cp_in(utf8_decode(p, n, start, &len), chars)) start += len;
+        while (start < n && cp_in(jinja_utf8_at(p, n, start, &len), chars)) start += len;
     if (right) {
         size_t i = start, keep = start;
         while (i < n) {
-            uint32_t cp = utf8_decode(p, n, i, &len);
+            uint32_t cp = jinja_utf8_at(p, n, i, &len);
             i += len;
             if (!cp_in(cp, chars)) keep = i;
         }
@@ -65,20 +65,20 @@ static jval *str_split(jarena *a, int line, const jval *s, const jval *sep, long
     size_t n = s->u.str.n, i = 0, len;
     if (!sep) { /* whitespace runs; empty pieces dropped */
         while (1) {
-            while (i < n && jinja_is_space(utf8_decode(p, n, i, &len))) i += len;
+            while (i < n && jinja_is_space(jinja_utf8_at(p, n, i, &len))) i += len;
             if (i >= n) break;
             size_t start = i;
             if (maxsplit >= 0 && (long long)out->u.list.n >= maxsplit) {
                 size_t end = n, k = start;
                 while (k < n) {
-                    uint32_t cp = utf8_decode(p, n, k, &len);
+                    uint32_t cp = jinja_utf8_at(p, n, k, &len);
                     k += len;
                     if (!jinja_is_space(cp)) end = k;
                 }
                 jv_list_push(a, out, jv_str(a, p + start, end - start));
                 break;
             }
-            while (i < n && !jinja_is_space(utf8_decode(p, n, i, &len))) i += len;
+            while (i < n && !jinja_is_space(jinja_utf8_at(p, n, i, &len))) i += len;
             jv_list_push(a, out, jv_str(a, p + start, i - start));
         }
         return out;
@@ -112,7 +112,7 @@ static jval *str_replace(jarena *a, const jval *s, const jval *old, const jval *
                 i++;
                 break;
             }
-            utf8_decode(p, n, i, &len);
+            jinja_utf8_at(p, n, i, &len);
             jbuf_put(&b, p + i, len);
             i += len;
         }
@@ -182,7 +182,7 @@ static jval *to_list(jarena *a, int line, const jval *v) {
     } else if (v->kind == JV_STR) {
         size_t len;
         for (size_t i = 0; i < v->u.str.n; i += len) {
-            utf8_decode(v->u.str.s, v->u.str.n, i, &len);
+            jinja_utf8_at(v->u.str.s, v->u.str.n, i, &len);
             jv_list_push(a, l, jv_str(a, v->u.str.s + i, len));
         }
     } else if (v->kind != JV_UNDEF) {

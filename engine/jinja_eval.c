@@ -115,7 +115,7 @@ static jval *get_attr(jrender *r, int line, jval *obj, const char *name) {
 static size_t cp_offset(const char *s, size_t n, long long k) {
     size_t i = 0, len;
     for (long long c = 0; c < k && i < n; c++) {
-        utf8_decode(s, n, i, &len);
+        jinja_utf8_at(s, n, i, &len);
         i += len;
     }
     return i;
@@ -138,7 +138,7 @@ static jval *get_item(jrender *r, int line, jval *obj, jval *key) {
         if (k >= 0 && k < n) {
             if (obj->kind == JV_LIST) return obj->u.list.items[k];
             size_t i = cp_offset(obj->u.str.s, obj->u.str.n, k), len;
-            utf8_decode(obj->u.str.s, obj->u.str.n, i, &len);
+            jinja_utf8_at(obj->u.str.s, obj->u.str.n, i, &len);
             return jv_str(&r->arena, obj->u.str.s + i, len);
         }
     }
@@ -197,7 +197,7 @@ static jval *eval_slice(jrender *r, const jnode *e) {
             continue;
         }
         size_t i = cp_offset(obj->u.str.s, obj->u.str.n, k), len;
-        utf8_decode(obj->u.str.s, obj->u.str.n, i, &len);
+        jinja_utf8_at(obj->u.str.s, obj->u.str.n, i, &len);
         jbuf_put(&b, obj->u.str.s + i, len);
     }
     if (is_str) return jv_str_take_buf(&r->arena, &b);
@@ -497,7 +497,7 @@ static jval *iterable_items(jrender *r, int line, jval *v) {
     } else if (v->kind == JV_STR) {
         size_t len;
         for (size_t i = 0; i < v->u.str.n; i += len) {
-            utf8_decode(v->u.str.s, v->u.str.n, i, &len);
+            jinja_utf8_at(v->u.str.s, v->u.str.n, i, &len);
             jv_list_push(&r->arena, l, jv_str(&r->arena, v->u.str.s + i, len));
         }
     } else if (v->kind != JV_UNDEF) {

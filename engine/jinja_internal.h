@@ -36,8 +36,8 @@ void jbuf_free(jbuf *b);
 
 /* Decodes the code point at s[i] (n bytes in all); *len gets its byte length (1 for a bad
  * byte, which decodes as itself). */
-uint32_t utf8_decode(const char *s, size_t n, size_t i, size_t *len);
-void utf8_encode(jbuf *b, uint32_t cp);
+uint32_t jinja_utf8_at(const char *s, size_t n, size_t i, size_t *len);
+void jinja_utf8_put(jbuf *b, uint32_t cp);
 size_t utf8_count(const char *s, size_t n);
 /* Python's str.isspace for one code point. */
 bool jinja_is_space(uint32_t cp);

@@ -67,7 +67,7 @@ static char *normalise(jarena *a, const char *src, size_t *len) {
 /* Length of the leading whitespace of s[0..n) (Python's \s). */
 static size_t leading_space(const char *s, size_t n) {
     size_t i = 0, len;
-    while (i < n && jinja_is_space(utf8_decode(s, n, i, &len))) i += len;
+    while (i < n && jinja_is_space(jinja_utf8_at(s, n, i, &len))) i += len;
     return i;
 }
 
@@ -75,7 +75,7 @@ static size_t leading_space(const char *s, size_t n) {
 static size_t without_trailing_space(const char *s, size_t n) {
     size_t end = 0, i = 0, len;
     while (i < n) {
-        uint32_t cp = utf8_decode(s, n, i, &len);
+        uint32_t cp = jinja_utf8_at(s, n, i, &len);
         i += len;
         if (!jinja_is_space(cp)) end = i;
     }
@@ -120,7 +120,7 @@ static int decode_string(lexer *L, size_t *i, jbuf *out) {
                 cp = cp * 16 + (uint32_t)(isdigit((unsigned char)h) ? h - '0'
                                                                     : (tolower(h) - 'a' + 10));
             }
-            utf8_encode(out, cp);
+            jinja_utf8_put(out, cp);
             break;
         }
         default: jbuf_putc(out, '\\'); jbuf_putc(out, e); break;

@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "jinja_internal.h"
+#include "utf8.h"
 
 #define ARENA_BLOCK (64 * 1024)
 
@@ -73,54 +74,23 @@ void jbuf_free(jbuf *b) {
     memset(b, 0, sizeof *b);
 }
 
-uint32_t utf8_decode(const char *s, size_t n, size_t i, size_t *len) {
-    const unsigned char *p = (const unsigned char *)s + i;
-    size_t left = n - i;
-    unsigned c = p[0];
-    int need = c >= 0xF0 && c < 0xF8 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
-    if (c >= 0xF8) need = 0;
-    if (need == 0 || left <= (size_t)need) {
-        *len = 1;
-        return c;
+uint32_t jinja_utf8_at(const char *s, size_t n, size_t i, size_t *len) {
+    uint32_t cp = 0;
+    if (utf8_decode((const uint8_t *)s + i, n - i, len, &cp) != UTF8_OK) {
+        *len = 1;                          /* an invalid byte stands for itself */
+        return (unsigned char)s[i];
     }
-    uint32_t cp = c & (0x3F >> need);
-    for (int k = 1; k <= need; k++) {
-        if ((p[k] & 0xC0) != 0x80) {
-            *len = 1;
-            return c;
-        }
-        cp = (cp << 6) | (p[k] & 0x3F);
-    }
-    *len = (size_t)need + 1;
     return cp;
 }
 
-void utf8_encode(jbuf *b, uint32_t cp) {
+void jinja_utf8_put(jbuf *b, uint32_t cp) {
     char t[4];
-    if (cp < 0x80) {
-        t[0] = (char)cp;
-        jbuf_put(b, t, 1);
-    } else if (cp < 0x800) {
-        t[0] = (char)(0xC0 | (cp >> 6));
-        t[1] = (char)(0x80 | (cp & 0x3F));
-        jbuf_put(b, t, 2);
-    } else if (cp < 0x10000) {
-        t[0] = (char)(0xE0 | (cp >> 12));
-        t[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        t[2] = (char)(0x80 | (cp & 0x3F));
-        jbuf_put(b, t, 3);
-    } else {
-        t[0] = (char)(0xF0 | (cp >> 18));
-        t[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        t[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        t[3] = (char)(0x80 | (cp & 0x3F));
-        jbuf_put(b, t, 4);
-    }
+    jbuf_put(b, t, utf8_encode(cp, t));
 }
 
 size_t utf8_count(const char *s, size_t n) {
     size_t count = 0, len;
-    for (size_t i = 0; i < n; i += len, count++) utf8_decode(s, n, i, &len);
+    for (size_t i = 0; i < n; i += len, count++) jinja_utf8_at(s, n, i, &len);
     return count;
 }
 

@@ -276,7 +276,7 @@ static void write_str_repr(jbuf *b, const char *s, size_t n) {
     jbuf_putc(b, q);
     size_t len;
     for (size_t i = 0; i < n; i += len) {
-        uint32_t cp = utf8_decode(s, n, i, &len);
+        uint32_t cp = jinja_utf8_at(s, n, i, &len);
         char tmp[16];
         if (cp == (uint32_t)q || cp == '\\') {
             jbuf_putc(b, '\\');

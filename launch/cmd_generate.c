@@ -3,19 +3,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
 #include "model.h"
 #include "sequence_runner.h"
+#include "tokenizer.h"
 
 enum { OPT_PROMPT = 1, OPT_PROMPT_IDS, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_TOP_K,
        OPT_SEED, OPT_IGNORE_EOS, OPT_PRINT_IDS, OPT_BLOCK_SIZE };
 
 static const char USAGE[] =
     "usage: folio generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [options]\n"
-    "  --prompt TEXT            text prompt (needs the model's tokenizer)\n"
+    "  --prompt TEXT            text prompt (encoded with the model's tokenizer.json)\n"
     "  --prompt-ids IDS         comma-separated prompt token ids (default: the BOS id)\n"
     "  --max-tokens N           tokens to generate (default: 256, or what the context allows)\n"
     "  --temperature T          0 = greedy (default 1.0)\n"
@@ -24,6 +26,7 @@ static const char USAGE[] =
     "  --seed S                 random seed (default: from the clock)\n"
     "  --ignore-eos             keep generating past end-of-sequence tokens\n"
     "  --print-ids              print only the generated ids, space-separated, on one line\n"
+    "                           (default: the generated text, streamed as it comes)\n"
     "  --block-size N           KV cache block size in tokens (default 16)\n" CLI_COMMON_HELP;
 
 typedef struct {
@@ -107,11 +110,30 @@ static int parse_args(int argc, char **argv, generate_args *a) {
     return cli_common_check(&a->common, "generate");
 }
 
-/* The prompt as ids: --prompt-ids, or the BOS id alone when no prompt is given. */
-static int resolve_prompt(generate_args *a, const model_config *cfg) {
-    if (a->prompt_text)
-        return folio_fail("generate: --prompt needs the tokenizer, which this build does not "
-                          "have yet; use --prompt-ids");
+/* Loads DIR's tokenizer when text is involved: for --prompt (required) and for printing text
+ * (optional: without tokenizer.json the ids are printed). */
+static int open_tokenizer(const generate_args *a, tokenizer **tok) {
+    *tok = NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", a->common.model_dir);
+    bool needed = a->prompt_text != NULL, wanted = needed || !a->print_ids;
+    if (!wanted || (!needed && access(path, R_OK) != 0)) return 0;
+    if (needed && access(path, R_OK) != 0)
+        return folio_fail("generate: --prompt needs %s (not found); give --prompt-ids instead",
+                          path);
+    return tokenizer_load(a->common.model_dir, tok);
+}
+
+/* The prompt as ids: --prompt (encoded), --prompt-ids, or the BOS id alone. */
+static int resolve_prompt(generate_args *a, const model_config *cfg, tokenizer *tok) {
+    if (a->prompt_text) {
+        token_ids ids = {0};
+        if (tokenizer_encode(tok, a->prompt_text, strlen(a->prompt_text), true, &ids) != 0)
+            return -1;
+        a->prompt_ids = ids.ids;
+        a->n_prompt = (int)ids.n;
+        if (a->n_prompt == 0) return folio_fail("generate: --prompt encodes to no tokens");
+    }
     if (!a->prompt_ids) {
         if (cfg->bos_id < 0)
             return folio_fail("generate: no prompt given and %s has no bos_token_id to start "
@@ -143,25 +165,63 @@ static void print_summary(const run_result *r, int n_prompt) {
             r->prefill_s * 1e3, decode_tps);
 }
 
+/* Streams generated text to stdout as whole UTF-8 characters (rank 0). */
+typedef struct {
+    detok_stream *stream;
+    text_buf text;
+} text_printer;
+
+static void print_token_text(int32_t id, void *user) {
+    text_printer *p = user;
+    p->text.len = 0;
+    if (detok_stream_push(p->stream, id, &p->text) == 0 && p->text.len) {
+        fwrite(p->text.s, 1, p->text.len, stdout);
+        fflush(stdout);
+    }
+}
+
+static void print_ids(const run_result *r) {
+    for (int i = 0; i < r->n; i++) printf(i ? " %d" : "%d", r->ids[i]);
+    printf("\n");
+}
+
 int cmd_generate(int argc, char **argv, comm_ctx *comm) {
     generate_args a = {0};
     model m;
     run_result r = {0};
+    tokenizer *tok = NULL;
+    text_printer printer = {0};
     int rc = -1;
-    if (parse_args(argc, argv, &a) != 0) goto out;
+    if (parse_args(argc, argv, &a) != 0 || open_tokenizer(&a, &tok) != 0) goto out;
     if (model_open(a.common.model_dir, a.common.load_format, comm, a.common.verbose, &m) != 0)
         goto out;
-    if (resolve_prompt(&a, &m.cfg) == 0 &&
-        run_sequence(&m, comm, a.prompt_ids, a.n_prompt, &a.run, NULL, NULL, &r) == 0) {
-        if (comm->rank == 0) {
-            for (int i = 0; i < r.n; i++) printf(i ? " %d" : "%d", r.ids[i]);
-            printf("\n");
-            print_summary(&r, a.n_prompt);
-        }
-        rc = 0;
+    if (resolve_prompt(&a, &m.cfg, tok) != 0) goto close;
+    bool stream_text = tok && !a.print_ids;
+    if (stream_text) {
+        printer.stream = detok_stream_new(tok, true);
+        if (detok_stream_prime(printer.stream, a.prompt_ids, a.n_prompt) != 0) goto close;
     }
+    if (run_sequence(&m, comm, a.prompt_ids, a.n_prompt, &a.run,
+                     stream_text ? print_token_text : NULL, &printer, &r) != 0)
+        goto close;
+    if (comm->rank == 0) {
+        if (stream_text) {
+            printer.text.len = 0;
+            detok_stream_flush(printer.stream, &printer.text);
+            fwrite(printer.text.s ? printer.text.s : "", 1, printer.text.len, stdout);
+            printf("\n");
+        } else {
+            print_ids(&r);
+        }
+        print_summary(&r, a.n_prompt);
+    }
+    rc = 0;
+close:
     model_close(&m);
 out:
+    detok_stream_free(printer.stream);
+    text_buf_free(&printer.text);
+    tokenizer_free(tok);
     free(r.ids);
     free(a.prompt_ids);
     return rc;
