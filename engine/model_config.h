@@ -29,7 +29,7 @@ typedef struct {
 
 typedef struct {
     model_arch arch;
-    char arch_name[64];            /* as written in "architectures" */
+    char arch_name[64];            /* as written in "architectures" (else "model_type") */
     int hidden;                    /* hidden_size */
     int intermediate;              /* intermediate_size */
     int n_layers;                  /* num_hidden_layers */
@@ -59,7 +59,8 @@ typedef struct {
 int model_config_load(const char *dir, model_config *cfg);
 
 /* Same, from JSON text already in memory (config, and optional generation config or NULL);
- * `origin` names the source in messages. */
+ * `origin` names the source in messages as a directory would: "ORIGIN/config.json: ...",
+ * "ORIGIN/generation_config.json: ..." (NULL: "config.json: ..."). */
 int model_config_parse(const char *config_json, const char *generation_json, const char *origin,
                        model_config *cfg);
 

@@ -40,6 +40,9 @@ static void seq_state_free(seq_state *s) {
 
 static int check_context(const model_config *c, int n_prompt, int max_tokens) {
     if (n_prompt < 1) return folio_fail("the prompt is empty");
+    if (n_prompt > c->max_position)
+        return folio_fail("the prompt has %d tokens; the model's context is %d tokens "
+                          "(max_position_embeddings)", n_prompt, c->max_position);
     if ((long long)n_prompt + max_tokens > c->max_position)
         return folio_fail("the prompt has %d tokens and %d more were asked for (--max-tokens), "
                           "%d in all; the model's context is %d tokens "

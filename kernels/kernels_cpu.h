@@ -1,6 +1,6 @@
-/* CPU reference twins of the model's kernels, in float32. Each CUDA kernel in kernels/ (.cu files)
- * is checked against the function of the same name here. Shapes are given per parameter;
- * matrices are row-major. */
+/* CPU reference twins of the model's kernels, in float32. Each CUDA kernel in kernels/ (the
+ * .cu files) is checked against the function of the same name here. Shapes are given per
+ * parameter; matrices are row-major. One file per kernel: kernels/<name>_cpu.c. */
 #ifndef FOLIO_KERNELS_CPU_H
 #define FOLIO_KERNELS_CPU_H
 
@@ -12,42 +12,53 @@
 void embedding_cpu(float *out, const float *table, const int32_t *ids, int n, int dim,
                    int row_start, int n_rows);
 
-/* out[t] = x[t] / rms(x[t]) * weight, over dim. out may alias x. out, x: [n][dim]. */
+/* out[t] = weight * (x[t] / sqrt(mean(x[t]^2) + eps)), over dim, as HF's LlamaRMSNorm in
+ * float32. out may alias x. out, x: [n][dim]; weight: [dim]. */
 void rmsnorm_cpu(float *out, const float *x, const float *weight, int n, int dim, float eps);
 
 /* residual += x; out = rmsnorm(residual). The fused form the GPU kernel has.
- * residual, x, out: [n][dim]. */
+ * residual, x, out: [n][dim]; out may alias x or residual. weight: [dim]. */
 void add_rmsnorm_cpu(float *residual, const float *x, float *out, const float *weight, int n,
                      int dim, float eps);
 
 /* out[n][out_f] = x[n][in_f] @ w[out_f][in_f]^T (+ bias[out_f] if bias). The one place
- * weights meet activations on the CPU (quantised weight types plug in here). */
+ * weights meet activations on the CPU (quantised weight types plug in here). out must not
+ * overlap x, w or bias. Float accumulation in a blocked order: equal to the exact product
+ * to float rounding, not bit for bit to a naive loop. */
 void matmul_cpu(float *out, const float *x, const float *w, const float *bias, int n, int in_f,
                 int out_f);
 
-/* Rotates the first rotary_dim features of each head of x in place, in Hugging Face's
- * "rotate_half" layout (pairs i and i + head_dim/2). cos, sin: [max_position][head_dim/2];
+/* Rotates every feature of each head of x in place (rotary dim = head_dim; partial rotary
+ * is not supported), in Hugging Face's "rotate_half" layout: pairs i and i + head_dim/2,
+ *   x'[i] = x[i] cos[i] - x[i + head_dim/2] sin[i],
+ *   x'[i + head_dim/2] = x[i + head_dim/2] cos[i] + x[i] sin[i]   (i < head_dim/2),
+ * with cos, sin the rows positions[t] of the engine's tables. head_dim even; positions must
+ * be below max_position (not checked). cos, sin: [max_position][head_dim/2];
  * x: [n][n_heads][head_dim]; positions: [n]. */
 void rope_cpu(float *x, const int32_t *positions, const float *cos_table,
               const float *sin_table, int n, int n_heads, int head_dim);
 
-/* out[t] = silu(gate_up[t][0:d]) * gate_up[t][d:2d] ... here with separate inputs:
- * out[n][d] = silu(gate[n][d]) * up[n][d]. out may alias gate. */
+/* out = silu(gate) * up elementwise, silu(x) = x / (1 + exp(-x)).
+ * out, gate, up: [n][d]; out may alias gate or up. */
 void silu_mul_cpu(float *out, const float *gate, const float *up, int n, int d);
 
 /* Paged attention for a batch of sequences, prefill and decode mixed.
- * q, out: [n_tokens][n_heads][head_dim]; k_cache, v_cache: one layer's
- * [num_blocks][block_size][n_kv_heads][head_dim]. Sequence s's queries are rows
- * seq_start[s]..seq_start[s+1], at positions positions[t]; query t attends causally to
- * positions max(0, positions[t] - window + 1) .. positions[t] of its sequence (window 0 =
- * unlimited), read through block_tables[s][pos / block_size]. Query head h uses KV head
- * h / (n_heads / n_kv_heads). */
+ * q, out: [n_tokens][n_heads][head_dim] (out must not overlap q); k_cache, v_cache: one
+ * layer's [num_blocks][block_size][n_kv_heads][head_dim]; block_tables: [n_seqs][max_blocks];
+ * seq_start: [n_seqs + 1]; positions: [n_tokens]. Sequence s's queries are rows
+ * seq_start[s]..seq_start[s+1] (exclusive), at positions positions[t]; query t attends
+ * causally to positions max(0, positions[t] - window + 1) .. positions[t] of its sequence
+ * (window 0 = unlimited), position pos read from block block_tables[s][pos / block_size] at
+ * offset pos % block_size. The cache must already hold all those positions (kv_write_cpu
+ * stores the step's new tokens first). Query head h uses KV head h / (n_heads / n_kv_heads).
+ * Softmax of (q . k) * scale, with the maximum subtracted. */
 void paged_attention_cpu(float *out, const float *q, const float *k_cache, const float *v_cache,
                          const int32_t *block_tables, int max_blocks, const int32_t *seq_start,
                          const int32_t *positions, int n_seqs, int n_heads, int n_kv_heads,
                          int head_dim, int block_size, int window, float scale);
 
-/* Writes k, v ([n][n_kv_heads][head_dim]) into the cache at slot_mapping[t]. */
+/* Writes k, v ([n][n_kv_heads][head_dim]) into the cache (layout as above) at slot
+ * slot_mapping[t] = block * block_size + offset ([n]); a negative slot (padding) is skipped. */
 void kv_write_cpu(float *k_cache, float *v_cache, const float *k, const float *v,
                   const int64_t *slot_mapping, int n, int n_kv_heads, int head_dim);
 

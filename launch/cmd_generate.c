@@ -126,7 +126,11 @@ static int resolve_prompt(generate_args *a, const model_config *cfg) {
                               a->prompt_ids[i], cfg->vocab);
     if (a->max_tokens < 0) {
         long long room = (long long)cfg->max_position - a->n_prompt;
-        a->max_tokens = room < 256 ? (room < 0 ? 0 : room) : 256;
+        if (room <= 0)
+            return folio_fail("generate: the prompt has %d tokens, which fills the model's "
+                              "context of %d (max_position_embeddings): no room to generate",
+                              a->n_prompt, cfg->max_position);
+        a->max_tokens = room < 256 ? room : 256;
     }
     a->run.max_tokens = (int)a->max_tokens;
     return 0;

@@ -79,7 +79,7 @@ static void test_slices_reassemble(void **state) {
 
 static void test_vocab_split_uneven(void **state) {
     (void)state;
-    model_config c = {.n_heads = 4, .n_kv_heads = 4, .intermediate = 8, .vocab = 300};
+    model_config c = {.n_heads = 7, .n_kv_heads = 7, .intermediate = 14, .vocab = 300};
     int total = 0;
     for (int r = 0; r < 7; r++) {
         shard_plan s;
@@ -111,9 +111,9 @@ static void test_indivisible_sizes(void **state) {
     assert_non_null(strstr(folio_last_error(), "num_attention_heads 6"));
     assert_int_equal(shard_plan_make(&c, 0, 3, &s), -1);
     assert_non_null(strstr(folio_last_error(), "num_key_value_heads 2"));
-    c.intermediate = 190;
+    c.intermediate = 191;
     assert_int_equal(shard_plan_make(&c, 0, 2, &s), -1);
-    assert_non_null(strstr(folio_last_error(), "intermediate_size 190"));
+    assert_non_null(strstr(folio_last_error(), "intermediate_size 191"));
 }
 
 static void test_misshapen_and_missing(void **state) {

@@ -1,0 +1,143 @@
+/* Fused residual add + RMSNorm on the GPU: residual += x; out = rmsnorm(residual) * weight.
+ * CPU twin: add_rmsnorm_cpu (kernels/rmsnorm_cpu.c); check and timing:
+ * tests/unit/test_gpu_rmsnorm.c.
+ *
+ * One thread block per row. Pass 1: each thread adds x into its elements of the residual
+ * (rounding to the storage type), stores them and sums their squares in float; a warp-shuffle
+ * reduction and one through shared memory give the row's sum. Pass 2: each thread re-reads
+ * the same elements (they are its own writes, still in cache), normalises and scales them.
+ * Threads touch the same indices in both passes, so out may alias x or residual.
+ *
+ * Loads and stores are 16 bytes (4 floats, 8 bfloat16) when all pointers are 16-byte aligned
+ * and dim is a multiple of the vector; otherwise one element at a time (e.g. dim 4095).
+ * Memory traffic per row: read residual, x, weight; write residual, out. */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+
+#include "cuda_check.h"
+#include "kernels_cuda.h"
+
+namespace {
+
+constexpr int kMaxThreads = 1024;
+constexpr int kWarp = 32;
+
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
+/* VEC elements moved as one aligned load or store. */
+template <typename T, int VEC> struct alignas(sizeof(T) * VEC) Pack {
+    T v[VEC];
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+/* Sum of v over the block, returned to every thread. Called once per kernel. */
+__device__ float block_sum(float v) {
+    __shared__ float warp_sums[kMaxThreads / kWarp]; /* [warps] */
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    const int n_warps = (blockDim.x + kWarp - 1) / kWarp;
+    v = warp_sum(v);
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < n_warps ? warp_sums[lane] : 0.0f;
+        v = warp_sum(v);
+        if (lane == 0) warp_sums[0] = v;
+    }
+    __syncthreads();
+    return warp_sums[0];
+}
+
+/* Grid: one block per row; block: up to 1024 threads, a multiple of 32. */
+template <typename T, int VEC>
+__global__ void add_rmsnorm_kernel(T *residual,        /* [n][dim], updated in place */
+                                   const T *x,         /* [n][dim] */
+                                   T *out,             /* [n][dim] */
+                                   const T *weight,    /* [dim] */
+                                   int dim, float eps) {
+    using P = Pack<T, VEC>;
+    const size_t row = (size_t)blockIdx.x * (size_t)dim;
+    P *r = reinterpret_cast<P *>(residual + row);
+    const P *xr = reinterpret_cast<const P *>(x + row);
+    P *o = reinterpret_cast<P *>(out + row);
+    const P *w = reinterpret_cast<const P *>(weight);
+    const int n_packs = dim / VEC;
+
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n_packs; i += blockDim.x) {
+        P a = r[i];
+        const P b = xr[i];
+#pragma unroll
+        for (int j = 0; j < VEC; j++) {
+            a.v[j] = from_f32<T>(to_f32(a.v[j]) + to_f32(b.v[j]));
+            const float f = to_f32(a.v[j]);
+            ss += f * f;
+        }
+        r[i] = a;
+    }
+    const float inv = 1.0f / sqrtf(block_sum(ss) / (float)dim + eps);
+
+    for (int i = threadIdx.x; i < n_packs; i += blockDim.x) {
+        const P a = r[i], wv = w[i];
+        P y;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) {
+            const T normed = from_f32<T>(to_f32(a.v[j]) * inv); /* HF: .to(input dtype) */
+            y.v[j] = from_f32<T>(to_f32(wv.v[j]) * to_f32(normed));
+        }
+        o[i] = y;
+    }
+}
+
+bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T>
+void launch(T *residual, const T *x, T *out, const T *weight, int n, int dim, float eps,
+            cudaStream_t stream) {
+    constexpr int kVec = 16 / sizeof(T);
+    const bool vec = dim % kVec == 0 && aligned16(residual) && aligned16(x) && aligned16(out) &&
+                     aligned16(weight);
+    const int per_row = vec ? dim / kVec : dim;         /* loads per row */
+    int threads = (per_row + kWarp - 1) / kWarp * kWarp; /* one load per thread if it fits */
+    if (threads > kMaxThreads) threads = kMaxThreads;
+    if (vec)
+        add_rmsnorm_kernel<T, kVec><<<n, threads, 0, stream>>>(residual, x, out, weight, dim, eps);
+    else
+        add_rmsnorm_kernel<T, 1><<<n, threads, 0, stream>>>(residual, x, out, weight, dim, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+} // namespace
+
+extern "C" void add_rmsnorm_cuda(void *residual, const void *x, void *out, const void *weight,
+                                 int n, int dim, float eps, folio_dtype dtype,
+                                 cudaStream_t stream) {
+    CUDA_REQUIRE(n >= 0 && dim >= 1, "add_rmsnorm_cuda: need n >= 0 and dim >= 1");
+    if (n == 0) return;
+    switch (dtype) {
+    case DTYPE_F32:
+        launch(static_cast<float *>(residual), static_cast<const float *>(x),
+               static_cast<float *>(out), static_cast<const float *>(weight), n, dim, eps, stream);
+        break;
+    case DTYPE_BF16:
+        launch(static_cast<__nv_bfloat16 *>(residual), static_cast<const __nv_bfloat16 *>(x),
+               static_cast<__nv_bfloat16 *>(out), static_cast<const __nv_bfloat16 *>(weight), n,
+               dim, eps, stream);
+        break;
+    default:
+        CUDA_REQUIRE(false, "add_rmsnorm_cuda: dtype must be DTYPE_F32 or DTYPE_BF16");
+    }
+}
