@@ -176,9 +176,9 @@ int sampler_sample(const float *logits, int n, const sampling_params *p, sampler
     else
         kept = sum;
     if (p->top_p < 1.0f) {
-        /* The nucleus is measured against the whole distribution (after top-k, if any); the
-         * pruned candidates still count towards it. */
-        double mass = floor_p > 0.0f ? sum : kept, acc = 0.0;
+        /* The nucleus is measured against the mass above (the pruned candidates below the
+         * top-p floor still count towards it). */
+        double mass = kept, acc = 0.0;
         int cut = m;
         for (int i = 0; i < m; i++) {
             acc += prob[idx[i]];
