@@ -64,7 +64,6 @@ static int read_prompt(const json_t *obj, const json_src *src, int vocab,
 }
 
 static int read_float(const json_t *obj, const char *key, const json_src *src, float *out) {
-    double d;
     int rc = json_get_double(obj, key, src, &d, false);
     if (rc == JSON_OK) *out = (float)d;
     return rc < 0 ? -1 : 0;
@@ -129,7 +128,6 @@ static int read_params(const json_t *obj, const json_src *src, int vocab, uint64
     const json_t *arr = NULL;
     int v;
     long long seed_v;
-    double d;
     if (json_get_int(obj, "max_tokens", src, 1, 1 << 30, &p->max_tokens, false) < 0 ||
         json_get_int(obj, "n", src, 1, 1024, &p->n, false) < 0 ||
         json_get_int(obj, "top_k", src, -1, 1 << 30, &p->sampling.top_k, false) < 0 ||
@@ -160,7 +158,6 @@ static int read_params(const json_t *obj, const json_src *src, int vocab, uint64
         seed_v = json_integer_value(sv);
         p->seed = (uint64_t)seed_v;
     }
-    (void)d;
     return 0;
 }
 
