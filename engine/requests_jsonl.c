@@ -64,6 +64,7 @@ static int read_prompt(const json_t *obj, const json_src *src, int vocab,
 }
 
 static int read_float(const json_t *obj, const char *key, const json_src *src, float *out) {
+    double d;
     int rc = json_get_double(obj, key, src, &d, false);
     if (rc == JSON_OK) *out = (float)d;
     return rc < 0 ? -1 : 0;
