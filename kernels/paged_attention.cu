@@ -2,8 +2,9 @@
  * attention_cuda.h; CPU twin: paged_attention_cpu; check: tests/unit/test_gpu_attention.c).
  *
  * A step mixes decodes (q_len 1) and prefills (q_len > 1, possibly after a cached prefix).
- * Every call launches the decode kernel over all sequences (paged_attention_decode.cu; rows
- * with q_len != 1 return at once) and, when max_q_len > 1, the prefill kernel
+ * Every call launches the decode kernel over all sequences (paged_attention_decode_mma.cu on
+ * the tensor cores for bfloat16 and float16, paged_attention_decode.cu for float32; rows with
+ * q_len != 1 return at once; plus the partition merge when the context is split) and, when max_q_len > 1, the prefill kernel
  * (paged_attention_prefill.cu on the tensor cores for bfloat16 and float16; the row kernel
  * over every query token for float32). Each output row is written by exactly one of them.
  *
@@ -126,8 +127,13 @@ extern "C" void paged_attention_cuda(void *out, const void *q, const void *k_cac
         part_acc = static_cast<float *>(workspace);
         part_ml = part_acc + (size_t)p->n_seqs * p->n_heads * plan.n_parts * p->head_dim;
     }
-    folio_attn::launch_rows(out, part_acc, part_ml, q, k_cache, v_cache, block_tables, seq_start,
-                            context_lens, a, p->n_seqs, p->head_dim, p->dtype, stream);
+    if (p->dtype == DTYPE_F32)
+        folio_attn::launch_rows(out, part_acc, part_ml, q, k_cache, v_cache, block_tables,
+                                seq_start, context_lens, a, p->n_seqs, p->head_dim, p->dtype,
+                                stream);
+    else
+        folio_attn::launch_decode_mma(out, part_acc, part_ml, q, k_cache, v_cache, block_tables,
+                                      seq_start, context_lens, a, p->head_dim, p->dtype, stream);
 
     if (p->max_q_len > 1) {
         if (p->dtype == DTYPE_F32) {

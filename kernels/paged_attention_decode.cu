@@ -1,6 +1,9 @@
-/* Paged attention on CUDA cores for one query row at a time, grouped-query aware: the decode
- * kernel (q_len 1, split along the context, then a log-sum-exp merge) and, with the same
- * kernel, the float32 prefill path (one row per query token, whole context in one pass).
+/* Paged attention on CUDA cores for one query row at a time, grouped-query aware: the float32
+ * decode (q_len 1, split along the context, then the log-sum-exp merge kernel, which the
+ * tensor-core decode of paged_attention_decode_mma.cu shares) and, with the same kernel, the
+ * float32 prefill path (one row per query token, whole context in one pass). It was the
+ * first bfloat16 decode too: 59% of the copy bandwidth on an H200 at batch 64 x 4,096, bound
+ * by instruction issue (64 FMA + 32 shuffles + conversions per 16-byte load pair for GQA 8).
  * Launcher: paged_attention_cuda (paged_attention.cu); check: tests/unit/test_gpu_attention.c.
  *
  * One thread block per (row, KV head, partition). The block serves all GP query heads that
@@ -301,6 +304,20 @@ void launch_rows_t(T *out, float *part_acc, float *part_ml, const T *q, const T 
     }
 }
 
+template <typename T>
+void launch_merge_t(void *out, const float *part_acc, const float *part_ml,
+                    const int32_t *seq_start, const int32_t *context_lens, const RowArgs &a,
+                    int head_dim, cudaStream_t stream) {
+    const dim3 grid((unsigned)a.n_seqs, (unsigned)a.n_heads);
+    if (head_dim == 64)
+        paged_attention_merge_kernel<T, 64><<<grid, 64, 0, stream>>>(
+            static_cast<T *>(out), part_acc, part_ml, seq_start, context_lens, a);
+    else
+        paged_attention_merge_kernel<T, 128><<<grid, 128, 0, stream>>>(
+            static_cast<T *>(out), part_acc, part_ml, seq_start, context_lens, a);
+    CUDA_CHECK_LAUNCH();
+}
+
 /* GQA ratio -> template: 1, 2, 4, 8 (3 runs as 4, 5..7 as 8). Four instantiations per dtype
  * and head size keep the build short while every ratio of LLaMA-family models (1, 4, 7, 8)
  * runs with its accumulators in registers. */
@@ -339,6 +356,20 @@ void launch_rows_typed(void *out, float *part_acc, float *part_ml, const void *q
 }
 
 } // namespace
+
+void launch_merge(void *out, const float *part_acc, const float *part_ml,
+                  const int32_t *seq_start, const int32_t *context_lens, const RowArgs &a,
+                  int head_dim, folio_dtype dtype, cudaStream_t stream) {
+    if (dtype == DTYPE_BF16)
+        launch_merge_t<__nv_bfloat16>(out, part_acc, part_ml, seq_start, context_lens, a,
+                                      head_dim, stream);
+    else if (dtype == DTYPE_F16)
+        launch_merge_t<__half>(out, part_acc, part_ml, seq_start, context_lens, a, head_dim,
+                               stream);
+    else
+        launch_merge_t<float>(out, part_acc, part_ml, seq_start, context_lens, a, head_dim,
+                              stream);
+}
 
 void launch_rows(void *out, float *part_acc, float *part_ml, const void *q, const void *k_cache,
                  const void *v_cache, const int32_t *block_tables, const int32_t *seq_start,
