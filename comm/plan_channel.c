@@ -82,19 +82,12 @@ static size_t frame(plan_channel *ch, plan_msg_kind kind, size_t n) {
     return sizeof h + n;
 }
 
-static int send_framed(plan_channel *ch, plan_msg_kind kind, size_t n, long long step) {
-    size_t total = frame(ch, kind, n);
-    if (kind == PLAN_MSG_STEP && fault_armed("plan", 0, step))
-        ch->buf[total - 1] ^= 0x5a; /* corrupt after the checksum: receivers must notice */
-    ch->bytes_sent += (int64_t)n;
-    return bcast_message(ch, total);
-}
-
 int plan_channel_send(plan_channel *ch, plan_msg_kind kind, const void *payload, size_t n) {
     if (ch->comm->world == 1) return 0;
     reserve(ch, sizeof(wire_header) + n);
     if (n) memcpy(ch->buf + sizeof(wire_header), payload, n);
-    return send_framed(ch, kind, n, -1);
+    ch->bytes_sent += (int64_t)n;
+    return bcast_message(ch, frame(ch, kind, n));
 }
 
 int plan_channel_send_stop(plan_channel *ch) {
@@ -127,8 +120,7 @@ static unsigned char *put(unsigned char *at, const void *src, size_t n) {
     return at + n;
 }
 
-int plan_channel_send_plan(plan_channel *ch, const step_plan *p) {
-    if (ch->comm->world == 1) return 0;
+size_t plan_channel_encode_plan(plan_channel *ch, const step_plan *p) {
     plan_fixed f = {.step = p->step, .n_tokens = p->n_tokens, .n_seqs = p->n_seqs,
                     .block_size = p->block_size, .max_blocks = p->max_blocks,
                     .n_logits = p->n_logits, .n_copies = p->n_copies};
@@ -149,7 +141,17 @@ int plan_channel_send_plan(plan_channel *ch, const step_plan *p) {
     for (int s = 0; s < p->n_seqs; s++)
         at = put(at, p->block_tables + (size_t)s * p->max_blocks,
                  sizeof(int32_t) * used_blocks(p, s));
-    return send_framed(ch, PLAN_MSG_STEP, n, p->step);
+    size_t total = frame(ch, PLAN_MSG_STEP, n);
+    if (fault_armed("plan", 0, p->step))
+        ch->buf[total - 1] ^= 0x5a; /* corrupt after the checksum: receivers must notice */
+    return total;
+}
+
+int plan_channel_send_plan(plan_channel *ch, const step_plan *p) {
+    if (ch->comm->world == 1) return 0;
+    size_t total = plan_channel_encode_plan(ch, p);
+    ch->bytes_sent += (int64_t)(total - sizeof(wire_header));
+    return bcast_message(ch, total);
 }
 
 /* ---- receiving ---- */
@@ -171,6 +173,36 @@ static int check_header(const plan_channel *ch, const wire_header *h) {
     return 0;
 }
 
+/* The payload's checksum (after the fault hook); advances next_msg when it matches. */
+static int verify_payload(plan_channel *ch, const wire_header *h, plan_msg_kind *kind) {
+    ch->payload_len = (size_t)h->payload_len;
+    unsigned char *payload = ch->buf + sizeof *h;
+    if (h->kind == PLAN_MSG_STEP && ch->payload_len >= sizeof(plan_fixed) && ch->comm->rank > 0) {
+        plan_fixed f;
+        memcpy(&f, payload, sizeof f);
+        if (fault_armed("plan", ch->comm->rank, f.step)) payload[ch->payload_len - 1] ^= 0x5a;
+    }
+    uint64_t sum = plan_checksum(payload, ch->payload_len, (uint64_t)h->msg_no);
+    if (sum != h->payload_check)
+        return folio_fail("plan channel: message %lld from rank 0 (%llu bytes) fails its "
+                          "checksum: %016llx received, %016llx computed; refusing to run it",
+                          (long long)h->msg_no, (unsigned long long)h->payload_len,
+                          (unsigned long long)h->payload_check, (unsigned long long)sum);
+    ch->next_msg++;
+    *kind = (plan_msg_kind)h->kind;
+    return 0;
+}
+
+int plan_channel_verify(plan_channel *ch, plan_msg_kind *kind) {
+    wire_header h;
+    memcpy(&h, ch->buf, sizeof h);
+    if (check_header(ch, &h) != 0) return -1;
+    if (sizeof h + h.payload_len > ch->cap)
+        return folio_fail("plan channel: message %lld is larger than the buffer holding it",
+                          (long long)h.msg_no);
+    return verify_payload(ch, &h, kind);
+}
+
 int plan_channel_recv(plan_channel *ch, plan_msg_kind *kind) {
     MPI_CHECK(MPI_Bcast(ch->buf, PLAN_INLINE_BYTES, MPI_BYTE, 0, ch->comm->comm));
     wire_header h;
@@ -182,22 +214,7 @@ int plan_channel_recv(plan_channel *ch, plan_msg_kind *kind) {
         MPI_CHECK(MPI_Bcast(ch->buf + PLAN_INLINE_BYTES, (int)(total - PLAN_INLINE_BYTES),
                             MPI_BYTE, 0, ch->comm->comm));
     }
-    ch->payload_len = (size_t)h.payload_len;
-    unsigned char *payload = ch->buf + sizeof h;
-    if (h.kind == PLAN_MSG_STEP && ch->payload_len >= sizeof(plan_fixed)) {
-        plan_fixed f;
-        memcpy(&f, payload, sizeof f);
-        if (fault_armed("plan", ch->comm->rank, f.step)) payload[ch->payload_len - 1] ^= 0x5a;
-    }
-    uint64_t sum = plan_checksum(payload, ch->payload_len, (uint64_t)h.msg_no);
-    if (sum != h.payload_check)
-        return folio_fail("plan channel: message %lld from rank 0 (%llu bytes) fails its "
-                          "checksum: %016llx received, %016llx computed; refusing to run it",
-                          (long long)h.msg_no, (unsigned long long)h.payload_len,
-                          (unsigned long long)h.payload_check, (unsigned long long)sum);
-    ch->next_msg++;
-    *kind = (plan_msg_kind)h.kind;
-    return 0;
+    return verify_payload(ch, &h, kind);
 }
 
 const void *plan_channel_payload(const plan_channel *ch, size_t *n) {

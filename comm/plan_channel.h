@@ -57,6 +57,12 @@ const void *plan_channel_payload(const plan_channel *ch, size_t *n);
  * 0's plan). -1 with a message when it does not fit p or is inconsistent. */
 int plan_channel_decode_plan(const plan_channel *ch, step_plan *p);
 
+/* The halves of send/receive without MPI (tests, and other transports): encode frames a plan
+ * as the next message into ch->buf and returns its size in bytes; verify checks the message
+ * in ch->buf as plan_channel_recv does after its broadcast. */
+size_t plan_channel_encode_plan(plan_channel *ch, const step_plan *p);
+int plan_channel_verify(plan_channel *ch, plan_msg_kind *kind);
+
 /* 64-bit checksum (FNV-1a over 8-byte words, then a final mix). */
 uint64_t plan_checksum(const void *data, size_t n, uint64_t seed);
 
