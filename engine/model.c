@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fault.h"
 #include "model.h"
 #include "progress.h"
 
@@ -16,6 +17,10 @@ int model_open(const char *dir, load_format format, comm_ctx *comm, int verbose,
     if (shard_plan_make(&m->cfg, comm->rank, comm->world, &m->shard) != 0) goto fail;
     load_options opt = {.format = format, .show_progress = comm->rank == 0, .dummy_seed = 0};
     if (weights_load(dir, &m->cfg, &m->shard, &opt, &m->weights) != 0) goto fail;
+    if (fault_check("load", comm->rank, -1) != 0) {
+        weights_free(&m->weights);
+        goto fail;
+    }
     if (comm->rank == 0) {
         char params[32], bytes[32];
         long long n = model_config_param_count(&m->cfg);

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "step_watchdog.h"
 
 void common_options_init(common_options *o) {
     memset(o, 0, sizeof *o);
@@ -12,6 +13,7 @@ void common_options_init(common_options *o) {
     o->dtype_auto = true;
     o->dtype = DTYPE_F32;
     o->load_format = LOAD_AUTO;
+    o->bind = BIND_AUTO;
 }
 
 int cli_common_option(common_options *o, int id, const char *arg) {
@@ -33,6 +35,11 @@ int cli_common_option(common_options *o, int id, const char *arg) {
                               "float16)", arg);
         o->dtype_auto = false;
         return 1;
+    case OPT_BIND:
+        if (strcmp(arg, "auto") == 0) o->bind = BIND_AUTO;
+        else if (strcmp(arg, "none") == 0) o->bind = BIND_NONE;
+        else return folio_fail("--bind: unknown mode '%s' (expected auto or none)", arg);
+        return 1;
     case OPT_LOAD_FORMAT:
         if (strcmp(arg, "auto") == 0) o->load_format = LOAD_AUTO;
         else if (strcmp(arg, "dummy") == 0) o->load_format = LOAD_DUMMY;
@@ -52,6 +59,13 @@ int cli_common_check(const common_options *o, const char *command) {
                           "--dtype auto or float32", command, dtype_name(o->dtype));
     return 0;
 }
+
+int cli_start_rank(const common_options *o, comm_ctx *comm) {
+    if (bind_rank(comm, o->bind, o->verbose) != 0) return -1;
+    return step_watchdog_start(comm->rank, comm->host);
+}
+
+void cli_stop_rank(void) { step_watchdog_stop(); }
 
 int cli_parse_int(const char *option, const char *arg, long long min, long long max,
                   long long *out) {

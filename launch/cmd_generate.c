@@ -1,5 +1,6 @@
 /* folio generate: run a prompt (or a JSONL file of many requests) through the engine loop
- * (scheduler + CPU backend) and print what it generates. */
+ * (scheduler + CPU backend) and print what it generates. Under mpirun rank 0 runs the engine
+ * and broadcasts every step plan; the other ranks run the worker loop (backend_tp.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +10,13 @@
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
+#include "fault.h"
 #include "backend_cpu.h"
+#include "backend_tp.h"
 #include "engine_loop.h"
 #include "kv_capacity.h"
 #include "model.h"
+#include "plan_channel.h"
 #include "progress.h"
 #include "requests_jsonl.h"
 #include "sequence_runner.h"
@@ -227,78 +231,154 @@ static int resolve_prompt(generate_args *a, const model_config *cfg) {
 }
 
 
-/* ---- the engine: KV capacity, CPU backend, scheduler ---- */
+/* ---- the engine: KV capacity, CPU backend, scheduler; tensor-parallel set-up ---- */
 
 typedef struct {
     backend_cpu be;
+    backend_tp tp;               /* rank 0: broadcasts each plan, then runs be */
     engine *e;
     int num_blocks, max_model_len;
 } generate_engine;
 
-/* Sizes the KV pool from memory (or the overrides) and prints what fits (rank 0). */
-static int plan_capacity(const generate_args *a, const model *m, comm_ctx *comm,
-                         sched_config *sc) {
+/* What rank 0 sends the other ranks before the first step (plain data, one build per job):
+ * the scheduler's sizes, from which they size their plans and workspaces, and the KV knobs,
+ * from which each sizes its own pool. */
+typedef struct {
+    sched_config sched;          /* num_blocks: agreed later (minimum over ranks) */
+    double utilization;
+    long long kv_cache_memory;
+    int num_blocks_override;
+} generate_setup;
+
+static int setup_from_args(const generate_args *a, const model *m, generate_setup *s) {
     const model_config *c = &m->cfg;
     if (a->max_model_len > c->max_position)
         return folio_fail("--max-model-len %lld is longer than the model's context of %d "
                           "(max_position_embeddings)", a->max_model_len, c->max_position);
-    *sc = (sched_config){.block_size = a->run.block_size, .max_num_seqs = (int)a->max_num_seqs,
-                         .max_num_batched_tokens = (int)a->max_batched,
-                         .max_model_len = a->max_model_len > 0 ? (int)a->max_model_len
-                                                               : c->max_position,
-                         .prefix_caching = !a->no_prefix_caching};
-    int per_seq = (sc->max_model_len + sc->block_size - 1) / sc->block_size;
-    kv_capacity_in in = {.utilization = a->gpu_util, .kv_cache_memory = a->kv_memory,
-                         .num_blocks_override = (int)a->num_kv_blocks,
+    memset(s, 0, sizeof *s);
+    s->sched = (sched_config){.block_size = a->run.block_size,
+                              .max_num_seqs = (int)a->max_num_seqs,
+                              .max_num_batched_tokens = (int)a->max_batched,
+                              .max_model_len = a->max_model_len > 0 ? (int)a->max_model_len
+                                                                    : c->max_position,
+                              .prefix_caching = !a->no_prefix_caching};
+    s->utilization = a->gpu_util;
+    s->kv_cache_memory = a->kv_memory;
+    s->num_blocks_override = (int)a->num_kv_blocks;
+    return 0;
+}
+
+/* This rank's KV blocks from its own memory: on the CPU backend the host's memory, shared
+ * by the ranks on this host. */
+static int local_kv_blocks(const generate_setup *s, const model *m, const comm_ctx *comm,
+                           int *blocks, size_t *block_bytes) {
+    const model_config *c = &m->cfg;
+    const sched_config *sc = &s->sched;
+    long long per_seq = (sc->max_model_len + sc->block_size - 1) / sc->block_size;
+    long long useful = sc->max_num_seqs * per_seq;
+    kv_capacity_in in = {.utilization = s->utilization, .kv_cache_memory = s->kv_cache_memory,
+                         .num_blocks_override = s->num_blocks_override,
                          .block_bytes = kv_cache_block_bytes(c->n_layers, sc->block_size,
                                                              m->shard.n_kv_heads, c->head_dim),
                          .workspace_bytes = backend_cpu_workspace_bytes(
                              c, sc->max_num_batched_tokens, sc->max_num_seqs),
-                         .max_useful_blocks = (int)(sc->max_num_seqs * (long long)per_seq <
-                                                            (1 << 30)
-                                                        ? sc->max_num_seqs * per_seq
-                                                        : (1 << 30))};
-    if (a->num_kv_blocks <= 0 && a->kv_memory <= 0 &&
-        kv_capacity_host_memory(&in.total_bytes, &in.free_bytes) != 0)
-        return -1;
-    if (kv_capacity_blocks(&in, &sc->num_blocks) != 0) return -1;
-    if (sched_config_validate(sc) != 0) return -1;
+                         .max_useful_blocks = (int)(useful < (1 << 30) ? useful : (1 << 30))};
+    *block_bytes = in.block_bytes;
+    if (fault_check("kv", comm->rank, -1) != 0) return -1;
+    if (s->num_blocks_override <= 0 && s->kv_cache_memory <= 0) {
+        if (kv_capacity_host_memory(&in.total_bytes, &in.free_bytes) != 0) return -1;
+        in.total_bytes /= (size_t)comm->local_size;
+        in.free_bytes /= (size_t)comm->local_size;
+    }
+    return kv_capacity_blocks(&in, blocks);
+}
+
+/* Every rank: sizes its own pool, then all use the minimum over ranks (block ids in the plan
+ * must be valid everywhere); rank 0 prints what fits. */
+static int agree_kv_blocks(generate_setup *s, const model *m, comm_ctx *comm) {
+    int mine, all;
+    size_t block_bytes;
+    if (local_kv_blocks(s, m, comm, &mine, &block_bytes) != 0) return -1;
+    all = mine;
+    if (comm->world > 1) MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm->comm));
+    s->sched.num_blocks = all;
+    if (sched_config_validate(&s->sched) != 0) return -1;
     if (comm->rank == 0) {
+        const sched_config *sc = &s->sched;
         char bytes[32];
         long long tokens = (long long)sc->num_blocks * sc->block_size;
-        fprintf(stderr, "folio: KV cache: %d blocks of %d tokens (%s): %lld tokens fit; the "
+        fprintf(stderr, "folio: KV cache: %d blocks of %d tokens (%s%s): %lld tokens fit; the "
                         "largest context of one sequence is %lld tokens (--max-model-len %d)\n",
                 sc->num_blocks, sc->block_size,
-                format_bytes((double)in.block_bytes * sc->num_blocks, bytes, sizeof bytes),
-                tokens, tokens < c->max_position ? tokens : (long long)c->max_position,
+                format_bytes((double)block_bytes * sc->num_blocks, bytes, sizeof bytes),
+                comm->world > 1 ? " per rank, the minimum over ranks" : "", tokens,
+                tokens < m->cfg.max_position ? tokens : (long long)m->cfg.max_position,
                 sc->max_model_len);
     }
     return 0;
 }
 
+/* Rank 0: sends the set-up to the other ranks, agrees on the pool, builds the backend and the
+ * engine. */
 static int engine_open(generate_engine *g, const generate_args *a, const model *m,
-                       comm_ctx *comm, request_done_fn done, void *user) {
-    sched_config sc;
+                       comm_ctx *comm, plan_channel *ch, request_done_fn done, void *user) {
+    generate_setup s;
     memset(g, 0, sizeof *g);
-    if (plan_capacity(a, m, comm, &sc) != 0) return -1;
-    if (backend_cpu_create(&g->be, m, comm, sc.num_blocks, sc.block_size,
-                           sc.max_num_batched_tokens, sc.max_num_seqs) != 0)
+    if (setup_from_args(a, m, &s) != 0) return -1;
+    if (plan_channel_send(ch, PLAN_MSG_SETUP, &s, sizeof s) != 0) return -1;
+    if (agree_kv_blocks(&s, m, comm) != 0) return -1;
+    const sched_config *sc = &s.sched;
+    if (backend_cpu_create(&g->be, m, comm, sc->num_blocks, sc->block_size,
+                           sc->max_num_batched_tokens, sc->max_num_seqs) != 0)
         return -1;
-    engine_config ec = {.sched = sc, .vocab = m->cfg.vocab, .eos_ids = m->cfg.eos_ids,
+    engine_config ec = {.sched = *sc, .vocab = m->cfg.vocab, .eos_ids = m->cfg.eos_ids,
                         .n_eos = m->cfg.n_eos, .codec = codec_of(a)};
-    g->e = engine_create(&ec, backend_cpu_iface(&g->be), done, user);
+    g->e = engine_create(&ec, backend_tp_iface(&g->tp, backend_cpu_iface(&g->be), ch), done,
+                         user);
     if (!g->e) {
         backend_cpu_free(&g->be);
         return -1;
     }
-    g->num_blocks = sc.num_blocks;
-    g->max_model_len = sc.max_model_len;
+    g->num_blocks = sc->num_blocks;
+    g->max_model_len = sc->max_model_len;
     return 0;
 }
 
 static void engine_close(generate_engine *g) {
     engine_free(g->e);
     backend_cpu_free(&g->be);
+}
+
+/* Every rank but 0: waits for rank 0's set-up (or its stop, when it has nothing to run),
+ * sizes its pool, then runs the plans rank 0 sends until it stops. */
+static int run_worker(const model *m, comm_ctx *comm, plan_channel *ch) {
+    plan_msg_kind kind;
+    if (plan_channel_recv(ch, &kind) != 0) return -1;
+    if (kind == PLAN_MSG_STOP) return 0;
+    size_t n;
+    const void *payload = plan_channel_payload(ch, &n);
+    if (kind != PLAN_MSG_SETUP || n != sizeof(generate_setup))
+        return folio_fail("worker: expected the set-up message from rank 0 (kind %d, %zu "
+                          "bytes), got kind %d with %zu bytes", PLAN_MSG_SETUP,
+                          sizeof(generate_setup), (int)kind, n);
+    generate_setup s;
+    memcpy(&s, payload, sizeof s);
+    if (agree_kv_blocks(&s, m, comm) != 0) return -1;
+    const sched_config *sc = &s.sched;
+    backend_cpu be;
+    if (backend_cpu_create(&be, m, comm, sc->num_blocks, sc->block_size,
+                           sc->max_num_batched_tokens, sc->max_num_seqs) != 0)
+        return -1;
+    step_plan plan;
+    step_plan_create(&plan, sc->max_num_batched_tokens, sc->max_num_seqs,
+                     (sc->max_model_len + sc->block_size - 1) / sc->block_size, sc->block_size);
+    float *logits = folio_xmalloc(sizeof(float) * (size_t)sc->max_num_seqs * m->cfg.vocab);
+    long long steps = 0;
+    int rc = tp_worker_loop(ch, backend_cpu_iface(&be), &plan, logits, &steps);
+    free(logits);
+    step_plan_free(&plan);
+    backend_cpu_free(&be);
+    return rc;
 }
 
 /* ---- one prompt ---- */
@@ -340,7 +420,7 @@ static void single_done(const request *r, void *user) {
     out->hit_eos = q->finish == FINISH_STOP;
 }
 
-static int run_single(generate_args *a, const model *m, comm_ctx *comm) {
+static int run_single(generate_args *a, const model *m, comm_ctx *comm, plan_channel *ch) {
     const model_config *c = &m->cfg;
     if ((long long)a->n_prompt + a->max_tokens > c->max_position)
         return folio_fail("the prompt has %d tokens and %lld more were asked for "
@@ -361,7 +441,7 @@ static int run_single(generate_args *a, const model *m, comm_ctx *comm) {
     }
     single_result res = {0};
     generate_engine g;
-    if (engine_open(&g, a, m, comm, single_done, &res) != 0) return -1;
+    if (engine_open(&g, a, m, comm, ch, single_done, &res) != 0) return -1;
     request_params p;
     request_params_init(&p);
     p.max_tokens = (int)a->max_tokens;
@@ -467,7 +547,7 @@ static void print_batch_stats(const batch_state *b, engine *e, double secs) {
             st->steps ? es->cpu_s * 1e3 / st->steps : 0.0);
 }
 
-static int run_requests(generate_args *a, const model *m, comm_ctx *comm) {
+static int run_requests(generate_args *a, const model *m, comm_ctx *comm, plan_channel *ch) {
     char **text = NULL;
     int *line_nos = NULL, n = 0;
     if (read_lines(a->requests, &text, &line_nos, &n) != 0) return -1;
@@ -479,7 +559,7 @@ static int run_requests(generate_args *a, const model *m, comm_ctx *comm) {
         b.out = stdout;
     }
     generate_engine g;
-    if (rc == 0 && engine_open(&g, a, m, comm, batch_done, &b) != 0) rc = -1;
+    if (rc == 0 && engine_open(&g, a, m, comm, ch, batch_done, &b) != 0) rc = -1;
     if (rc == 0) {
         progress_start(&b.bar, "requests", (uint64_t)n, "", comm->rank == 0);
         double t0 = folio_now();
@@ -516,14 +596,25 @@ static int run_requests(generate_args *a, const model *m, comm_ctx *comm) {
 int cmd_generate(int argc, char **argv, comm_ctx *comm) {
     generate_args a = {0};
     model m;
+    plan_channel ch;
+    plan_channel_init(&ch, comm);
     int rc = -1;
-    if (parse_args(argc, argv, &a) != 0 || open_tokenizer(&a) != 0) goto out;
+    if (parse_args(argc, argv, &a) != 0) goto out;
+    if (comm->rank == 0 && open_tokenizer(&a) != 0) goto out;
+    if (cli_start_rank(&a.common, comm) != 0) goto out;
     if (model_open(a.common.model_dir, a.common.load_format, comm, a.common.verbose, &m) != 0)
         goto out;
-    if (a.requests) rc = run_requests(&a, &m, comm);
-    else if (resolve_prompt(&a, &m.cfg) == 0) rc = run_single(&a, &m, comm);
+    if (comm->rank != 0) {
+        rc = run_worker(&m, comm, &ch);
+    } else {
+        if (a.requests) rc = run_requests(&a, &m, comm, &ch);
+        else if (resolve_prompt(&a, &m.cfg) == 0) rc = run_single(&a, &m, comm, &ch);
+        if (rc == 0) rc = plan_channel_send_stop(&ch);
+    }
     model_close(&m);
 out:
+    cli_stop_rank();
+    plan_channel_free(&ch);
     tokenizer_free(a.tok);
     free(a.prompt_ids);
     return rc;

@@ -78,6 +78,7 @@ int cmd_score(int argc, char **argv, comm_ctx *comm) {
         goto out;
     }
     if (cli_common_check(&common, "score") != 0) goto out;
+    if (cli_start_rank(&common, comm) != 0) goto out;
     model m;
     if (model_open(common.model_dir, common.load_format, comm, common.verbose, &m) != 0) goto out;
     for (int i = 0; i < n; i++)
@@ -101,6 +102,7 @@ int cmd_score(int argc, char **argv, comm_ctx *comm) {
 close:
     model_close(&m);
 out:
+    cli_stop_rank();
     free(logits);
     free(ids);
     return rc;
