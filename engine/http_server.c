@@ -46,6 +46,7 @@ typedef struct {
     char *body;
     size_t len, cap;
     bool too_big, responded;
+    bool unauthorized;           /* answered 401 once the body has been read (no reset) */
     /* a generation */
     serve_job *job;
     oai_response_ctx x;
@@ -602,8 +603,7 @@ static enum MHD_Result first_call(conn_ctx *cx, struct MHD_Connection *c, const 
     if (s->cfg.api_key && strncmp(url, "/v1/", 4) == 0) {
         const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
         if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, s->cfg.api_key) != 0)
-            return reply_error(cx, c, 401, "invalid or missing API key (Authorization: Bearer)",
-                               "");
+            cx->unauthorized = true;
     }
     if (post) {
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -640,7 +640,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (*upload_size > 0) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (cx->too_big || cx->len + n > s->cfg.max_body) {
+        if (cx->too_big || cx->unauthorized || cx->len + n > s->cfg.max_body) {
             cx->too_big = true;
             return MHD_YES;
         }
@@ -654,6 +654,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         cx->body[cx->len] = '\0';
         return MHD_YES;
     }
+    if (cx->unauthorized)
+        return reply_error(cx, c, 401, "invalid or missing API key (Authorization: Bearer)", "");
     if (cx->too_big)
         return reply_error(cx, c, 413, "the request body is larger than the limit "
                                        "(--max-body-bytes)", "");
