@@ -66,8 +66,12 @@ for k in $(seq 24); do
   curl -s "$BASE/v1/completions" -d '{"prompt": "Once", "max_tokens": 500, "ignore_eos": true}' -o /dev/null &
   pids="$pids $!"
 done
-sleep 0.2
-code=$(curl -s -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' "$BASE/v1/completions" -d '{"prompt": "a", "max_tokens": 2}')
+code=
+for _ in $(seq 100); do  # probe until the background requests fill the queue
+  code=$(curl -s -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' "$BASE/v1/completions" -d '{"prompt": "a", "max_tokens": 2}')
+  [ "$code" = 429 ] && break
+  sleep 0.02
+done
 [ "$code" = 429 ] && grep -qi '^Retry-After:' "$TMP/hdr" && echo "ok: 429 with Retry-After" \
   || fail "queue full: status $code $(cat "$TMP/body")"
 wait $pids
