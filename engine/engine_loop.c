@@ -384,10 +384,9 @@ static void sample_seq(engine *e, sequence *q, float *row) {
         sequence *s = seqs[i];
         int32_t t = sample_one(e, s, row, raw);
         finish_reason why = stop_check(e, s, t);
-        if (why != FINISH_NONE) {
-            text_at_finish(e, s);
-            finish_seq(e, s, why);
-        }
+        if (why != FINISH_NONE) text_at_finish(e, s);
+        if (e->cfg.on_token) e->cfg.on_token(r, s, why, e->user);
+        if (why != FINISH_NONE) finish_seq(e, s, why);
     }
     if (seqs != &q) free(seqs);
 }

@@ -21,6 +21,8 @@
 #include "step_plan.h"
 #include "text_codec.h"
 
+struct request;
+
 typedef struct {
     void *self;
     /* Copies plan->copy_src[i] -> copy_dst[i] blocks, then runs the forward.
@@ -34,6 +36,13 @@ typedef struct {
     const int32_t *eos_ids;      /* generation_config.json's EOS ids */
     int n_eos;
     const text_codec *codec;     /* NULL: ids only (no output text, no stop strings) */
+    /* Optional: called for every sampled token (q's newest, q->tokens[q->n_tokens - 1],
+     * logprobs in q->logprobs[sequence_generated(q) - 1] when requested), after its stop
+     * check and before q finishes, with why = the finish reason it gets (FINISH_NONE while
+     * it goes on; q->text is final when why != FINISH_NONE). user: engine_create's. Streaming
+     * servers push text from here; it must not block. */
+    void (*on_token)(const struct request *r, const sequence *q, finish_reason why,
+                     void *user);
 } engine_config;
 
 typedef struct request {

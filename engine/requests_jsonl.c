@@ -124,8 +124,8 @@ static int read_session(const json_t *obj, const json_src *src, request_params *
     return json_fail_field(src, "session_id", "a non-negative integer or a string", v);
 }
 
-static int read_params(const json_t *obj, const json_src *src, int vocab, uint64_t seed,
-                       request_params *p) {
+int request_params_from_json(const json_t *obj, const json_src *src, int vocab, uint64_t seed,
+                             request_params *p) {
     const json_t *arr = NULL;
     int v;
     long long seed_v;
@@ -174,7 +174,7 @@ void jsonl_parse_request(const char *line, int line_no, int index, int vocab,
     int rc = obj ? 0 : -1;
     if (rc == 0) rc = check_known(obj, &src);
     if (rc == 0) rc = read_prompt(obj, &src, vocab, codec, out);
-    if (rc == 0) rc = read_params(obj, &src, vocab, default_seed, &out->p);
+    if (rc == 0) rc = request_params_from_json(obj, &src, vocab, default_seed, &out->p);
     if (rc != 0) out->error = folio_xstrdup(folio_last_error());
     json_decref(obj);
 }
