@@ -10,11 +10,8 @@
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
-#include "fault.h"
-#include "backend_cpu.h"
-#include "backend_tp.h"
 #include "engine_loop.h"
-#include "kv_capacity.h"
+#include "engine_setup.h"
 #include "model.h"
 #include "plan_channel.h"
 #include "progress.h"
@@ -24,9 +21,7 @@
 #include "tokenizer_codec.h"
 
 enum { OPT_PROMPT = 1, OPT_PROMPT_IDS, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P, OPT_TOP_K,
-       OPT_SEED, OPT_IGNORE_EOS, OPT_PRINT_IDS, OPT_BLOCK_SIZE, OPT_REQUESTS, OPT_OUTPUT,
-       OPT_NUM_KV_BLOCKS, OPT_MAX_NUM_SEQS, OPT_MAX_BATCHED, OPT_KV_MEMORY, OPT_GPU_UTIL,
-       OPT_MAX_MODEL_LEN, OPT_NO_PREFIX_CACHING };
+       OPT_SEED, OPT_IGNORE_EOS, OPT_PRINT_IDS, OPT_REQUESTS, OPT_OUTPUT };
 
 static const char USAGE[] =
     "usage: folio generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [options]\n"
@@ -39,17 +34,10 @@ static const char USAGE[] =
     "  --seed S                 random seed (default: from the clock)\n"
     "  --ignore-eos             keep generating past end-of-sequence tokens\n"
     "  --print-ids              print only the generated ids, space-separated, on one line\n"
-    "  --block-size N           KV cache block size in tokens (default 16)\n"
     "  --requests FILE.jsonl    run many requests together (one JSON object a line: prompt_ids\n"
     "                           or prompt, and OpenAI completion parameters)\n"
     "  --output FILE.jsonl      where --requests results go (default: stdout)\n"
-    "  --max-num-seqs N         sequences per step (default 256)\n"
-    "  --max-num-batched-tokens N  tokens per step; longer prompts are chunked (default 2048)\n"
-    "  --max-model-len N        longest context of one sequence (default: the model's)\n"
-    "  --gpu-memory-utilization F  fraction of device (CPU: host) memory to use (default 0.90)\n"
-    "  --kv-cache-memory BYTES  KV cache size in bytes (overrides the fraction)\n"
-    "  --num-kv-blocks N        KV cache size in blocks (overrides both)\n"
-    "  --no-prefix-caching      do not reuse the KV of shared prompt prefixes\n" CLI_COMMON_HELP;
+    ENGINE_KNOBS_HELP CLI_COMMON_HELP;
 
 typedef struct {
     common_options common;
@@ -60,9 +48,7 @@ typedef struct {
     run_options run;
     int print_ids;
     const char *requests, *output;
-    long long num_kv_blocks, max_num_seqs, max_batched, kv_memory, max_model_len;
-    double gpu_util;
-    bool no_prefix_caching;
+    engine_knobs knobs;
     tokenizer *tok;              /* the model's tokenizer, when text is involved (owned) */
     text_codec codec;            /* over tok */
 } generate_args;
@@ -78,23 +64,14 @@ static int parse_args(int argc, char **argv, generate_args *a) {
         {"seed", required_argument, 0, OPT_SEED},
         {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
         {"print-ids", no_argument, 0, OPT_PRINT_IDS},
-        {"block-size", required_argument, 0, OPT_BLOCK_SIZE},
         {"requests", required_argument, 0, OPT_REQUESTS},
         {"output", required_argument, 0, OPT_OUTPUT},
-        {"num-kv-blocks", required_argument, 0, OPT_NUM_KV_BLOCKS},
-        {"max-num-seqs", required_argument, 0, OPT_MAX_NUM_SEQS},
-        {"max-num-batched-tokens", required_argument, 0, OPT_MAX_BATCHED},
-        {"kv-cache-memory", required_argument, 0, OPT_KV_MEMORY},
-        {"gpu-memory-utilization", required_argument, 0, OPT_GPU_UTIL},
-        {"max-model-len", required_argument, 0, OPT_MAX_MODEL_LEN},
-        {"no-prefix-caching", no_argument, 0, OPT_NO_PREFIX_CACHING},
+        ENGINE_KNOB_OPTIONS,
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     common_options_init(&a->common);
     a->max_tokens = -1;
-    a->max_num_seqs = 256;
-    a->max_batched = 2048;
-    a->gpu_util = 0.90;
+    engine_knobs_init(&a->knobs);
     a->run = (run_options){.sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f},
                            .seed = (uint64_t)time(NULL), .block_size = 16};
     double d;
@@ -104,6 +81,7 @@ static int parse_args(int argc, char **argv, generate_args *a) {
     opterr = 0;
     while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int rc = cli_common_option(&a->common, id, optarg);
+        if (rc == 0) rc = engine_knobs_option(&a->knobs, id, optarg);
         if (rc < 0) return -1;
         if (rc > 0) continue;
         switch (id) {
@@ -135,37 +113,8 @@ static int parse_args(int argc, char **argv, generate_args *a) {
             break;
         case OPT_IGNORE_EOS: a->run.ignore_eos = true; break;
         case OPT_PRINT_IDS: a->print_ids = 1; break;
-        case OPT_BLOCK_SIZE:
-            if (cli_parse_int("--block-size", optarg, 1, 1024, &v) != 0) return -1;
-            a->run.block_size = (int)v;
-            break;
         case OPT_REQUESTS: a->requests = optarg; break;
         case OPT_OUTPUT: a->output = optarg; break;
-        case OPT_NUM_KV_BLOCKS:
-            if (cli_parse_int("--num-kv-blocks", optarg, 1, 1 << 30, &a->num_kv_blocks) != 0)
-                return -1;
-            break;
-        case OPT_MAX_NUM_SEQS:
-            if (cli_parse_int("--max-num-seqs", optarg, 1, 1 << 20, &a->max_num_seqs) != 0)
-                return -1;
-            break;
-        case OPT_MAX_BATCHED:
-            if (cli_parse_int("--max-num-batched-tokens", optarg, 1, 1 << 24, &a->max_batched) != 0)
-                return -1;
-            break;
-        case OPT_KV_MEMORY:
-            if (cli_parse_int("--kv-cache-memory", optarg, 1, INT64_MAX, &a->kv_memory) != 0)
-                return -1;
-            break;
-        case OPT_GPU_UTIL:
-            if (cli_parse_float("--gpu-memory-utilization", optarg, 1e-6, 1, &a->gpu_util) != 0)
-                return -1;
-            break;
-        case OPT_MAX_MODEL_LEN:
-            if (cli_parse_int("--max-model-len", optarg, 1, 1 << 30, &a->max_model_len) != 0)
-                return -1;
-            break;
-        case OPT_NO_PREFIX_CACHING: a->no_prefix_caching = true; break;
         default: return cli_bad_option("generate", argv);
         }
     }
@@ -231,154 +180,30 @@ static int resolve_prompt(generate_args *a, const model_config *cfg) {
 }
 
 
-/* ---- the engine: KV capacity, CPU backend, scheduler; tensor-parallel set-up ---- */
+/* ---- the engine on rank 0 (engine_setup.c: set-up, KV pool, broadcasting backend) ---- */
 
 typedef struct {
-    backend_cpu be;
-    backend_tp tp;               /* rank 0: broadcasts each plan, then runs be */
+    rank_engine re;
     engine *e;
-    int num_blocks, max_model_len;
 } generate_engine;
 
-/* What rank 0 sends the other ranks before the first step (plain data, one build per job):
- * the scheduler's sizes, from which they size their plans and workspaces, and the KV knobs,
- * from which each sizes its own pool. */
-typedef struct {
-    sched_config sched;          /* num_blocks: agreed later (minimum over ranks) */
-    double utilization;
-    long long kv_cache_memory;
-    int num_blocks_override;
-} generate_setup;
-
-static int setup_from_args(const generate_args *a, const model *m, generate_setup *s) {
-    const model_config *c = &m->cfg;
-    if (a->max_model_len > c->max_position)
-        return folio_fail("--max-model-len %lld is longer than the model's context of %d "
-                          "(max_position_embeddings)", a->max_model_len, c->max_position);
-    memset(s, 0, sizeof *s);
-    s->sched = (sched_config){.block_size = a->run.block_size,
-                              .max_num_seqs = (int)a->max_num_seqs,
-                              .max_num_batched_tokens = (int)a->max_batched,
-                              .max_model_len = a->max_model_len > 0 ? (int)a->max_model_len
-                                                                    : c->max_position,
-                              .prefix_caching = !a->no_prefix_caching};
-    s->utilization = a->gpu_util;
-    s->kv_cache_memory = a->kv_memory;
-    s->num_blocks_override = (int)a->num_kv_blocks;
-    return 0;
-}
-
-/* This rank's KV blocks from its own memory: on the CPU backend the host's memory, shared
- * by the ranks on this host. */
-static int local_kv_blocks(const generate_setup *s, const model *m, const comm_ctx *comm,
-                           int *blocks, size_t *block_bytes) {
-    const model_config *c = &m->cfg;
-    const sched_config *sc = &s->sched;
-    long long per_seq = (sc->max_model_len + sc->block_size - 1) / sc->block_size;
-    long long useful = sc->max_num_seqs * per_seq;
-    kv_capacity_in in = {.utilization = s->utilization, .kv_cache_memory = s->kv_cache_memory,
-                         .num_blocks_override = s->num_blocks_override,
-                         .block_bytes = kv_cache_block_bytes(c->n_layers, sc->block_size,
-                                                             m->shard.n_kv_heads, c->head_dim),
-                         .workspace_bytes = backend_cpu_workspace_bytes(
-                             c, sc->max_num_batched_tokens, sc->max_num_seqs),
-                         .max_useful_blocks = (int)(useful < (1 << 30) ? useful : (1 << 30))};
-    *block_bytes = in.block_bytes;
-    if (fault_check("kv", comm->rank, -1) != 0) return -1;
-    if (s->num_blocks_override <= 0 && s->kv_cache_memory <= 0) {
-        if (kv_capacity_host_memory(&in.total_bytes, &in.free_bytes) != 0) return -1;
-        in.total_bytes /= (size_t)comm->local_size;
-        in.free_bytes /= (size_t)comm->local_size;
-    }
-    return kv_capacity_blocks(&in, blocks);
-}
-
-/* Every rank: sizes its own pool, then all use the minimum over ranks (block ids in the plan
- * must be valid everywhere); rank 0 prints what fits. */
-static int agree_kv_blocks(generate_setup *s, const model *m, comm_ctx *comm) {
-    int mine, all;
-    size_t block_bytes;
-    if (local_kv_blocks(s, m, comm, &mine, &block_bytes) != 0) return -1;
-    all = mine;
-    if (comm->world > 1) MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm->comm));
-    s->sched.num_blocks = all;
-    if (sched_config_validate(&s->sched) != 0) return -1;
-    if (comm->rank == 0) {
-        const sched_config *sc = &s->sched;
-        char bytes[32];
-        long long tokens = (long long)sc->num_blocks * sc->block_size;
-        fprintf(stderr, "folio: KV cache: %d blocks of %d tokens (%s%s): %lld tokens fit; the "
-                        "largest context of one sequence is %lld tokens (--max-model-len %d)\n",
-                sc->num_blocks, sc->block_size,
-                format_bytes((double)block_bytes * sc->num_blocks, bytes, sizeof bytes),
-                comm->world > 1 ? " per rank, the minimum over ranks" : "", tokens,
-                tokens < m->cfg.max_position ? tokens : (long long)m->cfg.max_position,
-                sc->max_model_len);
-    }
-    return 0;
-}
-
-/* Rank 0: sends the set-up to the other ranks, agrees on the pool, builds the backend and the
- * engine. */
 static int engine_open(generate_engine *g, const generate_args *a, const model *m,
                        comm_ctx *comm, plan_channel *ch, request_done_fn done, void *user) {
-    generate_setup s;
     memset(g, 0, sizeof *g);
-    if (setup_from_args(a, m, &s) != 0) return -1;
-    if (plan_channel_send(ch, PLAN_MSG_SETUP, &s, sizeof s) != 0) return -1;
-    if (agree_kv_blocks(&s, m, comm) != 0) return -1;
-    const sched_config *sc = &s.sched;
-    if (backend_cpu_create(&g->be, m, comm, sc->num_blocks, sc->block_size,
-                           sc->max_num_batched_tokens, sc->max_num_seqs) != 0)
-        return -1;
-    engine_config ec = {.sched = *sc, .vocab = m->cfg.vocab, .eos_ids = m->cfg.eos_ids,
+    if (rank_engine_open(&g->re, &a->knobs, m, comm, ch) != 0) return -1;
+    engine_config ec = {.sched = g->re.sched, .vocab = m->cfg.vocab, .eos_ids = m->cfg.eos_ids,
                         .n_eos = m->cfg.n_eos, .codec = codec_of(a)};
-    g->e = engine_create(&ec, backend_tp_iface(&g->tp, backend_cpu_iface(&g->be), ch), done,
-                         user);
+    g->e = engine_create(&ec, rank_engine_backend(&g->re, ch), done, user);
     if (!g->e) {
-        backend_cpu_free(&g->be);
+        rank_engine_close(&g->re);
         return -1;
     }
-    g->num_blocks = sc->num_blocks;
-    g->max_model_len = sc->max_model_len;
     return 0;
 }
 
 static void engine_close(generate_engine *g) {
     engine_free(g->e);
-    backend_cpu_free(&g->be);
-}
-
-/* Every rank but 0: waits for rank 0's set-up (or its stop, when it has nothing to run),
- * sizes its pool, then runs the plans rank 0 sends until it stops. */
-static int run_worker(const model *m, comm_ctx *comm, plan_channel *ch) {
-    plan_msg_kind kind;
-    if (plan_channel_recv(ch, &kind) != 0) return -1;
-    if (kind == PLAN_MSG_STOP) return 0;
-    size_t n;
-    const void *payload = plan_channel_payload(ch, &n);
-    if (kind != PLAN_MSG_SETUP || n != sizeof(generate_setup))
-        return folio_fail("worker: expected the set-up message from rank 0 (kind %d, %zu "
-                          "bytes), got kind %d with %zu bytes", PLAN_MSG_SETUP,
-                          sizeof(generate_setup), (int)kind, n);
-    generate_setup s;
-    memcpy(&s, payload, sizeof s);
-    if (agree_kv_blocks(&s, m, comm) != 0) return -1;
-    const sched_config *sc = &s.sched;
-    backend_cpu be;
-    if (backend_cpu_create(&be, m, comm, sc->num_blocks, sc->block_size,
-                           sc->max_num_batched_tokens, sc->max_num_seqs) != 0)
-        return -1;
-    step_plan plan;
-    step_plan_create(&plan, sc->max_num_batched_tokens, sc->max_num_seqs,
-                     (sc->max_model_len + sc->block_size - 1) / sc->block_size, sc->block_size);
-    float *logits = folio_xmalloc(sizeof(float) * (size_t)sc->max_num_seqs * m->cfg.vocab);
-    long long steps = 0;
-    int rc = tp_worker_loop(ch, backend_cpu_iface(&be), &plan, logits, &steps);
-    free(logits);
-    step_plan_free(&plan);
-    backend_cpu_free(&be);
-    return rc;
+    rank_engine_close(&g->re);
 }
 
 /* ---- one prompt ---- */
@@ -431,13 +256,14 @@ static int run_single(generate_args *a, const model *m, comm_ctx *comm, plan_cha
         if (comm->rank == 0) printf("\n");
         return 0;
     }
-    if (a->max_model_len <= 0) {
+    if (a->knobs.max_model_len <= 0) {
         /* one sequence: a pool just large enough for it, unless told otherwise */
-        a->max_model_len = a->n_prompt + a->max_tokens;
-        if (a->max_batched < a->n_prompt) a->max_batched = a->n_prompt;
-        if (a->num_kv_blocks <= 0 && a->kv_memory <= 0)
-            a->num_kv_blocks = (a->max_model_len + a->run.block_size - 1) / a->run.block_size;
-        a->max_num_seqs = 1;
+        a->knobs.max_model_len = a->n_prompt + a->max_tokens;
+        if (a->knobs.max_batched < a->n_prompt) a->knobs.max_batched = a->n_prompt;
+        if (a->knobs.num_kv_blocks <= 0 && a->knobs.kv_memory <= 0)
+            a->knobs.num_kv_blocks =
+                (a->knobs.max_model_len + a->knobs.block_size - 1) / a->knobs.block_size;
+        a->knobs.max_num_seqs = 1;
     }
     single_result res = {0};
     generate_engine g;
@@ -605,7 +431,7 @@ int cmd_generate(int argc, char **argv, comm_ctx *comm) {
     if (model_open(a.common.model_dir, a.common.load_format, comm, a.common.verbose, &m) != 0)
         goto out;
     if (comm->rank != 0) {
-        rc = run_worker(&m, comm, &ch);
+        rc = rank_worker_run(&m, comm, &ch);
     } else {
         if (a.requests) rc = run_requests(&a, &m, comm, &ch);
         else if (resolve_prompt(&a, &m.cfg) == 0) rc = run_single(&a, &m, comm, &ch);
