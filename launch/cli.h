@@ -20,10 +20,13 @@ typedef struct {
     folio_dtype dtype;
     load_format load_format;
     int verbose;
+    double gpu_memory_utilization; /* --device cuda: fraction of GPU memory to use (0.90) */
+    bool enforce_eager;            /* --device cuda: no CUDA graphs */
 } common_options;
 
 /* Option ids of the common options (above any subcommand's own ids). */
-enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP };
+enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP,
+       OPT_GPU_MEM_UTIL, OPT_ENFORCE_EAGER };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -31,12 +34,18 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"dtype", required_argument, 0, OPT_DTYPE},                    \
     {"load-format", required_argument, 0, OPT_LOAD_FORMAT},        \
     {"verbose", no_argument, 0, OPT_VERBOSE},                      \
+    {"gpu-memory-utilization", required_argument, 0, OPT_GPU_MEM_UTIL}, \
+    {"enforce-eager", no_argument, 0, OPT_ENFORCE_EAGER},          \
     {"help", no_argument, 0, OPT_HELP}
 
 #define CLI_COMMON_HELP                                                                   \
     "  --model DIR              Hugging Face model directory (config.json, *.safetensors)\n" \
     "  --device cpu|cuda        backend (default cpu)\n"                                    \
-    "  --dtype auto|float32|bfloat16|float16   compute type (CPU: float32)\n"                 \
+    "  --dtype auto|float32|bfloat16|float16   compute type (CPU: float32; CUDA auto: the\n" \
+    "                           checkpoint's 16-bit type, bfloat16 for float32 files)\n"     \
+    "  --gpu-memory-utilization F  CUDA: fraction of GPU memory for weights, workspace and\n" \
+    "                           KV cache (default 0.90)\n"                                   \
+    "  --enforce-eager          CUDA: no CUDA graphs for decode steps\n"                     \
     "  --load-format auto|dummy weights from the files, or random with the config's shapes\n" \
     "  --verbose                more detail on stderr\n"
 
@@ -48,6 +57,10 @@ int cli_common_option(common_options *o, int id, const char *arg);
 
 /* Checks what every model-running command needs (a --model, a supported device/dtype). */
 int cli_common_check(const common_options *o, const char *command);
+
+/* The model_open_on() options (model.h) the common options ask for. */
+struct model_open_options;
+void cli_model_options(const common_options *o, struct model_open_options *out);
 
 int cli_parse_int(const char *option, const char *arg, long long min, long long max,
                   long long *out);

@@ -193,7 +193,9 @@ int cmd_generate(int argc, char **argv, comm_ctx *comm) {
     text_printer printer = {0};
     int rc = -1;
     if (parse_args(argc, argv, &a) != 0 || open_tokenizer(&a, &tok) != 0) goto out;
-    if (model_open(a.common.model_dir, a.common.load_format, comm, a.common.verbose, &m) != 0)
+    model_open_options mo;
+    cli_model_options(&a.common, &mo);
+    if (model_open_on(a.common.model_dir, &mo, comm, &m) != 0)
         goto out;
     if (resolve_prompt(&a, &m.cfg, tok) != 0) goto close;
     bool stream_text = tok && !a.print_ids;
