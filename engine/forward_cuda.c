@@ -23,7 +23,27 @@
 #include "progress.h"
 #include "rope_tables.h"
 
-enum { MAX_GRAPHS = 16 };
+enum { MAX_GRAPHS = 16, MAX_PROF_EVENTS = 4096 };
+
+/* Per-kernel profile (FOLIO_PROFILE=1; steps then run eager): an event after every launch,
+ * the time since the previous event charged to the launch's category. */
+typedef enum {
+    PROF_EMBED, PROF_QKV, PROF_ROPE_KV, PROF_ATTENTION, PROF_O, PROF_NORM, PROF_GATE_UP,
+    PROF_SILU, PROF_DOWN, PROF_LM_HEAD, PROF_ARGMAX, PROF_COUNT
+} prof_cat;
+
+static const char *const PROF_NAMES[PROF_COUNT] = {
+    "embedding", "qkv GEMM", "rope+KV write", "attention", "o GEMM", "add+rmsnorm",
+    "gate_up GEMM", "silu*mul", "down GEMM", "LM head GEMM", "argmax"};
+
+typedef struct {
+    bool on;
+    cudaEvent_t ev[MAX_PROF_EVENTS];
+    int cat[MAX_PROF_EVENTS];
+    int n_ev;
+    double ms[2][PROF_COUNT];    /* [prefill, decode][category] summed over steps */
+    int steps[2];
+} profile;
 #define GEMM_WORKSPACE_BYTES ((size_t)32 << 20)
 
 /* Offsets (bytes) of the plan arrays inside the blob; block tables last. */
@@ -62,7 +82,28 @@ struct forward_cuda {
     int graph_batch[MAX_GRAPHS];
     int n_graphs;
     double capture_ms;
+    profile prof;
 };
+
+static void prof_mark(forward_cuda *f, prof_cat cat) {
+    profile *p = &f->prof;
+    if (!p->on || p->n_ev >= MAX_PROF_EVENTS) return;
+    CUDA_CHECK(cudaEventRecord(p->ev[p->n_ev], f->stream));
+    p->cat[p->n_ev++] = (int)cat;
+}
+
+/* After the step's stream is synchronised: charge each interval to its category. */
+static void prof_collect(forward_cuda *f, bool decode) {
+    profile *p = &f->prof;
+    if (!p->on || p->n_ev < 2) return;
+    for (int i = 1; i < p->n_ev; i++) {
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, p->ev[i - 1], p->ev[i]));
+        p->ms[decode][p->cat[i]] += ms;
+    }
+    p->steps[decode]++;
+    p->n_ev = 0;
+}
 
 static size_t align_up(size_t v) { return (v + 255) & ~(size_t)255; }
 
@@ -188,12 +229,14 @@ static int attention_block(forward_cuda *f, const step_shape *s, int layer) {
     char *plan = f->d_plan;
     gemm_run(f->gemm, f->qkv, f->dt, f->xn, lw->w_qkv, lw->b_qkv, f->dt, T, c->hidden,
              f->qkv_dim, f->stream);
+    prof_mark(f, PROF_QKV);
     char *kc = (char *)f->k_pool + f->layer_stride * layer * dtype_size(f->dt);
     char *vc = (char *)f->v_pool + f->layer_stride * layer * dtype_size(f->dt);
     rope_kv_write_cuda(f->q, f->qkv, kc, vc, PLAN_PTR(f, plan, slots, int64_t),
                        PLAN_PTR(f, plan, positions, int32_t), f->cos, f->sin, lw->q_norm,
                        lw->k_norm, T, sh->n_heads, sh->n_kv_heads, c->head_dim, f->o.block_size,
                        (float)c->rms_eps, f->dt, f->stream);
+    prof_mark(f, PROF_ROPE_KV);
     const paged_attention_params ap = {
         .n_seqs = s->n_seqs, .n_tokens = T, .max_q_len = s->max_q_len,
         .max_context = f->o.max_blocks_per_seq * f->o.block_size,
@@ -204,9 +247,11 @@ static int attention_block(forward_cuda *f, const step_shape *s, int layer) {
     attention_simple_cuda(f->att, f->q, kc, vc, PLAN_PTR(f, plan, block_tables, int32_t),
                           PLAN_PTR(f, plan, seq_start, int32_t),
                           PLAN_PTR(f, plan, context_lens, int32_t), &ap, f->stream);
+    prof_mark(f, PROF_ATTENTION);
     /* bias before the reduce is right only on one rank; allreduce_device refuses more */
     gemm_run(f->gemm, f->proj, f->dt, f->att, lw->wo, lw->bo, f->dt, T, f->q_dim, c->hidden,
              f->stream);
+    prof_mark(f, PROF_O);
     return allreduce_device(f, f->proj, (size_t)T * c->hidden);
 }
 
@@ -215,9 +260,12 @@ static int mlp_block(forward_cuda *f, int layer, int T) {
     const layer_weights_cuda *lw = &f->w->layers[layer];
     gemm_run(f->gemm, f->gate_up, f->dt, f->xn, lw->w_gate_up, lw->b_gate_up, f->dt, T,
              c->hidden, 2 * f->inter, f->stream);
+    prof_mark(f, PROF_GATE_UP);
     silu_mul_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->stream);
+    prof_mark(f, PROF_SILU);
     gemm_run(f->gemm, f->proj, f->dt, f->act, lw->w_down, lw->b_down, f->dt, T, f->inter,
              c->hidden, f->stream);
+    prof_mark(f, PROF_DOWN);
     return allreduce_device(f, f->proj, (size_t)T * c->hidden);
 }
 
@@ -228,26 +276,32 @@ static int run_forward(forward_cuda *f, const step_shape *s) {
     const int T = s->n_tokens;
     const float eps = (float)c->rms_eps;
     char *plan = f->d_plan;
+    prof_mark(f, PROF_EMBED); /* start */
     embedding_cuda(f->proj, w->embed, PLAN_PTR(f, plan, token_ids, int32_t), T, c->hidden,
                    w->shard.vocab_start, w->shard.vocab, f->dt, f->stream);
     if (allreduce_device(f, f->proj, (size_t)T * c->hidden) != 0) return -1;
     CUDA_CHECK(cudaMemsetAsync(f->x, 0, (size_t)T * c->hidden * dtype_size(f->dt), f->stream));
     add_rmsnorm_cuda(f->x, f->proj, f->xn, w->layers[0].attn_norm, T, c->hidden, eps, f->dt,
                      f->stream); /* x = 0 + embedding: the plain norm of forward_cpu */
+    prof_mark(f, PROF_EMBED);
     for (int l = 0; l < c->n_layers; l++) {
         if (attention_block(f, s, l) != 0) return -1;
         add_rmsnorm_cuda(f->x, f->proj, f->xn, w->layers[l].mlp_norm, T, c->hidden, eps, f->dt,
                          f->stream);
+        prof_mark(f, PROF_NORM);
         if (mlp_block(f, l, T) != 0) return -1;
         const void *next = l + 1 < c->n_layers ? w->layers[l + 1].attn_norm : w->final_norm;
         add_rmsnorm_cuda(f->x, f->proj, f->xn, next, T, c->hidden, eps, f->dt, f->stream);
+        prof_mark(f, PROF_NORM);
     }
     if (s->n_logits == 0) return 0;
     gather_rows_cuda(f->last, f->xn, PLAN_PTR(f, plan, logits_rows, int32_t), s->n_logits,
                      c->hidden, f->dt, f->stream);
     gemm_run(f->gemm, f->logits, DTYPE_F32, f->last, w->lm_head, NULL, f->dt, s->n_logits,
              c->hidden, w->shard.vocab, f->stream);
+    prof_mark(f, PROF_LM_HEAD);
     argmax_cuda(f->ids, f->logits, s->n_logits, w->shard.vocab, f->stream);
+    prof_mark(f, PROF_ARGMAX);
     return 0;
 }
 
@@ -341,10 +395,16 @@ forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w
         return NULL;
     }
     CUDA_CHECK(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
+    const char *prof_env = getenv("FOLIO_PROFILE");
+    f->prof.on = prof_env && strcmp(prof_env, "0") != 0;
+    if (f->prof.on) {
+        f->o.enforce_eager = true; /* events between launches: eager steps */
+        for (int i = 0; i < MAX_PROF_EVENTS; i++) CUDA_CHECK(cudaEventCreate(&f->prof.ev[i]));
+    }
     f->gemm = gemm_create(GEMM_WORKSPACE_BYTES);
     if (!f->gemm || plan_kv_pool(f) != 0) goto fail;
     alloc_workspace(f);
-    if (!o->enforce_eager && capture_graphs(f) != 0) goto fail;
+    if (!f->o.enforce_eager && capture_graphs(f) != 0) goto fail;
     return f;
 fail:
     forward_cuda_free(f);
@@ -354,6 +414,8 @@ fail:
 void forward_cuda_free(forward_cuda *f) {
     if (!f) return;
     for (int i = 0; i < f->n_graphs; i++) CUDA_CHECK(cudaGraphExecDestroy(f->graphs[i]));
+    if (f->prof.on)
+        for (int i = 0; i < MAX_PROF_EVENTS; i++) CUDA_CHECK(cudaEventDestroy(f->prof.ev[i]));
     void *dev[] = {f->cos, f->sin, f->x, f->xn, f->qkv, f->q, f->att, f->proj, f->gate_up,
                    f->act, f->last, f->logits, f->ids, f->k_pool, f->v_pool, f->d_plan};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
@@ -371,6 +433,26 @@ int forward_cuda_num_blocks(const forward_cuda *f) { return f->num_blocks; }
 double forward_cuda_capture_ms(const forward_cuda *f, int *n_graphs) {
     if (n_graphs) *n_graphs = f->n_graphs;
     return f->capture_ms;
+}
+
+void forward_cuda_profile_print(const forward_cuda *f, FILE *out) {
+    const profile *p = &f->prof;
+    if (!p->on) return;
+    double total[2] = {0, 0};
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < PROF_COUNT; c++) total[k] += p->ms[k][c];
+    fprintf(out, "profile (CUDA events between launches, eager; ms per step)\n");
+    fprintf(out, "  %-16s %14s %14s\n", "kernel", "prefill", "decode");
+    for (int c = 0; c < PROF_COUNT; c++) {
+        double v[2];
+        for (int k = 0; k < 2; k++) v[k] = p->steps[k] ? p->ms[k][c] / p->steps[k] : 0.0;
+        fprintf(out, "  %-16s %8.3f %4.1f%% %8.3f %4.1f%%\n", PROF_NAMES[c], v[0],
+                total[0] > 0 ? 100.0 * p->ms[0][c] / total[0] : 0.0, v[1],
+                total[1] > 0 ? 100.0 * p->ms[1][c] / total[1] : 0.0);
+    }
+    fprintf(out, "  %-16s %8.3f       %8.3f        (%d prefill, %d decode steps)\n", "total",
+            p->steps[0] ? total[0] / p->steps[0] : 0.0, p->steps[1] ? total[1] / p->steps[1] : 0.0,
+            p->steps[0], p->steps[1]);
 }
 
 static int check_plan(const forward_cuda *f, const step_plan *p) {
@@ -428,6 +510,7 @@ int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_
                                    sizeof(float) * (size_t)L * f->w->shard.vocab_shard,
                                    cudaMemcpyDeviceToHost, f->stream));
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
+    prof_collect(f, p->n_tokens == p->n_seqs);
     if (greedy_ids && L) memcpy(greedy_ids, f->h_ids, sizeof(int32_t) * L);
     if (logits && L) /* one rank: vocab_shard == vocab */
         memcpy(logits, f->h_logits, sizeof(float) * (size_t)L * f->cfg->vocab);

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "comm.h"
 #include "model_config.h"
@@ -47,6 +48,11 @@ int forward_cuda_num_blocks(const forward_cuda *f);
  * [n_logits], the argmax of each row computed on the GPU, or NULL. Returns 0, or -1 with a
  * message (plan too large for the workspace, positions outside the context). */
 int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_t *greedy_ids);
+
+/* With FOLIO_PROFILE=1 in the environment at creation, steps run eager with a CUDA event
+ * after every launch; this prints the mean milliseconds per step of each kernel kind, prefill
+ * and decode steps apart. Nothing otherwise. */
+void forward_cuda_profile_print(const forward_cuda *f, FILE *out);
 
 /* Milliseconds the last graph capture took in all (0 when eager), and graphs captured. */
 double forward_cuda_capture_ms(const forward_cuda *f, int *n_graphs);

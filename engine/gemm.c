@@ -4,6 +4,7 @@
  * which is y[n][out_f] row-major. Bias through the BIAS epilogue. */
 #ifdef FOLIO_HAVE_CUDA
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "cuda_check.h"
 #include "error.h"
 #include "gemm.h"
+#include "kernels_cuda.h"
 
 #define CUBLAS_CHECK(call)                                                                    \
     do {                                                                                      \
@@ -41,6 +43,7 @@ struct gemm_ctx {
     size_t workspace_bytes;
     gemm_plan plans[MAX_PLANS];
     int n_plans, next_evict;
+    bool use_gemv;               /* skinny 16-bit GEMMs through gemv_cuda */
 };
 
 static cudaDataType_t cuda_type(folio_dtype t) {
@@ -71,8 +74,12 @@ gemm_ctx *gemm_create(size_t workspace_bytes) {
         return NULL;
     }
     g->workspace_bytes = workspace_bytes;
+    const char *env = getenv("FOLIO_GEMV");
+    g->use_gemv = !(env && strcmp(env, "0") == 0);
     return g;
 }
+
+void gemm_set_gemv(gemm_ctx *g, bool on) { g->use_gemv = on; }
 
 void gemm_free(gemm_ctx *g) {
     if (!g) return;
@@ -159,6 +166,12 @@ void gemm_run(gemm_ctx *g, void *y, folio_dtype y_type, const void *x, const voi
               const void *bias, folio_dtype dtype, int n, int in_f, int out_f,
               cudaStream_t stream) {
     if (n == 0) return;
+    /* gemv_cuda beats cuBLASLt at n = 1 only (H200: 2.4-3.6 TB/s against 1.9-2.9 on the 8B
+     * projections; at n = 8 it is twice slower, re-reading the activations) */
+    if (g->use_gemv && n == 1 && gemv_supported(n, in_f, dtype, x, w)) {
+        gemv_cuda(y, y_type, x, w, bias, dtype, n, in_f, out_f, stream);
+        return;
+    }
     const void *ptrs[] = {y, x, w, bias};
     gemm_plan key = {.n = n, .in_f = in_f, .out_f = out_f, .has_bias = bias != NULL,
                      .align = common_alignment(ptrs, 4), .dtype = dtype, .y_type = y_type};

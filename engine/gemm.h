@@ -2,12 +2,15 @@
  * the weight in Hugging Face's [out_features, in_features] row-major layout. Inputs float32,
  * bfloat16 or float16, float32 accumulation; float32 inputs use plain FP32 compute (no TF32),
  * so the float32 backend matches the CPU reference. The output is the input type or float32
- * (the LM head's logits). One algorithm per shape, chosen by cuBLASLt's heuristic on first
+ * (the LM head's logits). Decode-sized 16-bit GEMMs go to gemv_cuda (kernels/gemv.cu). One
+ * algorithm per shape, chosen by cuBLASLt's heuristic on first
  * use and cached; one workspace, sized once. Available with CUDA (FOLIO_HAVE_CUDA). */
 #ifndef FOLIO_GEMM_H
 #define FOLIO_GEMM_H
 
 #ifdef FOLIO_HAVE_CUDA
+
+#include <stdbool.h>
 
 #include <cuda_runtime_api.h>
 
@@ -19,6 +22,10 @@ typedef struct gemm_ctx gemm_ctx;
  * Returns NULL with a message on failure. */
 gemm_ctx *gemm_create(size_t workspace_bytes);
 void gemm_free(gemm_ctx *g);
+
+/* Skinny 16-bit GEMMs (n <= GEMV_MAX_N, decode) through Folio's gemv_cuda instead of cuBLASLt:
+ * on by default, off with FOLIO_GEMV=0 in the environment or here (for comparisons). */
+void gemm_set_gemv(gemm_ctx *g, bool on);
 
 /* y: [n][out_f] of y_type (dtype or DTYPE_F32); x: [n][in_f]; w: [out_f][in_f]; bias: [out_f]
  * of y_type, or NULL. Asynchronous on stream; graph-capturable once the shape was run. A

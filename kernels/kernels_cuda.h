@@ -63,6 +63,15 @@ void rope_kv_write_cuda(void *q_out, const void *qkv, void *k_cache, void *v_cac
  * ids: [n]; logits: float [n][vocab]. */
 void argmax_cuda(int32_t *ids, const float *logits, int n, int vocab, cudaStream_t stream);
 
+/* Skinny GEMM of decode steps: y[n][out_f] = x[n][in_f] @ w[out_f][in_f]^T (+ bias[out_f]),
+ * dtype DTYPE_BF16 or DTYPE_F16, y (and bias) of dtype or DTYPE_F32, float accumulation
+ * (twin: matmul_cpu). gemv_supported() says whether a call qualifies: 16-bit dtype,
+ * 1 <= n <= GEMV_MAX_N, in_f % 8 == 0, x and w 16-byte aligned. */
+#define GEMV_MAX_N 8
+int gemv_supported(int n, int in_f, folio_dtype dtype, const void *x, const void *w);
+void gemv_cuda(void *y, folio_dtype y_type, const void *x, const void *w, const void *bias,
+               folio_dtype dtype, int n, int in_f, int out_f, cudaStream_t stream);
+
 /* TEMPORARY (until the attention branch lands): paged_attention_cuda's contract, a simple
  * kernel, no workspace. head_dim <= 256. */
 void attention_simple_cuda(void *out, const void *q, const void *k_cache, const void *v_cache,
