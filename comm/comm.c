@@ -45,14 +45,22 @@ int comm_init(int *argc, char ***argv, comm_ctx *ctx) {
     comm_init_single(ctx);
     int initialized = 0, provided = 0;
     MPI_Initialized(&initialized);
+    /* SERIALIZED: MPI is called by one thread at a time, not always the main one (the
+     * server's engine thread broadcasts the step plans). */
     if (!initialized) {
-        MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+        MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
         ctx->owns_mpi = 1;
+    } else {
+        MPI_Query_thread(&provided);
     }
     MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &ctx->comm));
     MPI_CHECK(MPI_Comm_set_errhandler(ctx->comm, MPI_ERRORS_RETURN));
     MPI_CHECK(MPI_Comm_rank(ctx->comm, &ctx->rank));
     MPI_CHECK(MPI_Comm_size(ctx->comm, &ctx->world));
+    if (ctx->world > 1 && provided < MPI_THREAD_SERIALIZED)
+        return folio_fail("MPI provides thread level %d, below MPI_THREAD_SERIALIZED (%d), which "
+                          "the engine needs with several ranks", provided,
+                          MPI_THREAD_SERIALIZED);
     return find_local_rank(ctx);
 }
 

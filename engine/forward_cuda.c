@@ -82,6 +82,9 @@ struct forward_cuda {
     int graph_batch[MAX_GRAPHS];
     int n_graphs;
     double capture_ms;
+    bool paged_attention;        /* the attention branch's kernel (else attention_simple) */
+    void *attn_ws;               /* paged_attention_cuda's workspace */
+    size_t attn_ws_bytes;
     profile prof;
 };
 
@@ -132,7 +135,7 @@ static size_t workspace_bytes(const forward_cuda *f) {
                L * f->w->shard.vocab_shard * sizeof(float) + L * sizeof(int32_t);
     b += 2 * sizeof(float) * (size_t)c->max_position * (c->head_dim / 2);
     b += f->lay.total + GEMM_WORKSPACE_BYTES + ((size_t)64 << 20); /* + slack for cuBLAS */
-    return b;
+    return b + f->attn_ws_bytes;
 }
 
 static void *dev_alloc(size_t bytes) {
@@ -200,6 +203,7 @@ static void alloc_workspace(forward_cuda *f) {
     f->logits = dev_alloc(L * f->w->shard.vocab_shard * sizeof(float));
     f->ids = dev_alloc(L * sizeof(int32_t));
     f->d_plan = dev_alloc(f->lay.total);
+    if (f->paged_attention) f->attn_ws = dev_alloc(f->attn_ws_bytes);
     CUDA_CHECK(cudaMallocHost((void **)&f->h_plan, f->lay.total));
     CUDA_CHECK(cudaMallocHost((void **)&f->h_ids, L * sizeof(int32_t)));
     CUDA_CHECK(cudaMallocHost((void **)&f->h_logits, L * c->vocab * sizeof(float)));
@@ -244,9 +248,15 @@ static int attention_block(forward_cuda *f, const step_shape *s, int layer) {
         .n_kv_heads = sh->n_kv_heads, .head_dim = c->head_dim, .block_size = f->o.block_size,
         .window = c->sliding_window[layer], .scale = 1.0f / sqrtf((float)c->head_dim),
         .dtype = f->dt};
-    attention_simple_cuda(f->att, f->q, kc, vc, PLAN_PTR(f, plan, block_tables, int32_t),
-                          PLAN_PTR(f, plan, seq_start, int32_t),
-                          PLAN_PTR(f, plan, context_lens, int32_t), &ap, f->stream);
+    if (f->paged_attention)
+        paged_attention_cuda(f->att, f->q, kc, vc, PLAN_PTR(f, plan, block_tables, int32_t),
+                             PLAN_PTR(f, plan, seq_start, int32_t),
+                             PLAN_PTR(f, plan, context_lens, int32_t), &ap, f->attn_ws,
+                             f->stream);
+    else
+        attention_simple_cuda(f->att, f->q, kc, vc, PLAN_PTR(f, plan, block_tables, int32_t),
+                              PLAN_PTR(f, plan, seq_start, int32_t),
+                              PLAN_PTR(f, plan, context_lens, int32_t), &ap, f->stream);
     prof_mark(f, PROF_ATTENTION);
     /* bias before the reduce is right only on one rank; allreduce_device refuses more */
     gemm_run(f->gemm, f->proj, f->dt, f->att, lw->wo, lw->bo, f->dt, T, f->q_dim, c->hidden,
@@ -374,6 +384,26 @@ static int capture_graphs(forward_cuda *f) {
     return 0;
 }
 
+/* paged_attention_cuda (kernels/paged_attention*.cu) where it supports the shape (head_dim 64
+ * or 128, up to 8 query heads per KV head), else the simple kernel; FOLIO_ATTENTION=simple
+ * forces the simple one (for comparisons). Sizes the workspace for the largest step. */
+static void choose_attention(forward_cuda *f) {
+    const shard_plan *sh = &f->w->shard;
+    const char *env = getenv("FOLIO_ATTENTION");
+    const int ratio = sh->n_kv_heads ? sh->n_heads / sh->n_kv_heads : 0;
+    f->paged_attention = !(env && strcmp(env, "simple") == 0) &&
+                         (f->cfg->head_dim == 64 || f->cfg->head_dim == 128) && ratio >= 1 &&
+                         ratio <= 8;
+    if (!f->paged_attention) return;
+    const paged_attention_params ap = {
+        .n_seqs = f->o.max_seqs, .n_tokens = f->o.max_tokens, .max_q_len = f->o.max_tokens,
+        .max_context = f->o.max_blocks_per_seq * f->o.block_size,
+        .max_blocks = f->o.max_blocks_per_seq, .n_heads = sh->n_heads,
+        .n_kv_heads = sh->n_kv_heads, .head_dim = f->cfg->head_dim,
+        .block_size = f->o.block_size, .window = 0, .scale = 1.0f, .dtype = f->dt};
+    f->attn_ws_bytes = paged_attention_workspace_bytes(&ap);
+}
+
 forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w,
                                   comm_ctx *comm, const forward_cuda_options *o) {
     forward_cuda *f = folio_xcalloc(1, sizeof *f);
@@ -394,6 +424,7 @@ forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w
         free(f);
         return NULL;
     }
+    choose_attention(f);
     CUDA_CHECK(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
     const char *prof_env = getenv("FOLIO_PROFILE");
     f->prof.on = prof_env && strcmp(prof_env, "0") != 0;
@@ -417,7 +448,8 @@ void forward_cuda_free(forward_cuda *f) {
     if (f->prof.on)
         for (int i = 0; i < MAX_PROF_EVENTS; i++) CUDA_CHECK(cudaEventDestroy(f->prof.ev[i]));
     void *dev[] = {f->cos, f->sin, f->x, f->xn, f->qkv, f->q, f->att, f->proj, f->gate_up,
-                   f->act, f->last, f->logits, f->ids, f->k_pool, f->v_pool, f->d_plan};
+                   f->act, f->last, f->logits, f->ids, f->k_pool, f->v_pool, f->d_plan,
+                   f->attn_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CUDA_CHECK(cudaFree(dev[i]));
     if (f->h_plan) CUDA_CHECK(cudaFreeHost(f->h_plan));
@@ -429,6 +461,31 @@ void forward_cuda_free(forward_cuda *f) {
 }
 
 int forward_cuda_num_blocks(const forward_cuda *f) { return f->num_blocks; }
+
+void forward_cuda_copy_blocks(forward_cuda *f, const int32_t *src, const int32_t *dst, int n) {
+    const size_t block = (size_t)f->w->shard.n_kv_heads * f->o.block_size * f->cfg->head_dim *
+                         dtype_size(f->dt);
+    for (int i = 0; i < n; i++)
+        for (int l = 0; l < f->cfg->n_layers; l++) {
+            const size_t layer = f->layer_stride * l * dtype_size(f->dt);
+            char *k = (char *)f->k_pool + layer, *v = (char *)f->v_pool + layer;
+            CUDA_CHECK(cudaMemcpyAsync(k + block * dst[i], k + block * src[i], block,
+                                       cudaMemcpyDeviceToDevice, f->stream));
+            CUDA_CHECK(cudaMemcpyAsync(v + block * dst[i], v + block * src[i], block,
+                                       cudaMemcpyDeviceToDevice, f->stream));
+        }
+}
+
+size_t forward_cuda_workspace_bytes(const model_config *cfg, const cuda_weights *w,
+                                    const forward_cuda_options *o) {
+    forward_cuda f = {.cfg = cfg, .w = w, .o = *o, .dt = w->dtype};
+    f.q_dim = w->shard.n_heads * cfg->head_dim;
+    f.qkv_dim = f.q_dim + 2 * w->shard.n_kv_heads * cfg->head_dim;
+    f.inter = w->shard.intermediate;
+    f.lay = make_layout(o);
+    choose_attention(&f);
+    return workspace_bytes(&f);
+}
 
 double forward_cuda_capture_ms(const forward_cuda *f, int *n_graphs) {
     if (n_graphs) *n_graphs = f->n_graphs;

@@ -44,6 +44,15 @@ void forward_cuda_free(forward_cuda *f);
 
 int forward_cuda_num_blocks(const forward_cuda *f);
 
+/* Bytes of device memory besides weights and KV pool that forward_cuda_create will take for
+ * these options (for sizing the KV pool before creating it). */
+size_t forward_cuda_workspace_bytes(const model_config *cfg, const cuda_weights *w,
+                                    const forward_cuda_options *o);
+
+/* Copies KV blocks src[i] -> dst[i] in every layer (copy-on-write of shared prefixes),
+ * asynchronously on the forward's stream, before the next step. */
+void forward_cuda_copy_blocks(forward_cuda *f, const int32_t *src, const int32_t *dst, int n);
+
 /* Runs one step. logits: host [n_logits][vocab] float32, or NULL; greedy_ids: host
  * [n_logits], the argmax of each row computed on the GPU, or NULL. Returns 0, or -1 with a
  * message (plan too large for the workspace, positions outside the context). */

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fault.h"
 #include "model.h"
 #include "progress.h"
 #ifdef FOLIO_HAVE_CUDA
@@ -69,6 +70,10 @@ int model_open_on(const char *dir, const model_open_options *o, comm_ctx *comm, 
     }
     load_options opt = {.format = format, .show_progress = comm->rank == 0, .dummy_seed = 0};
     if (weights_load(dir, &m->cfg, &m->shard, &opt, &m->weights) != 0) goto fail;
+    if (fault_check("load", comm->rank, -1) != 0) {
+        weights_free(&m->weights);
+        goto fail;
+    }
     if (comm->rank == 0) {
         char params[32], bytes[32];
         long long n = model_config_param_count(&m->cfg);

@@ -1,5 +1,7 @@
-/* Token sampling from one row of logits: greedy, temperature, top-k, top-p. Each sequence owns
- * its RNG state, so a seeded request samples the same tokens whatever else is in the batch. */
+/* Token sampling from one row of logits: greedy, temperature, top-k, top-p, min-p; the
+ * logits processors that run before it (logit bias, min_tokens, repetition / presence /
+ * frequency penalties); and logprobs with top-N alternatives. Each sequence owns its RNG
+ * state, so a seeded request samples the same tokens whatever else is in the batch. */
 #ifndef FOLIO_SAMPLER_H
 #define FOLIO_SAMPLER_H
 
@@ -9,7 +11,26 @@ typedef struct {
     float temperature;           /* 0 = greedy */
     int top_k;                   /* 0 or <0 = off */
     float top_p;                 /* 1 = off */
+    float min_p;                 /* 0 = off: drop tokens below min_p * the top probability */
 } sampling_params;
+
+typedef struct {
+    int32_t token;
+    float bias;
+} logit_bias_entry;
+
+/* What runs on the raw logits before sampling, in this order: logit bias, min_tokens (EOS
+ * ids masked while fewer than min_tokens were generated), repetition penalty (HF: logits of
+ * tokens in the prompt or output divided by it when positive, multiplied when negative),
+ * presence and frequency penalties (OpenAI: over the output tokens). Zero-initialised = off. */
+typedef struct {
+    float repetition_penalty;    /* 1 or 0 = off */
+    float presence_penalty;      /* 0 = off */
+    float frequency_penalty;     /* 0 = off */
+    int min_tokens;              /* 0 = off */
+    const logit_bias_entry *bias;   /* [n_bias], owned by the request */
+    int n_bias;
+} logits_params;
 
 typedef struct {
     uint64_t s[4];               /* xoshiro256** state */
@@ -21,6 +42,22 @@ double sampler_rng_uniform(sampler_rng *r);   /* [0, 1) */
 /* Checks ranges (temperature >= 0, top_p in (0, 1], top_k >= 0). -1 with a message naming
  * the parameter and value. */
 int sampling_params_validate(const sampling_params *p);
+
+/* Checks ranges (penalties in [-2, 2], repetition_penalty > 0 or 0 = off, min_tokens >= 0,
+ * bias ids inside vocab). -1 with a message naming the parameter. */
+int logits_params_validate(const logits_params *p, int vocab);
+
+/* Applies the processors of lp to logits [n] in place. prompt/output: the sequence's tokens
+ * before generation and its generated tokens. counts: [n] ints, all zero on entry and left
+ * all zero on return (the caller keeps one per engine). */
+void sampler_process_logits(float *logits, int n, const logits_params *lp,
+                            const int32_t *prompt, int n_prompt, const int32_t *output,
+                            int n_output, const int32_t *eos_ids, int n_eos, int32_t *counts);
+
+/* Log-probability of token `chosen` under softmax(logits), and the top_n most likely tokens
+ * (descending, ties: lower id first) in top_ids / top_lps (each [top_n]). */
+float sampler_logprobs(const float *logits, int n, int chosen, int top_n, int32_t *top_ids,
+                       float *top_lps);
 
 /* Index of the largest logit (lowest index on ties). */
 int sampler_argmax(const float *logits, int n);

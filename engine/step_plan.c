@@ -20,6 +20,9 @@ void step_plan_create(step_plan *p, int cap_tokens, int cap_seqs, int cap_blocks
     p->seq_start = folio_xcalloc((size_t)cap_seqs + 1, sizeof *p->seq_start);
     p->context_lens = folio_xcalloc(cap_seqs, sizeof *p->context_lens);
     p->block_tables = folio_xcalloc((size_t)cap_seqs * cap_blocks, sizeof *p->block_tables);
+    p->copy_src = folio_xcalloc(cap_seqs, sizeof *p->copy_src);
+    p->copy_dst = folio_xcalloc(cap_seqs, sizeof *p->copy_dst);
+    p->sampling = folio_xcalloc(cap_seqs, sizeof *p->sampling);
 }
 
 void step_plan_free(step_plan *p) {
@@ -30,12 +33,15 @@ void step_plan_free(step_plan *p) {
     free(p->seq_start);
     free(p->context_lens);
     free(p->block_tables);
+    free(p->copy_src);
+    free(p->copy_dst);
+    free(p->sampling);
     memset(p, 0, sizeof *p);
 }
 
 void step_plan_reset(step_plan *p, int64_t step) {
     p->step = step;
-    p->n_tokens = p->n_seqs = p->n_logits = 0;
+    p->n_tokens = p->n_seqs = p->n_logits = p->n_copies = 0;
     p->seq_start[0] = 0;
 }
 
@@ -66,7 +72,17 @@ int step_plan_add(step_plan *p, const int32_t *ids, int n_new, int n_cached,
     if (want_logits && !all_logits) p->logits_rows[p->n_logits++] = p->n_tokens - 1;
     p->seq_start[s + 1] = p->n_tokens;
     p->context_lens[s] = ctx;
+    p->sampling[s] = (sampling_params){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
     return s;
+}
+
+int step_plan_add_copy(step_plan *p, int32_t src, int32_t dst) {
+    if (p->n_copies == p->cap_seqs)
+        return folio_fail("step plan: more than %d block copies in one step", p->cap_seqs);
+    p->copy_src[p->n_copies] = src;
+    p->copy_dst[p->n_copies] = dst;
+    p->n_copies++;
+    return 0;
 }
 
 int step_plan_validate(const step_plan *p, int num_blocks) {
@@ -100,6 +116,14 @@ int step_plan_validate(const step_plan *p, int num_blocks) {
                                   (long long)want);
         }
     }
+    if (p->n_copies < 0 || p->n_copies > p->cap_seqs)
+        return folio_fail("step plan %lld: %d block copies (capacity %d)", (long long)p->step,
+                          p->n_copies, p->cap_seqs);
+    for (int i = 0; i < p->n_copies; i++)
+        if (p->copy_src[i] < 0 || p->copy_src[i] >= num_blocks || p->copy_dst[i] < 0 ||
+            p->copy_dst[i] >= num_blocks || p->copy_src[i] == p->copy_dst[i])
+            return folio_fail("step plan %lld: block copy %d -> %d is outside the pool of %d",
+                              (long long)p->step, p->copy_src[i], p->copy_dst[i], num_blocks);
     for (int i = 0; i < p->n_logits; i++)
         if (p->logits_rows[i] < 0 || p->logits_rows[i] >= p->n_tokens)
             return folio_fail("step plan %lld: logits row %d is outside the step's tokens",

@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include "sampler.h"
+
 typedef struct {
     int64_t step;                /* step number, increasing */
     int n_tokens;                /* new tokens in this step */
@@ -25,6 +27,10 @@ typedef struct {
     int32_t *context_lens;       /* [n_seqs] tokens in KV after this step (prefix + new) */
     int32_t *block_tables;       /* [n_seqs][max_blocks] block ids */
     int32_t *logits_rows;        /* [n_logits] token indices whose logits are wanted */
+    int n_copies;                /* block copies before the forward (<= cap_seqs) */
+    int32_t *copy_src;           /* [n_copies] */
+    int32_t *copy_dst;           /* [n_copies] */
+    sampling_params *sampling;   /* [n_seqs] */
 } step_plan;
 
 /* Allocates arrays for up to cap_tokens tokens, cap_seqs sequences and cap_blocks blocks per
@@ -43,6 +49,9 @@ void step_plan_reset(step_plan *p, int64_t step);
  * message when a capacity or the block table is too small. */
 int step_plan_add(step_plan *p, const int32_t *ids, int n_new, int n_cached,
                   const int32_t *block_table, int n_blocks, int want_logits, int all_logits);
+
+/* Appends a block copy src -> dst (done before the forward). -1 with a message when full. */
+int step_plan_add_copy(step_plan *p, int32_t src, int32_t dst);
 
 /* Checks internal consistency (offsets, slots inside num_blocks, positions < context):
  * what a receiving rank runs before trusting a plan. -1 with a message if broken. */

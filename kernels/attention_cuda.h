@@ -39,14 +39,17 @@ typedef struct {
 } paged_attention_params;
 
 /* Device scratch bytes paged_attention_cuda needs for these bounds (split-context partial
- * results and their reduction). */
+ * results and their reduction). Enough for every later call whose n_seqs and max_context are
+ * at most these (same heads, head_dim, window), so size it once with the largest bounds. */
 size_t paged_attention_workspace_bytes(const paged_attention_params *p);
 
 /* out, q: [n_tokens][n_heads][head_dim] (device, dtype). Device arrays, as in the step plan:
  * seq_start [n_seqs + 1] (query rows of each sequence), context_lens [n_seqs],
  * block_tables [n_seqs][max_blocks]. Query row t of sequence s is at position
  * context_lens[s] - (seq_start[s + 1] - t) and attends causally to its sequence's positions.
- * Query head h uses KV head h / (n_heads / n_kv_heads). Asynchronous on stream. */
+ * Query head h uses KV head h / (n_heads / n_kv_heads). Asynchronous on stream.
+ * out, q, k_cache, v_cache and workspace must be 16-byte aligned (16-byte vector loads);
+ * head_dim 64 or 128, n_heads / n_kv_heads 1..8, any block_size. */
 void paged_attention_cuda(void *out, const void *q, const void *k_cache, const void *v_cache,
                           const int32_t *block_tables, const int32_t *seq_start,
                           const int32_t *context_lens, const paged_attention_params *p,

@@ -17,6 +17,8 @@ done
 # Node.js and npm (the tokenizer tests' oracle): any install will do, Debian's if none.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# python3: test scripts that edit JSON fixtures.
+command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
   echo "folio: installing Debian packages: ${missing[*]}" >&2
   SUDO=""

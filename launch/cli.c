@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "error.h"
 #include "model.h"
+#include "step_watchdog.h"
 
 void common_options_init(common_options *o) {
     memset(o, 0, sizeof *o);
@@ -14,6 +15,7 @@ void common_options_init(common_options *o) {
     o->dtype = DTYPE_F32;
     o->load_format = LOAD_AUTO;
     o->gpu_memory_utilization = 0.90;
+    o->bind = BIND_AUTO;
 }
 
 int cli_common_option(common_options *o, int id, const char *arg) {
@@ -35,10 +37,12 @@ int cli_common_option(common_options *o, int id, const char *arg) {
                               "float16)", arg);
         o->dtype_auto = false;
         return 1;
-    case OPT_GPU_MEM_UTIL:
-        return cli_parse_float("--gpu-memory-utilization", arg, 0.05, 1.0,
-                               &o->gpu_memory_utilization) == 0 ? 1 : -1;
     case OPT_ENFORCE_EAGER: o->enforce_eager = true; return 1;
+    case OPT_BIND:
+        if (strcmp(arg, "auto") == 0) o->bind = BIND_AUTO;
+        else if (strcmp(arg, "none") == 0) o->bind = BIND_NONE;
+        else return folio_fail("--bind: unknown mode '%s' (expected auto or none)", arg);
+        return 1;
     case OPT_LOAD_FORMAT:
         if (strcmp(arg, "auto") == 0) o->load_format = LOAD_AUTO;
         else if (strcmp(arg, "dummy") == 0) o->load_format = LOAD_DUMMY;
@@ -68,6 +72,13 @@ void cli_model_options(const common_options *o, model_open_options *out) {
                                 .gpu_memory_utilization = o->gpu_memory_utilization,
                                 .enforce_eager = o->enforce_eager};
 }
+
+int cli_start_rank(const common_options *o, comm_ctx *comm) {
+    if (bind_rank(comm, o->bind, o->verbose) != 0) return -1;
+    return step_watchdog_start(comm->rank, comm->host);
+}
+
+void cli_stop_rank(void) { step_watchdog_stop(); }
 
 int cli_parse_int(const char *option, const char *arg, long long min, long long max,
                   long long *out) {

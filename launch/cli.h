@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "binding.h"
+#include "comm.h"
 #include "dtype.h"
 #include "weights.h"
 
@@ -20,13 +22,15 @@ typedef struct {
     folio_dtype dtype;
     load_format load_format;
     int verbose;
-    double gpu_memory_utilization; /* --device cuda: fraction of GPU memory to use (0.90) */
-    bool enforce_eager;            /* --device cuda: no CUDA graphs */
+    double gpu_memory_utilization; /* CUDA: fraction of GPU memory to use (0.90; set from the
+                                      engine knob --gpu-memory-utilization where there is one) */
+    bool enforce_eager;            /* --enforce-eager: CUDA, no CUDA graphs */
+    bind_mode bind;              /* --bind auto|none */
 } common_options;
 
 /* Option ids of the common options (above any subcommand's own ids). */
-enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP,
-       OPT_GPU_MEM_UTIL, OPT_ENFORCE_EAGER };
+enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND,
+       OPT_ENFORCE_EAGER };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -34,8 +38,8 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"dtype", required_argument, 0, OPT_DTYPE},                    \
     {"load-format", required_argument, 0, OPT_LOAD_FORMAT},        \
     {"verbose", no_argument, 0, OPT_VERBOSE},                      \
-    {"gpu-memory-utilization", required_argument, 0, OPT_GPU_MEM_UTIL}, \
     {"enforce-eager", no_argument, 0, OPT_ENFORCE_EAGER},          \
+    {"bind", required_argument, 0, OPT_BIND},                      \
     {"help", no_argument, 0, OPT_HELP}
 
 #define CLI_COMMON_HELP                                                                   \
@@ -43,17 +47,23 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     "  --device cpu|cuda        backend (default cpu)\n"                                    \
     "  --dtype auto|float32|bfloat16|float16   compute type (CPU: float32; CUDA auto: the\n" \
     "                           checkpoint's 16-bit type, bfloat16 for float32 files)\n"     \
-    "  --gpu-memory-utilization F  CUDA: fraction of GPU memory for weights, workspace and\n" \
-    "                           KV cache (default 0.90)\n"                                   \
     "  --enforce-eager          CUDA: no CUDA graphs for decode steps\n"                     \
     "  --load-format auto|dummy weights from the files, or random with the config's shapes\n" \
-    "  --verbose                more detail on stderr\n"
+    "  --bind auto|none         bind each rank to the cores/NUMA node nearest its GPU (no GPU:\n" \
+    "                           an equal share of the host's cores); default auto\n"          \
+    "  --verbose                more detail on stderr (with it, each rank's placement)\n"
 
 void common_options_init(common_options *o);
 
 /* Handles a common option id. Returns 1 if handled, 0 if not a common option, -1 with a
  * message for a bad value. */
 int cli_common_option(common_options *o, int id, const char *arg);
+
+/* Starts a model-running rank, before the model loads (a collective: every rank calls it):
+ * binds it (--bind; prints the placement with --verbose) and starts the step watchdog
+ * (FOLIO_STEP_TIMEOUT). 0, or -1 with a message. cli_stop_rank() undoes what it can. */
+int cli_start_rank(const common_options *o, comm_ctx *comm);
+void cli_stop_rank(void);
 
 /* Checks what every model-running command needs (a --model, a supported device/dtype). */
 int cli_common_check(const common_options *o, const char *command);

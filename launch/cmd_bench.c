@@ -43,7 +43,7 @@ int cmd_bench(int argc, char **argv, comm_ctx *comm) {
 #include "step_plan.h"
 
 enum { OPT_BATCH = 1, OPT_INPUT_LEN, OPT_OUTPUT_LEN, OPT_ITERS, OPT_WARMUP, OPT_PROMPTS,
-       OPT_RANDOM, OPT_MAX_SEQS, OPT_MAX_BATCHED, OPT_SEED_B };
+       OPT_RANDOM, OPT_MAX_SEQS, OPT_MAX_BATCHED, OPT_GPU_UTIL };
 
 static const char USAGE[] =
     "usage: folio bench latency|throughput --model DIR [--load-format dummy] [options]\n"
@@ -56,6 +56,7 @@ static const char USAGE[] =
     "  --random-lengths         throughput: lengths uniform in [len/2, 3 len/2]\n"
     "  --max-num-seqs N         throughput: running requests at most (default 256)\n"
     "  --max-num-batched-tokens N  throughput: prefill tokens per step (default 8192)\n"
+    "  --gpu-memory-utilization F  fraction of GPU memory for weights, workspace, KV (0.90)\n"
     CLI_COMMON_HELP;
 
 typedef struct {
@@ -76,6 +77,7 @@ static int parse(int argc, char **argv, bench_args *a) {
         {"random-lengths", no_argument, 0, OPT_RANDOM},
         {"max-num-seqs", required_argument, 0, OPT_MAX_SEQS},
         {"max-num-batched-tokens", required_argument, 0, OPT_MAX_BATCHED},
+        {"gpu-memory-utilization", required_argument, 0, OPT_GPU_UTIL},
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     common_options_init(&a->common);
@@ -112,6 +114,11 @@ static int parse(int argc, char **argv, bench_args *a) {
         case OPT_MAX_SEQS: dst = &a->max_seqs; name = "--max-num-seqs"; break;
         case OPT_MAX_BATCHED: dst = &a->max_batched; name = "--max-num-batched-tokens"; break;
         case OPT_RANDOM: a->random_lengths = 1; break;
+        case OPT_GPU_UTIL:
+            if (cli_parse_float("--gpu-memory-utilization", optarg, 0.05, 1.0,
+                                &a->common.gpu_memory_utilization) != 0)
+                return -1;
+            break;
         default: return cli_bad_option("bench", argv);
         }
         if (dst) {

@@ -78,6 +78,7 @@ int cmd_score(int argc, char **argv, comm_ctx *comm) {
         goto out;
     }
     if (cli_common_check(&common, "score") != 0) goto out;
+    if (cli_start_rank(&common, comm) != 0) goto out;
     model m;
     model_open_options mo;
     cli_model_options(&common, &mo);
@@ -103,6 +104,7 @@ int cmd_score(int argc, char **argv, comm_ctx *comm) {
 close:
     model_close(&m);
 out:
+    cli_stop_rank();
     free(logits);
     free(ids);
     return rc;

@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+# Tests run in parallel (one per core); OpenMP threads on top of that only contend.
+export OMP_NUM_THREADS=1
 
 bash launch/build.sh
 ctest --test-dir build --output-on-failure -j"$jobs" --timeout 900

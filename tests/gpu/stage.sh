@@ -11,6 +11,7 @@ FOLIO_BUILD_DIR=build-cuda bash launch/build.sh -DFOLIO_CUDA=ON -DCMAKE_BUILD_TY
 rm -rf "$DEST" && mkdir -p "$DEST/lib" "$DEST/models" "$DEST/src/tests/fixtures"
 cp build-cuda/folio "$DEST/"
 find build-cuda/tests -maxdepth 1 -type f -name 'test_gpu_*' -perm -u+x -exec cp {} "$DEST/" \;
+# (test_gpu_nccl runs under mpirun: tests/gpu/run_nccl_checks.sh)
 # Libraries the GPU machine does not have (it has MPI, NCCL, cuBLAS, jansson, pcre2, hwloc, gomp).
 for lib in libcmocka.so.0 libutf8proc.so.2 libmicrohttpd.so.12; do
   f=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')

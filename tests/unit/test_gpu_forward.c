@@ -5,8 +5,9 @@
  *            once with the decode CUDA graphs and once eager;
  *   bfloat16: our logits' error against the float64 reference at most 1.5x the error of
  *            transformers itself run in bfloat16 on the GPU (logits_bf16.f32);
- * and stories260K's 199 greedy ids equal to reference.json in float32. Prints a table of the
- * bf16 error ratios. Skips (77) without a GPU. */
+ * stories260K's 199 greedy ids equal to reference.json in float32; and dummy models with the
+ * head shapes of real models (paged_attention_cuda's path) against the CPU backend. Prints
+ * the bf16 error ratios. Skips (77) without a GPU. */
 #include <stdio.h>
 
 #ifndef FOLIO_HAVE_CUDA
@@ -21,6 +22,7 @@ int main(void) {
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -124,6 +126,78 @@ static void test_bf16(void **state) {
     fixture_ref_free(&ref);
 }
 
+/* A dummy model (weights drawn from the config, the same on the CPU and the GPU) with a head
+ * shape paged_attention_cuda takes (head_dim 64 or 128): GPU float32 logits within 1e-4 of
+ * the CPU reference, greedy ids equal (decode graphs), bfloat16 logits within 3e-2. */
+static void write_config(const char *dir, int hidden, int heads, int kv_heads) {
+    char path[1300];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+               "\"hidden_size\": %d, \"intermediate_size\": 1024, \"num_hidden_layers\": 2, "
+               "\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"vocab_size\": 1000, "
+               "\"max_position_embeddings\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": "
+               "10000.0, \"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2, "
+               "\"torch_dtype\": \"bfloat16\"}\n", hidden, heads, kv_heads);
+    fclose(f);
+}
+
+static void check_dummy(int hidden, int heads, int kv_heads) {
+    char dir[] = "/tmp/folio_gpu_dummy_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    write_config(dir, hidden, heads, kv_heads);
+    enum { N = 45, GEN = 16 };
+    int32_t prompt[N];
+    for (int i = 0; i < N; i++) prompt[i] = (int32_t)((i * 7919 + 13) % 1000);
+    model cpu;
+    const model_open_options oc = {.format = LOAD_DUMMY};
+    if (model_open_on(dir, &oc, &g_comm, &cpu) != 0) fail_msg("%s", folio_last_error());
+    float *want = malloc(sizeof(float) * N * 1000), *got = malloc(sizeof(float) * N * 1000);
+    assert_int_equal(score_sequence(&cpu, &g_comm, prompt, N, 16, want), 0);
+    run_options ro = {.max_tokens = GEN, .sampling = {.temperature = 0, .top_p = 1},
+                      .ignore_eos = true, .block_size = 16};
+    run_result rc_cpu, rc_gpu;
+    assert_int_equal(run_sequence(&cpu, &g_comm, prompt, N, &ro, NULL, NULL, &rc_cpu), 0);
+    const folio_dtype types[] = {DTYPE_F32, DTYPE_BF16};
+    for (int ti = 0; ti < 2; ti++) {
+        model gpu;
+        const model_open_options og = {.format = LOAD_DUMMY, .cuda = true, .dtype = types[ti],
+                                       .gpu_memory_utilization = 0.5};
+        if (model_open_on(dir, &og, &g_comm, &gpu) != 0) fail_msg("%s", folio_last_error());
+        assert_int_equal(score_sequence(&gpu, &g_comm, prompt, N, 16, got), 0);
+        const double rel = max_rel_diff(got, want, (size_t)N * 1000);
+        const double tol = types[ti] == DTYPE_F32 ? 1e-4 : 3e-2;
+        printf("  dummy hidden %d heads %d/%d %s: max rel diff to the CPU %.2e\n", hidden, heads,
+               kv_heads, dtype_name(types[ti]), rel);
+        if (!(rel <= tol)) fail_msg("dummy %d/%d/%d %s: rel diff %.3g > %.0e", hidden, heads,
+                                    kv_heads, dtype_name(types[ti]), rel, tol);
+        if (types[ti] == DTYPE_F32) {
+            assert_int_equal(run_sequence(&gpu, &g_comm, prompt, N, &ro, NULL, NULL, &rc_gpu), 0);
+            for (int i = 0; i < GEN; i++)
+                if (rc_gpu.ids[i] != rc_cpu.ids[i])
+                    fail_msg("dummy %d/%d/%d: greedy token %d is %d on the GPU, %d on the CPU",
+                             hidden, heads, kv_heads, i, rc_gpu.ids[i], rc_cpu.ids[i]);
+            free(rc_gpu.ids);
+        }
+        model_close(&gpu);
+    }
+    free(rc_cpu.ids);
+    model_close(&cpu);
+    free(want);
+    free(got);
+    char path[1300];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    remove(path);
+    rmdir(dir);
+}
+
+static void test_dummy_paged_attention(void **state) {
+    (void)state;
+    check_dummy(512, 4, 2);  /* head_dim 128, 2 query heads per KV head */
+    check_dummy(512, 8, 1);  /* head_dim 64, MQA: 8 per KV head */
+}
+
 static void test_stories_greedy(void **state) {
     (void)state;
     fixture_ref ref;
@@ -152,6 +226,7 @@ int main(void) {
         tests[n++].name = names[1][i];
     }
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_stories_greedy);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_dummy_paged_attention);
     return _cmocka_run_group_tests("gpu_forward", tests, n, NULL, NULL);
 }
 #endif

@@ -1,0 +1,51 @@
+/* The CPU backend: block copies, then the float32 forward of the plan. */
+#include <string.h>
+
+#include "backend_cpu.h"
+#include "error.h"
+
+int backend_cpu_create(backend_cpu *b, const model *m, comm_ctx *comm, int num_blocks,
+                       int block_size, int max_tokens, int max_logits) {
+    memset(b, 0, sizeof *b);
+    b->m = m;
+    if (kv_cache_create(&b->kv, m->cfg.n_layers, num_blocks, block_size, m->shard.n_kv_heads,
+                        m->cfg.head_dim) != 0)
+        return -1;
+    b->fwd = forward_cpu_create(&m->cfg, &m->weights, comm, max_tokens, max_logits);
+    return 0;
+}
+
+void backend_cpu_free(backend_cpu *b) {
+    forward_cpu_free(b->fwd);
+    kv_cache_free(&b->kv);
+    memset(b, 0, sizeof *b);
+}
+
+/* Copies block src to dst in every layer's K and V. */
+static void copy_block(kv_cache *kv, int src, int dst) {
+    size_t n = (size_t)kv->block_size * kv->n_kv_heads * kv->head_dim;
+    long long s = (long long)src * kv->block_size, d = (long long)dst * kv->block_size;
+    for (int l = 0; l < kv->n_layers; l++) {
+        memcpy(kv_cache_k(kv, l, d), kv_cache_k(kv, l, s), sizeof(float) * n);
+        memcpy(kv_cache_v(kv, l, d), kv_cache_v(kv, l, s), sizeof(float) * n);
+    }
+}
+
+static int cpu_step(void *self, const step_plan *plan, float *logits) {
+    backend_cpu *b = self;
+    for (int i = 0; i < plan->n_copies; i++) copy_block(&b->kv, plan->copy_src[i], plan->copy_dst[i]);
+    return forward_cpu_step(b->fwd, &b->kv, plan, logits);
+}
+
+engine_backend backend_cpu_iface(backend_cpu *b) {
+    return (engine_backend){.self = b, .step = cpu_step};
+}
+
+size_t backend_cpu_workspace_bytes(const model_config *c, int max_tokens, int max_logits) {
+    size_t T = (size_t)max_tokens, hd = (size_t)c->head_dim;
+    size_t per_token = 3 * (size_t)c->hidden + 2 * (size_t)c->n_heads * hd +
+                       2 * (size_t)c->n_kv_heads * hd + 2 * (size_t)c->intermediate;
+    size_t rope = 2 * (size_t)c->max_position * (hd / 2);
+    size_t logits = (size_t)max_logits * ((size_t)c->hidden + 2 * (size_t)c->vocab);
+    return sizeof(float) * (T * per_token + rope + logits);
+}

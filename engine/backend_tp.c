@@ -1,0 +1,47 @@
+/* Rank 0's broadcasting backend and the other ranks' worker loop. */
+#include <unistd.h>
+
+#include "backend_tp.h"
+#include "error.h"
+#include "fault.h"
+#include "progress.h"
+#include "step_watchdog.h"
+
+/* What every rank does with a plan it holds: fault hooks, then the local step, watched. */
+static int run_local(engine_backend local, int rank, const step_plan *plan, float *logits) {
+    if (fault_check("step", rank, plan->step) != 0) return -1;
+    step_watchdog_enter(plan->step);
+    while (fault_armed("hang", rank, plan->step)) sleep(1);
+    int rc = local.step(local.self, plan, logits);
+    step_watchdog_leave();
+    return rc;
+}
+
+static int tp_step(void *self, const step_plan *plan, float *logits) {
+    backend_tp *b = self;
+    double t0 = folio_now();
+    if (plan_channel_send_plan(b->ch, plan) != 0) return -1;
+    b->send_s += folio_now() - t0;
+    return run_local(b->local, b->rank, plan, logits);
+}
+
+engine_backend backend_tp_iface(backend_tp *b, engine_backend local, plan_channel *ch) {
+    *b = (backend_tp){.local = local, .ch = ch, .rank = ch->comm->rank};
+    return (engine_backend){.self = b, .step = tp_step};
+}
+
+int tp_worker_loop(plan_channel *ch, engine_backend local, step_plan *plan, float *logits,
+                   long long *steps) {
+    *steps = 0;
+    for (;;) {
+        plan_msg_kind kind;
+        if (plan_channel_recv(ch, &kind) != 0) return -1;
+        if (kind == PLAN_MSG_STOP) return 0;
+        if (kind != PLAN_MSG_STEP)
+            return folio_fail("worker: expected a step plan or stop from rank 0, got message "
+                              "kind %d", (int)kind);
+        if (plan_channel_decode_plan(ch, plan) != 0) return -1;
+        if (run_local(local, ch->comm->rank, plan, logits) != 0) return -1;
+        ++*steps;
+    }
+}

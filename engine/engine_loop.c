@@ -1,0 +1,429 @@
+/* The engine loop: requests, steps, sampling, stop conditions, sessions, cancellation. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_loop.h"
+#include "error.h"
+#include "progress.h"
+
+struct engine {
+    engine_config cfg;
+    int32_t *eos;                /* owned copy of cfg.eos_ids */
+    engine_backend be;
+    request_done_fn done;
+    void *user;
+    scheduler *sched;
+    step_plan plan;
+    float *logits;               /* [max_num_seqs][vocab] */
+    float *raw;                  /* [vocab] unprocessed row (logprobs) */
+    float *scratch_f;            /* [vocab] */
+    int *scratch_i;              /* [vocab] */
+    int32_t *counts;             /* [vocab] zero between uses */
+    sequence **todo;             /* [max_num_seqs] this step's scheduled sequences */
+    request **live;              /* in-flight requests (started or queued behind a turn) */
+    int n_live, cap_live;
+    int64_t next_id;
+    engine_stats stats;
+};
+
+const char *finish_reason_name(finish_reason f) {
+    switch (f) {
+    case FINISH_LENGTH: return "length";
+    case FINISH_STOP: return "stop";
+    case FINISH_CANCELLED: return "cancelled";
+    default: return "none";
+    }
+}
+
+engine *engine_create(const engine_config *c, engine_backend be, request_done_fn done,
+                      void *user) {
+    if (sched_config_validate(&c->sched) != 0) return NULL;
+    if (c->vocab < 1) {
+        folio_fail("engine: vocabulary size %d", c->vocab);
+        return NULL;
+    }
+    engine *e = folio_xcalloc(1, sizeof *e);
+    e->cfg = *c;
+    e->eos = folio_xmalloc(sizeof *e->eos * (c->n_eos ? c->n_eos : 1));
+    if (c->n_eos) memcpy(e->eos, c->eos_ids, sizeof *e->eos * c->n_eos);
+    e->cfg.eos_ids = e->eos;
+    e->be = be;
+    e->done = done;
+    e->user = user;
+    e->sched = sched_create(&c->sched);
+    const sched_config *s = &c->sched;
+    step_plan_create(&e->plan, s->max_num_batched_tokens, s->max_num_seqs,
+                     (s->max_model_len + s->block_size - 1) / s->block_size, s->block_size);
+    e->logits = folio_xmalloc(sizeof(float) * (size_t)s->max_num_seqs * c->vocab);
+    e->raw = folio_xmalloc(sizeof(float) * c->vocab);
+    e->scratch_f = folio_xmalloc(sizeof(float) * c->vocab);
+    e->scratch_i = folio_xmalloc(sizeof(int) * c->vocab);
+    e->counts = folio_xcalloc(c->vocab, sizeof *e->counts);
+    e->todo = folio_xmalloc(sizeof *e->todo * s->max_num_seqs);
+    return e;
+}
+
+static void request_free(request *r) {
+    for (int i = 0; i < r->n_seqs; i++) sequence_free(r->seqs[i]);
+    free(r->seqs);
+    free(r->prompt);
+    free(r->error);
+    request_params_free(&r->p);
+    free(r);
+}
+
+void engine_free(engine *e) {
+    if (!e) return;
+    /* in-flight sequences leave the scheduler before it goes */
+    for (int i = 0; i < e->n_live; i++) {
+        request *r = e->live[i];
+        for (int k = 0; k < r->n_seqs; k++)
+            if (r->seqs[k]) sched_remove(e->sched, r->seqs[k]);
+        while (r) {
+            request *next = r->next_turn;
+            request_free(r);
+            r = next;
+        }
+    }
+    free(e->todo);
+    free(e->live);
+    sched_free(e->sched);
+    step_plan_free(&e->plan);
+    free(e->logits);
+    free(e->raw);
+    free(e->scratch_f);
+    free(e->scratch_i);
+    free(e->counts);
+    free(e->eos);
+    free(e);
+}
+
+scheduler *engine_scheduler(engine *e) { return e->sched; }
+const engine_stats *engine_get_stats(const engine *e) { return &e->stats; }
+bool engine_busy(const engine *e) { return e->n_live > 0; }
+
+/* ---- adding requests ---- */
+
+static int check_params(const engine *e, const request_params *p, int n_prompt) {
+    if (n_prompt < 1) return folio_fail("prompt: empty");
+    if (p->n < 1 || p->n > e->cfg.sched.max_num_seqs)
+        return folio_fail("n: %d is out of range [1, %d] (--max-num-seqs)", p->n,
+                          e->cfg.sched.max_num_seqs);
+    if (p->max_tokens < 1) return folio_fail("max_tokens: %d must be >= 1", p->max_tokens);
+    if (p->logprobs > FOLIO_MAX_LOGPROBS)
+        return folio_fail("logprobs: %d is out of range [0, %d]", p->logprobs,
+                          FOLIO_MAX_LOGPROBS);
+    if (p->n_stop > 0 && !e->cfg.codec)
+        return folio_fail("stop: stop strings need the tokenizer (use stop_token_ids)");
+    if (p->session_id >= 0 && p->n != 1)
+        return folio_fail("n: must be 1 in a session (session_id %lld)",
+                          (long long)p->session_id);
+    for (int i = 0; i < p->n_stop_ids; i++)
+        if (p->stop_ids[i] < 0 || p->stop_ids[i] >= e->cfg.vocab)
+            return folio_fail("stop_token_ids: %d is outside the vocabulary of %d",
+                              p->stop_ids[i], e->cfg.vocab);
+    if (sampling_params_validate(&p->sampling) != 0) return -1;
+    return logits_params_validate(&p->proc, e->cfg.vocab);
+}
+
+static int check_length(const engine *e, int n_ctx, int max_tokens) {
+    int max_len = e->cfg.sched.max_model_len;
+    if ((long long)n_ctx + max_tokens > max_len)
+        return folio_fail("max_tokens: the context of %d tokens plus max_tokens %d exceeds the "
+                          "model length of %d (--max-model-len)", n_ctx, max_tokens, max_len);
+    return 0;
+}
+
+static uint64_t sample_seed(uint64_t seed, int sample) {
+    return seed ^ ((uint64_t)sample * 0x9e3779b97f4a7c15ull);
+}
+
+/* Starts a turn: builds its first sequence (conversation so far + prompt) and queues it. */
+static int start_request(engine *e, request *r) {
+    const sequence *hist = r->p.session_id >= 0 ? sched_session(e->sched, r->p.session_id)
+                                                : NULL;
+    int n_hist = hist ? hist->n_tokens : 0, n_ctx = n_hist + r->n_prompt;
+    if (check_length(e, n_ctx, r->p.max_tokens) != 0) return -1;
+    int32_t *ctx = folio_xmalloc(sizeof *ctx * n_ctx);
+    if (n_hist) memcpy(ctx, hist->tokens, sizeof *ctx * n_hist);
+    memcpy(ctx + n_hist, r->prompt, sizeof *ctx * r->n_prompt);
+    sequence *q = sequence_create(r, 0, ctx, n_ctx, r->p.max_tokens, e->cfg.sched.block_size);
+    free(ctx);
+    q->sampling = r->p.sampling;
+    q->fork_pending = r->p.n;
+    sampler_rng_seed(&q->rng, sample_seed(r->p.seed, 0));
+    if (r->p.logprobs >= 0)
+        q->logprobs = folio_xmalloc(sizeof *q->logprobs * (size_t)(q->cap_tokens - q->n_prompt));
+    r->seqs[0] = q;
+    r->n_seqs = 1;
+    r->started = true;
+    sched_add(e->sched, q, r->p.session_id);
+    return 0;
+}
+
+static void live_push(engine *e, request *r) {
+    if (e->n_live == e->cap_live) {
+        e->cap_live = e->cap_live ? 2 * e->cap_live : 64;
+        e->live = folio_xrealloc(e->live, sizeof *e->live * e->cap_live);
+    }
+    e->live[e->n_live++] = r;
+}
+
+static void live_remove(engine *e, request *r) {
+    for (int i = 0; i < e->n_live; i++)
+        if (e->live[i] == r) {
+            memmove(e->live + i, e->live + i + 1, sizeof *e->live * (e->n_live - i - 1));
+            e->n_live--;
+            return;
+        }
+}
+
+static request *find_turn_in_flight(engine *e, int64_t session) {
+    for (int i = e->n_live - 1; i >= 0; i--)
+        if (e->live[i]->p.session_id == session) {
+            request *r = e->live[i];
+            while (r->next_turn) r = r->next_turn;
+            return r;
+        }
+    return NULL;
+}
+
+int engine_add(engine *e, const int32_t *prompt, int n_prompt, const request_params *p,
+               void *tag, int64_t *id) {
+    if (check_params(e, p, n_prompt) != 0) return -1;
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= e->cfg.vocab)
+            return folio_fail("prompt_ids: id %d is outside the vocabulary of %d", prompt[i],
+                              e->cfg.vocab);
+    request *busy = p->session_id >= 0 ? find_turn_in_flight(e, p->session_id) : NULL;
+    const sequence *hist = p->session_id >= 0 ? sched_session(e->sched, p->session_id) : NULL;
+    if (!busy && check_length(e, n_prompt + (hist ? hist->n_tokens : 0), p->max_tokens) != 0)
+        return -1;
+    request *r = folio_xcalloc(1, sizeof *r);
+    r->id = e->next_id++;
+    r->tag = tag;
+    r->prompt = folio_xmalloc(sizeof *r->prompt * n_prompt);
+    memcpy(r->prompt, prompt, sizeof *r->prompt * n_prompt);
+    r->n_prompt = n_prompt;
+    request_params_copy(&r->p, p);
+    r->seqs = folio_xcalloc(p->n, sizeof *r->seqs);
+    if (busy) {
+        busy->next_turn = r;
+    } else {
+        live_push(e, r);
+        if (start_request(e, r) != 0) abort(); /* its length was checked above */
+    }
+    if (id) *id = r->id;
+    return 0;
+}
+
+/* ---- completion ---- */
+
+/* Starts the session's next queued turn (or reports why it cannot start). */
+static void start_next_turn(engine *e, request *next);
+
+static void complete_request(engine *e, request *r) {
+    request *next = r->next_turn;
+    r->next_turn = NULL;
+    live_remove(e, r);
+    e->stats.requests_done++;
+    if (e->done) e->done(r, e->user);
+    if (r->p.session_id >= 0 && r->n_seqs == 1 && r->seqs[0]) {
+        sched_park(e->sched, r->seqs[0], r->p.session_id);
+        r->seqs[0] = NULL;
+    }
+    request_free(r);
+    if (next) start_next_turn(e, next);
+}
+
+static void start_next_turn(engine *e, request *next) {
+    live_push(e, next);
+    if (start_request(e, next) != 0) {
+        next->error = folio_xstrdup(folio_last_error());
+        next->n_seqs = 0;
+        complete_request(e, next);
+    }
+}
+
+/* A sequence is done: its blocks are freed now (a session turn keeps them when the request
+ * completes); the request completes when all its samples have. */
+static void finish_seq(engine *e, sequence *q, finish_reason why) {
+    request *r = q->req;
+    q->finish = why;
+    if (r->p.session_id >= 0) {
+        q->status = SEQ_FINISHED; /* parked (with its blocks) in complete_request */
+    } else {
+        sched_remove(e->sched, q);
+    }
+    if (++r->n_done == r->n_seqs && r->n_seqs == r->p.n) complete_request(e, r);
+}
+
+int engine_cancel(engine *e, int64_t id) {
+    for (int i = 0; i < e->n_live; i++) {
+        request *r = e->live[i];
+        for (request *t = r; t; t = t->next_turn) {
+            if (t->id != id) continue;
+            if (!t->started) { /* queued behind a session turn: unlink it */
+                request *p = r;
+                while (p->next_turn != t) p = p->next_turn;
+                p->next_turn = t->next_turn;
+                t->next_turn = NULL;
+                if (e->done) e->done(t, e->user);
+                request_free(t);
+                return 0;
+            }
+            /* the last finish_seq completes and frees t: collect the live samples first */
+            int n = t->n_seqs, m = 0;
+            sequence **live = folio_xmalloc(sizeof *live * n);
+            for (int k = 0; k < n; k++)
+                if (t->seqs[k]->status != SEQ_FINISHED) live[m++] = t->seqs[k];
+            t->seqs[0]->fork_pending = 0;
+            t->p.n = n; /* an unforked request completes with its one sequence */
+            for (int k = 0; k < m; k++) {
+                if (t->p.session_id >= 0) sched_remove(e->sched, live[k]);
+                finish_seq(e, live[k], FINISH_CANCELLED);
+            }
+            free(live);
+            return 0;
+        }
+    }
+    return folio_fail("cancel: no request %lld in flight", (long long)id);
+}
+
+int engine_end_session(engine *e, int64_t session_id) {
+    if (find_turn_in_flight(e, session_id))
+        return folio_fail("session %lld has a turn in flight", (long long)session_id);
+    if (sched_end_session(e->sched, session_id) != 0)
+        return folio_fail("session %lld is unknown", (long long)session_id);
+    return 0;
+}
+
+/* ---- sampling and stop conditions ---- */
+
+static bool in_list(const int32_t *ids, int n, int32_t id) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] == id) return true;
+    return false;
+}
+
+/* Stop strings: decodes the output, and on a match cuts the text before the stop string. */
+static bool hit_stop_string(engine *e, sequence *q) {
+    const request_params *p = &q->req->p;
+    const text_codec *c = e->cfg.codec;
+    if (!c || p->n_stop == 0) return false;
+    free(q->text);
+    q->text = NULL;
+    if (c->decode(c->self, q->tokens + q->n_prompt, sequence_generated(q), &q->text) != 0)
+        return false;
+    for (int i = 0; i < p->n_stop; i++) {
+        char *at = strstr(q->text, p->stop[i]);
+        if (at) {
+            *at = '\0';
+            q->text_len = (int)(at - q->text);
+            return true;
+        }
+    }
+    return false;
+}
+
+static finish_reason stop_check(engine *e, sequence *q, int32_t t) {
+    const request_params *p = &q->req->p;
+    if (!p->ignore_eos && in_list(e->cfg.eos_ids, e->cfg.n_eos, t)) return FINISH_STOP;
+    if (in_list(p->stop_ids, p->n_stop_ids, t)) return FINISH_STOP;
+    if (hit_stop_string(e, q)) return FINISH_STOP;
+    if (sequence_generated(q) >= p->max_tokens || q->n_tokens >= e->cfg.sched.max_model_len)
+        return FINISH_LENGTH;
+    return FINISH_NONE;
+}
+
+/* Samples one token for q from its processed row; records logprobs from the raw row. */
+static int32_t sample_one(engine *e, sequence *q, const float *row, bool have_raw) {
+    const request_params *p = &q->req->p;
+    int32_t t = sampler_sample(row, e->cfg.vocab, &p->sampling, &q->rng, e->scratch_f,
+                               e->scratch_i);
+    if (p->logprobs >= 0) {
+        token_logprobs *lp = &q->logprobs[sequence_generated(q)];
+        lp->logprob = sampler_logprobs(have_raw ? e->raw : row, e->cfg.vocab, t, p->logprobs,
+                                       lp->top_ids, lp->top_lps);
+    }
+    q->tokens[q->n_tokens++] = t;
+    e->stats.generated_tokens++;
+    return t;
+}
+
+static void text_at_finish(engine *e, sequence *q) {
+    const text_codec *c = e->cfg.codec;
+    if (!c || q->text) return;
+    if (c->decode(c->self, q->tokens + q->n_prompt, sequence_generated(q), &q->text) == 0)
+        q->text_len = (int)strlen(q->text);
+}
+
+static void sample_seq(engine *e, sequence *q, float *row) {
+    request *r = q->req;
+    const request_params *p = &r->p;
+    bool raw = p->logprobs >= 0;
+    if (raw) memcpy(e->raw, row, sizeof(float) * e->cfg.vocab);
+    sampler_process_logits(row, e->cfg.vocab, &p->proc, q->tokens, q->n_prompt,
+                           q->tokens + q->n_prompt, sequence_generated(q), e->cfg.eos_ids,
+                           e->cfg.n_eos, e->counts);
+    sequence **seqs = &q;
+    int n = 1;
+    if (q->fork_pending > 1) {
+        n = q->fork_pending;
+        seqs = folio_xmalloc(sizeof *seqs * n);
+        sched_fork(e->sched, q, n, seqs);
+        for (int i = 1; i < n; i++) {
+            sampler_rng_seed(&seqs[i]->rng, sample_seed(p->seed, i));
+            r->seqs[i] = seqs[i];
+        }
+        r->n_seqs = n;
+    }
+    q->fork_pending = 0;
+    for (int i = 0; i < n; i++) {
+        sequence *s = seqs[i];
+        int32_t t = sample_one(e, s, row, raw);
+        finish_reason why = stop_check(e, s, t);
+        if (why != FINISH_NONE) text_at_finish(e, s);
+        if (e->cfg.on_token) e->cfg.on_token(r, s, why, e->user);
+        if (why != FINISH_NONE) finish_seq(e, s, why);
+    }
+    if (seqs != &q) free(seqs);
+}
+
+/* ---- the step ---- */
+
+int engine_step(engine *e) {
+    double t0 = folio_now();
+    int n = sched_schedule(e->sched, &e->plan);
+    if (n == 0) {
+        if (sched_num_waiting(e->sched) > 0 || sched_num_running(e->sched) > 0)
+            return folio_fail("engine: nothing could be scheduled with %d waiting and %d "
+                              "running sequences", sched_num_waiting(e->sched),
+                              sched_num_running(e->sched));
+        return 0;
+    }
+    double t1 = folio_now();
+    if (e->be.step(e->be.self, &e->plan, e->logits) != 0) return -1;
+    double t2 = folio_now();
+    sched_step_done(e->sched);
+    int n_sched;
+    sequence *const *sched = sched_scheduled(e->sched, &n_sched);
+    /* copy: finishing a sequence edits the scheduled list */
+    sequence **todo = e->todo;
+    memcpy(todo, sched, sizeof *todo * n_sched);
+    for (int i = 0; i < n_sched; i++) {
+        sequence *q = todo[i];
+        if (q->logits_row >= 0)
+            sample_seq(e, q, e->logits + (size_t)q->logits_row * e->cfg.vocab);
+    }
+    e->stats.cpu_s += (t1 - t0) + (folio_now() - t2);
+    e->stats.backend_s += t2 - t1;
+    return 0;
+}
+
+int engine_run(engine *e) {
+    while (engine_busy(e))
+        if (engine_step(e) != 0) return -1;
+    return 0;
+}

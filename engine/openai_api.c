@@ -1,0 +1,294 @@
+/* Parsing OpenAI completion and chat-completion bodies into request parameters. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "json_util.h"
+#include "openai_api.h"
+#include "requests_jsonl.h"
+
+static const json_src SRC = {.origin = "request body", .object = NULL};
+
+/* Fields read here or by request_params_from_json; others are reported as unknown. */
+static const char *const KNOWN[] = {
+    "model", "prompt", "messages", "max_tokens", "max_completion_tokens", "temperature",
+    "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
+    "logprobs", "top_logprobs", "echo", "user", "stream", "stream_options", "top_k", "min_p",
+    "repetition_penalty", "stop_token_ids", "ignore_eos", "min_tokens", "skip_special_tokens",
+    "add_generation_prompt", "priority", "session_id", "return_token_ids", NULL};
+
+static const char *const ROLES[] = {"system", "user", "assistant", "tool", "developer", NULL};
+
+static bool known(const char *key) {
+    for (int k = 0; KNOWN[k]; k++)
+        if (strcmp(KNOWN[k], key) == 0) return true;
+    return false;
+}
+
+static int read_ids(const json_t *arr, const char *name, int vocab, int32_t **ids, int *n) {
+    size_t len = json_array_size(arr);
+    if (len == 0) return json_fail_field(&SRC, name, "a non-empty list of token ids", arr);
+    *ids = folio_xmalloc(sizeof **ids * len);
+    *n = (int)len;
+    for (size_t i = 0; i < len; i++) {
+        char key[64];
+        int v;
+        snprintf(key, sizeof key, "%s[%zu]", name, i);
+        if (json_value_int(json_array_get(arr, i), key, &SRC, 0, vocab - 1, &v) != 0) return -1;
+        (*ids)[i] = v;
+    }
+    return 0;
+}
+
+static void alloc_prompts(oai_request *r, int n, bool text) {
+    r->n_prompts = n;
+    if (text) r->prompt_texts = folio_xcalloc(n, sizeof *r->prompt_texts);
+    else {
+        r->prompt_ids = folio_xcalloc(n, sizeof *r->prompt_ids);
+        r->n_prompt_ids = folio_xcalloc(n, sizeof *r->n_prompt_ids);
+    }
+}
+
+/* prompt: "text" | ["a", "b"] | [1, 2, 3] | [[1, 2], [3]] */
+static int read_prompt(const json_t *obj, const oai_limits *lim, oai_request *r) {
+    const json_t *v = json_object_get(obj, "prompt");
+    if (!v || json_is_null(v)) return json_fail_field(&SRC, "prompt", "a prompt", NULL);
+    if (json_is_string(v)) {
+        alloc_prompts(r, 1, true);
+        r->prompt_texts[0] = folio_xstrdup(json_string_value(v));
+        return 0;
+    }
+    size_t n = json_array_size(v);
+    if (!json_is_array(v) || n == 0)
+        return json_fail_field(&SRC, "prompt", "a string, a list of strings or token ids", v);
+    const json_t *first = json_array_get(v, 0);
+    if (json_is_integer(first)) {
+        alloc_prompts(r, 1, false);
+        return read_ids(v, "prompt", lim->vocab, &r->prompt_ids[0], &r->n_prompt_ids[0]);
+    }
+    if (n > OAI_MAX_PROMPTS)
+        return json_fail_field(&SRC, "prompt", "at most 64 prompts in one request", v);
+    bool text = json_is_string(first);
+    alloc_prompts(r, (int)n, text);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(v, i);
+        char name[32];
+        snprintf(name, sizeof name, "prompt[%zu]", i);
+        if (text) {
+            if (!json_is_string(e))
+                return json_fail_field(&SRC, name, "a string (like the other prompts)", e);
+            r->prompt_texts[i] = folio_xstrdup(json_string_value(e));
+        } else {
+            if (!json_is_array(e))
+                return json_fail_field(&SRC, name, "a list of token ids", e);
+            if (read_ids(e, name, lim->vocab, &r->prompt_ids[i], &r->n_prompt_ids[i]) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* A message's content: a string, null (an assistant message), or a list of text parts. */
+static int check_content(const json_t *m, size_t i) {
+    char name[48];
+    snprintf(name, sizeof name, "messages[%zu].content", i);
+    const json_t *c = json_object_get(m, "content");
+    if (!c || json_is_null(c) || json_is_string(c)) return 0;
+    if (!json_is_array(c)) return json_fail_field(&SRC, name, "a string or a list of parts", c);
+    for (size_t k = 0; k < json_array_size(c); k++) {
+        const json_t *part = json_array_get(c, k);
+        const json_t *type = json_object_get(part, "type");
+        if (!json_is_object(part) || !json_is_string(type) ||
+            strcmp(json_string_value(type), "text") != 0 ||
+            !json_is_string(json_object_get(part, "text")))
+            return json_fail_unsupported(&SRC, name, "content other than text parts", part);
+    }
+    return 0;
+}
+
+static int read_messages(const json_t *obj, oai_request *r) {
+    const json_t *v = json_object_get(obj, "messages");
+    if (!v || json_is_null(v)) return json_fail_field(&SRC, "messages", "a list of messages", NULL);
+    if (!json_is_array(v)) return json_fail_field(&SRC, "messages", "a list of messages", v);
+    if (json_array_size(v) == 0)
+        return json_fail_field(&SRC, "messages", "at least one message", v);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        const json_t *m = json_array_get(v, i);
+        char name[48];
+        snprintf(name, sizeof name, "messages[%zu]", i);
+        if (!json_is_object(m)) return json_fail_field(&SRC, name, "an object", m);
+        const json_t *role = json_object_get(m, "role");
+        snprintf(name, sizeof name, "messages[%zu].role", i);
+        if (!json_is_string(role)) return json_fail_field(&SRC, name, "a role string", role);
+        int k = 0;
+        while (ROLES[k] && strcmp(ROLES[k], json_string_value(role)) != 0) k++;
+        if (!ROLES[k])
+            return json_fail_unsupported(&SRC, name, "this role (system, user, assistant, "
+                                         "tool, developer are)", role);
+        if (check_content(m, i) != 0) return -1;
+    }
+    r->messages = json_incref((json_t *)v);
+    return 0;
+}
+
+static int read_flags(const json_t *obj, oai_request *r) {
+    const json_t *so = NULL;
+    int prio;
+    if (json_get_bool(obj, "stream", &SRC, &r->stream, false) < 0 ||
+        json_get_bool(obj, "echo", &SRC, &r->echo, false) < 0 ||
+        json_get_bool(obj, "skip_special_tokens", &SRC, &r->skip_special, false) < 0 ||
+        json_get_bool(obj, "add_generation_prompt", &SRC, &r->add_generation_prompt, false) < 0 ||
+        json_get_bool(obj, "return_token_ids", &SRC, &r->return_token_ids, false) < 0 ||
+        json_get_int(obj, "priority", &SRC, -(1 << 30), 1 << 30, &prio, false) < 0 ||
+        json_get_object(obj, "stream_options", &SRC, &so, false) < 0)
+        return -1;
+    if (so) {
+        json_src s2 = {.origin = "request body", .object = "stream_options"};
+        if (json_get_bool(so, "include_usage", &s2, &r->include_usage, false) < 0) return -1;
+    }
+    const json_t *user = json_object_get(obj, "user");
+    if (user && !json_is_null(user) && !json_is_string(user))
+        return json_fail_field(&SRC, "user", "a string", user);
+    const json_t *model = json_object_get(obj, "model");
+    if (model && !json_is_null(model)) {
+        if (!json_is_string(model)) return json_fail_field(&SRC, "model", "a string", model);
+        r->model = folio_xstrdup(json_string_value(model));
+    }
+    return 0;
+}
+
+/* logprobs: completions take an integer (top-N, OpenAI allows up to 5; we allow 20);
+ * chat takes a boolean plus top_logprobs. */
+static int read_logprobs(const json_t *obj, oai_request *r) {
+    const json_t *lp = json_object_get(obj, "logprobs");
+    if (r->kind == OAI_CHAT) {
+        bool on = false;
+        int top = 0;
+        if (json_get_bool(obj, "logprobs", &SRC, &on, false) < 0 ||
+            json_get_int(obj, "top_logprobs", &SRC, 0, FOLIO_MAX_LOGPROBS, &top, false) < 0)
+            return -1;
+        if (!on && json_object_get(obj, "top_logprobs") &&
+            !json_is_null(json_object_get(obj, "top_logprobs")) && top > 0)
+            return json_fail_field(&SRC, "top_logprobs", "logprobs: true with top_logprobs",
+                                   json_object_get(obj, "top_logprobs"));
+        r->p.logprobs = on ? top : -1;
+        return 0;
+    }
+    if (lp && !json_is_null(lp) && !json_is_integer(lp))
+        return json_fail_field(&SRC, "logprobs", "an integer in [0, 20]", lp);
+    return 0;
+}
+
+int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_limits *lim,
+                      uint64_t default_seed, oai_request *out) {
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    out->skip_special = true;
+    out->add_generation_prompt = true;
+    request_params_init(&out->p);
+    json_error_t jerr;
+    json_t *obj = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!obj)
+        return folio_fail("request body: invalid JSON at line %d, column %d: %s", jerr.line,
+                          jerr.column, jerr.text);
+    int rc = -1;
+    if (!json_is_object(obj)) {
+        json_fail_field(&SRC, "", "a JSON object", obj);
+        goto done;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        if (!known(key) && out->n_unknown < OAI_MAX_UNKNOWN)
+            out->unknown[out->n_unknown++] = folio_xstrdup(key);
+    }
+    if (read_flags(obj, out) != 0) goto done;
+    if (kind == OAI_CHAT) {
+        if (json_object_get(obj, "prompt")) {
+            json_fail_unsupported(&SRC, "prompt", "a prompt in a chat request (use messages)",
+                                  json_object_get(obj, "prompt"));
+            goto done;
+        }
+        if (read_messages(obj, out) != 0) goto done;
+        if (out->echo) {
+            json_fail_unsupported(&SRC, "echo", "echo in a chat request",
+                                  json_object_get(obj, "echo"));
+            goto done;
+        }
+    } else if (read_prompt(obj, lim, out) != 0) {
+        goto done;
+    }
+    /* "logprobs" for chat is a boolean: hide it from the shared reader */
+    json_t *lp = json_object_get(obj, "logprobs");
+    if (lp) json_incref(lp);
+    if (kind == OAI_CHAT && lp) json_object_del(obj, "logprobs");
+    int prc = request_params_from_json(obj, &SRC, lim->vocab, default_seed, &out->p);
+    if (kind == OAI_CHAT && lp) json_object_set(obj, "logprobs", lp);
+    json_decref(lp);
+    if (prc != 0 || read_logprobs(obj, out) != 0) goto done;
+    int mct = 0;
+    int mrc = json_get_int(obj, "max_completion_tokens", &SRC, 1, 1 << 30, &mct, false);
+    if (mrc < 0) goto done;
+    if (mrc == JSON_OK) out->p.max_tokens = mct;
+    const json_t *mt = json_object_get(obj, "max_tokens");
+    out->max_tokens_given = mrc == JSON_OK || (mt && !json_is_null(mt));
+    if (out->p.n > lim->max_n) {
+        folio_fail("request body: field 'n': %d is more than this server runs at once (%d, "
+                   "--max-num-seqs)", out->p.n, lim->max_n);
+        goto done;
+    }
+    if (out->echo && out->p.logprobs >= 0) {
+        json_fail_unsupported(&SRC, "echo", "echo together with logprobs", json_true());
+        goto done;
+    }
+    if (out->p.session_id >= 0 && (out->n_prompts > 1 || out->p.n > 1)) {
+        json_fail_unsupported(&SRC, "session_id", "a session turn with n > 1 or several prompts",
+                              json_object_get(obj, "session_id"));
+        goto done;
+    }
+    if (sampling_params_validate(&out->p.sampling) != 0 ||
+        logits_params_validate(&out->p.proc, lim->vocab) != 0) {
+        folio_fail_context("request body");
+        goto done;
+    }
+    rc = 0;
+done:
+    json_decref(obj);
+    return rc;
+}
+
+void oai_request_free(oai_request *r) {
+    for (int i = 0; i < r->n_prompts; i++) {
+        if (r->prompt_texts) free(r->prompt_texts[i]);
+        if (r->prompt_ids) free(r->prompt_ids[i]);
+    }
+    free(r->prompt_texts);
+    free(r->prompt_ids);
+    free(r->n_prompt_ids);
+    json_decref(r->messages);
+    free(r->model);
+    for (int i = 0; i < r->n_unknown; i++) free(r->unknown[i]);
+    request_params_free(&r->p);
+    memset(r, 0, sizeof *r);
+}
+
+void oai_error_param(const char *message, char *buf, size_t n) {
+    buf[0] = '\0';
+    const char *f = strstr(message, "field '");
+    if (f) {
+        f += 7;
+        const char *end = strchr(f, '\'');
+        size_t len = end ? (size_t)(end - f) : 0;
+        if (len >= n) len = n - 1;
+        memcpy(buf, f, len);
+        buf[len] = '\0';
+        return;
+    }
+    if (strncmp(message, "request body: ", 14) == 0) message += 14;
+    size_t len = strspn(message, "abcdefghijklmnopqrstuvwxyz_[]0123456789.");
+    if (len > 0 && len < n && message[len] == ':') {
+        memcpy(buf, message, len);
+        buf[len] = '\0';
+    }
+}

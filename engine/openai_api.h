@@ -1,0 +1,57 @@
+/* OpenAI request bodies -> request parameters: POST /v1/completions and
+ * /v1/chat/completions. The sampling fields are read by request_params_from_json
+ * (requests_jsonl.c, shared with `folio generate --requests`); this file adds the OpenAI
+ * shapes around them: prompt as a string, a list of strings, a list of ids or a list of id
+ * lists; messages; max_completion_tokens; logprobs/top_logprobs; stream and stream_options;
+ * echo, skip_special_tokens, add_generation_prompt, priority, user, model, return_token_ids.
+ * Unknown fields are returned to the caller (the server logs each name once).
+ *
+ * Pure: no tokenizer, no engine, so it can be fuzzed (tests/fuzz/fuzz_openai_request.c). */
+#ifndef FOLIO_OPENAI_API_H
+#define FOLIO_OPENAI_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "sequence.h"
+
+typedef enum { OAI_COMPLETION, OAI_CHAT } oai_kind;
+
+#define OAI_MAX_PROMPTS 64
+#define OAI_MAX_UNKNOWN 8
+
+typedef struct {
+    oai_kind kind;
+    char *model;                 /* NULL when absent */
+    int n_prompts;               /* completions: prompts in the list (>= 1) */
+    char **prompt_texts;         /* [n_prompts] text prompts, or NULL (ids) */
+    int32_t **prompt_ids;        /* [n_prompts] id prompts, or NULL (text) */
+    int *n_prompt_ids;
+    json_t *messages;            /* chat: the messages array (a reference) */
+    request_params p;
+    bool max_tokens_given;
+    bool stream, include_usage, echo, skip_special, add_generation_prompt, return_token_ids;
+    char *unknown[OAI_MAX_UNKNOWN];   /* names of unknown fields (owned) */
+    int n_unknown;
+} oai_request;
+
+typedef struct {
+    int vocab;                   /* ids must be in [0, vocab) */
+    int max_n;                   /* n <= max_n (--max-num-seqs) */
+} oai_limits;
+
+/* Parses and checks a body of len bytes (need not be NUL-terminated). 0, or -1 with an
+ * OpenAI-style message naming the field ("field 'temperature': ..."). default_seed: for a
+ * request without "seed". out is always initialised; free it with oai_request_free. */
+int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_limits *lim,
+                      uint64_t default_seed, oai_request *out);
+void oai_request_free(oai_request *r);
+
+/* The field an error message names ("field 'x'" or a leading "x: "), copied into buf; ""
+ * when none. */
+void oai_error_param(const char *message, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,47 @@
+/* The offline batch format of `folio generate --requests FILE.jsonl`: one JSON object a line
+ * with `prompt` (text) or `prompt_ids` (array of ids) and OpenAI completion parameters
+ * (max_tokens, temperature, top_p, top_k, min_p, n, stop, stop_token_ids, seed, ignore_eos,
+ * presence_penalty, frequency_penalty, repetition_penalty, logprobs, session_id, plus
+ * min_tokens and logit_bias); and the result line of each request. A bad line becomes an error
+ * result naming the line and the field; the other lines are unaffected. */
+#ifndef FOLIO_REQUESTS_JSONL_H
+#define FOLIO_REQUESTS_JSONL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "engine_loop.h"
+#include "json_util.h"
+#include "sequence.h"
+#include "text_codec.h"
+
+typedef struct {
+    int index;                   /* 0-based input line number of requests (blank lines skip) */
+    int32_t *prompt_ids;         /* owned */
+    int n_prompt;
+    request_params p;            /* owned */
+    char *error;                 /* owned: this line's error, or NULL */
+} jsonl_request;
+
+/* Parses one line. Never fails as a whole: problems land in out->error ("line L: field 'x':
+ * ..."). codec: to encode a text prompt (NULL: a text prompt is an error). vocab: for id
+ * checks. default_seed: for requests without one (sample i of request k gets its own). */
+void jsonl_parse_request(const char *line, int line_no, int index, int vocab,
+                         const text_codec *codec, uint64_t default_seed, jsonl_request *out);
+void jsonl_request_free(jsonl_request *r);
+
+/* The request parameters of one JSON object (the OpenAI completion fields above, shared by
+ * this format and the HTTP server's bodies): fields absent keep p's values; seed: used when
+ * the object has none. 0, or -1 with a message naming the field (src's origin first). */
+int request_params_from_json(const json_t *obj, const json_src *src, int vocab, uint64_t seed,
+                             request_params *p);
+
+/* The result line of a finished request (no newline), malloc'd. codec: output text (NULL:
+ * "text": null). */
+char *jsonl_format_result(int index, const request *r, const text_codec *codec);
+/* {"index": i, "error": "..."} */
+char *jsonl_format_error(int index, const char *error);
+
+#endif

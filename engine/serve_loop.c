@@ -1,0 +1,474 @@
+/* The engine thread of `folio serve`: a queue of jobs and cancellations from the HTTP
+ * threads, engine steps, and per-token text pushed into each job's choices. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "progress.h"
+#include "serve_loop.h"
+
+struct serve_loop {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    serve_job *head, *tail;      /* mu: submitted, not yet added */
+    serve_job **cancels;         /* mu: jobs to cancel (each holds a reference) */
+    int n_cancels, cap_cancels;
+    bool draining, quit, cancel_all;   /* mu */
+    int in_flight;               /* mu */
+    char *failure;               /* mu */
+    pthread_t thread;
+    bool started;
+    /* engine thread only */
+    engine *e;
+    const tokenizer *tok;
+    metrics *m;
+    text_buf scratch;
+    serve_job **running;         /* jobs added to the engine and not finished */
+    int n_running, cap_running;
+    serve_job **overflowed;      /* streams to drop after this step */
+    int n_overflowed, cap_overflowed;
+    double last_step_s;
+};
+
+/* ---- jobs ---- */
+
+serve_job *job_create(int n_sub) {
+    serve_job *j = folio_xcalloc(1, sizeof *j);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->refs = 1;
+    j->n_sub = n_sub;
+    j->prompts = folio_xcalloc(n_sub, sizeof *j->prompts);
+    j->n_prompts = folio_xcalloc(n_sub, sizeof *j->n_prompts);
+    j->subs = folio_xcalloc(n_sub, sizeof *j->subs);
+    request_params_init(&j->p);
+    j->skip_special = true;
+    j->t_arrival = folio_now();
+    return j;
+}
+
+static void job_free(serve_job *j) {
+    for (int i = 0; j->choices && i < job_n_choices(j); i++) {
+        serve_choice *c = &j->choices[i];
+        text_buf_free(&c->text);
+        free(c->ids);
+        free(c->lps);
+        free(c->ends);
+        detok_stream_free(c->ds);
+    }
+    free(j->choices);
+    for (int i = 0; i < j->n_sub; i++) free(j->prompts[i]);
+    free(j->prompts);
+    free(j->n_prompts);
+    free(j->subs);
+    free(j->error);
+    request_params_free(&j->p);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+void job_release(serve_job *j) {
+    if (!j) return;
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left == 0) job_free(j);
+}
+
+static void job_ref(serve_job *j) {
+    pthread_mutex_lock(&j->mu);
+    j->refs++;
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* ---- engine callbacks (engine thread) ---- */
+
+static void push_ptr(serve_job ***arr, int *n, int *cap, serve_job *j) {
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        *arr = folio_xrealloc(*arr, sizeof **arr * *cap);
+    }
+    (*arr)[(*n)++] = j;
+}
+
+/* Bytes of text that are final: all of it without stop strings, else all but the last
+ * max_stop_len - 1 bytes (a stop string may be forming there), on a character boundary. */
+static int safe_length(const serve_job *j, const serve_choice *c) {
+    int len = (int)c->text.len;
+    if (j->p.n_stop == 0) return len;
+    int safe = len - (j->max_stop_len - 1);
+    if (safe <= c->safe_len) return c->safe_len;
+    while (safe > c->safe_len && ((unsigned char)c->text.s[safe] & 0xC0) == 0x80) safe--;
+    return safe;
+}
+
+/* Cuts the text before the earliest stop string. */
+static void cut_at_stop(const serve_job *j, serve_choice *c) {
+    if (!c->text.s) return;
+    size_t cut = c->text.len;
+    for (int i = 0; i < j->p.n_stop; i++) {
+        char *at = strstr(c->text.s, j->p.stop[i]);
+        if (at && (size_t)(at - c->text.s) < cut) cut = (size_t)(at - c->text.s);
+    }
+    if (cut < (size_t)c->safe_len) cut = (size_t)c->safe_len; /* already sent */
+    c->text.len = cut;
+    c->text.s[cut] = '\0';
+}
+
+static void on_token(const request *r, const sequence *q, finish_reason why, void *user) {
+    serve_loop *L = user;
+    serve_sub *sub = r->tag;
+    serve_job *j = sub->job;
+    serve_choice *c = &j->choices[sub->index * j->p.n + q->sample];
+    int32_t t = q->tokens[q->n_tokens - 1];
+    double now = folio_now();
+    if (!c->ds) {
+        c->ds = detok_stream_new(L->tok, j->skip_special);
+        if (detok_stream_prime(c->ds, q->tokens, (size_t)q->n_prompt) != 0) folio_clear_error();
+    }
+    L->scratch.len = 0;
+    if (detok_stream_push(c->ds, t, &L->scratch) != 0) folio_clear_error();
+    if (why != FINISH_NONE) detok_stream_flush(c->ds, &L->scratch);
+    bool first = false, drop = false;
+    pthread_mutex_lock(&j->mu);
+    if (L->scratch.len) text_buf_append(&c->text, L->scratch.s, L->scratch.len);
+    if (c->n_tok == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 16;
+        c->ids = folio_xrealloc(c->ids, sizeof *c->ids * c->cap);
+        c->ends = folio_xrealloc(c->ends, sizeof *c->ends * c->cap);
+        if (r->p.logprobs >= 0) c->lps = folio_xrealloc(c->lps, sizeof *c->lps * c->cap);
+    }
+    c->ids[c->n_tok] = t;
+    if (r->p.logprobs >= 0 && q->logprobs) c->lps[c->n_tok] = q->logprobs[sequence_generated(q) - 1];
+    if (why != FINISH_NONE) {
+        if (why == FINISH_STOP && j->p.n_stop > 0) cut_at_stop(j, c);
+        c->safe_len = (int)c->text.len;
+        c->finish = why;
+        c->done = true;
+    } else {
+        c->safe_len = safe_length(j, c);
+    }
+    c->ends[c->n_tok++] = c->safe_len;
+    j->total_bytes += L->scratch.len;
+    j->completion_tokens++;
+    if (j->t_first == 0) {
+        j->t_first = now;
+        first = true;
+    }
+    if (j->stream && !j->overflow && j->total_bytes > j->sent_bytes + SERVE_MAX_PENDING) {
+        j->overflow = true;
+        drop = true;
+    }
+    pthread_mutex_unlock(&j->mu);
+    pthread_cond_broadcast(&j->cv);
+    if (first) {
+        metrics_observe(L->m, HIST_TTFT, now - j->t_arrival);
+        double queued = now - j->t_arrival - L->last_step_s;
+        metrics_observe(L->m, HIST_QUEUE, queued > 0 ? queued : 0);
+    } else if (c->t_last > 0) {
+        metrics_observe(L->m, HIST_ITL, now - c->t_last);
+    }
+    c->t_last = now;
+    if (drop) push_ptr(&L->overflowed, &L->n_overflowed, &L->cap_overflowed, j);
+}
+
+static void running_remove(serve_loop *L, serve_job *j) {
+    for (int i = 0; i < L->n_running; i++)
+        if (L->running[i] == j) {
+            L->running[i] = L->running[--L->n_running];
+            return;
+        }
+}
+
+/* With j->mu held: true when every added sub is done and no more will be added. */
+static bool job_finished_locked(serve_job *j) {
+    return !j->adding && j->subs_done == j->subs_added &&
+           (j->state == JOB_QUEUED || j->state == JOB_RUNNING);
+}
+
+/* The engine's part of j is over: mark it, wake the HTTP side, drop the engine's reference. */
+static void job_finish(serve_loop *L, serve_job *j) {
+    pthread_mutex_lock(&j->mu);
+    j->state = j->error ? JOB_FAILED : JOB_DONE;
+    j->t_done = folio_now();
+    pthread_mutex_unlock(&j->mu);
+    pthread_cond_broadcast(&j->cv);
+    if (!j->error) metrics_observe(L->m, HIST_E2E, j->t_done - j->t_arrival);
+    running_remove(L, j);
+    pthread_mutex_lock(&L->mu);
+    L->in_flight--;
+    pthread_mutex_unlock(&L->mu);
+    job_release(j);
+}
+
+static void on_done(const request *r, void *user) {
+    serve_loop *L = user;
+    serve_sub *sub = r->tag;
+    serve_job *j = sub->job;
+    int generated = 0;
+    const char *why = "abort";
+    pthread_mutex_lock(&j->mu);
+    if (r->error && !j->error) j->error = folio_xstrdup(r->error);
+    sub->n_prompt = r->n_prompt;
+    sub->done = true;
+    for (int i = 0; i < j->p.n; i++) {
+        serve_choice *c = &j->choices[sub->index * j->p.n + i];
+        generated += c->n_tok;
+        if (!c->done) {
+            c->done = true;
+            c->finish = FINISH_CANCELLED;
+        }
+        detok_stream_free(c->ds);
+        c->ds = NULL;
+        if (i == 0 || c->finish != FINISH_CANCELLED) why = finish_reason_name(c->finish);
+    }
+    j->subs_done++;
+    bool finished = job_finished_locked(j);
+    pthread_mutex_unlock(&j->mu);
+    pthread_cond_broadcast(&j->cv);
+    if (!r->error)
+        metrics_request_done(L->m, r->n_prompt, generated,
+                             strcmp(why, "cancelled") == 0 ? "abort" : why);
+    if (finished) job_finish(L, j);
+}
+
+/* ---- the loop ---- */
+
+serve_loop *serve_loop_create(const engine_config *c, engine_backend be, const tokenizer *tok,
+                              metrics *m) {
+    serve_loop *L = folio_xcalloc(1, sizeof *L);
+    engine_config ec = *c;
+    ec.on_token = on_token;
+    L->e = engine_create(&ec, be, on_done, L);
+    if (!L->e) {
+        free(L);
+        return NULL;
+    }
+    pthread_mutex_init(&L->mu, NULL);
+    pthread_cond_init(&L->cv, NULL);
+    L->tok = tok;
+    L->m = m;
+    return L;
+}
+
+/* Adds a job's prompts to the engine; a failure fails the job (400) and cancels what was
+ * added. */
+static void add_job(serve_loop *L, serve_job *j) {
+    int n = job_n_choices(j);
+    j->choices = folio_xcalloc(n, sizeof *j->choices);
+    pthread_mutex_lock(&j->mu);
+    j->adding = true;
+    j->state = JOB_RUNNING;
+    bool cancelled = j->cancel;
+    pthread_mutex_unlock(&j->mu);
+    push_ptr(&L->running, &L->n_running, &L->cap_running, j);
+    char *err = NULL;
+    int added = 0;
+    for (int i = 0; i < j->n_sub && !cancelled; i++) {
+        serve_sub *s = &j->subs[i];
+        s->job = j;
+        s->index = i;
+        if (engine_add(L->e, j->prompts[i], j->n_prompts[i], &j->p, s, &s->req_id) != 0) {
+            err = folio_xstrdup(folio_last_error());
+            break;
+        }
+        s->added = true;
+        added++;
+        pthread_mutex_lock(&j->mu);
+        j->subs_added++;
+        pthread_mutex_unlock(&j->mu);
+    }
+    if (err)
+        for (int i = 0; i < added; i++)
+            if (!j->subs[i].done) engine_cancel(L->e, j->subs[i].req_id);
+    pthread_mutex_lock(&j->mu);
+    if (err && !j->error) j->error = err;
+    else free(err);
+    j->adding = false;
+    bool finished = job_finished_locked(j);
+    pthread_mutex_unlock(&j->mu);
+    if (finished) job_finish(L, j);
+}
+
+static void cancel_job(serve_loop *L, serve_job *j) {
+    for (int i = 0; i < L->n_running; i++)
+        if (L->running[i] == j) {
+            for (int k = 0; k < j->n_sub; k++)
+                if (j->subs[k].added && !j->subs[k].done) engine_cancel(L->e, j->subs[k].req_id);
+            return;
+        }
+}
+
+static void publish_metrics(serve_loop *L) {
+    scheduler *s = engine_scheduler(L->e);
+    block_manager *bm = sched_blocks(s);
+    const sched_stats *st = sched_get_stats(s);
+    metrics_engine me = {.running = sched_num_running(s), .waiting = sched_num_waiting(s),
+                         .kv_blocks_total = bm_num_blocks(bm),
+                         .kv_blocks_used = bm_num_blocks(bm) - bm_num_available(bm),
+                         .prefix_queries = st->prompt_tokens, .prefix_hits = st->cached_tokens,
+                         .preemptions = st->preemptions, .steps = st->steps};
+    me.kv_usage = me.kv_blocks_total ? (double)me.kv_blocks_used / me.kv_blocks_total : 0;
+    metrics_set_engine(L->m, &me);
+}
+
+static void *loop_main(void *arg) {
+    serve_loop *L = arg;
+    publish_metrics(L);
+    for (;;) {
+        pthread_mutex_lock(&L->mu);
+        while (!L->head && L->n_cancels == 0 && !L->quit && !L->cancel_all && !L->failure &&
+               !engine_busy(L->e))
+            pthread_cond_wait(&L->cv, &L->mu);
+        serve_job *list = L->head;
+        L->head = L->tail = NULL;
+        int nc = L->n_cancels;
+        serve_job **cancels = NULL;
+        if (nc) {
+            cancels = folio_xmalloc(sizeof *cancels * nc);
+            memcpy(cancels, L->cancels, sizeof *cancels * nc);
+            L->n_cancels = 0;
+        }
+        bool quit = L->quit, all = L->cancel_all || L->quit || L->failure;
+        L->cancel_all = false;
+        pthread_mutex_unlock(&L->mu);
+        while (list) {
+            serve_job *next = list->next;
+            list->next = NULL;
+            add_job(L, list);
+            list = next;
+        }
+        for (int i = 0; i < nc; i++) {
+            cancel_job(L, cancels[i]);
+            job_release(cancels[i]);
+        }
+        free(cancels);
+        if (all)
+            while (L->n_running > 0) {
+                int before = L->n_running;
+                cancel_job(L, L->running[L->n_running - 1]);
+                if (L->n_running == before) break; /* should not happen */
+            }
+        if (quit) break;
+        if (engine_busy(L->e)) {
+            double t0 = folio_now();
+            if (engine_step(L->e) != 0) {
+                pthread_mutex_lock(&L->mu);
+                L->failure = folio_xstrdup(folio_last_error());
+                pthread_mutex_unlock(&L->mu);
+                fprintf(stderr, "folio: error: engine step failed: %s\n", L->failure);
+            }
+            L->last_step_s = folio_now() - t0;
+            for (int i = 0; i < L->n_overflowed; i++) cancel_job(L, L->overflowed[i]);
+            L->n_overflowed = 0;
+        }
+        publish_metrics(L);
+    }
+    publish_metrics(L);
+    return NULL;
+}
+
+int serve_loop_start(serve_loop *L) {
+    if (pthread_create(&L->thread, NULL, loop_main, L) != 0)
+        return folio_fail("serve: cannot start the engine thread");
+    L->started = true;
+    return 0;
+}
+
+int serve_loop_submit(serve_loop *L, serve_job *j, int max_jobs) {
+    pthread_mutex_lock(&L->mu);
+    if (L->draining || L->quit || L->failure) {
+        pthread_mutex_unlock(&L->mu);
+        return -1;
+    }
+    if (max_jobs > 0 && L->in_flight >= max_jobs) {
+        pthread_mutex_unlock(&L->mu);
+        return -2;
+    }
+    job_ref(j);
+    L->in_flight++;
+    if (L->tail) L->tail->next = j;
+    else L->head = j;
+    L->tail = j;
+    pthread_cond_signal(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    return 0;
+}
+
+void serve_loop_cancel(serve_loop *L, serve_job *j) {
+    pthread_mutex_lock(&j->mu);
+    bool already = j->cancel || j->state == JOB_DONE || j->state == JOB_FAILED;
+    j->cancel = true;
+    pthread_mutex_unlock(&j->mu);
+    if (already) return;
+    job_ref(j);
+    pthread_mutex_lock(&L->mu);
+    if (L->n_cancels == L->cap_cancels) {
+        L->cap_cancels = L->cap_cancels ? 2 * L->cap_cancels : 64;
+        L->cancels = folio_xrealloc(L->cancels, sizeof *L->cancels * L->cap_cancels);
+    }
+    L->cancels[L->n_cancels++] = j;
+    pthread_cond_signal(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+}
+
+int serve_loop_in_flight(serve_loop *L) {
+    pthread_mutex_lock(&L->mu);
+    int n = L->in_flight;
+    pthread_mutex_unlock(&L->mu);
+    return n;
+}
+
+void serve_loop_drain(serve_loop *L) {
+    pthread_mutex_lock(&L->mu);
+    L->draining = true;
+    pthread_mutex_unlock(&L->mu);
+}
+
+void serve_loop_cancel_all(serve_loop *L) {
+    pthread_mutex_lock(&L->mu);
+    L->cancel_all = true;
+    pthread_cond_signal(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+}
+
+const char *serve_loop_failure(serve_loop *L) {
+    pthread_mutex_lock(&L->mu);
+    const char *f = L->failure;
+    pthread_mutex_unlock(&L->mu);
+    return f;
+}
+
+void serve_loop_free(serve_loop *L) {
+    if (!L) return;
+    if (L->started) {
+        pthread_mutex_lock(&L->mu);
+        L->quit = true;
+        pthread_cond_signal(&L->cv);
+        pthread_mutex_unlock(&L->mu);
+        pthread_join(L->thread, NULL);
+    }
+    /* jobs submitted after the thread ended were never added */
+    while (L->head) {
+        serve_job *j = L->head;
+        L->head = j->next;
+        pthread_mutex_lock(&j->mu);
+        if (!j->error) j->error = folio_xstrdup("the server is shutting down");
+        j->state = JOB_FAILED;
+        pthread_mutex_unlock(&j->mu);
+        pthread_cond_broadcast(&j->cv);
+        job_release(j);
+    }
+    for (int i = 0; i < L->n_cancels; i++) job_release(L->cancels[i]);
+    engine_free(L->e);
+    text_buf_free(&L->scratch);
+    free(L->cancels);
+    free(L->running);
+    free(L->overflowed);
+    free(L->failure);
+    pthread_mutex_destroy(&L->mu);
+    pthread_cond_destroy(&L->cv);
+    free(L);
+}

@@ -1,0 +1,121 @@
+/* Shared pieces of the paged attention kernels (paged_attention.cu is the launcher,
+ * paged_attention_decode.cu the CUDA-core row kernels (float32 decodes and prefills) and the
+ * partition merge, paged_attention_decode_mma.cu the bfloat16/float16 decode,
+ * paged_attention_prefill.cu the tensor-core prefill): element conversions, 16-byte packs, the
+ * split-context plan and the internal launchers. CUDA C++ only; the C interface is
+ * attention_cuda.h. */
+#ifndef FOLIO_PAGED_ATTENTION_IMPL_CUH
+#define FOLIO_PAGED_ATTENTION_IMPL_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+
+#include "attention_cuda.h"
+
+namespace folio_attn {
+
+constexpr int kWarp = 32;
+
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
+
+template <typename T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+template <> __device__ __forceinline__ __half from_f32<__half>(float v) {
+    return __float2half_rn(v);
+}
+
+/* VEC elements moved as one aligned 16-byte load or store. */
+template <typename T, int VEC> struct alignas(sizeof(T) * VEC) Pack {
+    T v[VEC];
+};
+
+/* c += a (16x16, row) * b (16x8, col), float32 accumulators. */
+template <typename T> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4],
+                                                               uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float c[4], const uint32_t a[4],
+                                                        uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float c[4], const uint32_t a[4], uint32_t b0,
+                                                 uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Two floats -> one register of two 16-bit values, the first in the low half. */
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&v);
+}
+
+/* Position p of a sequence -> element offset of its row [block][kv_head][offset][0] in the
+ * GPU cache layout [num_blocks][n_kv_heads][block_size][head_dim]. bs_shift is log2(block
+ * size) when the block size is a power of two, else -1 (one integer division). */
+__device__ __forceinline__ int64_t kv_row_offset(const int32_t *table, /* [max_blocks] */
+                                                 int p, int kvh, int n_kv, int bs, int bs_shift,
+                                                 int head_dim) {
+    const int b = bs_shift >= 0 ? p >> bs_shift : p / bs;
+    const int o = p - b * bs;
+    return (((int64_t)table[b] * n_kv + kvh) * bs + o) * (int64_t)head_dim;
+}
+
+/* How decode rows split their visible context: partitions of part_tokens positions (the
+ * last one shorter), n_parts of them at most. Depends only on the bounds in the params, so
+ * the grid does too (CUDA graphs). */
+struct DecodePlan {
+    int part_tokens;
+    int n_parts;
+};
+
+/* Arguments of the row kernel (decode rows, float32 prefill rows) passed by value. */
+struct RowArgs {
+    int n_seqs, n_tokens, n_heads, n_kv_heads, group, block_size, bs_shift, max_blocks, window;
+    float scale_log2;   /* softmax scale * log2(e): scores live in the base-2 domain */
+    int part_tokens;    /* positions per partition (INT32_MAX: the whole context) */
+    int n_parts;        /* partitions per row (1: write out directly) */
+    int prefill_rows;   /* 0: rows are sequences and only q_len == 1 ones run;
+                           1: rows are query tokens and only sequences with q_len > 1 run */
+};
+
+/* Internal launchers (paged_attention_decode.cu, paged_attention_prefill.cu). */
+void launch_rows(void *out, float *part_acc, float *part_ml, const void *q, const void *k_cache,
+                 const void *v_cache, const int32_t *block_tables, const int32_t *seq_start,
+                 const int32_t *context_lens, const RowArgs &a, int n_rows, int head_dim,
+                 folio_dtype dtype, cudaStream_t stream);
+/* Merges the partitions of decode rows into out (after launch_rows or launch_decode_mma). */
+void launch_merge(void *out, const float *part_acc, const float *part_ml,
+                  const int32_t *seq_start, const int32_t *context_lens, const RowArgs &a,
+                  int head_dim, folio_dtype dtype, cudaStream_t stream);
+/* Decode rows (q_len 1) on the tensor cores, bfloat16 and float16 (merge included). */
+void launch_decode_mma(void *out, float *part_acc, float *part_ml, const void *q,
+                       const void *k_cache, const void *v_cache, const int32_t *block_tables,
+                       const int32_t *seq_start, const int32_t *context_lens, const RowArgs &a,
+                       int head_dim, folio_dtype dtype, cudaStream_t stream);
+void launch_prefill_mma(void *out, const void *q, const void *k_cache, const void *v_cache,
+                        const int32_t *block_tables, const int32_t *seq_start,
+                        const int32_t *context_lens, const RowArgs &a, int max_q_len,
+                        int head_dim, folio_dtype dtype, cudaStream_t stream);
+
+} // namespace folio_attn
+
+#endif

@@ -1,0 +1,287 @@
+/* Paged attention for prefills (q_len > 1) in bfloat16 and float16 on the tensor cores,
+ * flash-attention style: no score matrix in memory, an online softmax over key tiles.
+ * Launcher: paged_attention_cuda (paged_attention.cu); check: tests/unit/test_gpu_attention.c.
+ *
+ * One thread block (4 warps) per (tile of kBM = 64 query rows, query head, sequence); each
+ * warp owns 16 query rows. The block walks the key positions its rows can see (causal by
+ * position, a cached prefix first, sliding window if any) in tiles of kBN = 64, read through
+ * the block table with cp.async into shared memory, two tiles deep so the next tile loads
+ * while this one is computed. Per tile each warp:
+ *   S = Q K^T with mma.sync m16n8k16 (Q fragments stay in registers, K via ldmatrix),
+ *   masks S only in tiles that cross the diagonal or the window edge,
+ *   updates the row maximum and sum (base 2, float32) and rescales its O accumulator,
+ *   O += P V with P rounded to the input type straight from the S registers (the C layout of
+ *   two n8 tiles is the A layout of one k16 slice) and V via ldmatrix.trans.
+ * Shared-memory rows are padded by 16 bytes so ldmatrix's 8 rows fall in distinct banks.
+ * Query tiles run longest first (the last tile of a causal prompt sees the most keys).
+ * Rows of sequences with q_len 1 are left to the decode kernel. */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdint.h>
+
+#include "cuda_check.h"
+#include "paged_attention_impl.cuh"
+
+namespace folio_attn {
+
+namespace {
+
+constexpr int kPfThreads = 128;
+constexpr int kBM = 64; /* query rows per block: 16 per warp */
+constexpr int kBN = 64; /* key positions per tile */
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* 16 bytes global -> shared, asynchronously; valid == false writes zeros instead. */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+template <int D> constexpr int prefill_smem_bytes() {
+    return (kBM + 4 * kBN) * (D + 8) * 2; /* Q, K x2, V x2; rows padded by 8 elements */
+}
+
+/* Grid: x = query tile (reversed: longest first), y = query head, z = sequence.
+ * Block: kPfThreads. Dynamic shared memory: prefill_smem_bytes<D>(). */
+template <typename T, int D>
+__global__ void __launch_bounds__(kPfThreads)
+paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][D] */
+                               const T *q,               /* [n_tokens][n_heads][D] */
+                               const T *k_cache,         /* [num_blocks][n_kv][block_size][D] */
+                               const T *v_cache,         /* [num_blocks][n_kv][block_size][D] */
+                               const int32_t *block_tables, /* [n_seqs][max_blocks] */
+                               const int32_t *seq_start, /* [n_seqs + 1] */
+                               const int32_t *context_lens, /* [n_seqs] */
+                               RowArgs a) {
+    constexpr int SD = D + 8;           /* shared row stride, elements */
+    constexpr int CPR = D / 8;          /* 16-byte chunks per row */
+    constexpr int RPP = kPfThreads / CPR; /* rows per load pass */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sQ = reinterpret_cast<T *>(smem_raw); /* [kBM][SD] */
+    T *sK = sQ + kBM * SD;                   /* [2][kBN][SD] */
+    T *sV = sK + 2 * kBN * SD;               /* [2][kBN][SD] */
+
+    const int s = blockIdx.z, h = blockIdx.y;
+    const int q0 = seq_start[s], qlen = seq_start[s + 1] - q0;
+    if (qlen <= 1) return;
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * kBM;
+    if (i0 >= qlen) return;
+    const int ctx = context_lens[s];
+    const int rows = qlen - i0 < kBM ? qlen - i0 : kBM;
+    const int pos0 = ctx - qlen + i0;      /* position of the tile's first query row */
+    const int pos_last = pos0 + rows - 1;
+    if (pos0 < 0) return;                  /* context shorter than q_len: invalid step */
+    const int klo = a.window > 0 && pos0 >= a.window ? pos0 - a.window + 1 : 0;
+    const int kend = pos_last + 1;
+    const int n_tiles = (kend - klo + kBN - 1) / kBN;
+    const int kvh = h / a.group;
+    const int32_t *table = block_tables + (int64_t)s * a.max_blocks;
+
+    const int tid = threadIdx.x, lane = tid % kWarp, warp = tid / kWarp;
+    const int lr = tid / CPR, lc = tid % CPR;
+
+    for (int r = lr; r < kBM; r += RPP) {
+        const bool valid = r < rows;
+        const T *src = valid ? q + ((int64_t)(q0 + i0 + r) * a.n_heads + h) * D + lc * 8 : q;
+        cp_async16(sQ + r * SD + lc * 8, src, valid);
+    }
+    auto load_kv = [&](int kstart, int buf) {
+        for (int r = lr; r < kBN; r += RPP) {
+            const int p = kstart + r;
+            const bool valid = p < kend;
+            const int64_t off =
+                valid ? kv_row_offset(table, p, kvh, a.n_kv_heads, a.block_size, a.bs_shift, D) +
+                            lc * 8
+                      : 0;
+            cp_async16(sK + (buf * kBN + r) * SD + lc * 8, k_cache + off, valid);
+            cp_async16(sV + (buf * kBN + r) * SD + lc * 8, v_cache + off, valid);
+        }
+    };
+    load_kv(klo, 0);
+    cp_async_commit();
+
+    const int g = lane / 4, tq = lane % 4;
+    const int qp0 = pos0 + warp * 16 + g, qp1 = qp0 + 8; /* positions of this thread's rows */
+    uint32_t qa[D / 16][4];
+    float o[D / 8][4];
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
+    for (int tile = 0; tile < n_tiles; tile++) {
+        cp_async_wait_all();
+        __syncthreads();
+        if (tile == 0) {
+#pragma unroll
+            for (int kc = 0; kc < D / 16; kc++)
+                ldmatrix_x4(qa[kc], sQ + (warp * 16 + lane % 16) * SD + kc * 16 + (lane / 16) * 8);
+        }
+        if (tile + 1 < n_tiles) {
+            load_kv(klo + (tile + 1) * kBN, (tile + 1) & 1);
+            cp_async_commit();
+        }
+        const T *k = sK + (tile & 1) * kBN * SD;
+        const T *v = sV + (tile & 1) * kBN * SD;
+        const int kstart = klo + tile * kBN;
+
+        float sc[kBN / 8][4];
+#pragma unroll
+        for (int j = 0; j < kBN / 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll
+        for (int kc = 0; kc < D / 16; kc++) {
+#pragma unroll
+            for (int jn = 0; jn < kBN / 8; jn += 2) {
+                uint32_t b[4];
+                ldmatrix_x4(b, k + (8 * jn + (lane / 16) * 8 + lane % 8) * SD + kc * 16 +
+                                   ((lane / 8) % 2) * 8);
+                mma16816<T>(sc[jn], qa[kc], b[0], b[1]);
+                mma16816<T>(sc[jn + 1], qa[kc], b[2], b[3]);
+            }
+        }
+
+        const bool need_mask = kstart + kBN - 1 > pos0 ||
+                               (a.window > 0 && kstart <= pos_last - a.window);
+        float mx0 = m0, mx1 = m1;
+#pragma unroll
+        for (int jn = 0; jn < kBN / 8; jn++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = sc[jn][e] * a.scale_log2;
+                if (need_mask) {
+                    const int kp = kstart + 8 * jn + 2 * tq + (e & 1);
+                    const int qp = e < 2 ? qp0 : qp1;
+                    if (kp > qp || kp >= kend || (a.window > 0 && kp <= qp - a.window))
+                        x = -INFINITY;
+                }
+                sc[jn][e] = x;
+            }
+            mx0 = fmaxf(mx0, fmaxf(sc[jn][0], sc[jn][1]));
+            mx1 = fmaxf(mx1, fmaxf(sc[jn][2], sc[jn][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float base0 = mx0 == -INFINITY ? 0.0f : mx0; /* row fully masked so far */
+        const float base1 = mx1 == -INFINITY ? 0.0f : mx1;
+        const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
+        m0 = mx0;
+        m1 = mx1;
+        float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+        for (int jn = 0; jn < kBN / 8; jn++) {
+            sc[jn][0] = exp2f(sc[jn][0] - base0);
+            sc[jn][1] = exp2f(sc[jn][1] - base0);
+            sc[jn][2] = exp2f(sc[jn][2] - base1);
+            sc[jn][3] = exp2f(sc[jn][3] - base1);
+            sum0 += sc[jn][0] + sc[jn][1];
+            sum1 += sc[jn][2] + sc[jn][3];
+        }
+        l0 = l0 * alpha0 + sum0; /* per-thread partial sums; the quad is summed at the end */
+        l1 = l1 * alpha1 + sum1;
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) {
+            o[j][0] *= alpha0;
+            o[j][1] *= alpha0;
+            o[j][2] *= alpha1;
+            o[j][3] *= alpha1;
+        }
+
+#pragma unroll
+        for (int kc = 0; kc < kBN / 16; kc++) {
+            uint32_t pa[4];
+            pa[0] = pack2<T>(sc[2 * kc][0], sc[2 * kc][1]);
+            pa[1] = pack2<T>(sc[2 * kc][2], sc[2 * kc][3]);
+            pa[2] = pack2<T>(sc[2 * kc + 1][0], sc[2 * kc + 1][1]);
+            pa[3] = pack2<T>(sc[2 * kc + 1][2], sc[2 * kc + 1][3]);
+#pragma unroll
+            for (int jd = 0; jd < D / 8; jd += 2) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, v + (16 * kc + lane % 8 + ((lane / 8) % 2) * 8) * SD +
+                                         8 * (jd + lane / 16));
+                mma16816<T>(o[jd], pa, b[0], b[1]);
+                mma16816<T>(o[jd + 1], pa, b[2], b[3]);
+            }
+        }
+    }
+
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+    const int r0 = warp * 16 + g, r1 = r0 + 8;
+#pragma unroll
+    for (int jd = 0; jd < D / 8; jd++) {
+        const int d = 8 * jd + 2 * tq;
+        if (r0 < rows)
+            *reinterpret_cast<uint32_t *>(out + ((int64_t)(q0 + i0 + r0) * a.n_heads + h) * D + d) =
+                pack2<T>(o[jd][0] * inv0, o[jd][1] * inv0);
+        if (r1 < rows)
+            *reinterpret_cast<uint32_t *>(out + ((int64_t)(q0 + i0 + r1) * a.n_heads + h) * D + d) =
+                pack2<T>(o[jd][2] * inv1, o[jd][3] * inv1);
+    }
+}
+
+template <typename T, int D>
+void launch_prefill_t(void *out, const void *q, const void *k_cache, const void *v_cache,
+                      const int32_t *block_tables, const int32_t *seq_start,
+                      const int32_t *context_lens, const RowArgs &a, int max_q_len,
+                      cudaStream_t stream) {
+    constexpr int smem = prefill_smem_bytes<D>();
+    auto kernel = paged_attention_prefill_kernel<T, D>;
+    /* above 48 KB for D = 128; set every call (cheap), so every device the caller uses has it */
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    const dim3 grid((unsigned)((max_q_len + kBM - 1) / kBM), (unsigned)a.n_heads,
+                    (unsigned)a.n_seqs);
+    kernel<<<grid, kPfThreads, smem, stream>>>(
+        static_cast<T *>(out), static_cast<const T *>(q), static_cast<const T *>(k_cache),
+        static_cast<const T *>(v_cache), block_tables, seq_start, context_lens, a);
+    CUDA_CHECK_LAUNCH();
+}
+
+} // namespace
+
+void launch_prefill_mma(void *out, const void *q, const void *k_cache, const void *v_cache,
+                        const int32_t *block_tables, const int32_t *seq_start,
+                        const int32_t *context_lens, const RowArgs &a, int max_q_len,
+                        int head_dim, folio_dtype dtype, cudaStream_t stream) {
+    if (dtype == DTYPE_BF16) {
+        if (head_dim == 64)
+            launch_prefill_t<__nv_bfloat16, 64>(out, q, k_cache, v_cache, block_tables,
+                                                seq_start, context_lens, a, max_q_len, stream);
+        else
+            launch_prefill_t<__nv_bfloat16, 128>(out, q, k_cache, v_cache, block_tables,
+                                                 seq_start, context_lens, a, max_q_len, stream);
+    } else {
+        if (head_dim == 64)
+            launch_prefill_t<__half, 64>(out, q, k_cache, v_cache, block_tables, seq_start,
+                                         context_lens, a, max_q_len, stream);
+        else
+            launch_prefill_t<__half, 128>(out, q, k_cache, v_cache, block_tables, seq_start,
+                                          context_lens, a, max_q_len, stream);
+    }
+}
+
+} // namespace folio_attn

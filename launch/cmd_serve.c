@@ -1,0 +1,234 @@
+/* folio serve: the OpenAI-compatible HTTP server on rank 0 (engine/http_server.c over the
+ * engine thread engine/serve_loop.c), with Prometheus metrics and graceful shutdown
+ * (SIGTERM / SIGINT: stop accepting, finish what is in flight within --shutdown-timeout,
+ * exit 0). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat_template.h"
+#include "cli.h"
+#include "commands.h"
+#include "engine_setup.h"
+#include "error.h"
+#include "http_server.h"
+#include "metrics.h"
+#include "model.h"
+#include "plan_channel.h"
+#include "progress.h"
+#include "serve_loop.h"
+#include "tokenizer.h"
+#include "tokenizer_codec.h"
+
+enum { OPT_HOST = 1, OPT_PORT, OPT_API_KEY, OPT_SERVED_NAME, OPT_MAX_QUEUE, OPT_SHUTDOWN_TIMEOUT,
+       OPT_LOG_REQUESTS, OPT_CORS, OPT_MAX_BODY };
+
+static const char USAGE[] =
+    "usage: folio serve --model DIR [options]   (OpenAI-compatible HTTP server)\n"
+    "  --host ADDR              address to listen on (default 127.0.0.1)\n"
+    "  --port N                 port (default 8000; 0 = any free port, printed)\n"
+    "  --api-key KEY            require 'Authorization: Bearer KEY' on /v1/ routes\n"
+    "  --served-model-name NAME the model name clients use (default: --model as given)\n"
+    "  --max-queue N            requests waiting beyond --max-num-seqs running before 429\n"
+    "                           (default 1024)\n"
+    "  --shutdown-timeout S     on SIGTERM/SIGINT, seconds to finish in-flight requests\n"
+    "                           (default 30)\n"
+    "  --log-requests           log each request's parameters with its line\n"
+    "  --cors                   allow cross-origin requests (off by default)\n"
+    "  --max-body-bytes N       largest request body (default 33554432)\n"
+    ENGINE_KNOBS_HELP CLI_COMMON_HELP;
+
+typedef struct {
+    common_options common;
+    const char *host, *api_key, *served_name;
+    long long port, max_queue, shutdown_timeout, max_body;
+    bool log_requests, cors;
+    engine_knobs knobs;
+} serve_args;
+
+static int parse_args(int argc, char **argv, serve_args *a) {
+    static const struct option longopts[] = {
+        {"host", required_argument, 0, OPT_HOST},
+        {"port", required_argument, 0, OPT_PORT},
+        {"api-key", required_argument, 0, OPT_API_KEY},
+        {"served-model-name", required_argument, 0, OPT_SERVED_NAME},
+        {"max-queue", required_argument, 0, OPT_MAX_QUEUE},
+        {"shutdown-timeout", required_argument, 0, OPT_SHUTDOWN_TIMEOUT},
+        {"log-requests", no_argument, 0, OPT_LOG_REQUESTS},
+        {"cors", no_argument, 0, OPT_CORS},
+        {"max-body-bytes", required_argument, 0, OPT_MAX_BODY},
+        ENGINE_KNOB_OPTIONS,
+        CLI_COMMON_OPTIONS,
+        {0, 0, 0, 0}};
+    common_options_init(&a->common);
+    a->host = "127.0.0.1";
+    a->port = 8000;
+    a->max_queue = 1024;
+    a->shutdown_timeout = 30;
+    a->max_body = 32 << 20;
+    engine_knobs_init(&a->knobs);
+    int id;
+    optind = 1;
+    opterr = 0;
+    while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        int rc = cli_common_option(&a->common, id, optarg);
+        if (rc == 0) rc = engine_knobs_option(&a->knobs, id, optarg);
+        if (rc < 0) return -1;
+        if (rc > 0) continue;
+        switch (id) {
+        case OPT_HELP: fputs(USAGE, stdout); exit(0);
+        case OPT_HOST: a->host = optarg; break;
+        case OPT_API_KEY: a->api_key = optarg; break;
+        case OPT_SERVED_NAME: a->served_name = optarg; break;
+        case OPT_LOG_REQUESTS: a->log_requests = true; break;
+        case OPT_CORS: a->cors = true; break;
+#define INT_OPT(ID, NAME, MIN, MAX, FIELD)                                          \
+        case ID:                                                                   \
+            if (cli_parse_int(NAME, optarg, MIN, MAX, &a->FIELD) != 0) return -1;  \
+            break;
+        INT_OPT(OPT_PORT, "--port", 0, 65535, port)
+        INT_OPT(OPT_MAX_QUEUE, "--max-queue", 0, 1 << 24, max_queue)
+        INT_OPT(OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", 0, 86400, shutdown_timeout)
+        INT_OPT(OPT_MAX_BODY, "--max-body-bytes", 1024, 1LL << 32, max_body)
+#undef INT_OPT
+        default: return cli_bad_option("serve", argv);
+        }
+    }
+    if (optind < argc)
+        return folio_fail("serve: unexpected argument '%s' (see folio serve --help)", argv[optind]);
+    if (cli_common_check(&a->common, "serve") != 0) return -1;
+    if (!a->served_name) a->served_name = a->common.model_dir;
+    return 0;
+}
+
+static volatile sig_atomic_t g_signals;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_signals++;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Serves until a signal; then drains within the deadline. */
+static int serve_until_signal(const serve_args *a, http_server *h, serve_loop *L) {
+    while (g_signals == 0 && !serve_loop_failure(L)) sleep_ms(50);
+    if (serve_loop_failure(L)) {
+        http_server_quiesce(h);
+        serve_loop_cancel_all(L);
+        return folio_fail("serve: the engine failed: %s", serve_loop_failure(L));
+    }
+    int n = serve_loop_in_flight(L);
+    fprintf(stderr, "folio: shutting down: no new connections; finishing %d request%s "
+                    "(--shutdown-timeout %lld s)\n", n, n == 1 ? "" : "s", a->shutdown_timeout);
+    http_server_quiesce(h);
+    serve_loop_drain(L);
+    double deadline = folio_now() + (double)a->shutdown_timeout;
+    while (serve_loop_in_flight(L) > 0 && folio_now() < deadline && g_signals < 2) sleep_ms(20);
+    if (serve_loop_in_flight(L) > 0) {
+        fprintf(stderr, "folio: shutdown: cancelling %d unfinished request(s)\n",
+                serve_loop_in_flight(L));
+        serve_loop_cancel_all(L);
+    }
+    /* let the connection threads send what they have */
+    double until = folio_now() + 5.0;
+    while (http_server_active(h) > 0 && folio_now() < until) sleep_ms(20);
+    return 0;
+}
+
+/* Rank 0: the engine thread and the HTTP front end over the broadcasting backend, until a
+ * signal; returns after the engine thread has stopped. */
+static int serve_rank0(const serve_args *a, const model *m, comm_ctx *comm, plan_channel *ch,
+                       tokenizer *tok, chat_template *ct) {
+    rank_engine re;
+    metrics *mt = NULL;
+    serve_loop *L = NULL;
+    http_server *h = NULL;
+    int rc = -1;
+    if (rank_engine_open(&re, &a->knobs, m, comm, ch) != 0) goto out;
+    const sched_config *sc = &re.sched;
+    text_codec codec = tokenizer_codec(tok);
+    engine_config ec = {.sched = *sc, .vocab = m->cfg.vocab, .eos_ids = m->cfg.eos_ids,
+                        .n_eos = m->cfg.n_eos, .codec = &codec};
+    mt = metrics_create(a->served_name);
+    if (!(L = serve_loop_create(&ec, rank_engine_backend(&re, ch), tok, mt))) goto out;
+    if (serve_loop_start(L) != 0) goto out;
+    http_config hc = {.host = a->host, .port = (int)a->port, .api_key = a->api_key,
+                      .served_name = a->served_name, .max_queue = (int)a->max_queue,
+                      .max_n = sc->max_num_seqs, .max_model_len = sc->max_model_len,
+                      .vocab = m->cfg.vocab, .max_body = (size_t)a->max_body, .cors = a->cors,
+                      .log_requests = a->log_requests};
+    if (!(h = http_server_start(&hc, L, tok, ct, mt))) goto out;
+    fprintf(stderr, "folio: serving %s as '%s' on http://%s:%d (OpenAI API under /v1)%s; "
+                    "pid %d (SIGTERM or SIGINT stops it gracefully)\n",
+            a->common.model_dir, a->served_name, a->host, http_server_port(h),
+            comm->world > 1 ? " with tensor parallelism over all ranks" : "", (int)getpid());
+    fflush(stderr);
+    rc = serve_until_signal(a, h, L);
+out:
+    http_server_stop(h);
+    serve_loop_free(L);
+    metrics_free(mt);
+    rank_engine_close(&re);
+    return rc;
+}
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int cmd_serve(int argc, char **argv, comm_ctx *comm) {
+    serve_args a = {0};
+    tokenizer *tok = NULL;
+    chat_template *ct = NULL;
+    model m;
+    bool model_opened = false;
+    plan_channel ch;
+    plan_channel_init(&ch, comm);
+    int rc = -1;
+    if (parse_args(argc, argv, &a) != 0) goto out;
+    if (comm->rank == 0) {
+        if (tokenizer_load(a.common.model_dir, &tok) != 0) goto out;
+        ct = chat_template_load(a.common.model_dir);
+        if (!ct) {
+            fprintf(stderr, "folio: serve: no chat template (%s); /v1/chat/completions will "
+                            "answer 400\n", folio_last_error());
+            folio_clear_error();
+        }
+    }
+    if (cli_start_rank(&a.common, comm) != 0) goto out;
+    model_open_options mo;
+    a.common.gpu_memory_utilization = a.knobs.gpu_util;
+    cli_model_options(&a.common, &mo);
+    if (model_open_on(a.common.model_dir, &mo, comm, &m) != 0)
+        goto out;
+    model_opened = true;
+    if (comm->rank != 0) {
+        signal(SIGINT, SIG_IGN);                 /* rank 0 drives the shutdown */
+        signal(SIGTERM, SIG_IGN);
+        rc = rank_worker_run(&m, comm, &ch);     /* until rank 0's stop */
+    } else {
+        install_signal_handlers();
+        rc = serve_rank0(&a, &m, comm, &ch, tok, ct);
+        if (plan_channel_send_stop(&ch) != 0) rc = -1;
+    }
+out:
+    cli_stop_rank();
+    if (model_opened) model_close(&m);
+    plan_channel_free(&ch);
+    chat_template_free(ct);
+    tokenizer_free(tok);
+    if (rc == 0 && comm->rank == 0) fprintf(stderr, "folio: server stopped\n");
+    return rc;
+}
