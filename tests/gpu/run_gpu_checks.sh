@@ -23,6 +23,7 @@ record() { results+=("$(printf '%-34s %s' "$1" "$2")"); }
 for t in "$BIN"/test_gpu_*; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
+  [ "$name" = test_gpu_nccl ] && continue # under mpirun: tests/gpu/run_nccl_checks.sh
   echo "== $name"
   "$t" > "$LOG.$name" 2>&1; rc=$?
   grep -v '^\[ *\(RUN\|OK\) ' "$LOG.$name" | grep -v '^folio: \(KV cache\|captured\|loaded\)' | tail -60
@@ -35,7 +36,7 @@ got=$("$BIN/folio" generate --model "$BIN/stories260K" --temperature 0 --max-tok
 [ "$got" = "$want" ] && record "folio generate (cpu)" PASS || record "folio generate (cpu)" FAIL
 got2=$(mpirun -np 2 "$BIN/folio" generate --model "$BIN/stories260K" --temperature 0 --max-tokens 199 --print-ids)
 [ "$got2" = "$want" ] && record "mpirun -np 2 generate (cpu)" PASS || record "mpirun -np 2 generate (cpu)" FAIL
-got3=$("$BIN/folio" generate --device cuda --dtype float32 --model "$BIN/stories260K" --temperature 0 --max-tokens 199 --print-ids)
+got3=$("$BIN/folio" generate --device cuda --dtype float32 --bind none --model "$BIN/stories260K" --temperature 0 --max-tokens 199 --print-ids)
 [ "$got3" = "$want" ] && record "generate --device cuda (f32)" PASS || record "generate --device cuda (f32)" FAIL
 
 bench() { # label, then folio bench arguments; records the result lines
@@ -48,6 +49,7 @@ bench() { # label, then folio bench arguments; records the result lines
 }
 if [ -z "${QUICK:-}" ]; then
   bench "8B b1 in128 out128" latency --batch-size 1 --input-len 128 --output-len 128
+  bench "8B b1 in128 out128 eager" latency --batch-size 1 --input-len 128 --output-len 128 --num-iters 3 --enforce-eager
   bench "8B b1 in2048 out1 (TTFT)" latency --batch-size 1 --input-len 2048 --output-len 2 --num-iters 10
   FOLIO_PROFILE=1 bench "8B b1 profile (eager)" latency --batch-size 1 --input-len 128 --output-len 32 --num-iters 2 --num-warmup 1
   bench "8B b64 in128 out128" latency --batch-size 64 --input-len 128 --output-len 128 --num-iters 3
