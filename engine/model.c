@@ -1,5 +1,6 @@
 /* Opening a model on this rank: config, shard plan, weights, and the loading summary. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -7,14 +8,66 @@
 #include "fault.h"
 #include "model.h"
 #include "progress.h"
+#ifdef FOLIO_HAVE_CUDA
+#include "cuda_check.h"
+#include "weights_cuda.h"
+#endif
 
 static const char *arch_label(const model_config *c) { return c->arch_name; }
 
 int model_open(const char *dir, load_format format, comm_ctx *comm, int verbose, model *m) {
+    const model_open_options o = {.format = format, .verbose = verbose};
+    return model_open_on(dir, &o, comm, m);
+}
+
+#ifdef FOLIO_HAVE_CUDA
+/* --dtype auto on the GPU: the checkpoint's 16-bit type, bfloat16 for float32 files. */
+static folio_dtype gpu_dtype(const model_open_options *o, const model_config *c) {
+    if (!o->dtype_auto) return o->dtype;
+    return c->dtype == DTYPE_F16 ? DTYPE_F16 : DTYPE_BF16;
+}
+
+static int open_gpu(const char *dir, const model_open_options *o, comm_ctx *comm, model *m,
+                    double t0) {
+    const char *why = "";
+    if (cuda_device_count_or_zero(&why) == 0)
+        return folio_fail("--device cuda: no CUDA device (%s); use --device cpu", why);
+    cuda_weights *w = folio_xcalloc(1, sizeof *w);
+    load_options opt = {.format = o->format, .show_progress = comm->rank == 0, .dummy_seed = 0};
+    folio_dtype dt = gpu_dtype(o, &m->cfg);
+    if (weights_cuda_load(dir, &m->cfg, &m->shard, &opt, dt, w) != 0) {
+        free(w);
+        return -1;
+    }
+    m->gpu_weights = w;
+    m->gpu_memory_utilization = o->gpu_memory_utilization > 0 ? o->gpu_memory_utilization : 0.90;
+    m->enforce_eager = o->enforce_eager;
+    if (comm->rank == 0) {
+        char bytes[32];
+        fprintf(stderr, "folio: loaded %s %s on the GPU: %s as %s, %.2f s%s\n", m->cfg.arch_name,
+                dir, format_bytes((double)w->bytes, bytes, sizeof bytes), dtype_name(dt),
+                folio_now() - t0, o->format == LOAD_DUMMY ? " (dummy weights)" : "");
+    }
+    return 0;
+}
+#endif
+
+int model_open_on(const char *dir, const model_open_options *o, comm_ctx *comm, model *m) {
+    load_format format = o->format;
+    int verbose = o->verbose;
     memset(m, 0, sizeof *m);
     double t0 = folio_now();
     if (model_config_load(dir, &m->cfg) != 0) return -1;
     if (shard_plan_make(&m->cfg, comm->rank, comm->world, &m->shard) != 0) goto fail;
+    if (o->cuda) {
+#ifdef FOLIO_HAVE_CUDA
+        if (open_gpu(dir, o, comm, m, t0) != 0) goto fail;
+        return 0;
+#else
+        folio_fail("--device cuda: this folio was built without CUDA; use --device cpu");
+        goto fail;
+#endif
+    }
     load_options opt = {.format = format, .show_progress = comm->rank == 0, .dummy_seed = 0};
     if (weights_load(dir, &m->cfg, &m->shard, &opt, &m->weights) != 0) goto fail;
     if (fault_check("load", comm->rank, -1) != 0) {
@@ -45,6 +98,10 @@ fail:
 }
 
 void model_close(model *m) {
+#ifdef FOLIO_HAVE_CUDA
+    if (m->gpu_weights) weights_cuda_free(m->gpu_weights);
+#endif
+    free(m->gpu_weights);
     weights_free(&m->weights);
     model_config_free(&m->cfg);
     memset(m, 0, sizeof *m);

@@ -12,18 +12,6 @@
 #include "safetensors.h"
 #include "weights.h"
 
-typedef enum { SLICE_NONE, SLICE_ROWS, SLICE_COLS } slice_kind;
-typedef enum { INIT_MATRIX, INIT_NORM, INIT_BIAS, INIT_EMBED } init_kind;
-
-typedef struct {
-    char name[128];
-    float **dest;
-    int64_t rows, cols;          /* full shape; cols == 0 for vectors */
-    slice_kind slice;
-    int64_t start, count;        /* rows or columns kept */
-    init_kind init;              /* for --load-format dummy */
-} tensor_spec;
-
 typedef struct {
     tensor_spec *items;
     int n, cap;
@@ -46,8 +34,7 @@ static void add_spec(spec_list *l, float **dest, init_kind init, int64_t rows, i
     s->init = init;
 }
 
-/* Floats this rank keeps of a spec. */
-static size_t spec_floats(const tensor_spec *s) {
+size_t tensor_spec_floats(const tensor_spec *s) {
     int64_t cols = s->cols ? s->cols : 1;
     switch (s->slice) {
     case SLICE_ROWS: return (size_t)s->count * cols;
@@ -120,6 +107,15 @@ static void build_specs(spec_list *l, const model_config *c, const shard_plan *s
                  sh->vocab, "lm_head.weight", 0);
 }
 
+tensor_spec *weights_specs(const model_config *cfg, const shard_plan *shard, model_weights *w,
+                           int *n) {
+    if (!w->layers) w->layers = folio_xcalloc(cfg->n_layers, sizeof *w->layers);
+    spec_list l = {0};
+    build_specs(&l, cfg, shard, w);
+    *n = l.n;
+    return l.items;
+}
+
 size_t weights_bytes_f32(const model_config *cfg, const shard_plan *shard) {
     model_weights w = {0};
     layer_weights *layers = folio_xcalloc(cfg->n_layers, sizeof *layers);
@@ -127,7 +123,7 @@ size_t weights_bytes_f32(const model_config *cfg, const shard_plan *shard) {
     spec_list l = {0};
     build_specs(&l, cfg, shard, &w);
     size_t total = 0;
-    for (int i = 0; i < l.n; i++) total += spec_floats(&l.items[i]);
+    for (int i = 0; i < l.n; i++) total += tensor_spec_floats(&l.items[i]);
     free(l.items);
     free(layers);
     return total * sizeof(float);
@@ -149,6 +145,14 @@ static uint64_t hash_name(const char *s) {
     return h;
 }
 
+uint64_t weights_dummy_key(uint64_t seed, const char *name) {
+    return splitmix64(seed ^ hash_name(name));
+}
+
+float weights_dummy_scale(const tensor_spec *s) {
+    return s->init == INIT_EMBED ? 1.0f : sqrtf(3.0f / (float)s->cols);
+}
+
 static float dummy_value(uint64_t key, uint64_t index, float scale) {
     uint64_t r = splitmix64(key + index * 0xd1b54a32d192ed03ull);
     return scale * (float)((double)(r >> 11) * (2.0 / 9007199254740992.0) - 1.0);
@@ -156,16 +160,16 @@ static float dummy_value(uint64_t key, uint64_t index, float scale) {
 
 static void fill_dummy(const tensor_spec *s, float *dst, uint64_t seed) {
     if (s->init == INIT_NORM) {
-        for (size_t i = 0; i < spec_floats(s); i++) dst[i] = 1.0f;
+        for (size_t i = 0; i < tensor_spec_floats(s); i++) dst[i] = 1.0f;
         return;
     }
     if (s->init == INIT_BIAS) {
-        memset(dst, 0, spec_floats(s) * sizeof *dst);
+        memset(dst, 0, tensor_spec_floats(s) * sizeof *dst);
         return;
     }
     /* uniform(-a, a) with variance 1/fan_in (matrices) or 1/3 (embeddings) */
-    float a = s->init == INIT_EMBED ? 1.0f : sqrtf(3.0f / (float)s->cols);
-    uint64_t key = splitmix64(seed ^ hash_name(s->name));
+    float a = weights_dummy_scale(s);
+    uint64_t key = weights_dummy_key(seed, s->name);
     int64_t r0 = s->slice == SLICE_ROWS ? s->start : 0;
     int64_t nr = s->slice == SLICE_ROWS ? s->count : s->rows;
     int64_t c0 = s->slice == SLICE_COLS ? s->start : 0;
@@ -230,7 +234,7 @@ static int load_from_files(const char *dir, spec_list *l, const load_options *op
     if (safetensors_open_dir(dir, &m) != 0) return -1;
     int rc = 0;
     uint64_t bytes = 0;
-    for (int i = 0; i < l->n; i++) bytes += spec_floats(&l->items[i]) * sizeof(float);
+    for (int i = 0; i < l->n; i++) bytes += tensor_spec_floats(&l->items[i]) * sizeof(float);
     progress_bar bar;
     progress_start(&bar, "loading", bytes, "B", opt->show_progress);
     for (int i = 0; i < l->n && rc == 0; i++) {
@@ -242,7 +246,7 @@ static int load_from_files(const char *dir, spec_list *l, const load_options *op
                             dir, s->name);
         } else if ((rc = check_tensor(s, t, &dt)) == 0) {
             copy_slice(s, t, dt, *s->dest);
-            progress_add(&bar, spec_floats(s) * sizeof(float));
+            progress_add(&bar, tensor_spec_floats(s) * sizeof(float));
         }
     }
     progress_finish(&bar);
@@ -287,7 +291,7 @@ int weights_load(const char *dir, const model_config *cfg, const shard_plan *sha
     float *next = w->arena;
     for (int i = 0; i < l.n; i++) {
         *l.items[i].dest = next;
-        next += spec_floats(&l.items[i]);
+        next += tensor_spec_floats(&l.items[i]);
     }
     int rc = 0;
     if (opt->format == LOAD_DUMMY) {

@@ -54,6 +54,37 @@ int weights_load(const char *dir, const model_config *cfg, const shard_plan *sha
 
 void weights_free(model_weights *w);
 
+/* ---- the one description of the model's tensors, shared by the CPU loader and the GPU
+ * upload (weights_cuda.c) ---- */
+
+typedef enum { SLICE_NONE, SLICE_ROWS, SLICE_COLS } slice_kind;
+typedef enum { INIT_MATRIX, INIT_NORM, INIT_BIAS, INIT_EMBED } init_kind;
+
+typedef struct {
+    char name[128];              /* Hugging Face tensor name */
+    float **dest;                /* the model_weights field this tensor lands in */
+    int64_t rows, cols;          /* full shape; cols == 0 for vectors */
+    slice_kind slice;
+    int64_t start, count;        /* rows or columns kept */
+    init_kind init;              /* for --load-format dummy */
+} tensor_spec;
+
+/* Every tensor of this rank, in the order the float32 arena lays them out (so q, k, v are
+ * adjacent, as are gate and up, and their biases). dest points into w (w->layers allocated
+ * here when NULL). Returns a malloc'd array of *n specs; the caller frees it. */
+tensor_spec *weights_specs(const model_config *cfg, const shard_plan *shard, model_weights *w,
+                           int *n);
+
+/* Elements this rank keeps of a spec. */
+size_t tensor_spec_floats(const tensor_spec *s);
+
+/* Dummy values: element (r, c) of the FULL tensor is
+ *   scale * (u * 2^-52 - 1),  u = splitmix64(key + (r * cols + c) * 0xd1b54a32d192ed03) >> 11
+ * (uniform in [-scale, scale)), key = weights_dummy_key(seed, name), scale =
+ * weights_dummy_scale(spec); norms are 1, biases 0. The GPU fills the same values. */
+uint64_t weights_dummy_key(uint64_t seed, const char *name);
+float weights_dummy_scale(const tensor_spec *s);
+
 /* Bytes this rank's float32 weights will take (for a memory check before allocating). */
 size_t weights_bytes_f32(const model_config *cfg, const shard_plan *shard);
 

@@ -62,4 +62,7 @@ void paged_attention_cpu(float *out, const float *q, const float *k_cache, const
 void kv_write_cpu(float *k_cache, float *v_cache, const float *k, const float *v,
                   const int64_t *slot_mapping, int n, int n_kv_heads, int head_dim);
 
+/* out[i] = x[rows[i]]. out: [m][dim]; x: [n][dim]; rows: [m]. */
+void gather_rows_cpu(float *out, const float *x, const int32_t *rows, int m, int dim);
+
 #endif

@@ -6,7 +6,11 @@
 #ifndef FOLIO_KERNELS_CUDA_H
 #define FOLIO_KERNELS_CUDA_H
 
+#include <stdint.h>
+
 #include <cuda_runtime_api.h>
+
+#include "attention_cuda.h"
 
 #include "dtype.h"
 
@@ -16,13 +20,75 @@ extern "C" {
 
 /* residual += x; out = rmsnorm(residual) * weight, per row (twin: add_rmsnorm_cpu).
  * residual, x, out: [n][dim]; weight: [dim]; all of element type dtype, DTYPE_F32 or
- * DTYPE_BF16. out may alias x or residual. Rounds as Hugging Face does in that dtype: in
- * bfloat16 the sum is rounded to bfloat16, the mean of squares is taken in float32 over the
+ * DTYPE_BF16 (or DTYPE_F16, rounded the same way). out may alias x or residual. Rounds
+ * as Hugging Face does in that dtype: in bfloat16 the sum is rounded to bfloat16, the mean of squares is taken in float32 over the
  * rounded sum, x * 1/sqrt(mean + eps) is rounded to bfloat16 and multiplied by the weight,
  * rounded again. Rows of any dim >= 1; 16-byte vector loads when every pointer is 16-byte
  * aligned and a row is a whole number of vectors. */
 void add_rmsnorm_cuda(void *residual, const void *x, void *out, const void *weight, int n,
                       int dim, float eps, folio_dtype dtype, cudaStream_t stream);
+
+/* Below, dtype is DTYPE_F32, DTYPE_BF16 or DTYPE_F16 unless said otherwise. */
+
+/* out[t] = table[ids[t] - row_start] for ids in [row_start, row_start + n_rows), else zeros
+ * (twin: embedding_cpu). out: [n][dim]; table: [n_rows][dim]; ids: [n]. */
+void embedding_cuda(void *out, const void *table, const int32_t *ids, int n, int dim,
+                    int row_start, int n_rows, folio_dtype dtype, cudaStream_t stream);
+
+/* out[t][i] = silu(gate_up[t][i]) * gate_up[t][d + i], in float, rounded once (twin:
+ * silu_mul_cpu on the two halves). out: [n][d]; gate_up: [n][2d] (the fused GEMM output);
+ * n <= 65535. */
+void silu_mul_cuda(void *out, const void *gate_up, int n, int d, folio_dtype dtype,
+                   cudaStream_t stream);
+
+/* out[i] = x[rows[i]] (twin: gather_rows_cpu). out: [m][dim]; x: [n][dim]; rows: [m]. */
+void gather_rows_cuda(void *out, const void *x, const int32_t *rows, int m, int dim,
+                      folio_dtype dtype, cudaStream_t stream);
+
+/* Per-head RMSNorm (when q_norm/k_norm are given, Qwen3) and rotary embedding of the q and k
+ * heads of the fused GEMM output, K and V written into one layer's HND cache at
+ * slot_mapping[t] (slot < 0: not written), rotated q written contiguously to q_out (twins:
+ * rmsnorm_cpu, rope_cpu, kv_write_cpu). q_out: [n][n_heads][head_dim];
+ * qkv: [n][(n_heads + 2 n_kv_heads) * head_dim] (q heads, k heads, v heads; not modified);
+ * k_cache, v_cache: [num_blocks][n_kv_heads][block_size][head_dim]; slot_mapping, positions:
+ * [n]; cos_table, sin_table: float [max_position][head_dim / 2]; q_norm, k_norm: [head_dim] or
+ * both NULL. */
+void rope_kv_write_cuda(void *q_out, const void *qkv, void *k_cache, void *v_cache,
+                        const int64_t *slot_mapping, const int32_t *positions,
+                        const float *cos_table, const float *sin_table, const void *q_norm,
+                        const void *k_norm, int n, int n_heads, int n_kv_heads, int head_dim,
+                        int block_size, float eps, folio_dtype dtype, cudaStream_t stream);
+
+/* ids[r] = index of the largest logit of row r, lowest on ties (twin: sampler_argmax).
+ * ids: [n]; logits: float [n][vocab]. */
+void argmax_cuda(int32_t *ids, const float *logits, int n, int vocab, cudaStream_t stream);
+
+/* Skinny GEMM of decode steps: y[n][out_f] = x[n][in_f] @ w[out_f][in_f]^T (+ bias[out_f]),
+ * dtype DTYPE_BF16 or DTYPE_F16, y (and bias) of dtype or DTYPE_F32, float accumulation
+ * (twin: matmul_cpu). gemv_supported() says whether a call qualifies: 16-bit dtype,
+ * 1 <= n <= GEMV_MAX_N, in_f % 8 == 0, x and w 16-byte aligned. */
+#define GEMV_MAX_N 8
+int gemv_supported(int n, int in_f, folio_dtype dtype, const void *x, const void *w);
+void gemv_cuda(void *y, folio_dtype y_type, const void *x, const void *w, const void *bias,
+               folio_dtype dtype, int n, int in_f, int out_f, cudaStream_t stream);
+
+/* TEMPORARY (until the attention branch lands): paged_attention_cuda's contract, a simple
+ * kernel, no workspace. head_dim <= 256. */
+void attention_simple_cuda(void *out, const void *q, const void *k_cache, const void *v_cache,
+                           const int32_t *block_tables, const int32_t *seq_start,
+                           const int32_t *context_lens, const paged_attention_params *p,
+                           cudaStream_t stream);
+
+/* Weight filling (weights.h documents the dummy function): dst [rows][cols], the kept part of
+ * a tensor of full_cols columns starting at (row0, col0). */
+void dummy_fill_cuda(void *dst, int64_t rows, int64_t cols, int64_t row0, int64_t col0,
+                     int64_t full_cols, uint64_t key, float scale, folio_dtype dtype,
+                     cudaStream_t stream);
+/* dst[0..n) = value. */
+void fill_cuda(void *dst, int64_t n, float value, folio_dtype dtype, cudaStream_t stream);
+/* dst[i] = (dtype) src[i], i < n; src: float [n]. */
+void convert_f32_cuda(void *dst, const float *src, int64_t n, folio_dtype dtype,
+                      cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
  * and dim is a multiple of the vector; otherwise one element at a time (e.g. dim 4095).
  * Memory traffic per row: read residual, x, weight; write residual, out. */
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <stdint.h>
@@ -26,11 +27,15 @@ constexpr int kWarp = 32;
 
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
 
 template <typename T> __device__ __forceinline__ T from_f32(float v);
 template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
     return __float2bfloat16_rn(v);
+}
+template <> __device__ __forceinline__ __half from_f32<__half>(float v) {
+    return __float2half_rn(v);
 }
 
 /* VEC elements moved as one aligned load or store. */
@@ -137,7 +142,12 @@ extern "C" void add_rmsnorm_cuda(void *residual, const void *x, void *out, const
                static_cast<__nv_bfloat16 *>(out), static_cast<const __nv_bfloat16 *>(weight), n,
                dim, eps, stream);
         break;
+    case DTYPE_F16:
+        launch(static_cast<__half *>(residual), static_cast<const __half *>(x),
+               static_cast<__half *>(out), static_cast<const __half *>(weight), n, dim, eps,
+               stream);
+        break;
     default:
-        CUDA_REQUIRE(false, "add_rmsnorm_cuda: dtype must be DTYPE_F32 or DTYPE_BF16");
+        CUDA_REQUIRE(false, "add_rmsnorm_cuda: dtype must be DTYPE_F32, DTYPE_BF16 or DTYPE_F16");
     }
 }

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "model.h"
 #include "step_watchdog.h"
 
 void common_options_init(common_options *o) {
@@ -13,6 +14,7 @@ void common_options_init(common_options *o) {
     o->dtype_auto = true;
     o->dtype = DTYPE_F32;
     o->load_format = LOAD_AUTO;
+    o->gpu_memory_utilization = 0.90;
     o->bind = BIND_AUTO;
 }
 
@@ -35,6 +37,7 @@ int cli_common_option(common_options *o, int id, const char *arg) {
                               "float16)", arg);
         o->dtype_auto = false;
         return 1;
+    case OPT_ENFORCE_EAGER: o->enforce_eager = true; return 1;
     case OPT_BIND:
         if (strcmp(arg, "auto") == 0) o->bind = BIND_AUTO;
         else if (strcmp(arg, "none") == 0) o->bind = BIND_NONE;
@@ -51,13 +54,23 @@ int cli_common_option(common_options *o, int id, const char *arg) {
 
 int cli_common_check(const common_options *o, const char *command) {
     if (!o->model_dir) return folio_fail("%s: --model DIR is required", command);
+#ifndef FOLIO_HAVE_CUDA
     if (o->device == DEVICE_CUDA)
-        return folio_fail("%s: --device cuda: the CUDA backend is not built yet in this "
-                          "version; use --device cpu", command);
-    if (!o->dtype_auto && o->dtype != DTYPE_F32)
+        return folio_fail("%s: --device cuda: this folio was built without CUDA; use --device "
+                          "cpu", command);
+#endif
+    if (o->device == DEVICE_CPU && !o->dtype_auto && o->dtype != DTYPE_F32)
         return folio_fail("%s: --dtype %s: the CPU backend computes in float32 only; use "
                           "--dtype auto or float32", command, dtype_name(o->dtype));
     return 0;
+}
+
+void cli_model_options(const common_options *o, model_open_options *out) {
+    *out = (model_open_options){.format = o->load_format, .verbose = o->verbose,
+                                .cuda = o->device == DEVICE_CUDA, .dtype_auto = o->dtype_auto,
+                                .dtype = o->dtype,
+                                .gpu_memory_utilization = o->gpu_memory_utilization,
+                                .enforce_eager = o->enforce_eager};
 }
 
 int cli_start_rank(const common_options *o, comm_ctx *comm) {

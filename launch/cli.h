@@ -22,11 +22,15 @@ typedef struct {
     folio_dtype dtype;
     load_format load_format;
     int verbose;
+    double gpu_memory_utilization; /* CUDA: fraction of GPU memory to use (0.90; set from the
+                                      engine knob --gpu-memory-utilization where there is one) */
+    bool enforce_eager;            /* --enforce-eager: CUDA, no CUDA graphs */
     bind_mode bind;              /* --bind auto|none */
 } common_options;
 
 /* Option ids of the common options (above any subcommand's own ids). */
-enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND };
+enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND,
+       OPT_ENFORCE_EAGER };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -34,13 +38,16 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"dtype", required_argument, 0, OPT_DTYPE},                    \
     {"load-format", required_argument, 0, OPT_LOAD_FORMAT},        \
     {"verbose", no_argument, 0, OPT_VERBOSE},                      \
+    {"enforce-eager", no_argument, 0, OPT_ENFORCE_EAGER},          \
     {"bind", required_argument, 0, OPT_BIND},                      \
     {"help", no_argument, 0, OPT_HELP}
 
 #define CLI_COMMON_HELP                                                                   \
     "  --model DIR              Hugging Face model directory (config.json, *.safetensors)\n" \
     "  --device cpu|cuda        backend (default cpu)\n"                                    \
-    "  --dtype auto|float32|bfloat16|float16   compute type (CPU: float32)\n"                 \
+    "  --dtype auto|float32|bfloat16|float16   compute type (CPU: float32; CUDA auto: the\n" \
+    "                           checkpoint's 16-bit type, bfloat16 for float32 files)\n"     \
+    "  --enforce-eager          CUDA: no CUDA graphs for decode steps\n"                     \
     "  --load-format auto|dummy weights from the files, or random with the config's shapes\n" \
     "  --bind auto|none         bind each rank to the cores/NUMA node nearest its GPU (no GPU:\n" \
     "                           an equal share of the host's cores); default auto\n"          \
@@ -60,6 +67,10 @@ void cli_stop_rank(void);
 
 /* Checks what every model-running command needs (a --model, a supported device/dtype). */
 int cli_common_check(const common_options *o, const char *command);
+
+/* The model_open_on() options (model.h) the common options ask for. */
+struct model_open_options;
+void cli_model_options(const common_options *o, struct model_open_options *out);
 
 int cli_parse_int(const char *option, const char *arg, long long min, long long max,
                   long long *out);

@@ -80,7 +80,9 @@ int cmd_score(int argc, char **argv, comm_ctx *comm) {
     if (cli_common_check(&common, "score") != 0) goto out;
     if (cli_start_rank(&common, comm) != 0) goto out;
     model m;
-    if (model_open(common.model_dir, common.load_format, comm, common.verbose, &m) != 0) goto out;
+    model_open_options mo;
+    cli_model_options(&common, &mo);
+    if (model_open_on(common.model_dir, &mo, comm, &m) != 0) goto out;
     for (int i = 0; i < n; i++)
         if (ids[i] >= m.cfg.vocab) {
             folio_fail("--prompt-ids: id %d is outside the vocabulary (vocab_size %d)", ids[i],

@@ -208,7 +208,10 @@ int cmd_serve(int argc, char **argv, comm_ctx *comm) {
         }
     }
     if (cli_start_rank(&a.common, comm) != 0) goto out;
-    if (model_open(a.common.model_dir, a.common.load_format, comm, a.common.verbose, &m) != 0)
+    model_open_options mo;
+    a.common.gpu_memory_utilization = a.knobs.gpu_util;
+    cli_model_options(&a.common, &mo);
+    if (model_open_on(a.common.model_dir, &mo, comm, &m) != 0)
         goto out;
     model_opened = true;
     if (comm->rank != 0) {

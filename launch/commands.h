@@ -11,6 +11,7 @@ int cmd_score(int argc, char **argv, comm_ctx *comm);
 int cmd_tokenize(int argc, char **argv, comm_ctx *comm);
 int cmd_detokenize(int argc, char **argv, comm_ctx *comm);
 int cmd_render(int argc, char **argv, comm_ctx *comm);
+int cmd_bench(int argc, char **argv, comm_ctx *comm);
 int cmd_serve(int argc, char **argv, comm_ctx *comm);
 
 #endif

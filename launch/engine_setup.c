@@ -83,6 +83,19 @@ static int local_kv_blocks(const rank_setup *s, const model *m, const comm_ctx *
                          .workspace_bytes = backend_cpu_workspace_bytes(
                              c, sc->max_num_batched_tokens, sc->max_num_seqs),
                          .max_useful_blocks = (int)(useful < (1 << 30) ? useful : (1 << 30))};
+#ifdef FOLIO_HAVE_CUDA
+    if (m->gpu_weights) { /* the GPU's memory: fp16/bf16 blocks, forward_cuda's workspace */
+        const cuda_weights *w = m->gpu_weights;
+        in.block_bytes = in.block_bytes / sizeof(float) * dtype_size(w->dtype);
+        in.workspace_bytes = backend_cuda_workspace_bytes(m, sc->block_size,
+                                                          sc->max_num_batched_tokens,
+                                                          sc->max_num_seqs, sc->max_model_len);
+        *block_bytes = in.block_bytes;
+        if (fault_check("kv", comm->rank, -1) != 0) return -1;
+        if (backend_cuda_memory(&in.total_bytes, &in.free_bytes) != 0) return -1;
+        return kv_capacity_blocks(&in, blocks);
+    }
+#endif
     *block_bytes = in.block_bytes;
     if (fault_check("kv", comm->rank, -1) != 0) return -1;
     if (s->num_blocks_override <= 0 && s->kv_cache_memory <= 0) {
@@ -126,6 +139,20 @@ int rank_engine_open(rank_engine *re, const engine_knobs *k, const model *m, com
     if (plan_channel_send(ch, PLAN_MSG_SETUP, &s, sizeof s) != 0) return -1;
     if (agree_kv_blocks(&s, m, comm) != 0) return -1;
     const sched_config *sc = &s.sched;
+#ifdef FOLIO_HAVE_CUDA
+    if (m->gpu_weights) {
+        if (comm->world > 1)
+            return folio_fail("--device cuda runs on one rank in this version (tensor "
+                              "parallelism over NCCL comes next); run without mpirun");
+        if (backend_cuda_create(&re->cuda, m, comm, sc->num_blocks, sc->block_size,
+                                sc->max_num_batched_tokens, sc->max_num_seqs,
+                                sc->max_model_len) != 0)
+            return -1;
+        re->sched = *sc;
+        re->open = true;
+        return 0;
+    }
+#endif
     if (backend_cpu_create(&re->cpu, m, comm, sc->num_blocks, sc->block_size,
                            sc->max_num_batched_tokens, sc->max_num_seqs) != 0)
         return -1;
@@ -135,10 +162,20 @@ int rank_engine_open(rank_engine *re, const engine_knobs *k, const model *m, com
 }
 
 engine_backend rank_engine_backend(rank_engine *re, plan_channel *ch) {
+#ifdef FOLIO_HAVE_CUDA
+    if (re->cuda.fwd) return backend_tp_iface(&re->tp, backend_cuda_iface(&re->cuda), ch);
+#endif
     return backend_tp_iface(&re->tp, backend_cpu_iface(&re->cpu), ch);
 }
 
 void rank_engine_close(rank_engine *re) {
+#ifdef FOLIO_HAVE_CUDA
+    if (re->open && re->cuda.fwd) {
+        backend_cuda_free(&re->cuda);
+        re->open = false;
+        return;
+    }
+#endif
     if (re->open) backend_cpu_free(&re->cpu);
     re->open = false;
 }

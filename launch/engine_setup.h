@@ -11,6 +11,9 @@
 #include <stdbool.h>
 
 #include "backend_cpu.h"
+#ifdef FOLIO_HAVE_CUDA
+#include "backend_cuda.h"
+#endif
 #include "backend_tp.h"
 #include "comm.h"
 #include "engine_loop.h"
@@ -62,6 +65,9 @@ int engine_knobs_option(engine_knobs *k, int id, const char *arg);
  * to the other ranks first. */
 typedef struct {
     backend_cpu cpu;
+#ifdef FOLIO_HAVE_CUDA
+    backend_cuda cuda;           /* used instead of cpu when the model is on the GPU */
+#endif
     backend_tp tp;
     sched_config sched;          /* as agreed by every rank (num_blocks: the minimum) */
     bool open;

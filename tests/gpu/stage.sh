@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Run HERE (the build machine): builds with CUDA into build-cuda/ and copies what the GPU
-# machine needs into .carry/gpu/ (the folio binary, every GPU test, the shared libraries that
-# machine lacks). Then send it with the device tool:
+# machine needs into DEST (default .carry/gpu): the folio binary, every GPU test, the shared
+# libraries that machine lacks, stories260K, the committed fixtures and configs/ (so the folder
+# runs on its own). Then send it with the device tool:
 #   run(command="bash tests/gpu/run_gpu_checks.sh .carry/gpu", carry=[".carry"])
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+DEST=${1:-.carry/gpu}
 FOLIO_BUILD_DIR=build-cuda bash launch/build.sh -DFOLIO_CUDA=ON -DCMAKE_BUILD_TYPE=Release
-rm -rf .carry/gpu && mkdir -p .carry/gpu/lib
-cp build-cuda/folio .carry/gpu/
-find build-cuda/tests -maxdepth 1 -type f -name 'test_gpu_*' -perm -u+x -exec cp {} .carry/gpu/ \;
+rm -rf "$DEST" && mkdir -p "$DEST/lib" "$DEST/models" "$DEST/src/tests/fixtures"
+cp build-cuda/folio "$DEST/"
+find build-cuda/tests -maxdepth 1 -type f -name 'test_gpu_*' -perm -u+x -exec cp {} "$DEST/" \;
 # (test_gpu_nccl runs under mpirun: tests/gpu/run_nccl_checks.sh)
 # Libraries the GPU machine does not have (it has MPI, NCCL, cuBLAS, jansson, pcre2, hwloc, gomp).
 for lib in libcmocka.so.0 libutf8proc.so.2 libmicrohttpd.so.12; do
   f=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
-  [ -n "$f" ] && cp -L "$f" .carry/gpu/lib/
+  [ -n "$f" ] && cp -L "$f" "$DEST/lib/"
 done
-[ -d ../shared/models/stories260K ] && cp -r ../shared/models/stories260K .carry/gpu/
-du -sh .carry/gpu
+if [ -d ../shared/models/stories260K ]; then
+  cp -r ../shared/models/stories260K "$DEST/"
+  cp -r ../shared/models/stories260K "$DEST/models/"
+fi
+cp -r tests/fixtures/models "$DEST/src/tests/fixtures/"
+cp -r configs "$DEST/"
+du -sh "$DEST"

@@ -1,0 +1,65 @@
+/* The CUDA backend of the engine loop (see backend_cuda.h). */
+#ifdef FOLIO_HAVE_CUDA
+
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "backend_cuda.h"
+#include "cuda_check.h"
+#include "error.h"
+#include "weights_cuda.h"
+
+static forward_cuda_options options(const model *m, int num_blocks, int block_size,
+                                    int max_tokens, int max_seqs, int max_model_len) {
+    return (forward_cuda_options){
+        .max_tokens = max_tokens > max_seqs ? max_tokens : max_seqs, .max_seqs = max_seqs,
+        .max_logits = max_seqs, .max_blocks_per_seq = (max_model_len + block_size - 1) / block_size,
+        .block_size = block_size, .num_blocks = num_blocks,
+        .gpu_memory_utilization = 1.0, /* the pool was sized by kv_capacity already */
+        .enforce_eager = m->enforce_eager};
+}
+
+int backend_cuda_create(backend_cuda *b, const model *m, comm_ctx *comm, int num_blocks,
+                        int block_size, int max_tokens, int max_seqs, int max_model_len) {
+    memset(b, 0, sizeof *b);
+    b->m = m;
+    const forward_cuda_options o =
+        options(m, num_blocks, block_size, max_tokens, max_seqs, max_model_len);
+    b->fwd = forward_cuda_create(&m->cfg, m->gpu_weights, comm, &o);
+    return b->fwd ? 0 : -1;
+}
+
+void backend_cuda_free(backend_cuda *b) {
+    forward_cuda_free(b->fwd);
+    memset(b, 0, sizeof *b);
+}
+
+static int cuda_step(void *self, const step_plan *plan, float *logits) {
+    backend_cuda *b = self;
+    if (plan->n_copies)
+        forward_cuda_copy_blocks(b->fwd, plan->copy_src, plan->copy_dst, plan->n_copies);
+    return forward_cuda_step(b->fwd, plan, logits, NULL);
+}
+
+engine_backend backend_cuda_iface(backend_cuda *b) {
+    return (engine_backend){.self = b, .step = cuda_step};
+}
+
+size_t backend_cuda_workspace_bytes(const model *m, int block_size, int max_tokens,
+                                    int max_seqs, int max_model_len) {
+    const forward_cuda_options o = options(m, 0, block_size, max_tokens, max_seqs, max_model_len);
+    return forward_cuda_workspace_bytes(&m->cfg, m->gpu_weights, &o);
+}
+
+int backend_cuda_memory(size_t *total, size_t *free_bytes) {
+    if (cudaMemGetInfo(free_bytes, total) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return folio_fail("cudaMemGetInfo failed: no usable GPU");
+    }
+    return 0;
+}
+
+#else
+typedef int folio_backend_cuda_unused; /* built without CUDA */
+#endif

@@ -1,0 +1,70 @@
+/* The CUDA forward of one step plan on one rank's GPU: the same step plans and the same math
+ * as forward_cpu (per layer: norm -> fused qkv GEMM -> [q/k norm] + rope + KV write ->
+ * paged attention -> o GEMM -> all-reduce -> residual + norm -> fused gate_up GEMM ->
+ * silu*mul -> down GEMM -> all-reduce -> residual + next norm; then the LM head on the rows
+ * that want logits), in the weights' dtype with float32 accumulation, over a paged KV pool on
+ * the device (HND layout, attention_cuda.h). Memory is planned once at creation: the KV pool
+ * takes what --gpu-memory-utilization leaves after the weights and the workspace. Decode steps
+ * run as CUDA graphs captured at creation for batch sizes 1, 2, 4, 8, 16, ... up to max_seqs
+ * (a batch is padded up to the next size) unless enforce_eager. Available with CUDA. */
+#ifndef FOLIO_FORWARD_CUDA_H
+#define FOLIO_FORWARD_CUDA_H
+
+#ifdef FOLIO_HAVE_CUDA
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "comm.h"
+#include "model_config.h"
+#include "step_plan.h"
+#include "weights_cuda.h"
+
+typedef struct forward_cuda forward_cuda;
+
+typedef struct {
+    int max_tokens;              /* new tokens in one step */
+    int max_seqs;                /* sequences in one step (largest captured decode batch) */
+    int max_logits;              /* rows of logits in one step */
+    int max_blocks_per_seq;      /* row length of the device block tables */
+    int block_size;
+    int num_blocks;              /* KV pool blocks wanted; 0: all that fit */
+    double gpu_memory_utilization; /* fraction of the GPU's memory Folio may use (0.90) */
+    bool enforce_eager;          /* no CUDA graphs */
+    bool quiet;                  /* no summary lines on stderr */
+} forward_cuda_options;
+
+/* Plans memory, allocates the workspace and the KV pool, uploads the rope tables, captures
+ * the decode graphs. NULL with a message (naming --gpu-memory-utilization when memory is
+ * short). w must outlive the forward. */
+forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w,
+                                  comm_ctx *comm, const forward_cuda_options *o);
+void forward_cuda_free(forward_cuda *f);
+
+int forward_cuda_num_blocks(const forward_cuda *f);
+
+/* Bytes of device memory besides weights and KV pool that forward_cuda_create will take for
+ * these options (for sizing the KV pool before creating it). */
+size_t forward_cuda_workspace_bytes(const model_config *cfg, const cuda_weights *w,
+                                    const forward_cuda_options *o);
+
+/* Copies KV blocks src[i] -> dst[i] in every layer (copy-on-write of shared prefixes),
+ * asynchronously on the forward's stream, before the next step. */
+void forward_cuda_copy_blocks(forward_cuda *f, const int32_t *src, const int32_t *dst, int n);
+
+/* Runs one step. logits: host [n_logits][vocab] float32, or NULL; greedy_ids: host
+ * [n_logits], the argmax of each row computed on the GPU, or NULL. Returns 0, or -1 with a
+ * message (plan too large for the workspace, positions outside the context). */
+int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_t *greedy_ids);
+
+/* With FOLIO_PROFILE=1 in the environment at creation, steps run eager with a CUDA event
+ * after every launch; this prints the mean milliseconds per step of each kernel kind, prefill
+ * and decode steps apart. Nothing otherwise. */
+void forward_cuda_profile_print(const forward_cuda *f, FILE *out);
+
+/* Milliseconds the last graph capture took in all (0 when eager), and graphs captured. */
+double forward_cuda_capture_ms(const forward_cuda *f, int *n_graphs);
+
+#endif
+#endif

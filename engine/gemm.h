@@ -1,0 +1,38 @@
+/* GEMMs of the CUDA backend through cuBLASLt: y[n][out] = x[n][in] @ w[out][in]^T (+ bias),
+ * the weight in Hugging Face's [out_features, in_features] row-major layout. Inputs float32,
+ * bfloat16 or float16, float32 accumulation; float32 inputs use plain FP32 compute (no TF32),
+ * so the float32 backend matches the CPU reference. The output is the input type or float32
+ * (the LM head's logits). Decode-sized 16-bit GEMMs go to gemv_cuda (kernels/gemv.cu). One
+ * algorithm per shape, chosen by cuBLASLt's heuristic on first
+ * use and cached; one workspace, sized once. Available with CUDA (FOLIO_HAVE_CUDA). */
+#ifndef FOLIO_GEMM_H
+#define FOLIO_GEMM_H
+
+#ifdef FOLIO_HAVE_CUDA
+
+#include <stdbool.h>
+
+#include <cuda_runtime_api.h>
+
+#include "dtype.h"
+
+typedef struct gemm_ctx gemm_ctx;
+
+/* Creates the cuBLASLt handle and a workspace of workspace_bytes on the current device.
+ * Returns NULL with a message on failure. */
+gemm_ctx *gemm_create(size_t workspace_bytes);
+void gemm_free(gemm_ctx *g);
+
+/* Skinny 16-bit GEMMs (n <= GEMV_MAX_N, decode) through Folio's gemv_cuda instead of cuBLASLt:
+ * on by default, off with FOLIO_GEMV=0 in the environment or here (for comparisons). */
+void gemm_set_gemv(gemm_ctx *g, bool on);
+
+/* y: [n][out_f] of y_type (dtype or DTYPE_F32); x: [n][in_f]; w: [out_f][in_f]; bias: [out_f]
+ * of y_type, or NULL. Asynchronous on stream; graph-capturable once the shape was run. A
+ * cuBLASLt failure is a bug here (shapes are checked at start): prints and aborts. */
+void gemm_run(gemm_ctx *g, void *y, folio_dtype y_type, const void *x, const void *w,
+              const void *bias, folio_dtype dtype, int n, int in_f, int out_f,
+              cudaStream_t stream);
+
+#endif
+#endif

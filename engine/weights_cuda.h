@@ -1,0 +1,56 @@
+/* Model weights of one rank on the GPU, in the compute dtype: this rank's shard of every
+ * tensor (weights.c's one description of the tensors), with q/k/v fused into one [q; k; v]
+ * matrix and gate/up into one [gate; up] matrix (and their biases), so each layer runs two
+ * GEMMs instead of five on its input. Dummy weights are drawn on the device (same values as
+ * the CPU backend's); checkpoint weights are read by the CPU loader and converted on upload.
+ * Available with CUDA (FOLIO_HAVE_CUDA). */
+#ifndef FOLIO_WEIGHTS_CUDA_H
+#define FOLIO_WEIGHTS_CUDA_H
+
+#ifdef FOLIO_HAVE_CUDA
+
+#include <stddef.h>
+
+#include "dtype.h"
+#include "model_config.h"
+#include "shard.h"
+#include "weights.h"
+
+/* Device pointers of element type cuda_weights.dtype. */
+typedef struct {
+    void *attn_norm;             /* [hidden] */
+    void *w_qkv;                 /* [(n_heads_local + 2 n_kv_local) * head_dim][hidden] */
+    void *b_qkv;                 /* [rows of w_qkv] or NULL */
+    void *q_norm, *k_norm;       /* [head_dim] or NULL (Qwen3) */
+    void *wo;                    /* [hidden][n_heads_local * head_dim] */
+    void *bo;                    /* [hidden] or NULL */
+    void *mlp_norm;              /* [hidden] */
+    void *w_gate_up;             /* [2 * inter_local][hidden]: gate rows, then up rows */
+    void *b_gate_up;             /* [2 * inter_local] or NULL */
+    void *w_down;                /* [hidden][inter_local] */
+    void *b_down;                /* [hidden] or NULL */
+} layer_weights_cuda;
+
+typedef struct {
+    folio_dtype dtype;
+    shard_plan shard;
+    void *embed;                 /* [vocab_local][hidden] */
+    void *final_norm;            /* [hidden] */
+    void *lm_head;               /* [vocab_local][hidden]; == embed when tied */
+    layer_weights_cuda *layers;  /* [n_layers] */
+    void *arena;                 /* one device allocation holding every tensor */
+    size_t bytes;
+} cuda_weights;
+
+/* Bytes the weights take on the device in dtype. */
+size_t weights_cuda_bytes(const model_config *cfg, const shard_plan *shard, folio_dtype dtype);
+
+/* Loads (format LOAD_AUTO: from DIR's safetensors through the CPU loader) or draws
+ * (LOAD_DUMMY, on the device) this rank's weights in dtype on the current device. Fails with
+ * a message naming --gpu-memory-utilization / --dtype when they do not fit. */
+int weights_cuda_load(const char *dir, const model_config *cfg, const shard_plan *shard,
+                      const load_options *opt, folio_dtype dtype, cuda_weights *w);
+void weights_cuda_free(cuda_weights *w);
+
+#endif
+#endif

@@ -1,0 +1,112 @@
+/* Rotary embedding fused with the KV-cache write, on the fused q/k/v GEMM output.
+ *
+ * For each token t and head:
+ *   q heads:  [per-head RMSNorm (Qwen3)] -> rotate -> q_out[t][h]          (contiguous q for
+ *             the attention kernel)
+ *   k heads:  [per-head RMSNorm] -> rotate -> k_cache at slot_mapping[t]
+ *   v heads:  copied to v_cache at slot_mapping[t]
+ * Slots < 0 (padding rows of a captured batch) write nothing to the cache. Rotation is HF's
+ * rotate_half with the engine's float32 cos/sin tables (every rope type the loader accepts is
+ * folded into those tables by rope_tables.c); arithmetic in float, one rounding to the storage
+ * type. The norm rounds the normalised value to T before the weight, as HF does.
+ * CPU twins: rmsnorm_cpu + rope_cpu + kv_write_cpu (the test converts the cache layout);
+ * check and timing: tests/unit/test_gpu_rope_kv_write.c.
+ *
+ * Grid: (n tokens, n_heads + 2 * n_kv_heads); block: head_dim / 2 threads rounded up to a warp,
+ * thread i owns the pair (i, i + head_dim / 2). */
+#include "cuda_types.cuh"
+#include "kernels_cuda.h"
+
+namespace {
+
+using namespace folio;
+
+/* Sum over the block (<= 1024 threads), returned to every thread. */
+__device__ float block_sum(float v) {
+    __shared__ float partial[32];
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    const int n_warps = blockDim.x / kWarp;
+    v = warp_sum(v);
+    __syncthreads(); /* partial[] may still be read by an earlier call */
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    float s = 0.0f;
+    for (int w = 0; w < n_warps; w++) s += partial[w];
+    return s;
+}
+
+template <typename T>
+__global__ void rope_kv_write_kernel(T *q_out,                  /* [n][n_heads][hd] */
+                                     const T *qkv,              /* [n][(nh + 2 nkv) * hd] */
+                                     T *k_cache, T *v_cache,    /* [blocks][nkv][bs][hd] */
+                                     const int64_t *slot_mapping, /* [n] */
+                                     const int32_t *positions,  /* [n] */
+                                     const float *cos_table,    /* [max_pos][hd / 2] */
+                                     const float *sin_table,    /* [max_pos][hd / 2] */
+                                     const T *q_norm, const T *k_norm, /* [hd] or NULL */
+                                     int n_heads, int n_kv, int hd, int block_size, float eps) {
+    const int t = blockIdx.x, head = blockIdx.y, half = hd / 2, i = threadIdx.x;
+    const bool active = i < half;
+    const size_t row = (size_t)t * (size_t)(n_heads + 2 * n_kv) * hd;
+    const T *src = qkv + row + (size_t)head * hd;
+    const int64_t slot = slot_mapping[t];
+    const bool is_q = head < n_heads, is_k = !is_q && head < n_heads + n_kv;
+    const int kv_head = is_q ? 0 : (head - n_heads) % n_kv;
+    size_t cache_off = 0;
+    if (slot >= 0)
+        cache_off = (((size_t)(slot / block_size) * n_kv + kv_head) * block_size +
+                     (size_t)(slot % block_size)) * hd;
+    float a = active ? to_f32(src[i]) : 0.0f, b = active ? to_f32(src[i + half]) : 0.0f;
+    if (!is_q && !is_k) { /* v: plain copy */
+        if (active && slot >= 0) {
+            v_cache[cache_off + i] = src[i];
+            v_cache[cache_off + i + half] = src[i + half];
+        }
+        return;
+    }
+    const T *norm_w = is_q ? q_norm : k_norm;
+    if (norm_w) { /* uniform across the block: every thread takes this branch or none */
+        const float inv = rsqrtf(block_sum(a * a + b * b) / (float)hd + eps);
+        if (active) {
+            a = to_f32(from_f32<T>(to_f32(norm_w[i]) * to_f32(from_f32<T>(a * inv))));
+            b = to_f32(from_f32<T>(to_f32(norm_w[i + half]) * to_f32(from_f32<T>(b * inv))));
+        }
+    }
+    if (!active) return;
+    const size_t trow = (size_t)positions[t] * half;
+    const float c = cos_table[trow + i], s = sin_table[trow + i];
+    const T ra = from_f32<T>(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)));
+    const T rb = from_f32<T>(__fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)));
+    if (is_q) {
+        T *dst = q_out + ((size_t)t * n_heads + head) * hd;
+        dst[i] = ra;
+        dst[i + half] = rb;
+    } else if (slot >= 0) {
+        k_cache[cache_off + i] = ra;
+        k_cache[cache_off + i + half] = rb;
+    }
+}
+
+} // namespace
+
+extern "C" void rope_kv_write_cuda(void *q_out, const void *qkv, void *k_cache, void *v_cache,
+                                   const int64_t *slot_mapping, const int32_t *positions,
+                                   const float *cos_table, const float *sin_table,
+                                   const void *q_norm, const void *k_norm, int n, int n_heads,
+                                   int n_kv_heads, int head_dim, int block_size, float eps,
+                                   folio_dtype dtype, cudaStream_t stream) {
+    CUDA_REQUIRE(n >= 0 && head_dim >= 2 && head_dim % 2 == 0 && head_dim <= 2048,
+                 "rope_kv_write_cuda: need an even head_dim <= 2048");
+    CUDA_REQUIRE((q_norm == NULL) == (k_norm == NULL),
+                 "rope_kv_write_cuda: q_norm and k_norm come together");
+    if (n == 0) return;
+    const int threads = (head_dim / 2 + kWarp - 1) / kWarp * kWarp;
+    const dim3 grid(n, n_heads + 2 * n_kv_heads);
+    FOLIO_DISPATCH_DTYPE(dtype, "rope_kv_write_cuda",
+        rope_kv_write_kernel<T><<<grid, threads, 0, stream>>>(
+            static_cast<T *>(q_out), static_cast<const T *>(qkv), static_cast<T *>(k_cache),
+            static_cast<T *>(v_cache), slot_mapping, positions, cos_table, sin_table,
+            static_cast<const T *>(q_norm), static_cast<const T *>(k_norm), n_heads,
+            n_kv_heads, head_dim, block_size, eps));
+    CUDA_CHECK_LAUNCH();
+}

@@ -1,0 +1,38 @@
+/* Helpers of the GPU tests (test_gpu_*.c): host <-> device copies in any dtype, random
+ * inputs exactly representable in a dtype, tolerance checks that print the first mismatches,
+ * the skip-without-GPU check, and a CUDA-event timer that flushes L2 between repeats.
+ * Available with CUDA (FOLIO_HAVE_CUDA). */
+#ifndef FOLIO_GPU_TEST_UTIL_H
+#define FOLIO_GPU_TEST_UTIL_H
+
+#ifdef FOLIO_HAVE_CUDA
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+
+/* Uniform in [lo, hi) from the tests' xorshift generator. */
+float gpu_test_urand(float lo, float hi);
+/* n random values in [lo, hi), rounded to dtype t (so CPU and GPU start equal). Caller frees. */
+float *gpu_test_rand(size_t n, float lo, float hi, folio_dtype t);
+/* Device copy of host floats converted to t (cudaMalloc'd; caller cudaFrees). */
+void *gpu_test_to_device(const float *h, size_t n, folio_dtype t);
+/* Host floats from n device elements of type t. */
+void gpu_test_from_device(float *h, const void *d, size_t n, folio_dtype t);
+/* Rounds h[0..n) to dtype t in place. */
+void gpu_test_round(float *h, size_t n, folio_dtype t);
+/* Mismatches of |got - want| > atol + rtol |want| (NaN counts); prints the first ten. */
+size_t gpu_test_mismatches(const char *what, const float *got, const float *want, size_t n,
+                           double atol, double rtol);
+/* true (after printing "SKIPPED: ...") when there is no usable GPU. */
+bool gpu_test_skip(void);
+/* true unless FOLIO_BENCH=0. */
+bool gpu_test_bench_enabled(void);
+
+/* Median milliseconds of `reps` runs of fn(arg) after `warmup`, L2 flushed before each. */
+double gpu_test_time_ms(void (*fn)(void *), void *arg, int warmup, int reps);
+
+#endif
+#endif

@@ -1,0 +1,232 @@
+/* End-to-end correctness of the CUDA backend (--device cuda) against Hugging Face
+ * transformers, on every committed fixture:
+ *   float32: logits at every prompt position within 1e-4 (max |diff| / max |ref|) of
+ *            transformers' float64 logits, and the 16-token greedy continuation identical,
+ *            once with the decode CUDA graphs and once eager;
+ *   bfloat16: our logits' error against the float64 reference at most 1.5x the error of
+ *            transformers itself run in bfloat16 on the GPU (logits_bf16.f32);
+ * stories260K's 199 greedy ids equal to reference.json in float32; and dummy models with the
+ * head shapes of real models (paged_attention_cuda's path) against the CPU backend. Prints
+ * the bf16 error ratios. Skips (77) without a GPU. */
+#include <stdio.h>
+
+#ifndef FOLIO_HAVE_CUDA
+int main(void) {
+    printf("SKIPPED: no CUDA device (built without CUDA)\n");
+    return 77;
+}
+#else
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "error.h"
+#include "fixture_util.h"
+#include "gpu_test_util.h"
+#include "sequence_runner.h"
+
+#define LOGITS_TOLERANCE 1e-4
+#define BF16_RATIO 1.5
+
+static comm_ctx g_comm;
+static char g_fixtures[1024], g_stories[1024];
+
+/* Paths: FOLIO_SOURCE_DIR / FOLIO_SHARED_DIR from the environment when set (the GPU machine
+ * runs the binaries away from this checkout), else the ones compiled in. */
+static void resolve_paths(void) {
+    const char *src = getenv("FOLIO_SOURCE_DIR"), *shared = getenv("FOLIO_SHARED_DIR");
+    snprintf(g_fixtures, sizeof g_fixtures, "%s/tests/fixtures/models",
+             src ? src : FOLIO_SOURCE_DIR);
+    snprintf(g_stories, sizeof g_stories, "%s/models/stories260K",
+             shared ? shared : FOLIO_SHARED_DIR);
+}
+
+static void open_gpu(const char *dir, folio_dtype dt, bool eager, model *m) {
+    const model_open_options o = {.format = LOAD_AUTO, .cuda = true, .dtype = dt,
+                                  .gpu_memory_utilization = 0.5, .enforce_eager = eager};
+    if (model_open_on(dir, &o, &g_comm, m) != 0) fail_msg("%s: %s", dir, folio_last_error());
+}
+
+static float *score(const char *dir, const model *m, const fixture_ref *ref) {
+    float *got = malloc(sizeof *got * ref->n_prompt * m->cfg.vocab);
+    if (score_sequence(m, &g_comm, ref->prompt, ref->n_prompt, 16, got) != 0)
+        fail_msg("%s: %s", dir, folio_last_error());
+    return got;
+}
+
+static void check_greedy(const char *dir, const model *m, const fixture_ref *ref,
+                         const char *how) {
+    run_options o = {.max_tokens = ref->n_greedy, .sampling = {.temperature = 0, .top_p = 1},
+                     .ignore_eos = true, .block_size = 16};
+    run_result r;
+    if (run_sequence(m, &g_comm, ref->prompt, ref->n_prompt, &o, NULL, NULL, &r) != 0)
+        fail_msg("%s: %s", dir, folio_last_error());
+    assert_int_equal(r.n, ref->n_greedy);
+    for (int i = 0; i < r.n; i++)
+        if (r.ids[i] != ref->greedy[i])
+            fail_msg("%s (%s): greedy token %d is %d, transformers says %d", dir, how, i,
+                     r.ids[i], ref->greedy[i]);
+    free(r.ids);
+}
+
+static void test_f32(void **state) {
+    const char *name = *state;
+    char dir[1200], path[1300];
+    snprintf(dir, sizeof dir, "%s/%s", g_fixtures, name);
+    fixture_ref ref;
+    fixture_ref_read(dir, &ref);
+    model m;
+    open_gpu(dir, DTYPE_F32, false, &m);
+    const size_t n = (size_t)ref.n_prompt * m.cfg.vocab;
+    snprintf(path, sizeof path, "%s/logits.f32", dir);
+    float *want = read_f32_file(path, n), *got = score(dir, &m, &ref);
+    const double rel = max_rel_diff(got, want, n);
+    printf("  %-24s float32 max rel diff %.2e\n", name, rel);
+    if (rel > LOGITS_TOLERANCE) fail_msg("%s: float32 logits max rel diff %.3g > %.0e", name,
+                                         rel, LOGITS_TOLERANCE);
+    check_greedy(dir, &m, &ref, "graphs");
+    model_close(&m);
+    open_gpu(dir, DTYPE_F32, true, &m);
+    check_greedy(dir, &m, &ref, "eager");
+    model_close(&m);
+    free(got);
+    free(want);
+    fixture_ref_free(&ref);
+}
+
+static void test_bf16(void **state) {
+    const char *name = *state;
+    char dir[1200], path[1300];
+    snprintf(dir, sizeof dir, "%s/%s", g_fixtures, name);
+    fixture_ref ref;
+    fixture_ref_read(dir, &ref);
+    model m;
+    open_gpu(dir, DTYPE_BF16, false, &m);
+    const size_t n = (size_t)ref.n_prompt * m.cfg.vocab;
+    snprintf(path, sizeof path, "%s/logits.f32", dir);
+    float *want = read_f32_file(path, n);
+    snprintf(path, sizeof path, "%s/logits_bf16.f32", dir);
+    float *hf = read_f32_file(path, n), *got = score(dir, &m, &ref);
+    const double ours = max_rel_diff(got, want, n), theirs = max_rel_diff(hf, want, n);
+    printf("  %-24s bfloat16 error: folio %.3e, transformers %.3e, ratio %.2f\n", name, ours,
+           theirs, ours / theirs);
+    if (!(ours <= BF16_RATIO * theirs))
+        fail_msg("%s: bf16 logits error %.3g is more than %.1fx transformers' %.3g", name, ours,
+                 BF16_RATIO, theirs);
+    model_close(&m);
+    free(got);
+    free(hf);
+    free(want);
+    fixture_ref_free(&ref);
+}
+
+/* A dummy model (weights drawn from the config, the same on the CPU and the GPU) with a head
+ * shape paged_attention_cuda takes (head_dim 64 or 128): GPU float32 logits within 1e-4 of
+ * the CPU reference, greedy ids equal (decode graphs), bfloat16 logits within 3e-2. */
+static void write_config(const char *dir, int hidden, int heads, int kv_heads) {
+    char path[1300];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+               "\"hidden_size\": %d, \"intermediate_size\": 1024, \"num_hidden_layers\": 2, "
+               "\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"vocab_size\": 1000, "
+               "\"max_position_embeddings\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": "
+               "10000.0, \"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2, "
+               "\"torch_dtype\": \"bfloat16\"}\n", hidden, heads, kv_heads);
+    fclose(f);
+}
+
+static void check_dummy(int hidden, int heads, int kv_heads) {
+    char dir[] = "/tmp/folio_gpu_dummy_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    write_config(dir, hidden, heads, kv_heads);
+    enum { N = 45, GEN = 16 };
+    int32_t prompt[N];
+    for (int i = 0; i < N; i++) prompt[i] = (int32_t)((i * 7919 + 13) % 1000);
+    model cpu;
+    const model_open_options oc = {.format = LOAD_DUMMY};
+    if (model_open_on(dir, &oc, &g_comm, &cpu) != 0) fail_msg("%s", folio_last_error());
+    float *want = malloc(sizeof(float) * N * 1000), *got = malloc(sizeof(float) * N * 1000);
+    assert_int_equal(score_sequence(&cpu, &g_comm, prompt, N, 16, want), 0);
+    run_options ro = {.max_tokens = GEN, .sampling = {.temperature = 0, .top_p = 1},
+                      .ignore_eos = true, .block_size = 16};
+    run_result rc_cpu, rc_gpu;
+    assert_int_equal(run_sequence(&cpu, &g_comm, prompt, N, &ro, NULL, NULL, &rc_cpu), 0);
+    const folio_dtype types[] = {DTYPE_F32, DTYPE_BF16};
+    for (int ti = 0; ti < 2; ti++) {
+        model gpu;
+        const model_open_options og = {.format = LOAD_DUMMY, .cuda = true, .dtype = types[ti],
+                                       .gpu_memory_utilization = 0.5};
+        if (model_open_on(dir, &og, &g_comm, &gpu) != 0) fail_msg("%s", folio_last_error());
+        assert_int_equal(score_sequence(&gpu, &g_comm, prompt, N, 16, got), 0);
+        const double rel = max_rel_diff(got, want, (size_t)N * 1000);
+        const double tol = types[ti] == DTYPE_F32 ? 1e-4 : 3e-2;
+        printf("  dummy hidden %d heads %d/%d %s: max rel diff to the CPU %.2e\n", hidden, heads,
+               kv_heads, dtype_name(types[ti]), rel);
+        if (!(rel <= tol)) fail_msg("dummy %d/%d/%d %s: rel diff %.3g > %.0e", hidden, heads,
+                                    kv_heads, dtype_name(types[ti]), rel, tol);
+        if (types[ti] == DTYPE_F32) {
+            assert_int_equal(run_sequence(&gpu, &g_comm, prompt, N, &ro, NULL, NULL, &rc_gpu), 0);
+            for (int i = 0; i < GEN; i++)
+                if (rc_gpu.ids[i] != rc_cpu.ids[i])
+                    fail_msg("dummy %d/%d/%d: greedy token %d is %d on the GPU, %d on the CPU",
+                             hidden, heads, kv_heads, i, rc_gpu.ids[i], rc_cpu.ids[i]);
+            free(rc_gpu.ids);
+        }
+        model_close(&gpu);
+    }
+    free(rc_cpu.ids);
+    model_close(&cpu);
+    free(want);
+    free(got);
+    char path[1300];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    remove(path);
+    rmdir(dir);
+}
+
+static void test_dummy_paged_attention(void **state) {
+    (void)state;
+    check_dummy(512, 4, 2);  /* head_dim 128, 2 query heads per KV head */
+    check_dummy(512, 8, 1);  /* head_dim 64, MQA: 8 per KV head */
+}
+
+static void test_stories_greedy(void **state) {
+    (void)state;
+    fixture_ref ref;
+    fixture_ref_read(g_stories, &ref);
+    model m;
+    open_gpu(g_stories, DTYPE_F32, false, &m);
+    check_greedy(g_stories, &m, &ref, "graphs");
+    model_close(&m);
+    fixture_ref_free(&ref);
+}
+
+int main(void) {
+    if (gpu_test_skip()) return 77;
+    comm_init_single(&g_comm);
+    resolve_paths();
+    struct CMUnitTest tests[64];
+    int n = 0;
+    static char names[2][32][64];
+    int i = 0;
+    for (const char *const *f = fixture_names(); *f && i < 32; f++, i++) {
+        snprintf(names[0][i], sizeof names[0][i], "f32 %s", *f);
+        snprintf(names[1][i], sizeof names[1][i], "bf16 %s", *f);
+        tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(test_f32, (void *)*f);
+        tests[n++].name = names[0][i];
+        tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(test_bf16, (void *)*f);
+        tests[n++].name = names[1][i];
+    }
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_stories_greedy);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_dummy_paged_attention);
+    return _cmocka_run_group_tests("gpu_forward", tests, n, NULL, NULL);
+}
+#endif

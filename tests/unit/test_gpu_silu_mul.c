@@ -1,0 +1,105 @@
+/* Check and timing of silu_mul_cuda (kernels/silu_mul.cu) against silu_mul_cpu on the two
+ * halves of a fused gate_up row, in float32, bfloat16 and float16 (vector and scalar paths),
+ * then GB/s (read gate_up, write out) on Llama-3-8B's FFN width. Skips (77) without a GPU. */
+#include <stdio.h>
+
+#ifndef FOLIO_HAVE_CUDA
+int main(void) {
+    printf("SKIPPED: no CUDA device (built without CUDA)\n");
+    return 77;
+}
+#else
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "cuda_check.h"
+#include "error.h"
+#include "gpu_test_util.h"
+#include "kernels_cpu.h"
+#include "kernels_cuda.h"
+
+static void check_case(int n, int d, folio_dtype t) {
+    const size_t len = (size_t)n * d;
+    float *gu = gpu_test_rand(2 * len, -8, 8, t);
+    float *gate = folio_xmalloc(sizeof(float) * len), *up = folio_xmalloc(sizeof(float) * len);
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < d; i++) {
+            gate[(size_t)r * d + i] = gu[(size_t)r * 2 * d + i];
+            up[(size_t)r * d + i] = gu[(size_t)r * 2 * d + d + i];
+        }
+    void *d_gu = gpu_test_to_device(gu, 2 * len, t), *d_out = NULL;
+    CUDA_CHECK(cudaMalloc(&d_out, len * dtype_size(t)));
+    CUDA_CHECK(cudaMemset(d_out, 0x7f, len * dtype_size(t)));
+    silu_mul_cuda(d_out, d_gu, n, d, t, 0);
+    float *got = folio_xmalloc(sizeof(float) * len), *want = folio_xmalloc(sizeof(float) * len);
+    gpu_test_from_device(got, d_out, len, t);
+    silu_mul_cpu(want, gate, up, n, d);
+    gpu_test_round(want, len, t);
+    char what[64];
+    snprintf(what, sizeof what, "%s n=%d d=%d", dtype_name(t), n, d);
+    /* float32: expf vs the GPU's expf differ by an ulp or two; 16-bit: one rounding of the
+     * float result on each side, so at most one ulp apart */
+    const double rtol = t == DTYPE_F32 ? 1e-6 : t == DTYPE_BF16 ? 1.0 / 128 : 1.0 / 1024;
+    assert_int_equal(gpu_test_mismatches(what, got, want, len, 1e-6, rtol), 0);
+    CUDA_CHECK(cudaFree(d_out));
+    CUDA_CHECK(cudaFree(d_gu));
+    free(got);
+    free(want);
+    free(gate);
+    free(up);
+    free(gu);
+}
+
+static void test_silu_mul(void **state) {
+    (void)state;
+    const folio_dtype types[] = {DTYPE_F32, DTYPE_BF16, DTYPE_F16};
+    for (int i = 0; i < 3; i++) {
+        check_case(1, 1, types[i]);
+        check_case(3, 7, types[i]);
+        check_case(5, 96, types[i]);
+        check_case(2, 14336, types[i]);
+        check_case(37, 1000, types[i]);
+    }
+}
+
+typedef struct {
+    void *out, *gu;
+    int n, d;
+} bench_args;
+
+static void run_bench(void *p) {
+    bench_args *a = p;
+    silu_mul_cuda(a->out, a->gu, a->n, a->d, DTYPE_BF16, 0);
+}
+
+static void bench(void) {
+    const int ns[] = {1, 64, 2048};
+    for (int i = 0; i < 3; i++) {
+        bench_args a = {.n = ns[i], .d = 14336};
+        const size_t len = (size_t)a.n * a.d;
+        float *h = gpu_test_rand(2 * len, -4, 4, DTYPE_BF16);
+        a.gu = gpu_test_to_device(h, 2 * len, DTYPE_BF16);
+        CUDA_CHECK(cudaMalloc(&a.out, len * 2));
+        const double ms = gpu_test_time_ms(run_bench, &a, 3, 20);
+        printf("bench silu_mul_cuda bfloat16 n=%d d=%d: median %.4f ms (%.0f GB/s)\n", a.n, a.d,
+               ms, 3.0 * len * 2 / (ms * 1e-3) * 1e-9);
+        CUDA_CHECK(cudaFree(a.out));
+        CUDA_CHECK(cudaFree(a.gu));
+        free(h);
+    }
+}
+
+int main(void) {
+    if (gpu_test_skip()) return 77;
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_silu_mul)};
+    const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (!failed && gpu_test_bench_enabled()) bench();
+    return failed;
+}
+#endif
