@@ -87,7 +87,15 @@ static void place(const comm_ctx *comm, bind_mode mode, char *line) {
     }
     hwloc_bitmap_t set = hwloc_bitmap_alloc();
     char gpu[32];
-    if (gpu_cpuset(topo, comm, set, gpu, sizeof gpu) == 0 || core_share(topo, comm, set) == 0) {
+    if (gpu_cpuset(topo, comm, set, gpu, sizeof gpu) == 0) {
+        /* Ranks whose GPUs hang off the same socket would all get the same cores: keep the
+         * part of them inside this rank's equal share of the host, so they split them. */
+        hwloc_bitmap_t share = hwloc_bitmap_alloc();
+        if (core_share(topo, comm, share) == 0 && hwloc_bitmap_intersects(share, set))
+            hwloc_bitmap_and(set, set, share);
+        hwloc_bitmap_free(share);
+        apply(topo, set, gpu, line);
+    } else if (core_share(topo, comm, set) == 0) {
         apply(topo, set, gpu, line);
     } else {
         /* More ranks than cores here: share them, one OpenMP thread each. */
