@@ -12,6 +12,8 @@ int cmd_tokenize(int argc, char **argv, comm_ctx *comm);
 int cmd_detokenize(int argc, char **argv, comm_ctx *comm);
 int cmd_render(int argc, char **argv, comm_ctx *comm);
 int cmd_bench(int argc, char **argv, comm_ctx *comm);
+int cmd_bench_serve(int argc, char **argv, comm_ctx *comm);
+int cmd_bench_any(int argc, char **argv, comm_ctx *comm);
 int cmd_serve(int argc, char **argv, comm_ctx *comm);
 
 #endif

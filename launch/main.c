@@ -20,7 +20,7 @@ static const folio_command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "text -> token ids (Hugging Face tokenizer.json)"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"render", cmd_render, "print a model's chat template rendered over a conversation"},
-    {"bench", cmd_bench, "latency / throughput of the CUDA backend, beside the roofline"},
+    {"bench", cmd_bench_any, "latency | throughput of the CUDA backend; serve: load a running server"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (completions, chat, metrics)"},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])

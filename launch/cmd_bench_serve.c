@@ -1,0 +1,461 @@
+/* folio bench serve: a load client for a running `folio serve` (or any OpenAI-compatible
+ * server). It streams --num-prompts completions over --concurrency connections (or at a
+ * Poisson --request-rate), each a prompt of --input-len random token ids (or the prompts of a
+ * JSONL file) asking for --output-len tokens with ignore_eos, and reports requests/s, output
+ * tokens/s and the percentiles of time to first token, inter-token latency and end-to-end
+ * latency. Plain HTTP/1.0 over loopback sockets: the response is the server-sent event stream
+ * until the server closes the connection. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "error.h"
+#include "progress.h"
+
+enum { OPT_URL = 1, OPT_PROMPTS, OPT_CONCURRENCY, OPT_RATE, OPT_INPUT_LEN, OPT_OUTPUT_LEN,
+       OPT_VOCAB, OPT_SEED, OPT_REQUESTS, OPT_NAME };
+
+static const char USAGE[] =
+    "usage: folio bench serve [--url http://127.0.0.1:8000] [options]\n"
+    "  --num-prompts N          requests to send (default 200)\n"
+    "  --concurrency N          streams in flight at once (default 64)\n"
+    "  --request-rate R         Poisson arrivals at R requests/s (default: as fast as the\n"
+    "                           concurrency allows)\n"
+    "  --input-len N            random prompt length in tokens (default 128)\n"
+    "  --output-len N           tokens asked of each request, with ignore_eos (default 128)\n"
+    "  --vocab N                random prompt ids are drawn from [3, N) (default 512)\n"
+    "  --requests FILE.jsonl    prompts from a file instead (\"prompt\" or \"prompt_ids\" a line)\n"
+    "  --served-model-name NAME the \"model\" field to send (default: none)\n"
+    "  --seed S                 seed of the random prompts and arrivals (default 0)\n";
+
+typedef struct {
+    char host[256];
+    int port;
+    long long prompts, concurrency, input_len, output_len, vocab, seed;
+    double rate;
+    const char *requests, *name;
+} bench_serve_args;
+
+typedef struct {
+    char *body;                  /* the request body (owned) */
+    double start_at;             /* seconds after the run's start (rate mode), else 0 */
+    /* results */
+    double ttft, e2e;            /* seconds; < 0 when the request failed */
+    double *gaps;                /* inter-token gaps (owned) */
+    int n_gaps, cap_gaps;
+    long long tokens;            /* completion tokens (usage) */
+    char error[160];
+} bench_request;
+
+typedef struct {
+    const bench_serve_args *a;
+    bench_request *reqs;
+    int n;
+    int next;                    /* next request to send (under lock) */
+    pthread_mutex_t lock;
+    double t0;
+    progress_bar bar;
+} bench_run;
+
+static int parse_url(const char *url, bench_serve_args *a) {
+    const char *p = url;
+    if (strncmp(p, "http://", 7) == 0) p += 7;
+    const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
+    size_t host_len = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
+    if (host_len == 0 || host_len >= sizeof a->host)
+        return folio_fail("--url: '%s' has no host", url);
+    memcpy(a->host, p, host_len);
+    a->host[host_len] = '\0';
+    a->port = 80;
+    if (colon) {
+        long long port;
+        char buf[16] = "";
+        size_t n = slash ? (size_t)(slash - colon - 1) : strlen(colon + 1);
+        if (n == 0 || n >= sizeof buf) return folio_fail("--url: '%s' has a bad port", url);
+        memcpy(buf, colon + 1, n);
+        if (cli_parse_int("--url port", buf, 1, 65535, &port) != 0) return -1;
+        a->port = (int)port;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, bench_serve_args *a) {
+    static const struct option longopts[] = {
+        {"url", required_argument, 0, OPT_URL},
+        {"num-prompts", required_argument, 0, OPT_PROMPTS},
+        {"concurrency", required_argument, 0, OPT_CONCURRENCY},
+        {"request-rate", required_argument, 0, OPT_RATE},
+        {"input-len", required_argument, 0, OPT_INPUT_LEN},
+        {"output-len", required_argument, 0, OPT_OUTPUT_LEN},
+        {"vocab", required_argument, 0, OPT_VOCAB},
+        {"seed", required_argument, 0, OPT_SEED},
+        {"requests", required_argument, 0, OPT_REQUESTS},
+        {"served-model-name", required_argument, 0, OPT_NAME},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    *a = (bench_serve_args){.port = 8000, .prompts = 200, .concurrency = 64, .input_len = 128,
+                            .output_len = 128, .vocab = 512};
+    strcpy(a->host, "127.0.0.1");
+    int id;
+    optind = 1;
+    opterr = 0;
+    while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        int rc = 0;
+        switch (id) {
+        case 'h': fputs(USAGE, stdout); exit(0);
+        case OPT_URL: rc = parse_url(optarg, a); break;
+        case OPT_PROMPTS: rc = cli_parse_int("--num-prompts", optarg, 1, 1 << 24, &a->prompts); break;
+        case OPT_CONCURRENCY:
+            rc = cli_parse_int("--concurrency", optarg, 1, 4096, &a->concurrency);
+            break;
+        case OPT_RATE: rc = cli_parse_float("--request-rate", optarg, 1e-6, 1e9, &a->rate); break;
+        case OPT_INPUT_LEN: rc = cli_parse_int("--input-len", optarg, 1, 1 << 20, &a->input_len); break;
+        case OPT_OUTPUT_LEN:
+            rc = cli_parse_int("--output-len", optarg, 1, 1 << 20, &a->output_len);
+            break;
+        case OPT_VOCAB: rc = cli_parse_int("--vocab", optarg, 4, 1 << 24, &a->vocab); break;
+        case OPT_SEED: rc = cli_parse_int("--seed", optarg, 0, INT64_MAX, &a->seed); break;
+        case OPT_REQUESTS: a->requests = optarg; break;
+        case OPT_NAME: a->name = optarg; break;
+        default: return cli_bad_option("bench serve", argv);
+        }
+        if (rc != 0) return -1;
+    }
+    if (optind < argc)
+        return folio_fail("bench serve: unexpected argument '%s' (see folio bench serve --help)",
+                          argv[optind]);
+    return 0;
+}
+
+/* ---- request bodies ---- */
+
+static uint64_t next_random(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Adds the fields every request carries: streaming with usage, the length, no early stop. */
+static char *finish_body(json_t *body, const bench_serve_args *a) {
+    if (a->name) json_object_set_new(body, "model", json_string(a->name));
+    if (!json_object_get(body, "max_tokens"))
+        json_object_set_new(body, "max_tokens", json_integer(a->output_len));
+    json_object_set_new(body, "ignore_eos", json_true());
+    json_object_set_new(body, "stream", json_true());
+    json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    return text;
+}
+
+static char *random_body(const bench_serve_args *a, uint64_t *rng) {
+    json_t *ids = json_array();
+    for (long long i = 0; i < a->input_len; i++)
+        json_array_append_new(ids, json_integer(3 + (long long)(next_random(rng) %
+                                                                (uint64_t)(a->vocab - 3))));
+    json_t *body = json_pack("{s:o, s:f}", "prompt", ids, "temperature", 0.0);
+    return finish_body(body, a);
+}
+
+/* One request a line of FILE: its "prompt" or "prompt_ids" (and "max_tokens" if given). */
+static int file_bodies(const bench_serve_args *a, bench_request *reqs, int n) {
+    FILE *f = fopen(a->requests, "r");
+    if (!f) return folio_fail("--requests %s: cannot open it", a->requests);
+    char *line = NULL;
+    size_t cap = 0;
+    int count = 0, line_no = 0, rc = 0;
+    while (count < n && getline(&line, &cap, f) >= 0) {
+        line_no++;
+        json_error_t err;
+        json_t *in = json_loads(line, 0, &err);
+        if (!in) {
+            if (strspn(line, " \t\r\n") == strlen(line)) continue;
+            rc = folio_fail("--requests %s line %d: %s", a->requests, line_no, err.text);
+            break;
+        }
+        json_t *body = json_object();
+        json_t *prompt = json_object_get(in, "prompt");
+        if (!prompt) prompt = json_object_get(in, "prompt_ids");
+        if (!prompt) {
+            json_decref(in);
+            json_decref(body);
+            rc = folio_fail("--requests %s line %d: no \"prompt\" or \"prompt_ids\"", a->requests,
+                            line_no);
+            break;
+        }
+        json_object_set(body, "prompt", prompt);
+        json_t *max = json_object_get(in, "max_tokens");
+        if (max) json_object_set(body, "max_tokens", max);
+        json_object_set_new(body, "temperature", json_real(0.0));
+        json_decref(in);
+        reqs[count++].body = finish_body(body, a);
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && count < n)
+        rc = folio_fail("--requests %s has %d requests, fewer than --num-prompts %d", a->requests,
+                        count, n);
+    return rc;
+}
+
+/* ---- one streamed request over HTTP/1.0 ---- */
+
+static int connect_to(const bench_serve_args *a) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    char port[16];
+    snprintf(port, sizeof port, "%d", a->port);
+    if (getaddrinfo(a->host, port, &hints, &res) != 0) return -1;
+    int fd = -1;
+    for (struct addrinfo *r = res; r && fd < 0; r = r->ai_next) {
+        fd = socket(r->ai_family, r->ai_socktype, r->ai_protocol);
+        if (fd >= 0 && connect(fd, r->ai_addr, r->ai_addrlen) != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int send_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void add_gap(bench_request *r, double gap) {
+    if (r->n_gaps == r->cap_gaps) {
+        r->cap_gaps = r->cap_gaps ? 2 * r->cap_gaps : 256;
+        r->gaps = folio_xrealloc(r->gaps, sizeof *r->gaps * r->cap_gaps);
+    }
+    r->gaps[r->n_gaps++] = gap;
+}
+
+/* Handles one "data: ..." event: a chunk with text is a token arrival; usage gives the
+ * count. Returns 1 at [DONE]. */
+static int on_event(bench_request *r, const char *data, double start, double *last) {
+    if (strcmp(data, "[DONE]") == 0) return 1;
+    json_t *ev = json_loads(data, 0, NULL);
+    if (!ev) return 0;
+    json_t *choices = json_object_get(ev, "choices"), *usage = json_object_get(ev, "usage");
+    json_t *c0 = json_array_get(choices, 0);
+    const char *text = json_string_value(json_object_get(c0, "text"));
+    if (text && *text) {
+        double now = folio_now();
+        if (r->ttft < 0) r->ttft = now - start;
+        else add_gap(r, now - *last);
+        *last = now;
+    }
+    if (json_is_object(usage))
+        r->tokens = json_integer_value(json_object_get(usage, "completion_tokens"));
+    json_decref(ev);
+    return 0;
+}
+
+static void run_request(const bench_serve_args *a, bench_request *r) {
+    r->ttft = r->e2e = -1;
+    int fd = connect_to(a);
+    if (fd < 0) {
+        snprintf(r->error, sizeof r->error, "cannot connect to %.100s:%d", a->host, a->port);
+        return;
+    }
+    char head[512];
+    size_t body_len = strlen(r->body);
+    int hn = snprintf(head, sizeof head, "POST /v1/completions HTTP/1.0\r\nHost: %s\r\n"
+                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                      a->host, body_len);
+    double start = folio_now(), last = start;
+    if (send_all(fd, head, (size_t)hn) != 0 || send_all(fd, r->body, body_len) != 0) {
+        snprintf(r->error, sizeof r->error, "sending failed");
+        close(fd);
+        return;
+    }
+    size_t cap = 1 << 16, len = 0, scan = 0;
+    char *buf = folio_xmalloc(cap);
+    bool headers_done = false, done = false;
+    int status = 0;
+    while (!done) {
+        if (cap - len < 4096) buf = folio_xrealloc(buf, cap *= 2);
+        ssize_t got = recv(fd, buf + len, cap - len - 1, 0);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        len += (size_t)got;
+        buf[len] = '\0';
+        if (!headers_done) {
+            char *end = strstr(buf, "\r\n\r\n");
+            if (!end) continue;
+            sscanf(buf, "HTTP/%*s %d", &status);
+            headers_done = true;
+            scan = (size_t)(end + 4 - buf);
+        }
+        char *ev;
+        while ((ev = strstr(buf + scan, "\n\n"))) {  /* whole events only */
+            *ev = '\0';
+            char *data = strstr(buf + scan, "data: ");
+            if (data && status == 200 && on_event(r, data + 6, start, &last)) done = true;
+            scan = (size_t)(ev + 2 - buf);
+        }
+    }
+    if (status != 200)
+        snprintf(r->error, sizeof r->error, "HTTP %d: %.120s", status,
+                 headers_done ? strstr(buf, "\r\n\r\n") + 4 : "no response");
+    else if (!done)
+        snprintf(r->error, sizeof r->error, "the stream ended before [DONE]");
+    else
+        r->e2e = folio_now() - start;
+    free(buf);
+    close(fd);
+}
+
+/* ---- the run: workers take requests in order, waiting for their arrival time ---- */
+
+static void *worker(void *arg) {
+    bench_run *run = arg;
+    for (;;) {
+        pthread_mutex_lock(&run->lock);
+        int i = run->next < run->n ? run->next++ : -1;
+        pthread_mutex_unlock(&run->lock);
+        if (i < 0) return NULL;
+        bench_request *r = &run->reqs[i];
+        double wait = run->t0 + r->start_at - folio_now();
+        if (wait > 0) usleep((useconds_t)(wait * 1e6));
+        run_request(run->a, r);
+        pthread_mutex_lock(&run->lock);
+        progress_add(&run->bar, 1);
+        pthread_mutex_unlock(&run->lock);
+    }
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static void print_percentiles(const char *label, double *v, int n) {
+    if (n == 0) {
+        printf("  %-22s n/a\n", label);
+        return;
+    }
+    qsort(v, n, sizeof *v, cmp_double);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += v[i];
+#define PCT(p) (v[(int)fmin(n - 1, floor((p) / 100.0 * n))] * 1e3)
+    printf("  %-22s mean %8.2f ms   p50 %8.2f   p90 %8.2f   p99 %8.2f\n", label, sum / n * 1e3,
+           PCT(50), PCT(90), PCT(99));
+#undef PCT
+}
+
+static void report(const bench_serve_args *a, bench_request *reqs, int n, double secs) {
+    int ok = 0, errors = 0;
+    long long tokens = 0, gaps = 0;
+    for (int i = 0; i < n; i++) {
+        if (reqs[i].e2e >= 0) {
+            ok++;
+            tokens += reqs[i].tokens;
+            gaps += reqs[i].n_gaps;
+        } else if (errors++ < 3) {
+            fprintf(stderr, "folio: bench serve: request %d failed: %s\n", i, reqs[i].error);
+        }
+    }
+    double *ttft = folio_xmalloc(sizeof(double) * (n ? n : 1));
+    double *e2e = folio_xmalloc(sizeof(double) * (n ? n : 1));
+    double *itl = folio_xmalloc(sizeof(double) * (gaps ? gaps : 1));
+    int k = 0, g = 0;
+    for (int i = 0; i < n; i++) {
+        if (reqs[i].e2e < 0) continue;
+        ttft[k] = reqs[i].ttft;
+        e2e[k++] = reqs[i].e2e;
+        for (int j = 0; j < reqs[i].n_gaps; j++) itl[g++] = reqs[i].gaps[j];
+    }
+    printf("bench serve: %d requests to %s:%d, %s, input %lld, output %lld\n", n, a->host,
+           a->port, a->rate > 0 ? "Poisson arrivals" : "closed loop", a->input_len, a->output_len);
+    if (a->rate > 0) printf("  request rate %.2f/s, at most %lld in flight\n", a->rate, a->concurrency);
+    else printf("  concurrency %lld\n", a->concurrency);
+    printf("  %.2f s: %.2f requests/s, %.1f output tokens/s; %d ok, %d failed, %lld output "
+           "tokens\n", secs, ok / secs, tokens / secs, ok, errors, tokens);
+    print_percentiles("time to first token", ttft, k);
+    print_percentiles("inter-token latency", itl, g);
+    print_percentiles("end-to-end latency", e2e, k);
+    free(ttft);
+    free(e2e);
+    free(itl);
+}
+
+static int prepare(const bench_serve_args *a, bench_request *reqs, int n) {
+    uint64_t rng = (uint64_t)a->seed * 0x9e3779b97f4a7c15ull + 1;
+    if (a->requests) {
+        if (file_bodies(a, reqs, n) != 0) return -1;
+    } else {
+        for (int i = 0; i < n; i++) reqs[i].body = random_body(a, &rng);
+    }
+    double t = 0;
+    for (int i = 0; i < n && a->rate > 0; i++) {
+        double u = ((next_random(&rng) >> 11) + 0.5) * 0x1.0p-53;
+        t += -log(u) / a->rate;
+        reqs[i].start_at = t;
+    }
+    return 0;
+}
+
+int cmd_bench_serve(int argc, char **argv, comm_ctx *comm) {
+    bench_serve_args a;
+    if (parse_args(argc, argv, &a) != 0) return -1;
+    if (comm->rank != 0) return 0;             /* a client: one process does the work */
+    int n = (int)a.prompts, rc = 0;
+    bench_request *reqs = folio_xcalloc(n, sizeof *reqs);
+    if (prepare(&a, reqs, n) == 0) {
+        int threads = (int)(a.concurrency < n ? a.concurrency : n);
+        pthread_t *tid = folio_xmalloc(sizeof *tid * threads);
+        bench_run run = {.a = &a, .reqs = reqs, .n = n, .t0 = folio_now()};
+        pthread_mutex_init(&run.lock, NULL);
+        progress_start(&run.bar, "requests", (uint64_t)n, "", true);
+        int started = 0;
+        for (; started < threads; started++)
+            if (pthread_create(&tid[started], NULL, worker, &run) != 0) break;
+        for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+        progress_finish(&run.bar);
+        double secs = folio_now() - run.t0;
+        pthread_mutex_destroy(&run.lock);
+        free(tid);
+        if (started == 0) rc = folio_fail("bench serve: cannot start client threads");
+        else report(&a, reqs, n, secs);
+        int failed = 0;
+        for (int i = 0; i < n; i++) failed += reqs[i].e2e < 0;
+        if (rc == 0 && failed == n)
+            rc = folio_fail("bench serve: every request failed (is a server at %s:%d?)", a.host,
+                            a.port);
+    } else {
+        rc = -1;
+    }
+    for (int i = 0; i < n; i++) {
+        free(reqs[i].body);
+        free(reqs[i].gaps);
+    }
+    free(reqs);
+    return rc;
+}
+
+/* folio bench MODE: `serve` is this client; latency and throughput run the engine
+ * (cmd_bench.c). */
+int cmd_bench_any(int argc, char **argv, comm_ctx *comm) {
+    if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_bench_serve(argc - 1, argv + 1, comm);
+    return cmd_bench(argc, argv, comm);
+}
