@@ -149,13 +149,14 @@ static void check_case(int n, int vocab, int opt, int peaked) {
             bad++;
         }
     if (bad) fail_msg("%s n=%d vocab=%d peaked=%d: ids differ", OPT_NAMES[opt], n, vocab, peaked);
-    assert_int_equal(gpu_test_mismatches("processed rows", grows, crows, nv, 0, 0), 0);
+    /* bit for bit (-inf of masked EOS ids included) */
+    if (memcmp(grows, crows, sizeof *grows * nv) != 0)
+        fail_msg("%s n=%d vocab=%d: processed rows differ", OPT_NAMES[opt], n, vocab);
     assert_int_equal(gpu_test_mismatches("logprobs", glp, clp, n, 1e-3, 1e-4), 0);
     /* the last row alone: the same id */
     batch one = b;
     one.n = 1;
     one.logits = b.logits + (size_t)(n - 1) * vocab;
-    one.params = &b.params[n - 1];
     sample_row_params solo = b.params[n - 1];
     int32_t id1;
     one.params = &solo;
