@@ -42,8 +42,20 @@ static int cuda_step(void *self, const step_plan *plan, float *logits) {
     return forward_cuda_step(b->fwd, plan, logits, NULL);
 }
 
+/* The forward, then the sampler on the GPU: only ids (and logprobs) come back. */
+static int cuda_step_sample(void *self, const step_plan *plan, const sample_row_params *params,
+                            const sample_entry *entries, int n_entries, int32_t *ids,
+                            float *logprobs) {
+    backend_cuda *b = self;
+    if (plan->n_copies)
+        forward_cuda_copy_blocks(b->fwd, plan->copy_src, plan->copy_dst, plan->n_copies);
+    if (forward_cuda_step(b->fwd, plan, NULL, NULL) != 0) return -1;
+    return forward_cuda_sample(b->fwd, plan->n_logits, params, entries, n_entries, ids,
+                               logprobs);
+}
+
 engine_backend backend_cuda_iface(backend_cuda *b) {
-    return (engine_backend){.self = b, .step = cuda_step};
+    return (engine_backend){.self = b, .step = cuda_step, .step_sample = cuda_step_sample};
 }
 
 size_t backend_cuda_workspace_bytes(const model *m, int block_size, int max_tokens,

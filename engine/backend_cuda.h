@@ -1,6 +1,7 @@
 /* The CUDA backend of the engine loop: forward_cuda (one GPU, its device KV pool, decode CUDA
  * graphs) behind the engine_backend interface; block copies (copy-on-write) on the device,
- * then the forward; full-vocabulary logits come back to the host for the engine's sampler.
+ * then the forward; then either the sampler on the GPU (step_sample: only ids and logprobs
+ * come back) or full-vocabulary logits back to the host for the engine's sampler.
  * Available with CUDA (FOLIO_HAVE_CUDA). */
 #ifndef FOLIO_BACKEND_CUDA_H
 #define FOLIO_BACKEND_CUDA_H

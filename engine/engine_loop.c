@@ -20,6 +20,12 @@ struct engine {
     float *scratch_f;            /* [vocab] */
     int *scratch_i;              /* [vocab] */
     int32_t *counts;             /* [vocab] zero between uses */
+    /* the device sampling path (be.step_sample) and its host twin */
+    sample_row_params *params;   /* [max_num_seqs] per logits row */
+    sample_entry *entries;       /* [cap_entries] */
+    int cap_entries;
+    int32_t *ids;                /* [max_num_seqs] */
+    float *lps;                  /* [max_num_seqs] */
     sequence **todo;             /* [max_num_seqs] this step's scheduled sequences */
     request **live;              /* in-flight requests (started or queued behind a turn) */
     int n_live, cap_live;
@@ -61,6 +67,9 @@ engine *engine_create(const engine_config *c, engine_backend be, request_done_fn
     e->scratch_i = folio_xmalloc(sizeof(int) * c->vocab);
     e->counts = folio_xcalloc(c->vocab, sizeof *e->counts);
     e->todo = folio_xmalloc(sizeof *e->todo * s->max_num_seqs);
+    e->params = folio_xmalloc(sizeof *e->params * s->max_num_seqs);
+    e->ids = folio_xmalloc(sizeof *e->ids * s->max_num_seqs);
+    e->lps = folio_xmalloc(sizeof *e->lps * s->max_num_seqs);
     return e;
 }
 
@@ -95,6 +104,10 @@ void engine_free(engine *e) {
     free(e->scratch_f);
     free(e->scratch_i);
     free(e->counts);
+    free(e->params);
+    free(e->entries);
+    free(e->ids);
+    free(e->lps);
     free(e->eos);
     free(e);
 }
@@ -337,15 +350,55 @@ static finish_reason stop_check(engine *e, sequence *q, int32_t t) {
     return FINISH_NONE;
 }
 
-/* Samples one token for q from its processed row; records logprobs from the raw row. */
-static int32_t sample_one(engine *e, sequence *q, const float *row, bool have_raw) {
+/* q's row parameters for sample_rows_*, its entries appended at e->entries[*n_entries..]. */
+static void row_params(engine *e, const sequence *q, sample_row_params *prm, int *n_entries) {
     const request_params *p = &q->req->p;
-    int32_t t = sampler_sample(row, e->cfg.vocab, &p->sampling, &q->rng, e->scratch_f,
-                               e->scratch_i);
+    const int bound = sampler_entries_bound(&p->proc, q->n_prompt, sequence_generated(q),
+                                            e->cfg.n_eos);
+    if (*n_entries + bound > e->cap_entries) {
+        e->cap_entries = 2 * (*n_entries + bound);
+        e->entries = folio_xrealloc(e->entries, sizeof *e->entries * e->cap_entries);
+    }
+    const int n = sampler_entries_build(e->entries + *n_entries, &p->proc, q->tokens,
+                                        q->n_prompt, q->tokens + q->n_prompt,
+                                        sequence_generated(q), e->cfg.eos_ids, e->cfg.n_eos,
+                                        e->counts);
+    *prm = (sample_row_params){
+        .temperature = p->sampling.temperature, .top_k = p->sampling.top_k,
+        .top_p = p->sampling.top_p, .min_p = p->sampling.min_p,
+        .repetition_penalty = p->proc.repetition_penalty,
+        .presence_penalty = p->proc.presence_penalty,
+        .frequency_penalty = p->proc.frequency_penalty, .entry_start = *n_entries,
+        .n_entries = n, .seed = q->rng.key, .counter = (uint64_t)sequence_generated(q)};
+    *n_entries += n;
+}
+
+/* Samples one token for q. dev: the device path's (id, logprob) or NULL. Otherwise from the
+ * row: with a device-sampling backend, by sample_rows_cpu on the raw row (so both paths
+ * agree); else by sampler_sample on the processed row. Logprobs from the raw row. */
+static int32_t sample_one(engine *e, sequence *q, const float *row, const int32_t *dev_id,
+                          const float *dev_lp) {
+    const request_params *p = &q->req->p;
+    int32_t t;
+    q->rng.counter = (uint64_t)sequence_generated(q); /* draws keyed by token index */
+    if (dev_id) {
+        t = *dev_id;
+    } else if (e->be.step_sample) {
+        sample_row_params prm;
+        int n_entries = 0;
+        row_params(e, q, &prm, &n_entries);
+        memcpy(e->scratch_f, e->raw, sizeof(float) * e->cfg.vocab);
+        sample_rows_cpu(&t, NULL, e->scratch_f, 1, e->cfg.vocab, &prm, e->entries);
+    } else {
+        t = sampler_sample(row, e->cfg.vocab, &p->sampling, &q->rng, e->scratch_f, e->scratch_i);
+    }
     if (p->logprobs >= 0) {
         token_logprobs *lp = &q->logprobs[sequence_generated(q)];
-        lp->logprob = sampler_logprobs(have_raw ? e->raw : row, e->cfg.vocab, t, p->logprobs,
-                                       lp->top_ids, lp->top_lps);
+        if (dev_id)
+            lp->logprob = dev_lp ? *dev_lp : 0.0f;
+        else
+            lp->logprob = sampler_logprobs(e->raw, e->cfg.vocab, t, p->logprobs, lp->top_ids,
+                                           lp->top_lps);
     }
     q->tokens[q->n_tokens++] = t;
     e->stats.generated_tokens++;
@@ -359,14 +412,20 @@ static void text_at_finish(engine *e, sequence *q) {
         q->text_len = (int)strlen(q->text);
 }
 
-static void sample_seq(engine *e, sequence *q, float *row) {
+/* Samples q's next token (its forks' too, at the first token of n > 1), then the common
+ * update: stop checks, on_token, finishing. row: the host row, or NULL on the device path
+ * (dev_id, dev_lp: its results). */
+static void sample_seq(engine *e, sequence *q, float *row, const int32_t *dev_id,
+                       const float *dev_lp) {
     request *r = q->req;
     const request_params *p = &r->p;
-    bool raw = p->logprobs >= 0;
-    if (raw) memcpy(e->raw, row, sizeof(float) * e->cfg.vocab);
-    sampler_process_logits(row, e->cfg.vocab, &p->proc, q->tokens, q->n_prompt,
-                           q->tokens + q->n_prompt, sequence_generated(q), e->cfg.eos_ids,
-                           e->cfg.n_eos, e->counts);
+    if (row) {
+        memcpy(e->raw, row, sizeof(float) * e->cfg.vocab);
+        if (!e->be.step_sample)
+            sampler_process_logits(row, e->cfg.vocab, &p->proc, q->tokens, q->n_prompt,
+                                   q->tokens + q->n_prompt, sequence_generated(q),
+                                   e->cfg.eos_ids, e->cfg.n_eos, e->counts);
+    }
     sequence **seqs = &q;
     int n = 1;
     if (q->fork_pending > 1) {
@@ -382,7 +441,7 @@ static void sample_seq(engine *e, sequence *q, float *row) {
     q->fork_pending = 0;
     for (int i = 0; i < n; i++) {
         sequence *s = seqs[i];
-        int32_t t = sample_one(e, s, row, raw);
+        int32_t t = sample_one(e, s, row, dev_id, dev_lp);
         finish_reason why = stop_check(e, s, t);
         if (why != FINISH_NONE) text_at_finish(e, s);
         if (e->cfg.on_token) e->cfg.on_token(r, s, why, e->user);
@@ -403,19 +462,39 @@ int engine_step(engine *e) {
                               sched_num_running(e->sched));
         return 0;
     }
-    double t1 = folio_now();
-    if (e->be.step(e->be.self, &e->plan, e->logits) != 0) return -1;
-    double t2 = folio_now();
-    sched_step_done(e->sched);
     int n_sched;
     sequence *const *sched = sched_scheduled(e->sched, &n_sched);
     /* copy: finishing a sequence edits the scheduled list */
     sequence **todo = e->todo;
     memcpy(todo, sched, sizeof *todo * n_sched);
+    /* the device path, unless a sequence wants what it lacks (top-N alternatives, a fork) */
+    bool dev = e->be.step_sample != NULL, want_lp = false;
+    for (int i = 0; i < n_sched && dev; i++) {
+        const sequence *q = todo[i];
+        if (q->logits_row < 0) continue;
+        if (q->req->p.logprobs > 0 || q->fork_pending > 1) dev = false;
+        want_lp |= q->req->p.logprobs == 0;
+    }
+    int n_entries = 0;
+    if (dev)
+        for (int i = 0; i < n_sched; i++)
+            if (todo[i]->logits_row >= 0)
+                row_params(e, todo[i], &e->params[todo[i]->logits_row], &n_entries);
+    double t1 = folio_now();
+    int rc = dev ? e->be.step_sample(e->be.self, &e->plan, e->params, e->entries, n_entries,
+                                     e->ids, want_lp ? e->lps : NULL)
+                 : e->be.step(e->be.self, &e->plan, e->logits);
+    if (rc != 0) return -1;
+    double t2 = folio_now();
+    sched_step_done(e->sched);
     for (int i = 0; i < n_sched; i++) {
         sequence *q = todo[i];
-        if (q->logits_row >= 0)
-            sample_seq(e, q, e->logits + (size_t)q->logits_row * e->cfg.vocab);
+        const int row = q->logits_row;
+        if (row < 0) continue;
+        if (dev)
+            sample_seq(e, q, NULL, &e->ids[row], want_lp ? &e->lps[row] : NULL);
+        else
+            sample_seq(e, q, e->logits + (size_t)row * e->cfg.vocab, NULL, NULL);
     }
     e->stats.cpu_s += (t1 - t0) + (folio_now() - t2);
     e->stats.backend_s += t2 - t1;

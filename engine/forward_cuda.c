@@ -86,6 +86,11 @@ struct forward_cuda {
     void *attn_ws;               /* paged_attention_cuda's workspace */
     size_t attn_ws_bytes;
     profile prof;
+    /* device sampling (forward_cuda_sample), allocated at first use */
+    sample_row_params *d_sparams; /* [max_logits] */
+    float *d_lps;                /* [max_logits] */
+    sample_entry *d_entries;     /* [cap_entries] */
+    int cap_entries;
 };
 
 static void prof_mark(forward_cuda *f, prof_cat cat) {
@@ -449,7 +454,7 @@ void forward_cuda_free(forward_cuda *f) {
         for (int i = 0; i < MAX_PROF_EVENTS; i++) CUDA_CHECK(cudaEventDestroy(f->prof.ev[i]));
     void *dev[] = {f->cos, f->sin, f->x, f->xn, f->qkv, f->q, f->att, f->proj, f->gate_up,
                    f->act, f->last, f->logits, f->ids, f->k_pool, f->v_pool, f->d_plan,
-                   f->attn_ws};
+                   f->attn_ws, f->d_sparams, f->d_lps, f->d_entries};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CUDA_CHECK(cudaFree(dev[i]));
     if (f->h_plan) CUDA_CHECK(cudaFreeHost(f->h_plan));
@@ -571,6 +576,39 @@ int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_
     if (greedy_ids && L) memcpy(greedy_ids, f->h_ids, sizeof(int32_t) * L);
     if (logits && L) /* one rank: vocab_shard == vocab */
         memcpy(logits, f->h_logits, sizeof(float) * (size_t)L * f->cfg->vocab);
+    return 0;
+}
+
+int forward_cuda_sample(forward_cuda *f, int n_rows, const sample_row_params *params,
+                        const sample_entry *entries, int n_entries, int32_t *ids,
+                        float *logprobs) {
+    if (f->comm->world != 1 || n_rows > f->o.max_logits)
+        return folio_fail("forward (cuda): device sampling needs one rank and <= %d rows",
+                          f->o.max_logits);
+    if (n_rows == 0) return 0;
+    if (!f->d_sparams) {
+        f->d_sparams = dev_alloc(sizeof *f->d_sparams * f->o.max_logits);
+        f->d_lps = dev_alloc(sizeof *f->d_lps * f->o.max_logits);
+    }
+    if (n_entries > f->cap_entries) {
+        if (f->d_entries) CUDA_CHECK(cudaFree(f->d_entries));
+        f->cap_entries = 2 * n_entries;
+        f->d_entries = dev_alloc(sizeof *f->d_entries * f->cap_entries);
+    }
+    CUDA_CHECK(cudaMemcpyAsync(f->d_sparams, params, sizeof *params * n_rows,
+                               cudaMemcpyHostToDevice, f->stream));
+    if (n_entries)
+        CUDA_CHECK(cudaMemcpyAsync(f->d_entries, entries, sizeof *entries * n_entries,
+                                   cudaMemcpyHostToDevice, f->stream));
+    sample_rows_cuda(f->ids, logprobs ? f->d_lps : NULL, f->logits, n_rows, f->cfg->vocab,
+                     f->d_sparams, f->d_entries, f->stream);
+    CUDA_CHECK(cudaMemcpyAsync(f->h_ids, f->ids, sizeof(int32_t) * n_rows,
+                               cudaMemcpyDeviceToHost, f->stream));
+    if (logprobs)
+        CUDA_CHECK(cudaMemcpyAsync(logprobs, f->d_lps, sizeof(float) * n_rows,
+                                   cudaMemcpyDeviceToHost, f->stream));
+    CUDA_CHECK(cudaStreamSynchronize(f->stream));
+    memcpy(ids, f->h_ids, sizeof(int32_t) * n_rows);
     return 0;
 }
 

@@ -18,6 +18,7 @@
 
 #include "comm.h"
 #include "model_config.h"
+#include "sample_rows.h"
 #include "step_plan.h"
 #include "weights_cuda.h"
 
@@ -57,6 +58,14 @@ void forward_cuda_copy_blocks(forward_cuda *f, const int32_t *src, const int32_t
  * [n_logits], the argmax of each row computed on the GPU, or NULL. Returns 0, or -1 with a
  * message (plan too large for the workspace, positions outside the context). */
 int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_t *greedy_ids);
+
+/* After forward_cuda_step(f, p, NULL, NULL) on one rank: samples its n_rows logits rows on
+ * the GPU (sample_rows_cuda) and copies back only ids [n_rows] and, when logprobs is not
+ * NULL, the chosen tokens' log-probabilities [n_rows]. params: host [n_rows]; entries: host
+ * [n_entries] (uploaded; the device buffer grows as needed). 0, or -1 with a message. */
+int forward_cuda_sample(forward_cuda *f, int n_rows, const sample_row_params *params,
+                        const sample_entry *entries, int n_entries, int32_t *ids,
+                        float *logprobs);
 
 /* With FOLIO_PROFILE=1 in the environment at creation, steps run eager with a CUDA event
  * after every launch; this prints the mean milliseconds per step of each kernel kind, prefill

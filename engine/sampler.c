@@ -1,4 +1,4 @@
-/* Token sampling: greedy, temperature, top-k, top-p, min-p, with a per-sequence xoshiro256**
+/* Token sampling: greedy, temperature, top-k, top-p, min-p, with a per-sequence counter-based
  * RNG; logits processors (bias, min_tokens, penalties) and logprobs. */
 #include <math.h>
 #include <stdbool.h>
@@ -7,31 +7,12 @@
 #include "error.h"
 #include "sampler.h"
 
-static uint64_t splitmix64_next(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void sampler_rng_seed(sampler_rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64_next(&seed);
+    r->key = sr_mix64(seed + 0x9e3779b97f4a7c15ull);
+    r->counter = 0;
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(sampler_rng *r) {
-    uint64_t *s = r->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-double sampler_rng_uniform(sampler_rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
+double sampler_rng_uniform(sampler_rng *r) { return sr_uniform(r->key, r->counter++); }
 
 int sampling_params_validate(const sampling_params *p) {
     if (!(p->temperature >= 0.0f) || !isfinite(p->temperature))
@@ -96,6 +77,46 @@ void sampler_process_logits(float *logits, int n, const logits_params *lp,
     bool rep = lp->repetition_penalty > 0.0f && lp->repetition_penalty != 1.0f;
     if (rep || lp->presence_penalty != 0.0f || lp->frequency_penalty != 0.0f)
         apply_penalties(logits, lp, prompt, n_prompt, output, n_output, counts);
+}
+
+static bool penalties_on(const logits_params *lp) {
+    return (lp->repetition_penalty > 0.0f && lp->repetition_penalty != 1.0f) ||
+           lp->presence_penalty != 0.0f || lp->frequency_penalty != 0.0f;
+}
+
+int sampler_entries_bound(const logits_params *lp, int n_prompt, int n_output, int n_eos) {
+    return lp->n_bias + (n_output < lp->min_tokens ? n_eos : 0) +
+           (penalties_on(lp) ? n_prompt + n_output : 0);
+}
+
+/* the entry of token t (map[t] = its index + 1) */
+static sample_entry *entry_of(sample_entry *out, int *n, int32_t *map, int32_t t) {
+    if (!map[t]) {
+        out[*n] = (sample_entry){.token = t};
+        map[t] = ++*n;
+    }
+    return &out[map[t] - 1];
+}
+
+int sampler_entries_build(sample_entry *out, const logits_params *lp, const int32_t *prompt,
+                          int n_prompt, const int32_t *output, int n_output,
+                          const int32_t *eos_ids, int n_eos, int32_t *map) {
+    int n = 0;
+    for (int i = 0; i < lp->n_bias; i++) entry_of(out, &n, map, lp->bias[i].token)->bias += lp->bias[i].bias;
+    if (n_output < lp->min_tokens)
+        for (int i = 0; i < n_eos; i++)
+            if (eos_ids[i] >= 0) entry_of(out, &n, map, eos_ids[i])->flags |= SR_EOS_MASK;
+    if (penalties_on(lp)) {
+        for (int i = 0; i < n_output; i++) {
+            sample_entry *e = entry_of(out, &n, map, output[i]);
+            e->count++;
+            e->flags |= SR_HISTORY;
+        }
+        if (lp->repetition_penalty > 0.0f && lp->repetition_penalty != 1.0f)
+            for (int i = 0; i < n_prompt; i++) entry_of(out, &n, map, prompt[i])->flags |= SR_HISTORY;
+    }
+    for (int i = 0; i < n; i++) map[out[i].token] = 0;
+    return n;
 }
 
 float sampler_logprobs(const float *logits, int n, int chosen, int top_n, int32_t *top_ids,

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "sample_rows.h"
+
 typedef struct {
     float temperature;           /* 0 = greedy */
     int top_k;                   /* 0 or <0 = off */
@@ -32,12 +34,16 @@ typedef struct {
     int n_bias;
 } logits_params;
 
+/* Counter-based: draw i is a hash of (key, i) (sr_uniform, kernels/sample_rows.h), so the
+ * GPU sampler makes the same draws from the key and a token index alone. The engine sets
+ * counter to the token's index in the output before each token's draw. */
 typedef struct {
-    uint64_t s[4];               /* xoshiro256** state */
+    uint64_t key;
+    uint64_t counter;            /* the next draw's index */
 } sampler_rng;
 
 void sampler_rng_seed(sampler_rng *r, uint64_t seed);
-double sampler_rng_uniform(sampler_rng *r);   /* [0, 1) */
+double sampler_rng_uniform(sampler_rng *r);   /* [0, 1); advances counter */
 
 /* Checks ranges (temperature >= 0, top_p in (0, 1], top_k >= 0). -1 with a message naming
  * the parameter and value. */
@@ -58,6 +64,15 @@ void sampler_process_logits(float *logits, int n, const logits_params *lp,
  * (descending, ties: lower id first) in top_ids / top_lps (each [top_n]). */
 float sampler_logprobs(const float *logits, int n, int chosen, int top_n, int32_t *top_ids,
                        float *top_lps);
+
+/* The processors of lp as one sample_entry per distinct token (for sample_rows_cpu/_cuda):
+ * bias summed per token, EOS masked while n_output < min_tokens, history counts when a
+ * penalty is on. out: room for sampler_entries_bound() entries; map: [vocab] ints, all zero
+ * on entry and on return. Returns the number of entries. */
+int sampler_entries_build(sample_entry *out, const logits_params *lp, const int32_t *prompt,
+                          int n_prompt, const int32_t *output, int n_output,
+                          const int32_t *eos_ids, int n_eos, int32_t *map);
+int sampler_entries_bound(const logits_params *lp, int n_prompt, int n_output, int n_eos);
 
 /* Index of the largest logit (lowest index on ties). */
 int sampler_argmax(const float *logits, int n);

@@ -11,6 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include "attention_cuda.h"
+#include "sample_rows.h"
 
 #include "dtype.h"
 
@@ -62,6 +63,14 @@ void rope_kv_write_cuda(void *q_out, const void *qkv, void *k_cache, void *v_cac
 /* ids[r] = index of the largest logit of row r, lowest on ties (twin: sampler_argmax).
  * ids: [n]; logits: float [n][vocab]. */
 void argmax_cuda(int32_t *ids, const float *logits, int n, int vocab, cudaStream_t stream);
+
+/* The whole sampler on the GPU, kernels/sample_rows.h's algorithm (twin: sample_rows_cpu,
+ * bit-identical ids). ids: [n]; logprobs: [n] the chosen token's log-probability under the
+ * raw row, or NULL; logits: float [n][vocab], the entries applied in place; params: [n];
+ * entries: [sum of n_entries] (their raw fields are written). */
+void sample_rows_cuda(int32_t *ids, float *logprobs, float *logits, int n, int vocab,
+                      const sample_row_params *params, sample_entry *entries,
+                      cudaStream_t stream);
 
 /* Skinny GEMM of decode steps: y[n][out_f] = x[n][in_f] @ w[out_f][in_f]^T (+ bias[out_f]),
  * dtype DTYPE_BF16 or DTYPE_F16, y (and bias) of dtype or DTYPE_F32, float accumulation
