@@ -514,7 +514,14 @@ void forward_cuda_free(forward_cuda *f) {
     if (f->h_ids) CUDA_CHECK(cudaFreeHost(f->h_ids));
     if (f->h_logits) CUDA_CHECK(cudaFreeHost(f->h_logits));
     gemm_free(f->gemm);
-    if (f->nccl.comm) nccl_free(&f->nccl);
+    if (f->nccl.comm) {
+        /* A local teardown once this rank's work is done: ncclCommFinalize would wait for the
+         * other ranks, and rank 0 closes its engine before it sends them the stop message
+         * (they wait in the plan channel): that deadlocks. Abort frees without peers. */
+        CUDA_CHECK(cudaStreamSynchronize(f->stream));
+        nccl_abort(&f->nccl);
+        nccl_free(&f->nccl);
+    }
     if (f->stream) CUDA_CHECK(cudaStreamDestroy(f->stream));
     free(f);
 }
