@@ -4,7 +4,17 @@
  *
  * The plan travels to the device as one pinned blob copied into one device blob of fixed
  * layout (capacities, not sizes), so a captured graph finds every array at the same address
- * on every replay; block tables always have max_blocks_per_seq columns on the device. */
+ * on every replay; block tables always have max_blocks_per_seq columns on the device.
+ *
+ * Tensor parallelism (world > 1): the forward owns an NCCL communicator on its compute stream
+ * (nccl_comm.h) and runs forward_cpu's collectives on the device: the vocab-parallel embedding
+ * (zeros outside this rank's rows) and the o / down projections' partial sums are all-reduced
+ * in place, the row-parallel biases added once after the sum; the LM head computes this
+ * rank's vocabulary rows into its block of an all-gather buffer, and vocab_unshard_cuda puts
+ * the gathered blocks back into [n][vocab] order, so every rank holds the same logits and the
+ * same greedy ids. Every collective is enqueued on the stream, so the decode graphs capture
+ * them; all ranks capture the same graphs in the same order (same options) and replay them
+ * for the same plans (rank 0's, broadcast). */
 #ifdef FOLIO_HAVE_CUDA
 
 #include <math.h>
@@ -20,8 +30,10 @@
 #include "forward_cuda.h"
 #include "gemm.h"
 #include "kernels_cuda.h"
+#include "nccl_comm.h"
 #include "progress.h"
 #include "rope_tables.h"
+#include "tensor_parallel.h"
 
 enum { MAX_GRAPHS = 16, MAX_PROF_EVENTS = 4096 };
 
@@ -29,12 +41,13 @@ enum { MAX_GRAPHS = 16, MAX_PROF_EVENTS = 4096 };
  * the time since the previous event charged to the launch's category. */
 typedef enum {
     PROF_EMBED, PROF_QKV, PROF_ROPE_KV, PROF_ATTENTION, PROF_O, PROF_NORM, PROF_GATE_UP,
-    PROF_SILU, PROF_DOWN, PROF_LM_HEAD, PROF_ARGMAX, PROF_COUNT
+    PROF_SILU, PROF_DOWN, PROF_LM_HEAD, PROF_ARGMAX, PROF_ALLREDUCE, PROF_GATHER, PROF_COUNT
 } prof_cat;
 
 static const char *const PROF_NAMES[PROF_COUNT] = {
     "embedding", "qkv GEMM", "rope+KV write", "attention", "o GEMM", "add+rmsnorm",
-    "gate_up GEMM", "silu*mul", "down GEMM", "LM head GEMM", "argmax"};
+    "gate_up GEMM", "silu*mul", "down GEMM", "LM head GEMM", "argmax", "all-reduce (NCCL)",
+    "logits all-gather"};
 
 typedef struct {
     bool on;
@@ -69,7 +82,10 @@ struct forward_cuda {
     void *gate_up;               /* [max_tokens][2 * inter] */
     void *act;                   /* [max_tokens][inter] */
     void *last;                  /* [max_logits][hidden] */
-    float *logits;               /* [max_logits][vocab_local] */
+    float *logits;               /* one rank: [max_logits][vocab]; more: [world][max_logits *
+                                  * vocab_shard], the all-gather buffer */
+    float *logits_full;          /* more ranks: [max_logits][vocab] in vocabulary order */
+    nccl_ctx nccl;               /* more ranks: the communicator on `stream` */
     int32_t *ids;                /* [max_logits] greedy ids */
     void *k_pool, *v_pool;       /* [n_layers][num_blocks][n_kv][block_size][head_dim] */
     size_t layer_stride;         /* elements of one layer of the pool */
@@ -138,6 +154,9 @@ static size_t workspace_bytes(const forward_cuda *f) {
     size_t b = 2 * T * c->hidden * e + T * f->qkv_dim * e + 2 * T * f->q_dim * e +
                T * c->hidden * e + T * 3 * f->inter * e + L * c->hidden * e +
                L * f->w->shard.vocab_shard * sizeof(float) + L * sizeof(int32_t);
+    if (f->w->shard.world > 1) /* the all-gather buffer and the reordered logits */
+        b += L * sizeof(float) * ((size_t)f->w->shard.world * f->w->shard.vocab_shard +
+                                  (size_t)c->vocab) - L * f->w->shard.vocab_shard * sizeof(float);
     b += 2 * sizeof(float) * (size_t)c->max_position * (c->head_dim / 2);
     b += f->lay.total + GEMM_WORKSPACE_BYTES + ((size_t)64 << 20); /* + slack for cuBLAS */
     return b + f->attn_ws_bytes;
@@ -205,7 +224,13 @@ static void alloc_workspace(forward_cuda *f) {
     f->gate_up = dev_alloc(T * 2 * f->inter * e);
     f->act = dev_alloc(T * f->inter * e);
     f->last = dev_alloc(L * c->hidden * e);
-    f->logits = dev_alloc(L * f->w->shard.vocab_shard * sizeof(float));
+    const shard_plan *sh = &f->w->shard;
+    if (sh->world > 1) {
+        f->logits = dev_alloc(L * sh->world * sh->vocab_shard * sizeof(float));
+        f->logits_full = dev_alloc(L * c->vocab * sizeof(float));
+    } else {
+        f->logits = dev_alloc(L * sh->vocab_shard * sizeof(float));
+    }
     f->ids = dev_alloc(L * sizeof(int32_t));
     f->d_plan = dev_alloc(f->lay.total);
     if (f->paged_attention) f->attn_ws = dev_alloc(f->attn_ws_bytes);
@@ -215,14 +240,26 @@ static void alloc_workspace(forward_cuda *f) {
     memset(f->h_plan, 0, f->lay.total);
 }
 
-/* The all-reduce call sites of forward_cpu (vocab-parallel embedding, o and down
- * projections). One rank: nothing to do. Tensor parallelism on CUDA (NCCL) is issue #6. */
-static int allreduce_device(forward_cuda *f, void *buf, size_t n) {
-    (void)buf;
-    (void)n;
+static ncclDataType_t nccl_type(folio_dtype dt) {
+    return dt == DTYPE_F32 ? ncclFloat32 : dt == DTYPE_BF16 ? ncclBfloat16 : ncclFloat16;
+}
+
+/* forward_cpu's reduce_rows on the device: the sum over ranks of the partial products in
+ * buf ([n][hidden], in place), then the row-parallel bias once (NULL: none). One rank: the
+ * bias went into the GEMM already. */
+static int reduce_rows(forward_cuda *f, void *buf, const void *bias, int n) {
     if (f->comm->world == 1) return 0;
-    return folio_fail("--device cuda runs on one rank in this version (tensor parallelism over "
-                      "NCCL comes next); run without mpirun");
+    const size_t count = (size_t)n * f->cfg->hidden;
+    if (nccl_allreduce_sum(&f->nccl, buf, count, nccl_type(f->dt)) != 0) return -1;
+    prof_mark(f, PROF_ALLREDUCE);
+    add_bias_rows_cuda(buf, bias, n, f->cfg->hidden, f->dt, f->stream);
+    return 0;
+}
+
+/* The bias a row-parallel GEMM adds itself: all of it on one rank, none on more (added after
+ * the reduce instead). */
+static const void *gemm_bias(const forward_cuda *f, const void *bias) {
+    return f->comm->world == 1 ? bias : NULL;
 }
 
 /* Shape of one step as the kernels see it. */
@@ -263,11 +300,10 @@ static int attention_block(forward_cuda *f, const step_shape *s, int layer) {
                               PLAN_PTR(f, plan, seq_start, int32_t),
                               PLAN_PTR(f, plan, context_lens, int32_t), &ap, f->stream);
     prof_mark(f, PROF_ATTENTION);
-    /* bias before the reduce is right only on one rank; allreduce_device refuses more */
-    gemm_run(f->gemm, f->proj, f->dt, f->att, lw->wo, lw->bo, f->dt, T, f->q_dim, c->hidden,
-             f->stream);
+    gemm_run(f->gemm, f->proj, f->dt, f->att, lw->wo, gemm_bias(f, lw->bo), f->dt, T, f->q_dim,
+             c->hidden, f->stream);
     prof_mark(f, PROF_O);
-    return allreduce_device(f, f->proj, (size_t)T * c->hidden);
+    return reduce_rows(f, f->proj, lw->bo, T);
 }
 
 static int mlp_block(forward_cuda *f, int layer, int T) {
@@ -278,10 +314,10 @@ static int mlp_block(forward_cuda *f, int layer, int T) {
     prof_mark(f, PROF_GATE_UP);
     silu_mul_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->stream);
     prof_mark(f, PROF_SILU);
-    gemm_run(f->gemm, f->proj, f->dt, f->act, lw->w_down, lw->b_down, f->dt, T, f->inter,
-             c->hidden, f->stream);
+    gemm_run(f->gemm, f->proj, f->dt, f->act, lw->w_down, gemm_bias(f, lw->b_down), f->dt, T,
+             f->inter, c->hidden, f->stream);
     prof_mark(f, PROF_DOWN);
-    return allreduce_device(f, f->proj, (size_t)T * c->hidden);
+    return reduce_rows(f, f->proj, lw->b_down, T);
 }
 
 /* The whole step on f->stream from the device plan: embedding -> layers -> LM head -> argmax. */
@@ -294,7 +330,8 @@ static int run_forward(forward_cuda *f, const step_shape *s) {
     prof_mark(f, PROF_EMBED); /* start */
     embedding_cuda(f->proj, w->embed, PLAN_PTR(f, plan, token_ids, int32_t), T, c->hidden,
                    w->shard.vocab_start, w->shard.vocab, f->dt, f->stream);
-    if (allreduce_device(f, f->proj, (size_t)T * c->hidden) != 0) return -1;
+    prof_mark(f, PROF_EMBED);
+    if (reduce_rows(f, f->proj, NULL, T) != 0) return -1; /* rows outside the shard: zeros */
     CUDA_CHECK(cudaMemsetAsync(f->x, 0, (size_t)T * c->hidden * dtype_size(f->dt), f->stream));
     add_rmsnorm_cuda(f->x, f->proj, f->xn, w->layers[0].attn_norm, T, c->hidden, eps, f->dt,
                      f->stream); /* x = 0 + embedding: the plain norm of forward_cpu */
@@ -312,10 +349,29 @@ static int run_forward(forward_cuda *f, const step_shape *s) {
     if (s->n_logits == 0) return 0;
     gather_rows_cuda(f->last, f->xn, PLAN_PTR(f, plan, logits_rows, int32_t), s->n_logits,
                      c->hidden, f->dt, f->stream);
-    gemm_run(f->gemm, f->logits, DTYPE_F32, f->last, w->lm_head, NULL, f->dt, s->n_logits,
-             c->hidden, w->shard.vocab, f->stream);
+    const shard_plan *sh = &w->shard;
+    const int L = s->n_logits;
+    if (sh->world == 1) {
+        gemm_run(f->gemm, f->logits, DTYPE_F32, f->last, w->lm_head, NULL, f->dt, L, c->hidden,
+                 sh->vocab, f->stream);
+        prof_mark(f, PROF_LM_HEAD);
+        argmax_cuda(f->ids, f->logits, L, sh->vocab, f->stream);
+        prof_mark(f, PROF_ARGMAX);
+        return 0;
+    }
+    /* This rank's [L][vocab_local] into its block of the all-gather buffer (the last rank's
+     * block is only partly used), gather, reorder into [L][vocab]. */
+    const size_t count = (size_t)L * sh->vocab_shard;
+    float *mine = f->logits + count * sh->rank;
+    if (sh->vocab > 0)
+        gemm_run(f->gemm, mine, DTYPE_F32, f->last, w->lm_head, NULL, f->dt, L, c->hidden,
+                 sh->vocab, f->stream);
     prof_mark(f, PROF_LM_HEAD);
-    argmax_cuda(f->ids, f->logits, s->n_logits, w->shard.vocab, f->stream);
+    if (nccl_allgather(&f->nccl, mine, f->logits, count, ncclFloat32) != 0) return -1;
+    vocab_unshard_cuda(f->logits_full, f->logits, L, sh->vocab_shard, c->vocab, sh->world,
+                       f->stream);
+    prof_mark(f, PROF_GATHER);
+    argmax_cuda(f->ids, f->logits_full, L, c->vocab, f->stream);
     prof_mark(f, PROF_ARGMAX);
     return 0;
 }
@@ -437,6 +493,8 @@ forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w
         f->o.enforce_eager = true; /* events between launches: eager steps */
         for (int i = 0; i < MAX_PROF_EVENTS; i++) CUDA_CHECK(cudaEventCreate(&f->prof.ev[i]));
     }
+    /* the communicator first: its buffers count as used when the pool is planned */
+    if (comm->world > 1 && nccl_init(&f->nccl, comm, f->stream, 600.0) != 0) goto fail;
     f->gemm = gemm_create(GEMM_WORKSPACE_BYTES);
     if (!f->gemm || plan_kv_pool(f) != 0) goto fail;
     alloc_workspace(f);
@@ -453,14 +511,22 @@ void forward_cuda_free(forward_cuda *f) {
     if (f->prof.on)
         for (int i = 0; i < MAX_PROF_EVENTS; i++) CUDA_CHECK(cudaEventDestroy(f->prof.ev[i]));
     void *dev[] = {f->cos, f->sin, f->x, f->xn, f->qkv, f->q, f->att, f->proj, f->gate_up,
-                   f->act, f->last, f->logits, f->ids, f->k_pool, f->v_pool, f->d_plan,
-                   f->attn_ws, f->d_sparams, f->d_lps, f->d_entries};
+                   f->act, f->last, f->logits, f->logits_full, f->ids, f->k_pool, f->v_pool,
+                   f->d_plan, f->attn_ws, f->d_sparams, f->d_lps, f->d_entries};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CUDA_CHECK(cudaFree(dev[i]));
     if (f->h_plan) CUDA_CHECK(cudaFreeHost(f->h_plan));
     if (f->h_ids) CUDA_CHECK(cudaFreeHost(f->h_ids));
     if (f->h_logits) CUDA_CHECK(cudaFreeHost(f->h_logits));
     gemm_free(f->gemm);
+    if (f->nccl.comm) {
+        /* A local teardown once this rank's work is done: ncclCommFinalize would wait for the
+         * other ranks, and rank 0 closes its engine before it sends them the stop message
+         * (they wait in the plan channel): that deadlocks. Abort frees without peers. */
+        CUDA_CHECK(cudaStreamSynchronize(f->stream));
+        nccl_abort(&f->nccl);
+        nccl_free(&f->nccl);
+    }
     if (f->stream) CUDA_CHECK(cudaStreamDestroy(f->stream));
     free(f);
 }
@@ -567,14 +633,15 @@ int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_
     if (greedy_ids && L)
         CUDA_CHECK(cudaMemcpyAsync(f->h_ids, f->ids, sizeof(int32_t) * L, cudaMemcpyDeviceToHost,
                                    f->stream));
-    if (logits && L)
-        CUDA_CHECK(cudaMemcpyAsync(f->h_logits, f->logits,
-                                   sizeof(float) * (size_t)L * f->w->shard.vocab_shard,
+    const bool want_logits = logits && L && f->comm->rank == 0; /* only rank 0 samples */
+    if (want_logits)
+        CUDA_CHECK(cudaMemcpyAsync(f->h_logits, f->logits_full ? f->logits_full : f->logits,
+                                   sizeof(float) * (size_t)L * f->cfg->vocab,
                                    cudaMemcpyDeviceToHost, f->stream));
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
     prof_collect(f, p->n_tokens == p->n_seqs);
     if (greedy_ids && L) memcpy(greedy_ids, f->h_ids, sizeof(int32_t) * L);
-    if (logits && L) /* one rank: vocab_shard == vocab */
+    if (want_logits)
         memcpy(logits, f->h_logits, sizeof(float) * (size_t)L * f->cfg->vocab);
     return 0;
 }

@@ -6,7 +6,10 @@
  * the device (HND layout, attention_cuda.h). Memory is planned once at creation: the KV pool
  * takes what --gpu-memory-utilization leaves after the weights and the workspace. Decode steps
  * run as CUDA graphs captured at creation for batch sizes 1, 2, 4, 8, 16, ... up to max_seqs
- * (a batch is padded up to the next size) unless enforce_eager. Available with CUDA. */
+ * (a batch is padded up to the next size) unless enforce_eager. Under mpirun (comm->world > 1)
+ * the forward creates its own NCCL communicator (a collective: every rank creates its forward
+ * with the same options, after comm_select_gpu) and runs the step tensor-parallel on the
+ * rank's shard of the weights. Available with CUDA. */
 #ifndef FOLIO_FORWARD_CUDA_H
 #define FOLIO_FORWARD_CUDA_H
 
@@ -54,8 +57,10 @@ size_t forward_cuda_workspace_bytes(const model_config *cfg, const cuda_weights 
  * asynchronously on the forward's stream, before the next step. */
 void forward_cuda_copy_blocks(forward_cuda *f, const int32_t *src, const int32_t *dst, int n);
 
-/* Runs one step. logits: host [n_logits][vocab] float32, or NULL; greedy_ids: host
- * [n_logits], the argmax of each row computed on the GPU, or NULL. Returns 0, or -1 with a
+/* Runs one step. logits: host [n_logits][vocab] float32, or NULL (filled on rank 0 only:
+ * only rank 0 samples; other ranks' buffers are left as they were); greedy_ids: host
+ * [n_logits], the argmax of each row computed on the GPU over the whole vocabulary (the same
+ * on every rank), or NULL. Returns 0, or -1 with a
  * message (plan too large for the workspace, positions outside the context). */
 int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_t *greedy_ids);
 

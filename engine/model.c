@@ -10,6 +10,7 @@
 #include "progress.h"
 #ifdef FOLIO_HAVE_CUDA
 #include "cuda_check.h"
+#include "nccl_comm.h"
 #include "weights_cuda.h"
 #endif
 
@@ -32,6 +33,8 @@ static int open_gpu(const char *dir, const model_open_options *o, comm_ctx *comm
     const char *why = "";
     if (cuda_device_count_or_zero(&why) == 0)
         return folio_fail("--device cuda: no CUDA device (%s); use --device cpu", why);
+    int device = 0; /* this rank's GPU (local rank k: GPU k) before anything is allocated */
+    if (comm_select_gpu(comm, &device) != 0) return -1;
     cuda_weights *w = folio_xcalloc(1, sizeof *w);
     load_options opt = {.format = o->format, .show_progress = comm->rank == 0, .dummy_seed = 0};
     folio_dtype dt = gpu_dtype(o, &m->cfg);

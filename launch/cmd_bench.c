@@ -14,7 +14,15 @@
  * Roofline: a decode step cannot beat weight bytes / copy bandwidth, a prefill cannot beat
  * its FLOPs / GEMM rate; both ceilings are measured here first (2 GiB device copy, 8192^3 bf16
  * GEMM). With FOLIO_PROFILE=1 the steps run eager with per-kernel CUDA-event times, printed
- * at the end. */
+ * at the end (under mpirun, the NCCL all-reduce and logits all-gather are rows of their own:
+ * the collectives' share of a step).
+ *
+ * Tensor parallelism (mpirun -np N, --device cuda): every rank runs this same loop on its own
+ * forward_cuda. The plans are a function of the seeded generator and the greedy ids, and the
+ * ids are the argmax of the all-gathered logits, bitwise the same on every rank, so every rank
+ * builds rank 0's plans without a message per step (a plan channel would add a host round
+ * trip to each measured step). After the runs the ranks compare a hash of every id they saw
+ * and fail if any differs. Only rank 0 prints. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +43,7 @@ int cmd_bench(int argc, char **argv, comm_ctx *comm) {
 
 #include <cuda_runtime_api.h>
 
+#include "comm.h"
 #include "cuda_check.h"
 #include "forward_cuda.h"
 #include "gemm.h"
@@ -209,6 +218,26 @@ static double median(double *v, int n) {
 }
 
 static uint64_t g_rng = 88172645463325252ull;
+static uint64_t g_ids_hash = 1469598103934665603ull; /* FNV-1a of every greedy id seen */
+
+static void hash_ids(const int32_t *ids, int n) {
+    for (int i = 0; i < n; i++) {
+        g_ids_hash ^= (uint32_t)ids[i];
+        g_ids_hash *= 1099511628211ull;
+    }
+}
+
+/* Under mpirun: fails unless every rank saw the same ids (so ran the same plans). */
+static int check_same_plans(comm_ctx *comm) {
+    if (comm->world == 1) return 0;
+    unsigned long long mine = g_ids_hash, lo = 0, hi = 0;
+    MPI_CHECK(MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm->comm));
+    MPI_CHECK(MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm->comm));
+    if (lo != hi)
+        return folio_fail("bench: ranks generated different token ids (hash %llx on rank %d, "
+                          "range %llx..%llx): their plans diverged", mine, comm->rank, lo, hi);
+    return 0;
+}
 static uint32_t next_rand(void) {
     g_rng ^= g_rng << 13;
     g_rng ^= g_rng >> 7;
@@ -236,6 +265,7 @@ static int latency_once(forward_cuda *f, const model *m, const bench_args *a, st
             rc = -1;
     }
     if (rc == 0) rc = forward_cuda_step(f, p, NULL, ids);
+    if (rc == 0) hash_ids(ids, B);
     const double t1 = folio_now();
     for (int step = 1; step < a->output_len && rc == 0; step++) {
         step_plan_reset(p, step);
@@ -244,6 +274,7 @@ static int latency_once(forward_cuda *f, const model *m, const bench_args *a, st
                               blocks_per_seq, 1, 0) < 0)
                 rc = -1;
         if (rc == 0) rc = forward_cuda_step(f, p, NULL, ids);
+        if (rc == 0) hash_ids(ids, B);
     }
     const double t2 = folio_now();
     out->ttft_ms = (t1 - t0) * 1e3;
@@ -285,7 +316,8 @@ static int bench_latency(const model *m, comm_ctx *comm, const bench_args *a,
             tps[n++] = lr.tok_s;
         }
     }
-    if (rc == 0) {
+    if (rc == 0) rc = check_same_plans(comm);
+    if (rc == 0 && comm->rank == 0) {
         const cuda_weights *w = m->gpu_weights;
         const double kv_bytes = 2.0 * m->cfg.n_layers * m->shard.n_kv_heads * m->cfg.head_dim *
                                 dtype_size(w->dtype) * B * (a->input_len + a->output_len / 2.0);
@@ -295,9 +327,9 @@ static int bench_latency(const model *m, comm_ctx *comm, const bench_args *a,
                                          (double)a->input_len * a->input_len * B; /* causal QK+PV */
         const double prefill_floor = prefill_flops / (c->gemm_tflops * 1e12) * 1e3;
         const double mt = median(ttft, n), mp = median(tpot, n), ms = median(tps, n);
-        printf("latency: batch %d, input %d, output %d, %s, %s (median of %d runs after %d "
-               "warm-up)\n", B, a->input_len, a->output_len, dtype_name(w->dtype),
-               m->enforce_eager ? "eager" : "CUDA graphs", n, a->warmup);
+        printf("latency: batch %d, input %d, output %d, %s, %s, TP %d (median of %d runs after "
+               "%d warm-up)\n", B, a->input_len, a->output_len, dtype_name(w->dtype),
+               m->enforce_eager ? "eager" : "CUDA graphs", comm->world, n, a->warmup);
         printf("  time to first token  %9.2f ms   roofline %7.2f ms (%.2f TFLOP / %.0f TFLOP/s)"
                "  = %.0f%%\n", mt, prefill_floor, prefill_flops * 1e-12, c->gemm_tflops,
                100.0 * prefill_floor / mt);
@@ -362,7 +394,14 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
         free(req);
         return -1;
     }
-    block_pool pool = {.total = forward_cuda_num_blocks(f)};
+    int blocks = forward_cuda_num_blocks(f), fewest = blocks;
+    if (comm->world > 1 && /* block ids must be valid on every rank: the smallest pool */
+        MPI_Allreduce(&blocks, &fewest, 1, MPI_INT, MPI_MIN, comm->comm) != MPI_SUCCESS) {
+        forward_cuda_free(f);
+        free(req);
+        return folio_fail("bench: MPI_Allreduce of the KV pool sizes failed");
+    }
+    block_pool pool = {.total = fewest};
     pool.n_free = pool.total;
     pool.free_blocks = folio_xmalloc(sizeof(int32_t) * pool.total);
     for (int i = 0; i < pool.total; i++) pool.free_blocks[i] = pool.total - 1 - i;
@@ -404,6 +443,7 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
                             "blocks or --max-num-batched-tokens %d", next, req[next].in_len,
                             req[next].out_len, pool.total, a->max_batched);
         if (rc != 0 || (rc = forward_cuda_step(f, &p, NULL, ids)) != 0) break;
+        hash_ids(ids, p.n_logits);
         const int used = pool.total - pool.n_free;
         if (used > peak_blocks) peak_blocks = used;
         if (n_adm) {
@@ -435,15 +475,16 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
         }
     }
     const double secs = folio_now() - t0;
-    if (rc == 0) {
+    if (rc == 0) rc = check_same_plans(comm);
+    if (rc == 0 && comm->rank == 0) {
         const cuda_weights *w = m->gpu_weights;
         const double decode_steps = (double)total_out / S;
         const double floor_s = 2.0 * gemm_params(m) * (double)(total_in + total_out) /
                                    (c->gemm_tflops * 1e12) +
                                decode_steps * (double)w->bytes / (c->copy_gbs * 1e9);
-        printf("throughput: %d requests, input %d, output %d%s, max %d running, %s, %s\n", N,
-               a->input_len, a->output_len, a->random_lengths ? " (random)" : "", S,
-               dtype_name(w->dtype), m->enforce_eager ? "eager" : "CUDA graphs");
+        printf("throughput: %d requests, input %d, output %d%s, max %d running, %s, %s, TP %d\n",
+               N, a->input_len, a->output_len, a->random_lengths ? " (random)" : "", S,
+               dtype_name(w->dtype), m->enforce_eager ? "eager" : "CUDA graphs", comm->world);
         printf("  %.2f s: %.2f requests/s, %.0f output tokens/s, %.0f total tokens/s\n", secs,
                N / secs, out_tokens / secs, (double)(total_in + out_tokens) / secs);
         printf("  roofline %.2f s (all tokens' FLOPs / %.0f TFLOP/s + weight reads of %.0f "
@@ -469,21 +510,28 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
 int cmd_bench(int argc, char **argv, comm_ctx *comm) {
     bench_args a;
     if (parse(argc, argv, &a) != 0) return -1;
+    if (cli_start_rank(&a.common, comm) != 0) return -1;
     model m;
     model_open_options mo;
     cli_model_options(&a.common, &mo);
-    if (model_open_on(a.common.model_dir, &mo, comm, &m) != 0) return -1;
+    if (model_open_on(a.common.model_dir, &mo, comm, &m) != 0) {
+        cli_stop_rank();
+        return -1;
+    }
     ceilings c = {0, 0};
     int rc = measure_ceilings(&c);
     if (rc == 0 && comm->rank == 0) {
         struct cudaDeviceProp prop;
-        CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
         printf("device %s: measured ceilings %.0f GB/s copy (read + write), %.0f TFLOP/s bf16 "
                "GEMM\n", prop.name, c.copy_gbs, c.gemm_tflops);
     }
     if (rc == 0)
         rc = a.latency ? bench_latency(&m, comm, &a, &c) : bench_throughput(&m, comm, &a, &c);
     model_close(&m);
+    cli_stop_rank();
     return rc;
 }
 

@@ -141,9 +141,6 @@ int rank_engine_open(rank_engine *re, const engine_knobs *k, const model *m, com
     const sched_config *sc = &s.sched;
 #ifdef FOLIO_HAVE_CUDA
     if (m->gpu_weights) {
-        if (comm->world > 1)
-            return folio_fail("--device cuda runs on one rank in this version (tensor "
-                              "parallelism over NCCL comes next); run without mpirun");
         if (backend_cuda_create(&re->cuda, m, comm, sc->num_blocks, sc->block_size,
                                 sc->max_num_batched_tokens, sc->max_num_seqs,
                                 sc->max_model_len) != 0)
@@ -194,18 +191,40 @@ int rank_worker_run(const model *m, comm_ctx *comm, plan_channel *ch) {
     memcpy(&s, payload, sizeof s);
     if (agree_kv_blocks(&s, m, comm) != 0) return -1;
     const sched_config *sc = &s.sched;
+    /* the same backend as rank 0's, created with the same sizes (on CUDA: the same graphs,
+     * captured in the same order, so the collectives inside them pair up) */
+    engine_backend local;
     backend_cpu be;
-    if (backend_cpu_create(&be, m, comm, sc->num_blocks, sc->block_size,
-                           sc->max_num_batched_tokens, sc->max_num_seqs) != 0)
-        return -1;
+#ifdef FOLIO_HAVE_CUDA
+    backend_cuda bc;
+    if (m->gpu_weights) {
+        if (backend_cuda_create(&bc, m, comm, sc->num_blocks, sc->block_size,
+                                sc->max_num_batched_tokens, sc->max_num_seqs,
+                                sc->max_model_len) != 0)
+            return -1;
+        local = backend_cuda_iface(&bc);
+    } else
+#endif
+    {
+        if (backend_cpu_create(&be, m, comm, sc->num_blocks, sc->block_size,
+                               sc->max_num_batched_tokens, sc->max_num_seqs) != 0)
+            return -1;
+        local = backend_cpu_iface(&be);
+    }
     step_plan plan;
     step_plan_create(&plan, sc->max_num_batched_tokens, sc->max_num_seqs,
                      (sc->max_model_len + sc->block_size - 1) / sc->block_size, sc->block_size);
     float *logits = folio_xmalloc(sizeof(float) * (size_t)sc->max_num_seqs * m->cfg.vocab);
     long long steps = 0;
-    int rc = tp_worker_loop(ch, backend_cpu_iface(&be), &plan, logits, &steps);
+    int rc = tp_worker_loop(ch, local, &plan, logits, &steps);
     free(logits);
     step_plan_free(&plan);
+#ifdef FOLIO_HAVE_CUDA
+    if (m->gpu_weights) {
+        backend_cuda_free(&bc);
+        return rc;
+    }
+#endif
     backend_cpu_free(&be);
     return rc;
 }
