@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -49,10 +50,11 @@ int cmd_bench(int argc, char **argv, comm_ctx *comm) {
 #include "gemm.h"
 #include "model.h"
 #include "progress.h"
+#include "request_lengths.h"
 #include "step_plan.h"
 
 enum { OPT_BATCH = 1, OPT_INPUT_LEN, OPT_OUTPUT_LEN, OPT_ITERS, OPT_WARMUP, OPT_PROMPTS,
-       OPT_RANDOM, OPT_MAX_SEQS, OPT_MAX_BATCHED, OPT_GPU_UTIL };
+       OPT_RANDOM, OPT_MAX_SEQS, OPT_MAX_BATCHED, OPT_GPU_UTIL, OPT_REQUESTS };
 
 static const char USAGE[] =
     "usage: folio bench latency|throughput --model DIR [--load-format dummy] [options]\n"
@@ -63,6 +65,8 @@ static const char USAGE[] =
     "  --num-warmup N           latency: untimed runs first (default 2)\n"
     "  --num-prompts N          throughput: requests (default 1000)\n"
     "  --random-lengths         throughput: lengths uniform in [len/2, 3 len/2]\n"
+    "  --requests FILE.jsonl    throughput: the lengths of these requests (prompt_ids or\n"
+    "                           prompt, max_tokens; the format of folio generate --requests)\n"
     "  --max-num-seqs N         throughput: running requests at most (default 256)\n"
     "  --max-num-batched-tokens N  throughput: prefill tokens per step (default 8192)\n"
     "  --gpu-memory-utilization F  fraction of GPU memory for weights, workspace, KV (0.90)\n"
@@ -73,6 +77,7 @@ typedef struct {
     int latency;
     int batch, input_len, output_len, iters, warmup, prompts, random_lengths, max_seqs,
         max_batched;
+    const char *requests;        /* throughput: lengths from this JSONL file */
 } bench_args;
 
 static int parse(int argc, char **argv, bench_args *a) {
@@ -84,6 +89,7 @@ static int parse(int argc, char **argv, bench_args *a) {
         {"num-warmup", required_argument, 0, OPT_WARMUP},
         {"num-prompts", required_argument, 0, OPT_PROMPTS},
         {"random-lengths", no_argument, 0, OPT_RANDOM},
+        {"requests", required_argument, 0, OPT_REQUESTS},
         {"max-num-seqs", required_argument, 0, OPT_MAX_SEQS},
         {"max-num-batched-tokens", required_argument, 0, OPT_MAX_BATCHED},
         {"gpu-memory-utilization", required_argument, 0, OPT_GPU_UTIL},
@@ -123,6 +129,7 @@ static int parse(int argc, char **argv, bench_args *a) {
         case OPT_MAX_SEQS: dst = &a->max_seqs; name = "--max-num-seqs"; break;
         case OPT_MAX_BATCHED: dst = &a->max_batched; name = "--max-num-batched-tokens"; break;
         case OPT_RANDOM: a->random_lengths = 1; break;
+        case OPT_REQUESTS: a->requests = optarg; break;
         case OPT_GPU_UTIL:
             if (cli_parse_float("--gpu-memory-utilization", optarg, 0.05, 1.0,
                                 &a->common.gpu_memory_utilization) != 0)
@@ -360,16 +367,30 @@ typedef struct {
     int n_free, total;
 } block_pool;
 
+/* The request lengths of --requests FILE (text prompts encoded with the model's tokenizer,
+ * when it has one). */
+static int request_file_lengths(const bench_args *a, int **in, int **out, int *n) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", a->common.model_dir);
+    tokenizer *tok = NULL;
+    if (access(path, R_OK) == 0 && tokenizer_load(a->common.model_dir, &tok) != 0) return -1;
+    int rc = request_lengths_read(a->requests, tok, a->output_len, in, out, n);
+    tokenizer_free(tok);
+    return rc;
+}
+
 static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
                             const ceilings *c) {
-    const int bs = 16, N = a->prompts, S = a->max_seqs;
+    const int bs = 16, S = a->max_seqs;
+    int N = a->prompts, *file_in = NULL, *file_out = NULL;
+    if (a->requests && request_file_lengths(a, &file_in, &file_out, &N) != 0) return -1;
     request *req = folio_xcalloc(N, sizeof *req);
     int max_len = 0;
     long long total_out = 0, total_in = 0;
     for (int i = 0; i < N; i++) {
-        req[i].in_len = a->input_len;
-        req[i].out_len = a->output_len;
-        if (a->random_lengths) {
+        req[i].in_len = file_in ? file_in[i] : a->input_len;
+        req[i].out_len = file_out ? file_out[i] : a->output_len;
+        if (a->random_lengths && !file_in) {
             req[i].in_len = a->input_len / 2 + (int)(next_rand() % (a->input_len + 1));
             req[i].out_len = a->output_len / 2 + (int)(next_rand() % (a->output_len + 1));
         }
@@ -380,6 +401,8 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
         total_out += req[i].out_len;
         total_in += req[i].in_len;
     }
+    free(file_in);
+    free(file_out);
     if (max_len > m->cfg.max_position)
         return folio_fail("bench: requests of %d tokens exceed the model's context of %d",
                           max_len, m->cfg.max_position);
@@ -482,9 +505,15 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
         const double floor_s = 2.0 * gemm_params(m) * (double)(total_in + total_out) /
                                    (c->gemm_tflops * 1e12) +
                                decode_steps * (double)w->bytes / (c->copy_gbs * 1e9);
-        printf("throughput: %d requests, input %d, output %d%s, max %d running, %s, %s, TP %d\n",
-               N, a->input_len, a->output_len, a->random_lengths ? " (random)" : "", S,
-               dtype_name(w->dtype), m->enforce_eager ? "eager" : "CUDA graphs", comm->world);
+        if (a->requests)
+            printf("throughput: %d requests from %s (%lld prompt + %lld output tokens), max %d "
+                   "running, %s, %s, TP %d\n", N, a->requests, total_in, total_out, S,
+                   dtype_name(w->dtype), m->enforce_eager ? "eager" : "CUDA graphs", comm->world);
+        else
+            printf("throughput: %d requests, input %d, output %d%s, max %d running, %s, %s, "
+                   "TP %d\n", N, a->input_len, a->output_len,
+                   a->random_lengths ? " (random)" : "", S, dtype_name(w->dtype),
+                   m->enforce_eager ? "eager" : "CUDA graphs", comm->world);
         printf("  %.2f s: %.2f requests/s, %.0f output tokens/s, %.0f total tokens/s\n", secs,
                N / secs, out_tokens / secs, (double)(total_in + out_tokens) / secs);
         printf("  roofline %.2f s (all tokens' FLOPs / %.0f TFLOP/s + weight reads of %.0f "
