@@ -1,4 +1,5 @@
 /* Rank 0's broadcasting backend and the other ranks' worker loop. */
+#include <stdbool.h>
 #include <unistd.h>
 
 #include "backend_tp.h"
@@ -7,11 +8,18 @@
 #include "progress.h"
 #include "step_watchdog.h"
 
-/* What every rank does with a plan it holds: fault hooks, then the local step, watched. */
+/* Before a rank runs a plan: the fault hooks, then the watchdog starts timing the step
+ * (step_watchdog_leave() when it is done). */
+static int enter_step(int rank, int64_t step) {
+    if (fault_check("step", rank, step) != 0) return -1;
+    step_watchdog_enter(step);
+    while (fault_armed("hang", rank, step)) sleep(1);
+    return 0;
+}
+
+/* What every rank does with a plan it holds: the hooks, then the local step, watched. */
 static int run_local(engine_backend local, int rank, const step_plan *plan, float *logits) {
-    if (fault_check("step", rank, plan->step) != 0) return -1;
-    step_watchdog_enter(plan->step);
-    while (fault_armed("hang", rank, plan->step)) sleep(1);
+    if (enter_step(rank, plan->step) != 0) return -1;
     int rc = local.step(local.self, plan, logits);
     step_watchdog_leave();
     return rc;
@@ -25,9 +33,25 @@ static int tp_step(void *self, const step_plan *plan, float *logits) {
     return run_local(b->local, b->rank, plan, logits);
 }
 
+/* The same with sampling in the local backend (the CUDA backend's device sampling): only
+ * offered on one rank, where there is nothing to broadcast; with several ranks the logits
+ * of rank 0 are sampled on the host. */
+static int tp_step_sample(void *self, const step_plan *plan, const sample_row_params *params,
+                          const sample_entry *entries, int n_entries, int32_t *ids,
+                          float *logprobs) {
+    backend_tp *b = self;
+    if (enter_step(b->rank, plan->step) != 0) return -1;
+    int rc = b->local.step_sample(b->local.self, plan, params, entries, n_entries, ids,
+                                  logprobs);
+    step_watchdog_leave();
+    return rc;
+}
+
 engine_backend backend_tp_iface(backend_tp *b, engine_backend local, plan_channel *ch) {
     *b = (backend_tp){.local = local, .ch = ch, .rank = ch->comm->rank};
-    return (engine_backend){.self = b, .step = tp_step};
+    bool sample_here = local.step_sample && ch->comm->world == 1;
+    return (engine_backend){.self = b, .step = tp_step,
+                            .step_sample = sample_here ? tp_step_sample : NULL};
 }
 
 int tp_worker_loop(plan_channel *ch, engine_backend local, step_plan *plan, float *logits,

@@ -68,6 +68,10 @@ static void step_checked(engine *e, mock_model *m) {
 }
 
 /* Runs one request alone on a roomy engine (the reference for sampled requests). */
+/* The backend every engine of a test uses: the host-sampling mock, or the one that samples
+ * "on the device" (the engine's step_sample path, as with the CUDA backend). */
+static engine_backend (*g_backend)(mock_model *m) = mock_backend;
+
 static void run_alone(const sched_config *base, treq *t, treq *out) {
     sched_config c = *base;
     c.num_blocks = 4 * ((c.max_model_len + c.block_size - 1) / c.block_size) * MAX_N;
@@ -76,7 +80,7 @@ static void run_alone(const sched_config *base, treq *t, treq *out) {
     mock_model m;
     mock_model_init(&m, VOCAB, c.num_blocks, c.block_size);
     engine_config ec = {.sched = c, .vocab = VOCAB, .eos_ids = EOS, .n_eos = 1};
-    engine *e = engine_create(&ec, mock_backend(&m), on_done, NULL);
+    engine *e = engine_create(&ec, g_backend(&m), on_done, NULL);
     assert_non_null(e);
     *out = *t;
     out->done = false;
@@ -144,7 +148,7 @@ static int64_t run_stream(uint64_t seed) {
     mock_model m;
     mock_model_init(&m, VOCAB, c.num_blocks, c.block_size);
     engine_config ec = {.sched = c, .vocab = VOCAB, .eos_ids = EOS, .n_eos = 1};
-    engine *e = engine_create(&ec, mock_backend(&m), on_done, NULL);
+    engine *e = engine_create(&ec, g_backend(&m), on_done, NULL);
     if (!e) fail_msg("engine_create: %s", folio_last_error());
     int32_t prefixes[3][32];
     for (int p = 0; p < 3; p++)
@@ -193,6 +197,21 @@ static void test_random_streams(void **state) {
     for (int s = 0; s < n; s++) preemptions += run_stream((uint64_t)s);
     printf("%d streams, %lld preemptions\n", n, (long long)preemptions);
     assert_true(preemptions > 100);
+}
+
+/* The same invariants through the engine's device-sampling path (step_sample, with the GPU
+ * sampler's CPU twin): greedy requests give the reference output, sampled ones what they give
+ * alone, whatever the batch, preemptions and prefix hits. */
+static void test_random_streams_device_sampling(void **state) {
+    (void)state;
+    const char *env = getenv("FOLIO_SCHED_STREAMS");
+    int n = env ? atoi(env) / 4 : 500;
+    int64_t preemptions = 0;
+    g_backend = mock_backend_sampling;
+    for (int s = 0; s < n; s++) preemptions += run_stream((uint64_t)s + 100000);
+    g_backend = mock_backend;
+    printf("%d streams through step_sample, %lld preemptions\n", n, (long long)preemptions);
+    assert_true(preemptions > 20);
 }
 
 /* ---- targeted tests ---- */
@@ -396,6 +415,7 @@ int main(void) {
         cmocka_unit_test(test_config_errors),     cmocka_unit_test(test_prefix_cache_hits),
         cmocka_unit_test(test_copy_on_write),     cmocka_unit_test(test_seed_across_batches),
         cmocka_unit_test(test_sessions),          cmocka_unit_test(test_random_streams),
+        cmocka_unit_test(test_random_streams_device_sampling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

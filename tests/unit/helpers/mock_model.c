@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mock_model.h"
+#include "sample_rows.h"
 
 static uint64_t mix(uint64_t z) {
     z ^= z >> 31;
@@ -89,6 +90,26 @@ static int mock_step(void *self, const step_plan *p, float *logits) {
 }
 
 engine_backend mock_backend(mock_model *m) { return (engine_backend){.self = m, .step = mock_step}; }
+
+/* step, then the rows sampled by the GPU sampler's CPU twin; only ids (and the chosen
+ * token's logprob) go back, as from the CUDA backend. */
+static int mock_step_sample(void *self, const step_plan *p, const sample_row_params *params,
+                            const sample_entry *entries, int n_entries, int32_t *ids,
+                            float *logprobs) {
+    mock_model *m = self;
+    float *logits = malloc(sizeof(float) * (size_t)(p->n_logits ? p->n_logits : 1) * m->vocab);
+    sample_entry *scratch = malloc(sizeof *scratch * (size_t)(n_entries ? n_entries : 1));
+    memcpy(scratch, entries, sizeof *scratch * (size_t)n_entries);
+    int rc = mock_step(self, p, logits);
+    if (rc == 0) sample_rows_cpu(ids, logprobs, logits, p->n_logits, m->vocab, params, scratch);
+    free(scratch);
+    free(logits);
+    return rc;
+}
+
+engine_backend mock_backend_sampling(mock_model *m) {
+    return (engine_backend){.self = m, .step = mock_step, .step_sample = mock_step_sample};
+}
 
 static bool in(const int32_t *a, int n, int32_t x) {
     for (int i = 0; i < n; i++)

@@ -24,6 +24,11 @@ void mock_model_init(mock_model *m, int vocab, int num_blocks, int block_size);
 void mock_model_free(mock_model *m);
 engine_backend mock_backend(mock_model *m);
 
+/* The same model behind a backend that also samples "on the device" (step_sample), with
+ * sample_rows_cpu, the CPU twin of the GPU sampler: it drives the engine's device-sampling
+ * path, as the CUDA backend does, and must give what the host path gives. */
+engine_backend mock_backend_sampling(mock_model *m);
+
 /* The logits row the mock gives after the history ids[0..n). */
 void mock_logits(const int32_t *ids, int n, int vocab, float *row);
 
