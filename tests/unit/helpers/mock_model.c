@@ -99,7 +99,7 @@ static int mock_step_sample(void *self, const step_plan *p, const sample_row_par
     mock_model *m = self;
     float *logits = malloc(sizeof(float) * (size_t)(p->n_logits ? p->n_logits : 1) * m->vocab);
     sample_entry *scratch = malloc(sizeof *scratch * (size_t)(n_entries ? n_entries : 1));
-    memcpy(scratch, entries, sizeof *scratch * (size_t)n_entries);
+    if (n_entries) memcpy(scratch, entries, sizeof *scratch * (size_t)n_entries);
     int rc = mock_step(self, p, logits);
     if (rc == 0) sample_rows_cpu(ids, logprobs, logits, p->n_logits, m->vocab, params, scratch);
     free(scratch);
