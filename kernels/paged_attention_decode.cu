@@ -44,17 +44,8 @@ constexpr int kRowWarps = kRowThreads / kWarp;
 constexpr int kChunk = 256; /* positions per chunk (scores in shared memory) */
 constexpr int kUnroll = 4;  /* 16-byte loads in flight per thread per pass */
 
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int off = kWarp / 2; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-    return v;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
+using folio::warp_max;
+using folio::warp_sum;
 
 /* Grid: x = row (sequence in decode mode, query token in prefill mode), y = KV head,
  * z = partition. Block: kRowThreads. GP: query heads per KV head rounded up to 1, 2, 4, 8

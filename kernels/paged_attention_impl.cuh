@@ -14,28 +14,14 @@
 #include <stdint.h>
 
 #include "attention_cuda.h"
+#include "cuda_types.cuh"
 
 namespace folio_attn {
 
-constexpr int kWarp = 32;
-
-__device__ __forceinline__ float to_f32(float v) { return v; }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
-
-template <typename T> __device__ __forceinline__ T from_f32(float v);
-template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
-    return __float2bfloat16_rn(v);
-}
-template <> __device__ __forceinline__ __half from_f32<__half>(float v) {
-    return __float2half_rn(v);
-}
-
-/* VEC elements moved as one aligned 16-byte load or store. */
-template <typename T, int VEC> struct alignas(sizeof(T) * VEC) Pack {
-    T v[VEC];
-};
+using folio::from_f32;
+using folio::kWarp;
+using folio::Pack;
+using folio::to_f32;
 
 /* c += a (16x16, row) * b (16x8, col), float32 accumulators. */
 template <typename T> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4],

@@ -18,36 +18,17 @@
 #include <stdint.h>
 
 #include "cuda_check.h"
+#include "cuda_types.cuh"
 #include "kernels_cuda.h"
 
 namespace {
 
 constexpr int kMaxThreads = 1024;
-constexpr int kWarp = 32;
-
-__device__ __forceinline__ float to_f32(float v) { return v; }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
-
-template <typename T> __device__ __forceinline__ T from_f32(float v);
-template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
-    return __float2bfloat16_rn(v);
-}
-template <> __device__ __forceinline__ __half from_f32<__half>(float v) {
-    return __float2half_rn(v);
-}
-
-/* VEC elements moved as one aligned load or store. */
-template <typename T, int VEC> struct alignas(sizeof(T) * VEC) Pack {
-    T v[VEC];
-};
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
+using folio::from_f32;
+using folio::kWarp;
+using folio::Pack;
+using folio::to_f32;
+using folio::warp_sum;
 
 /* Sum of v over the block, returned to every thread. Called once per kernel. */
 __device__ float block_sum(float v) {
