@@ -17,12 +17,11 @@ __device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
     return v > bv || (v == bv && i < bi) || (bv != bv && v == v);
 }
 
-__global__ void argmax_kernel(int32_t *ids,         /* [n] */
-                              const float *logits,  /* [n][vocab] */
-                              int vocab) {
+/* The row's argmax over the block (lowest id on ties, a number over NaN), returned to every
+ * thread with its value; 0 for a row of NaNs. Called at most once per kernel. */
+__device__ int block_argmax(const float *row, int vocab, float *best_out) {
     __shared__ float s_val[kThreads / kWarp];
     __shared__ int s_idx[kThreads / kWarp];
-    const float *row = logits + (size_t)blockIdx.x * vocab;
     float best = -INFINITY;
     int bi = vocab; /* "none yet" loses every tie */
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
@@ -47,14 +46,23 @@ __global__ void argmax_kernel(int32_t *ids,         /* [n] */
         s_idx[warp] = bi;
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x / kWarp); w++)
-            if (better(s_val[w], s_idx[w], best, bi)) {
-                best = s_val[w];
-                bi = s_idx[w];
-            }
-        ids[blockIdx.x] = bi < vocab ? bi : 0;
-    }
+    best = s_val[0];
+    bi = s_idx[0];
+    for (int w = 1; w < (int)(blockDim.x / kWarp); w++)
+        if (better(s_val[w], s_idx[w], best, bi)) {
+            best = s_val[w];
+            bi = s_idx[w];
+        }
+    *best_out = best;
+    return bi < vocab ? bi : 0;
+}
+
+__global__ void argmax_kernel(int32_t *ids,         /* [n] */
+                              const float *logits,  /* [n][vocab] */
+                              int vocab) {
+    float best;
+    const int id = block_argmax(logits + (size_t)blockIdx.x * vocab, vocab, &best);
+    if (threadIdx.x == 0) ids[blockIdx.x] = id;
 }
 
 } // namespace
@@ -212,45 +220,13 @@ sample_rows_kernel(int32_t *ids,                   /* [n] */
                    const float *logits,            /* [n][vocab] entries applied */
                    int vocab, const sample_row_params *params, /* [n] */
                    const sample_entry *entries) {
-    __shared__ float s_val[kThreads / kWarp];
-    __shared__ int s_idx[kThreads / kWarp];
     __shared__ int s_id;
     __shared__ float s_raw;
     const sample_row_params p = params[blockIdx.x];
     const float *row = logits + (size_t)blockIdx.x * vocab;
     /* pass 1: the argmax */
-    float best = -INFINITY;
-    int bi = vocab;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const float v = row[i];
-        if (better(v, i, best, bi)) {
-            best = v;
-            bi = i;
-        }
-    }
-#pragma unroll
-    for (int off = kWarp / 2; off > 0; off /= 2) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best, off);
-        const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
-        if (better(ov, oi, best, bi)) {
-            best = ov;
-            bi = oi;
-        }
-    }
-    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    if (lane == 0) {
-        s_val[warp] = best;
-        s_idx[warp] = bi;
-    }
-    __syncthreads();
-    best = s_val[0];
-    bi = s_idx[0];
-    for (int w = 1; w < kThreads / kWarp; w++)
-        if (better(s_val[w], s_idx[w], best, bi)) {
-            best = s_val[w];
-            bi = s_idx[w];
-        }
-    if (bi >= vocab) bi = 0;
+    float best;
+    const int bi = block_argmax(row, vocab, &best);
     if (threadIdx.x == 0) s_id = bi;
     if (p.temperature != 0.0f) {
         row_ctx c = {row, vocab, best, p.temperature, p.min_p, 0u, 0u};
