@@ -17,7 +17,7 @@ static forward_cuda_options options(const model *m, int num_blocks, int block_si
         .max_logits = max_seqs, .max_blocks_per_seq = (max_model_len + block_size - 1) / block_size,
         .block_size = block_size, .num_blocks = num_blocks,
         .gpu_memory_utilization = 1.0, /* the pool was sized by kv_capacity already */
-        .enforce_eager = m->enforce_eager};
+        .enforce_eager = m->enforce_eager, .nccl_only = m->allreduce_nccl};
 }
 
 int backend_cuda_create(backend_cuda *b, const model *m, comm_ctx *comm, int num_blocks,

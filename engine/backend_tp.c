@@ -1,5 +1,4 @@
 /* Rank 0's broadcasting backend and the other ranks' worker loop. */
-#include <stdbool.h>
 #include <unistd.h>
 
 #include "backend_tp.h"
@@ -33,13 +32,16 @@ static int tp_step(void *self, const step_plan *plan, float *logits) {
     return run_local(b->local, b->rank, plan, logits);
 }
 
-/* The same with sampling in the local backend (the CUDA backend's device sampling): only
- * offered on one rank, where there is nothing to broadcast; with several ranks the logits
- * of rank 0 are sampled on the host. */
+/* The same with sampling in the local backend (the CUDA backend's device sampling): the
+ * plan goes out as in tp_step; the other ranks run the forward only, and rank 0 samples its
+ * gathered logits on its own GPU. */
 static int tp_step_sample(void *self, const step_plan *plan, const sample_row_params *params,
                           const sample_entry *entries, int n_entries, int32_t *ids,
                           float *logprobs) {
     backend_tp *b = self;
+    double t0 = folio_now();
+    if (plan_channel_send_plan(b->ch, plan) != 0) return -1;
+    b->send_s += folio_now() - t0;
     if (enter_step(b->rank, plan->step) != 0) return -1;
     int rc = b->local.step_sample(b->local.self, plan, params, entries, n_entries, ids,
                                   logprobs);
@@ -49,9 +51,8 @@ static int tp_step_sample(void *self, const step_plan *plan, const sample_row_pa
 
 engine_backend backend_tp_iface(backend_tp *b, engine_backend local, plan_channel *ch) {
     *b = (backend_tp){.local = local, .ch = ch, .rank = ch->comm->rank};
-    bool sample_here = local.step_sample && ch->comm->world == 1;
     return (engine_backend){.self = b, .step = tp_step,
-                            .step_sample = sample_here ? tp_step_sample : NULL};
+                            .step_sample = local.step_sample ? tp_step_sample : NULL};
 }
 
 int tp_worker_loop(plan_channel *ch, engine_backend local, step_plan *plan, float *logits,

@@ -8,8 +8,13 @@
  *
  * Tensor parallelism (world > 1): the forward owns an NCCL communicator on its compute stream
  * (nccl_comm.h) and runs forward_cpu's collectives on the device: the vocab-parallel embedding
- * (zeros outside this rank's rows) and the o / down projections' partial sums are all-reduced
- * in place, the row-parallel biases added once after the sum; the LM head computes this
+ * (zeros outside this rank's rows) and the o / down projections' partial sums are all-reduced,
+ * the row-parallel biases added once after the sum. Where the ranks share a host and can map
+ * each other's memory (comm/peer_memory.h), steps of up to oneshot_max_bytes per all-reduce
+ * (decode steps) use the one-shot all-reduce fused with bias, residual add and the next
+ * RMSNorm (kernels/oneshot_allreduce.h); larger ones NCCL in place, then the bias and
+ * add_rmsnorm. The partial sums then live in three peer-visible buffers in rotation
+ * (embedding, attention, MLP), as the one-shot reuse rule wants. The LM head computes this
  * rank's vocabulary rows into its block of an all-gather buffer, and vocab_unshard_cuda puts
  * the gathered blocks back into [n][vocab] order, so every rank holds the same logits and the
  * same greedy ids. Every collective is enqueued on the stream, so the decode graphs capture
@@ -31,6 +36,8 @@
 #include "gemm.h"
 #include "kernels_cuda.h"
 #include "nccl_comm.h"
+#include "oneshot_allreduce.h"
+#include "peer_memory.h"
 #include "progress.h"
 #include "rope_tables.h"
 #include "tensor_parallel.h"
@@ -41,13 +48,14 @@ enum { MAX_GRAPHS = 16, MAX_PROF_EVENTS = 4096 };
  * the time since the previous event charged to the launch's category. */
 typedef enum {
     PROF_EMBED, PROF_QKV, PROF_ROPE_KV, PROF_ATTENTION, PROF_O, PROF_NORM, PROF_GATE_UP,
-    PROF_SILU, PROF_DOWN, PROF_LM_HEAD, PROF_ARGMAX, PROF_ALLREDUCE, PROF_GATHER, PROF_COUNT
+    PROF_SILU, PROF_DOWN, PROF_LM_HEAD, PROF_ARGMAX, PROF_ALLREDUCE, PROF_ONESHOT, PROF_GATHER,
+    PROF_COUNT
 } prof_cat;
 
 static const char *const PROF_NAMES[PROF_COUNT] = {
     "embedding", "qkv GEMM", "rope+KV write", "attention", "o GEMM", "add+rmsnorm",
     "gate_up GEMM", "silu*mul", "down GEMM", "LM head GEMM", "argmax", "all-reduce (NCCL)",
-    "logits all-gather"};
+    "all-reduce+norm (one-shot)", "logits all-gather"};
 
 typedef struct {
     bool on;
@@ -65,6 +73,17 @@ typedef struct {
         total;
 } plan_layout;
 
+/* The buffers the all-reduces sum (the GEMMs' partial sums): one rank or NCCL only, all three
+ * are `proj`; with the one-shot all-reduce, three peer-visible buffers in rotation. */
+enum { RED_EMBED, RED_ATTN, RED_MLP, RED_COUNT };
+_Static_assert((int)PEER_MAX_RANKS == (int)ONESHOT_MAX_RANKS, "peer memory and one-shot rank limits");
+
+/* The largest all-reduce (bytes of one rank's rows) sent one-shot by default: what each rank
+ * reads from its peers, (world - 1) x bytes, at most 2 MB. Where one-shot and NCCL (with the
+ * norm after it) cross on 2 and 4 H200s (docs/benchmarks.md): one-shot is faster up to 8 MB
+ * on 2 ranks and up to about 1 MB on 4. FOLIO_ONESHOT_MAX_BYTES overrides. */
+#define ONESHOT_PEER_READ_BYTES ((size_t)2 << 20)
+
 struct forward_cuda {
     const model_config *cfg;
     const cuda_weights *w;
@@ -78,7 +97,15 @@ struct forward_cuda {
     void *x, *xn;                /* [max_tokens][hidden] residual stream, normalised */
     void *qkv;                   /* [max_tokens][qkv_dim] fused GEMM output */
     void *q, *att;               /* [max_tokens][q_dim] */
-    void *proj;                  /* [max_tokens][hidden] o / down / embedding output */
+    void *proj;                  /* [max_tokens][hidden] o / down / embedding output (NULL
+                                  * with the one-shot all-reduce: red[] are peer memory) */
+    void *red[RED_COUNT];        /* the all-reduced buffers (see RED_EMBED) */
+    peer_memory peers;           /* one-shot all-reduce: every rank's region mapped here */
+    oneshot_peers oneshot[RED_COUNT]; /* its view of red[k] on every rank */
+    bool use_oneshot;
+    char allreduce_name[48];     /* "one-shot <= N KB, NCCL above" */
+    bool oneshot_step;           /* this step may use it: it ends with the logits all-gather */
+    size_t oneshot_max_bytes;
     void *gate_up;               /* [max_tokens][2 * inter] */
     void *act;                   /* [max_tokens][inter] */
     void *last;                  /* [max_logits][hidden] */
@@ -154,6 +181,8 @@ static size_t workspace_bytes(const forward_cuda *f) {
     size_t b = 2 * T * c->hidden * e + T * f->qkv_dim * e + 2 * T * f->q_dim * e +
                T * c->hidden * e + T * 3 * f->inter * e + L * c->hidden * e +
                L * f->w->shard.vocab_shard * sizeof(float) + L * sizeof(int32_t);
+    if (f->w->shard.world > 1) /* one-shot's other two sum buffers (an upper bound) */
+        b += 2 * T * c->hidden * e + sizeof(oneshot_signal);
     if (f->w->shard.world > 1) /* the all-gather buffer and the reordered logits */
         b += L * sizeof(float) * ((size_t)f->w->shard.world * f->w->shard.vocab_shard +
                                   (size_t)c->vocab) - L * f->w->shard.vocab_shard * sizeof(float);
@@ -220,7 +249,10 @@ static void alloc_workspace(forward_cuda *f) {
     f->qkv = dev_alloc(T * f->qkv_dim * e);
     f->q = dev_alloc(T * f->q_dim * e);
     f->att = dev_alloc(T * f->q_dim * e);
-    f->proj = dev_alloc(T * c->hidden * e);
+    if (!f->use_oneshot) {
+        f->proj = dev_alloc(T * c->hidden * e);
+        for (int k = 0; k < RED_COUNT; k++) f->red[k] = f->proj;
+    }
     f->gate_up = dev_alloc(T * 2 * f->inter * e);
     f->act = dev_alloc(T * f->inter * e);
     f->last = dev_alloc(L * c->hidden * e);
@@ -253,6 +285,24 @@ static int reduce_rows(forward_cuda *f, void *buf, const void *bias, int n) {
     if (nccl_allreduce_sum(&f->nccl, buf, count, nccl_type(f->dt)) != 0) return -1;
     prof_mark(f, PROF_ALLREDUCE);
     add_bias_rows_cuda(buf, bias, n, f->cfg->hidden, f->dt, f->stream);
+    return 0;
+}
+
+/* After a GEMM left this rank's partial sums of n rows in red[k]: their sum over ranks, the
+ * row-parallel bias once (NULL: none), then x += that and xn = rmsnorm(x) * norm. One
+ * kernel with the one-shot all-reduce; else NCCL, the bias and add_rmsnorm. */
+static int reduce_add_norm(forward_cuda *f, int k, const void *bias, int n, const void *norm) {
+    const int dim = f->cfg->hidden;
+    const float eps = (float)f->cfg->rms_eps;
+    if (f->oneshot_step && (size_t)n * dim * dtype_size(f->dt) <= f->oneshot_max_bytes) {
+        oneshot_allreduce_add_rmsnorm_cuda(&f->oneshot[k], f->x, f->xn, bias, norm, n, dim, eps,
+                                           f->dt, f->stream);
+        prof_mark(f, PROF_ONESHOT);
+        return 0;
+    }
+    if (reduce_rows(f, f->red[k], bias, n) != 0) return -1;
+    add_rmsnorm_cuda(f->x, f->red[k], f->xn, norm, n, dim, eps, f->dt, f->stream);
+    prof_mark(f, PROF_NORM);
     return 0;
 }
 
@@ -300,13 +350,13 @@ static int attention_block(forward_cuda *f, const step_shape *s, int layer) {
                               PLAN_PTR(f, plan, seq_start, int32_t),
                               PLAN_PTR(f, plan, context_lens, int32_t), &ap, f->stream);
     prof_mark(f, PROF_ATTENTION);
-    gemm_run(f->gemm, f->proj, f->dt, f->att, lw->wo, gemm_bias(f, lw->bo), f->dt, T, f->q_dim,
-             c->hidden, f->stream);
+    gemm_run(f->gemm, f->red[RED_ATTN], f->dt, f->att, lw->wo, gemm_bias(f, lw->bo), f->dt, T,
+             f->q_dim, c->hidden, f->stream);
     prof_mark(f, PROF_O);
-    return reduce_rows(f, f->proj, lw->bo, T);
+    return 0;
 }
 
-static int mlp_block(forward_cuda *f, int layer, int T) {
+static void mlp_block(forward_cuda *f, int layer, int T) {
     const model_config *c = f->cfg;
     const layer_weights_cuda *lw = &f->w->layers[layer];
     gemm_run(f->gemm, f->gate_up, f->dt, f->xn, lw->w_gate_up, lw->b_gate_up, f->dt, T,
@@ -314,10 +364,9 @@ static int mlp_block(forward_cuda *f, int layer, int T) {
     prof_mark(f, PROF_GATE_UP);
     silu_mul_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->stream);
     prof_mark(f, PROF_SILU);
-    gemm_run(f->gemm, f->proj, f->dt, f->act, lw->w_down, gemm_bias(f, lw->b_down), f->dt, T,
-             f->inter, c->hidden, f->stream);
+    gemm_run(f->gemm, f->red[RED_MLP], f->dt, f->act, lw->w_down, gemm_bias(f, lw->b_down),
+             f->dt, T, f->inter, c->hidden, f->stream);
     prof_mark(f, PROF_DOWN);
-    return reduce_rows(f, f->proj, lw->b_down, T);
 }
 
 /* The whole step on f->stream from the device plan: embedding -> layers -> LM head -> argmax. */
@@ -325,26 +374,25 @@ static int run_forward(forward_cuda *f, const step_shape *s) {
     const model_config *c = f->cfg;
     const cuda_weights *w = f->w;
     const int T = s->n_tokens;
-    const float eps = (float)c->rms_eps;
     char *plan = f->d_plan;
+    /* One-shot only in steps that end with the logits all-gather: a rank done with it knows
+     * every peer is done reading its region (so it may free it after its last step). */
+    f->oneshot_step = f->use_oneshot && s->n_logits > 0;
     prof_mark(f, PROF_EMBED); /* start */
-    embedding_cuda(f->proj, w->embed, PLAN_PTR(f, plan, token_ids, int32_t), T, c->hidden,
-                   w->shard.vocab_start, w->shard.vocab, f->dt, f->stream);
-    prof_mark(f, PROF_EMBED);
-    if (reduce_rows(f, f->proj, NULL, T) != 0) return -1; /* rows outside the shard: zeros */
+    embedding_cuda(f->red[RED_EMBED], w->embed, PLAN_PTR(f, plan, token_ids, int32_t), T,
+                   c->hidden, w->shard.vocab_start, w->shard.vocab, f->dt, f->stream);
     CUDA_CHECK(cudaMemsetAsync(f->x, 0, (size_t)T * c->hidden * dtype_size(f->dt), f->stream));
-    add_rmsnorm_cuda(f->x, f->proj, f->xn, w->layers[0].attn_norm, T, c->hidden, eps, f->dt,
-                     f->stream); /* x = 0 + embedding: the plain norm of forward_cpu */
     prof_mark(f, PROF_EMBED);
+    /* x = 0 + the embedding (rows outside a shard are zeros: the sum completes the lookup),
+     * then the plain norm of forward_cpu */
+    if (reduce_add_norm(f, RED_EMBED, NULL, T, w->layers[0].attn_norm) != 0) return -1;
     for (int l = 0; l < c->n_layers; l++) {
         if (attention_block(f, s, l) != 0) return -1;
-        add_rmsnorm_cuda(f->x, f->proj, f->xn, w->layers[l].mlp_norm, T, c->hidden, eps, f->dt,
-                         f->stream);
-        prof_mark(f, PROF_NORM);
-        if (mlp_block(f, l, T) != 0) return -1;
+        if (reduce_add_norm(f, RED_ATTN, w->layers[l].bo, T, w->layers[l].mlp_norm) != 0)
+            return -1;
+        mlp_block(f, l, T);
         const void *next = l + 1 < c->n_layers ? w->layers[l + 1].attn_norm : w->final_norm;
-        add_rmsnorm_cuda(f->x, f->proj, f->xn, next, T, c->hidden, eps, f->dt, f->stream);
-        prof_mark(f, PROF_NORM);
+        if (reduce_add_norm(f, RED_MLP, w->layers[l].b_down, T, next) != 0) return -1;
     }
     if (s->n_logits == 0) return 0;
     gather_rows_cuda(f->last, f->xn, PLAN_PTR(f, plan, logits_rows, int32_t), s->n_logits,
@@ -465,6 +513,52 @@ static void choose_attention(forward_cuda *f) {
     f->attn_ws_bytes = paged_attention_workspace_bytes(&ap);
 }
 
+/* The one-shot all-reduce's peer region, [barrier state][red embed][red attn][red mlp] on
+ * every rank, each rank's mapped by all (a collective). Stays off, NCCL then doing every
+ * all-reduce, on one rank, with --all-reduce nccl, or where peer memory is not available
+ * (rank 0 says why). */
+static int open_oneshot(forward_cuda *f) {
+    const comm_ctx *comm = f->comm;
+    if (comm->world == 1 || f->o.nccl_only) return 0;
+    const size_t row = (size_t)f->cfg->hidden * dtype_size(f->dt);
+    const size_t buf = align_up((size_t)f->o.max_tokens * row);
+    const size_t sig = align_up(sizeof(oneshot_signal));
+    char why[256] = "";
+    int rc = 1;
+    if (row % 16)
+        snprintf(why, sizeof why, "hidden size %d does not fill 16-byte packs", f->cfg->hidden);
+    else
+        rc = peer_memory_open(&f->peers, f->comm, sig + RED_COUNT * buf, why, sizeof why);
+    if (rc < 0) return -1;
+    if (rc == 1) {
+        if (!f->o.quiet && comm->rank == 0)
+            fprintf(stderr, "folio: one-shot all-reduce off (%s): NCCL for every all-reduce\n",
+                    why);
+        return 0;
+    }
+    const char *env = getenv("FOLIO_ONESHOT_MAX_BYTES");
+    f->oneshot_max_bytes = env ? (size_t)strtoull(env, NULL, 10)
+                               : ONESHOT_PEER_READ_BYTES / (size_t)(comm->world - 1);
+    f->use_oneshot = true;
+    snprintf(f->allreduce_name, sizeof f->allreduce_name, "one-shot <= %zu KB, NCCL above",
+             f->oneshot_max_bytes >> 10);
+    for (int k = 0; k < RED_COUNT; k++) {
+        oneshot_peers *op = &f->oneshot[k];
+        *op = (oneshot_peers){.world = comm->world, .rank = comm->rank,
+                              .timeout_ns = (unsigned long long)(f->nccl.timeout_s * 1e9)};
+        for (int r = 0; r < comm->world; r++) {
+            char *base = f->peers.base[r];
+            op->signal[r] = (oneshot_signal *)base;
+            op->in[r] = base + sig + (size_t)k * buf;
+        }
+        f->red[k] = (char *)f->peers.base[comm->rank] + sig + (size_t)k * buf;
+    }
+    if (!f->o.quiet && comm->rank == 0)
+        fprintf(stderr, "folio: one-shot all-reduce over peer memory for up to %zu KB per rank "
+                        "(decode steps), NCCL above\n", f->oneshot_max_bytes >> 10);
+    return 0;
+}
+
 forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w,
                                   comm_ctx *comm, const forward_cuda_options *o) {
     forward_cuda *f = folio_xcalloc(1, sizeof *f);
@@ -495,6 +589,7 @@ forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w
     }
     /* the communicator first: its buffers count as used when the pool is planned */
     if (comm->world > 1 && nccl_init(&f->nccl, comm, f->stream, 600.0) != 0) goto fail;
+    if (open_oneshot(f) != 0) goto fail;
     f->gemm = gemm_create(GEMM_WORKSPACE_BYTES);
     if (!f->gemm || plan_kv_pool(f) != 0) goto fail;
     alloc_workspace(f);
@@ -527,6 +622,7 @@ void forward_cuda_free(forward_cuda *f) {
         nccl_abort(&f->nccl);
         nccl_free(&f->nccl);
     }
+    peer_memory_close(&f->peers); /* its peers may still read it: they are done or failing */
     if (f->stream) CUDA_CHECK(cudaStreamDestroy(f->stream));
     free(f);
 }
@@ -556,6 +652,11 @@ size_t forward_cuda_workspace_bytes(const model_config *cfg, const cuda_weights 
     f.lay = make_layout(o);
     choose_attention(&f);
     return workspace_bytes(&f);
+}
+
+const char *forward_cuda_allreduce_name(const forward_cuda *f) {
+    if (f->comm->world == 1) return "none";
+    return f->use_oneshot ? f->allreduce_name : "NCCL";
 }
 
 double forward_cuda_capture_ms(const forward_cuda *f, int *n_graphs) {
@@ -649,8 +750,8 @@ int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_
 int forward_cuda_sample(forward_cuda *f, int n_rows, const sample_row_params *params,
                         const sample_entry *entries, int n_entries, int32_t *ids,
                         float *logprobs) {
-    if (f->comm->world != 1 || n_rows > f->o.max_logits)
-        return folio_fail("forward (cuda): device sampling needs one rank and <= %d rows",
+    if (n_rows > f->o.max_logits)
+        return folio_fail("forward (cuda): device sampling of %d rows: at most %d", n_rows,
                           f->o.max_logits);
     if (n_rows == 0) return 0;
     if (!f->d_sparams) {
@@ -667,7 +768,8 @@ int forward_cuda_sample(forward_cuda *f, int n_rows, const sample_row_params *pa
     if (n_entries)
         CUDA_CHECK(cudaMemcpyAsync(f->d_entries, entries, sizeof *entries * n_entries,
                                    cudaMemcpyHostToDevice, f->stream));
-    sample_rows_cuda(f->ids, logprobs ? f->d_lps : NULL, f->logits, n_rows, f->cfg->vocab,
+    float *logits = f->logits_full ? f->logits_full : f->logits; /* [n][vocab], modified */
+    sample_rows_cuda(f->ids, logprobs ? f->d_lps : NULL, logits, n_rows, f->cfg->vocab,
                      f->d_sparams, f->d_entries, f->stream);
     CUDA_CHECK(cudaMemcpyAsync(f->h_ids, f->ids, sizeof(int32_t) * n_rows,
                                cudaMemcpyDeviceToHost, f->stream));

@@ -36,6 +36,7 @@ typedef struct {
     int num_blocks;              /* KV pool blocks wanted; 0: all that fit */
     double gpu_memory_utilization; /* fraction of the GPU's memory Folio may use (0.90) */
     bool enforce_eager;          /* no CUDA graphs */
+    bool nccl_only;              /* --all-reduce nccl: no one-shot all-reduce over peer memory */
     bool quiet;                  /* no summary lines on stderr */
 } forward_cuda_options;
 
@@ -64,9 +65,10 @@ void forward_cuda_copy_blocks(forward_cuda *f, const int32_t *src, const int32_t
  * message (plan too large for the workspace, positions outside the context). */
 int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_t *greedy_ids);
 
-/* After forward_cuda_step(f, p, NULL, NULL) on one rank: samples its n_rows logits rows on
- * the GPU (sample_rows_cuda) and copies back only ids [n_rows] and, when logprobs is not
- * NULL, the chosen tokens' log-probabilities [n_rows]. params: host [n_rows]; entries: host
+/* After forward_cuda_step(f, p, NULL, NULL): samples its n_rows logits rows on the GPU
+ * (sample_rows_cuda) and copies back only ids [n_rows] and, when logprobs is not NULL, the
+ * chosen tokens' log-probabilities [n_rows]. Under tensor parallelism rank 0 calls it alone
+ * (every rank holds the gathered logits; sampling is rank 0's); no collective. params: host [n_rows]; entries: host
  * [n_entries] (uploaded; the device buffer grows as needed). 0, or -1 with a message. */
 int forward_cuda_sample(forward_cuda *f, int n_rows, const sample_row_params *params,
                         const sample_entry *entries, int n_entries, int32_t *ids,
@@ -76,6 +78,10 @@ int forward_cuda_sample(forward_cuda *f, int n_rows, const sample_row_params *pa
  * after every launch; this prints the mean milliseconds per step of each kernel kind, prefill
  * and decode steps apart. Nothing otherwise. */
 void forward_cuda_profile_print(const forward_cuda *f, FILE *out);
+
+/* How the all-reduces run: "none" (one rank), "NCCL", or "one-shot <= N KB, NCCL above"
+ * (a static or per-forward string). */
+const char *forward_cuda_allreduce_name(const forward_cuda *f);
 
 /* Milliseconds the last graph capture took in all (0 when eager), and graphs captured. */
 double forward_cuda_capture_ms(const forward_cuda *f, int *n_graphs);

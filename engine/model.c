@@ -45,6 +45,7 @@ static int open_gpu(const char *dir, const model_open_options *o, comm_ctx *comm
     m->gpu_weights = w;
     m->gpu_memory_utilization = o->gpu_memory_utilization > 0 ? o->gpu_memory_utilization : 0.90;
     m->enforce_eager = o->enforce_eager;
+    m->allreduce_nccl = o->allreduce_nccl;
     if (comm->rank == 0) {
         char bytes[32];
         fprintf(stderr, "folio: loaded %s %s on the GPU: %s as %s, %.2f s%s\n", m->cfg.arch_name,

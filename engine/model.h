@@ -19,6 +19,7 @@ typedef struct {
     void *gpu_weights;
     double gpu_memory_utilization;
     bool enforce_eager;
+    bool allreduce_nccl;         /* --all-reduce nccl */
 } model;
 
 typedef struct model_open_options {
@@ -29,6 +30,7 @@ typedef struct model_open_options {
     folio_dtype dtype;
     double gpu_memory_utilization; /* 0: 0.90 */
     bool enforce_eager;
+    bool allreduce_nccl;         /* CUDA under mpirun: NCCL for every all-reduce */
 } model_open_options;
 
 /* model_open on a device: the CPU backend (as model_open) or the GPU. */

@@ -30,7 +30,8 @@ static int seq_state_create_cuda(seq_state *s, const model *m, comm_ctx *comm,
                                     .max_logits = max_logits, .max_blocks_per_seq = s->n_blocks,
                                     .block_size = block_size, .num_blocks = s->n_blocks,
                                     .gpu_memory_utilization = m->gpu_memory_utilization,
-                                    .enforce_eager = m->enforce_eager, .quiet = false};
+                                    .enforce_eager = m->enforce_eager,
+                                    .nccl_only = m->allreduce_nccl, .quiet = false};
     s->fwd_cuda = forward_cuda_create(&m->cfg, m->gpu_weights, comm, &o);
     return s->fwd_cuda ? 0 : -1;
 }

@@ -1,6 +1,7 @@
 /* Device helpers shared by the CUDA kernels (CUDA C++ only): float <-> storage-type
- * conversions for float, __nv_bfloat16 and __half, a 16-byte vector of elements, warp sums,
- * and the switch that turns a folio_dtype into a template instantiation. */
+ * conversions for float, __nv_bfloat16 and __half, a 16-byte vector of elements, warp and
+ * block sums, one pack of RMSNorm output, programmatic dependent launch, and the switch that turns a folio_dtype into a template
+ * instantiation. */
 #ifndef FOLIO_CUDA_TYPES_CUH
 #define FOLIO_CUDA_TYPES_CUH
 
@@ -9,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "cuda_check.h"
 #include "dtype.h"
@@ -45,6 +47,91 @@ __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
     for (int off = kWarp / 2; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
     return v;
+}
+
+/* Sum of v over the block (up to 1024 threads), returned to every thread; every thread of
+ * the block must call it, and may call it again (the first barrier waits for the readers of
+ * the previous call). */
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float partial[32];
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    const int n_warps = (blockDim.x + kWarp - 1) / kWarp;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    float s = 0.0f;
+    for (int w = 0; w < n_warps; w++) s += partial[w];
+    return s;
+}
+
+/* a[j] += v[j], rounded to the storage type; returns the sum of the new a[j]^2 in float (this
+ * thread's share of the RMSNorm's sum of squares). */
+template <typename T, int VEC>
+__device__ __forceinline__ float add_residual_pack(Pack<T, VEC> &a, const float *v) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < VEC; j++) {
+        a.v[j] = from_f32<T>(to_f32(a.v[j]) + v[j]);
+        const float f = to_f32(a.v[j]);
+        ss += f * f;
+    }
+    return ss;
+}
+
+/* 1 / sqrt(mean of squares + eps) of a row whose squares this block's threads summed in ss. */
+__device__ __forceinline__ float rms_inv(float ss, int dim, float eps) {
+    return 1.0f / sqrtf(block_sum(ss) / (float)dim + eps);
+}
+
+/* One pack of Hugging Face's RMSNorm output from the residual a, the weight w and
+ * inv = 1 / sqrt(mean(a^2) + eps): weight * (a * inv).to(dtype), rounded to the storage type. */
+template <typename T, int VEC>
+__device__ __forceinline__ Pack<T, VEC> rmsnorm_pack(const Pack<T, VEC> &a,
+                                                     const Pack<T, VEC> &w, float inv) {
+    Pack<T, VEC> y;
+#pragma unroll
+    for (int j = 0; j < VEC; j++) {
+        const T normed = from_f32<T>(to_f32(a.v[j]) * inv);
+        y.v[j] = from_f32<T>(to_f32(w.v[j]) * to_f32(normed));
+    }
+    return y;
+}
+
+/* Programmatic dependent launch (sm_90). A kernel started with launch_pdl() may begin while
+ * the kernel before it on the stream is still finishing, so its launch and prologue hide in
+ * that kernel's tail. Such a kernel must call pdl_wait() before it reads anything earlier
+ * kernels wrote or writes anything they read, and on every path through the kernel (its own
+ * completion must still imply theirs); only reads of constants (weights) may come before.
+ * pdl_launch_dependents() lets the next PDL kernel start now rather than at this one's exit.
+ * Both are no-ops in a kernel launched the ordinary way. FOLIO_PDL=0 turns launch_pdl() into
+ * an ordinary launch (for comparisons). */
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void pdl_launch_dependents() {
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+inline bool pdl_enabled() {
+    static const int on = [] {
+        const char *e = getenv("FOLIO_PDL");
+        return !(e && e[0] == '0');
+    }();
+    return on != 0;
+}
+
+template <typename... Params, typename... Args>
+inline void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+                       Args... args) {
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = stream;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...));
 }
 
 /* dtype_size() without linking the engine library (kernels stand alone). */

@@ -21,6 +21,30 @@ template <typename T> __device__ __forceinline__ void unpack8(const uint4 &u, fl
     for (int i = 0; i < 8; i++) f[i] = to_f32(e[i]);
 }
 
+/* acc[r] += w[p + u * 32] . x[r][p + u * 32] over u < U: U packs of 8 of one weight row. */
+template <typename T, int N, int U>
+__device__ __forceinline__ void dot_packs(float *acc, const uint4 *wv, const T *x, int in_f,
+                                          int p) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        float wf[8];
+        unpack8<T>(wv[u], wf);
+#pragma unroll
+        for (int r = 0; r < N; r++) {
+            const uint4 xv =
+                __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * in_f) + p + u * kWarp);
+            float xf[8];
+            unpack8<T>(xv, xf);
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[r] += wf[i] * xf[i];
+        }
+    }
+}
+
+/* Launched with programmatic dependent launch: the first round of weight loads is issued
+ * before pdl_wait(), while the kernel that writes x is still finishing. Rounds are eight
+ * unguarded 16-byte loads per lane; a row's last, partial round (a 7168-wide row is 3.5
+ * rounds) has its guarded loads in flight together too. */
 template <typename T, typename Y, int N>
 __global__ void __launch_bounds__(kWarpsPerBlock * kWarp)
 gemv_kernel(Y *y,           /* [N][out_f] */
@@ -30,42 +54,37 @@ gemv_kernel(Y *y,           /* [N][out_f] */
             int in_f, int out_f) {
     const int lane = threadIdx.x % kWarp;
     const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarp;
-    if (row >= out_f) return;
     const int packs = in_f / 8; /* uint4 of 8 elements */
-    const uint4 *wr = reinterpret_cast<const uint4 *>(w + (size_t)row * in_f);
+    const uint4 *wr = reinterpret_cast<const uint4 *>(w + (size_t)(row < out_f ? row : 0) * in_f);
+    int p = lane;
+    const bool first = row < out_f && p + (kUnroll - 1) * kWarp < packs;
+    uint4 wv[kUnroll];
+    if (first) {
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++) wv[u] = __ldcs(wr + p + u * kWarp); /* streamed once */
+    }
+    pdl_wait();
+    pdl_launch_dependents();
+    if (row >= out_f) return;
     float acc[N];
 #pragma unroll
     for (int r = 0; r < N; r++) acc[r] = 0.0f;
-    int p = lane;
-    for (; p + (kUnroll - 1) * kWarp < packs; p += kUnroll * kWarp) {
-        uint4 wv[kUnroll];
-#pragma unroll
-        for (int u = 0; u < kUnroll; u++) wv[u] = __ldcs(wr + p + u * kWarp); /* streamed once */
-#pragma unroll
-        for (int u = 0; u < kUnroll; u++) {
-            float wf[8];
-            unpack8<T>(wv[u], wf);
-#pragma unroll
-            for (int r = 0; r < N; r++) {
-                const uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * in_f) + p +
-                                       u * kWarp);
-                float xf[8];
-                unpack8<T>(xv, xf);
-#pragma unroll
-                for (int i = 0; i < 8; i++) acc[r] += wf[i] * xf[i];
-            }
-        }
+    if (first) {
+        dot_packs<T, N, kUnroll>(acc, wv, x, in_f, p);
+        p += kUnroll * kWarp;
     }
-    for (; p < packs; p += kWarp) {
-        float wf[8];
-        unpack8<T>(__ldcs(wr + p), wf);
+    for (; p + (kUnroll - 1) * kWarp < packs; p += kUnroll * kWarp) {
 #pragma unroll
-        for (int r = 0; r < N; r++) {
-            float xf[8];
-            unpack8<T>(__ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * in_f) + p), xf);
+        for (int u = 0; u < kUnroll; u++) wv[u] = __ldcs(wr + p + u * kWarp);
+        dot_packs<T, N, kUnroll>(acc, wv, x, in_f, p);
+    }
+    if (p < packs) { /* fewer than kUnroll packs left for this lane */
 #pragma unroll
-            for (int i = 0; i < 8; i++) acc[r] += wf[i] * xf[i];
-        }
+        for (int u = 0; u < kUnroll - 1; u++)
+            if (p + u * kWarp < packs) wv[u] = __ldcs(wr + p + u * kWarp);
+#pragma unroll
+        for (int u = 0; u < kUnroll - 1; u++)
+            if (p + u * kWarp < packs) dot_packs<T, N, 1>(acc, &wv[u], x, in_f, p + u * kWarp);
     }
 #pragma unroll
     for (int r = 0; r < N; r++) {
@@ -81,9 +100,9 @@ template <typename T, typename Y, int N>
 void launch_n(void *y, const void *x, const void *w, const void *bias, int in_f, int out_f,
               cudaStream_t stream) {
     const int blocks = (out_f + kWarpsPerBlock - 1) / kWarpsPerBlock;
-    gemv_kernel<T, Y, N><<<blocks, kWarpsPerBlock * kWarp, 0, stream>>>(
-        static_cast<Y *>(y), static_cast<const T *>(x), static_cast<const T *>(w),
-        static_cast<const Y *>(bias), in_f, out_f);
+    launch_pdl(gemv_kernel<T, Y, N>, dim3(blocks), dim3(kWarpsPerBlock * kWarp), stream,
+               static_cast<Y *>(y), static_cast<const T *>(x), static_cast<const T *>(w),
+               static_cast<const Y *>(bias), in_f, out_f);
 }
 
 template <typename T, typename Y>

@@ -21,6 +21,13 @@ void rmsnorm_cpu(float *out, const float *x, const float *weight, int n, int dim
 void add_rmsnorm_cpu(float *residual, const float *x, float *out, const float *weight, int n,
                      int dim, float eps);
 
+/* sum = parts[0] + ... + parts[world-1] (in rank order) + bias; residual += sum;
+ * out = rmsnorm(residual): the one-shot all-reduce's fused tail (oneshot_allreduce.cu).
+ * residual, out, sum, parts[k]: [n][dim]; bias: [dim] or NULL; weight: [dim]. */
+void reduce_add_rmsnorm_cpu(float *residual, float *out, float *sum,
+                            const float *const *parts, int world, const float *bias,
+                            const float *weight, int n, int dim, float eps);
+
 /* out[n][out_f] = x[n][in_f] @ w[out_f][in_f]^T (+ bias[out_f] if bias). The one place
  * weights meet activations on the CPU (quantised weight types plug in here). out must not
  * overlap x, w or bias. Float accumulation in a blocked order: equal to the exact product

@@ -259,6 +259,8 @@ paged_attention_merge_kernel(T *out,                   /* [n_tokens][n_heads][D]
                              const int32_t *seq_start, /* [n_seqs + 1] */
                              const int32_t *context_lens, /* [n_seqs] */
                              RowArgs a) {
+    pdl_wait(); /* with launch_pdl (launch_merge_t): the parts are the previous kernel's */
+    pdl_launch_dependents();
     const int s = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
     const int t = seq_start[s];
     if (seq_start[s + 1] - t != 1) return;
@@ -301,11 +303,11 @@ void launch_merge_t(void *out, const float *part_acc, const float *part_ml,
                     int head_dim, cudaStream_t stream) {
     const dim3 grid((unsigned)a.n_seqs, (unsigned)a.n_heads);
     if (head_dim == 64)
-        paged_attention_merge_kernel<T, 64><<<grid, 64, 0, stream>>>(
-            static_cast<T *>(out), part_acc, part_ml, seq_start, context_lens, a);
+        launch_pdl(paged_attention_merge_kernel<T, 64>, grid, dim3(64), stream,
+                   static_cast<T *>(out), part_acc, part_ml, seq_start, context_lens, a);
     else
-        paged_attention_merge_kernel<T, 128><<<grid, 128, 0, stream>>>(
-            static_cast<T *>(out), part_acc, part_ml, seq_start, context_lens, a);
+        launch_pdl(paged_attention_merge_kernel<T, 128>, grid, dim3(128), stream,
+                   static_cast<T *>(out), part_acc, part_ml, seq_start, context_lens, a);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -61,6 +61,8 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
     __shared__ float s_o[kWarps][8][D];
     __shared__ float s_m[kWarps][8], s_l[kWarps][8];
 
+    pdl_wait(); /* launched with launch_pdl: q and the KV cache are earlier kernels' */
+    pdl_launch_dependents();
     const int s = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
     const int t = seq_start[s];
     if (seq_start[s + 1] - t != 1) return;
@@ -237,10 +239,10 @@ void launch_t(void *out, float *part_acc, float *part_ml, const void *q, const v
               const void *v_cache, const int32_t *block_tables, const int32_t *seq_start,
               const int32_t *context_lens, const RowArgs &a, cudaStream_t stream) {
     const dim3 grid((unsigned)a.n_seqs, (unsigned)a.n_kv_heads, (unsigned)a.n_parts);
-    paged_attention_decode_mma_kernel<T, D><<<grid, kThreads, 0, stream>>>(
-        static_cast<T *>(out), part_acc, part_ml, static_cast<const T *>(q),
-        static_cast<const T *>(k_cache), static_cast<const T *>(v_cache), block_tables,
-        seq_start, context_lens, a);
+    launch_pdl(paged_attention_decode_mma_kernel<T, D>, grid, dim3(kThreads), stream,
+               static_cast<T *>(out), part_acc, part_ml, static_cast<const T *>(q),
+               static_cast<const T *>(k_cache), static_cast<const T *>(v_cache), block_tables,
+               seq_start, context_lens, a);
     CUDA_CHECK_LAUNCH();
 }
 

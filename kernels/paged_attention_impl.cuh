@@ -20,6 +20,9 @@ namespace folio_attn {
 
 using folio::from_f32;
 using folio::kWarp;
+using folio::launch_pdl;
+using folio::pdl_launch_dependents;
+using folio::pdl_wait;
 using folio::Pack;
 using folio::to_f32;
 

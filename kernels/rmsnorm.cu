@@ -24,28 +24,13 @@
 namespace {
 
 constexpr int kMaxThreads = 1024;
+using folio::add_residual_pack;
+using folio::rms_inv;
 using folio::from_f32;
 using folio::kWarp;
 using folio::Pack;
+using folio::rmsnorm_pack;
 using folio::to_f32;
-using folio::warp_sum;
-
-/* Sum of v over the block, returned to every thread. Called once per kernel. */
-__device__ float block_sum(float v) {
-    __shared__ float warp_sums[kMaxThreads / kWarp]; /* [warps] */
-    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    const int n_warps = (blockDim.x + kWarp - 1) / kWarp;
-    v = warp_sum(v);
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < n_warps ? warp_sums[lane] : 0.0f;
-        v = warp_sum(v);
-        if (lane == 0) warp_sums[0] = v;
-    }
-    __syncthreads();
-    return warp_sums[0];
-}
 
 /* Grid: one block per row; block: up to 1024 threads, a multiple of 32. */
 template <typename T, int VEC>
@@ -66,26 +51,16 @@ __global__ void add_rmsnorm_kernel(T *residual,        /* [n][dim], updated in p
     for (int i = threadIdx.x; i < n_packs; i += blockDim.x) {
         P a = r[i];
         const P b = xr[i];
+        float v[VEC];
 #pragma unroll
-        for (int j = 0; j < VEC; j++) {
-            a.v[j] = from_f32<T>(to_f32(a.v[j]) + to_f32(b.v[j]));
-            const float f = to_f32(a.v[j]);
-            ss += f * f;
-        }
+        for (int j = 0; j < VEC; j++) v[j] = to_f32(b.v[j]);
+        ss += add_residual_pack<T, VEC>(a, v);
         r[i] = a;
     }
-    const float inv = 1.0f / sqrtf(block_sum(ss) / (float)dim + eps);
+    const float inv = rms_inv(ss, dim, eps);
 
-    for (int i = threadIdx.x; i < n_packs; i += blockDim.x) {
-        const P a = r[i], wv = w[i];
-        P y;
-#pragma unroll
-        for (int j = 0; j < VEC; j++) {
-            const T normed = from_f32<T>(to_f32(a.v[j]) * inv); /* HF: .to(input dtype) */
-            y.v[j] = from_f32<T>(to_f32(wv.v[j]) * to_f32(normed));
-        }
-        o[i] = y;
-    }
+    for (int i = threadIdx.x; i < n_packs; i += blockDim.x)
+        o[i] = rmsnorm_pack<T, VEC>(r[i], w[i], inv);
 }
 
 bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }

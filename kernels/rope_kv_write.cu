@@ -21,20 +21,6 @@ namespace {
 
 using namespace folio;
 
-/* Sum over the block (<= 1024 threads), returned to every thread. */
-__device__ float block_sum(float v) {
-    __shared__ float partial[32];
-    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    const int n_warps = blockDim.x / kWarp;
-    v = warp_sum(v);
-    __syncthreads(); /* partial[] may still be read by an earlier call */
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    float s = 0.0f;
-    for (int w = 0; w < n_warps; w++) s += partial[w];
-    return s;
-}
-
 template <typename T>
 __global__ void rope_kv_write_kernel(T *q_out,                  /* [n][n_heads][hd] */
                                      const T *qkv,              /* [n][(nh + 2 nkv) * hd] */
@@ -45,6 +31,8 @@ __global__ void rope_kv_write_kernel(T *q_out,                  /* [n][n_heads][
                                      const float *sin_table,    /* [max_pos][hd / 2] */
                                      const T *q_norm, const T *k_norm, /* [hd] or NULL */
                                      int n_heads, int n_kv, int hd, int block_size, float eps) {
+    pdl_wait(); /* launched with launch_pdl: qkv is the previous kernel's */
+    pdl_launch_dependents();
     const int t = blockIdx.x, head = blockIdx.y, half = hd / 2, i = threadIdx.x;
     const bool active = i < half;
     const size_t row = (size_t)t * (size_t)(n_heads + 2 * n_kv) * hd;
@@ -103,7 +91,7 @@ extern "C" void rope_kv_write_cuda(void *q_out, const void *qkv, void *k_cache, 
     const int threads = (head_dim / 2 + kWarp - 1) / kWarp * kWarp;
     const dim3 grid(n, n_heads + 2 * n_kv_heads);
     FOLIO_DISPATCH_DTYPE(dtype, "rope_kv_write_cuda",
-        rope_kv_write_kernel<T><<<grid, threads, 0, stream>>>(
+        launch_pdl(rope_kv_write_kernel<T>, grid, dim3(threads), stream,
             static_cast<T *>(q_out), static_cast<const T *>(qkv), static_cast<T *>(k_cache),
             static_cast<T *>(v_cache), slot_mapping, positions, cos_table, sin_table,
             static_cast<const T *>(q_norm), static_cast<const T *>(k_norm), n_heads,

@@ -15,6 +15,8 @@ __global__ void silu_mul_kernel(T *out,           /* [n][d] */
                                 const T *gate_up, /* [n][2d]: gate columns, then up columns */
                                 int d) {
     using P = Pack<T, VEC>;
+    pdl_wait(); /* launched with launch_pdl: gate_up is the previous kernel's */
+    pdl_launch_dependents();
     const int i = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (i >= d) return;
     const size_t row = blockIdx.y;
@@ -36,10 +38,10 @@ void launch(void *out, const void *gate_up, int n, int d, cudaStream_t stream) {
     const T *gu = static_cast<const T *>(gate_up);
     if (d % kVec == 0 && aligned16(o) && aligned16(gu)) {
         dim3 grid((d / kVec + kThreads - 1) / kThreads, n);
-        silu_mul_kernel<T, kVec><<<grid, kThreads, 0, stream>>>(o, gu, d);
+        launch_pdl(silu_mul_kernel<T, kVec>, grid, dim3(kThreads), stream, o, gu, d);
     } else {
         dim3 grid((d + kThreads - 1) / kThreads, n);
-        silu_mul_kernel<T, 1><<<grid, kThreads, 0, stream>>>(o, gu, d);
+        launch_pdl(silu_mul_kernel<T, 1>, grid, dim3(kThreads), stream, o, gu, d);
     }
     CUDA_CHECK_LAUNCH();
 }

@@ -38,6 +38,11 @@ int cli_common_option(common_options *o, int id, const char *arg) {
         o->dtype_auto = false;
         return 1;
     case OPT_ENFORCE_EAGER: o->enforce_eager = true; return 1;
+    case OPT_ALL_REDUCE:
+        if (strcmp(arg, "auto") == 0) o->allreduce_nccl = false;
+        else if (strcmp(arg, "nccl") == 0) o->allreduce_nccl = true;
+        else return folio_fail("--all-reduce: unknown mode '%s' (expected auto or nccl)", arg);
+        return 1;
     case OPT_BIND:
         if (strcmp(arg, "auto") == 0) o->bind = BIND_AUTO;
         else if (strcmp(arg, "none") == 0) o->bind = BIND_NONE;
@@ -70,7 +75,8 @@ void cli_model_options(const common_options *o, model_open_options *out) {
                                 .cuda = o->device == DEVICE_CUDA, .dtype_auto = o->dtype_auto,
                                 .dtype = o->dtype,
                                 .gpu_memory_utilization = o->gpu_memory_utilization,
-                                .enforce_eager = o->enforce_eager};
+                                .enforce_eager = o->enforce_eager,
+                                .allreduce_nccl = o->allreduce_nccl};
 }
 
 int cli_start_rank(const common_options *o, comm_ctx *comm) {

@@ -25,12 +25,13 @@ typedef struct {
     double gpu_memory_utilization; /* CUDA: fraction of GPU memory to use (0.90; set from the
                                       engine knob --gpu-memory-utilization where there is one) */
     bool enforce_eager;            /* --enforce-eager: CUDA, no CUDA graphs */
+    bool allreduce_nccl;           /* --all-reduce nccl: no one-shot all-reduce */
     bind_mode bind;              /* --bind auto|none */
 } common_options;
 
 /* Option ids of the common options (above any subcommand's own ids). */
 enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND,
-       OPT_ENFORCE_EAGER };
+       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -39,6 +40,7 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"load-format", required_argument, 0, OPT_LOAD_FORMAT},        \
     {"verbose", no_argument, 0, OPT_VERBOSE},                      \
     {"enforce-eager", no_argument, 0, OPT_ENFORCE_EAGER},          \
+    {"all-reduce", required_argument, 0, OPT_ALL_REDUCE},          \
     {"bind", required_argument, 0, OPT_BIND},                      \
     {"help", no_argument, 0, OPT_HELP}
 
@@ -48,6 +50,8 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     "  --dtype auto|float32|bfloat16|float16   compute type (CPU: float32; CUDA auto: the\n" \
     "                           checkpoint's 16-bit type, bfloat16 for float32 files)\n"     \
     "  --enforce-eager          CUDA: no CUDA graphs for decode steps\n"                     \
+    "  --all-reduce auto|nccl   CUDA under mpirun: one-shot all-reduce over NVLink peer memory\n" \
+    "                           for decode steps, NCCL for the rest (auto), or NCCL only\n"   \
     "  --load-format auto|dummy weights from the files, or random with the config's shapes\n" \
     "  --bind auto|none         bind each rank to the cores/NUMA node nearest its GPU (no GPU:\n" \
     "                           an equal share of the host's cores); default auto\n"          \

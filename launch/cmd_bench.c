@@ -303,7 +303,8 @@ static int bench_latency(const model *m, comm_ctx *comm, const bench_args *a,
     const forward_cuda_options o = {
         .max_tokens = B * a->input_len, .max_seqs = B, .max_logits = B,
         .max_blocks_per_seq = per_seq, .block_size = bs, .num_blocks = B * per_seq,
-        .gpu_memory_utilization = m->gpu_memory_utilization, .enforce_eager = m->enforce_eager};
+        .gpu_memory_utilization = m->gpu_memory_utilization, .enforce_eager = m->enforce_eager,
+        .nccl_only = m->allreduce_nccl};
     forward_cuda *f = forward_cuda_create(&m->cfg, m->gpu_weights, comm, &o);
     if (!f) return -1;
     int32_t *tables = folio_xmalloc(sizeof *tables * B * per_seq);
@@ -334,9 +335,10 @@ static int bench_latency(const model *m, comm_ctx *comm, const bench_args *a,
                                          (double)a->input_len * a->input_len * B; /* causal QK+PV */
         const double prefill_floor = prefill_flops / (c->gemm_tflops * 1e12) * 1e3;
         const double mt = median(ttft, n), mp = median(tpot, n), ms = median(tps, n);
-        printf("latency: batch %d, input %d, output %d, %s, %s, TP %d (median of %d runs after "
-               "%d warm-up)\n", B, a->input_len, a->output_len, dtype_name(w->dtype),
-               m->enforce_eager ? "eager" : "CUDA graphs", comm->world, n, a->warmup);
+        printf("latency: batch %d, input %d, output %d, %s, %s, TP %d (all-reduce: %s) "
+               "(median of %d runs after %d warm-up)\n", B, a->input_len, a->output_len,
+               dtype_name(w->dtype), m->enforce_eager ? "eager" : "CUDA graphs", comm->world,
+               forward_cuda_allreduce_name(f), n, a->warmup);
         printf("  time to first token  %9.2f ms   roofline %7.2f ms (%.2f TFLOP / %.0f TFLOP/s)"
                "  = %.0f%%\n", mt, prefill_floor, prefill_flops * 1e-12, c->gemm_tflops,
                100.0 * prefill_floor / mt);
@@ -411,7 +413,7 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
     const forward_cuda_options o = {
         .max_tokens = max_tokens, .max_seqs = S, .max_logits = S, .max_blocks_per_seq = per_seq,
         .block_size = bs, .num_blocks = 0, .gpu_memory_utilization = m->gpu_memory_utilization,
-        .enforce_eager = m->enforce_eager};
+        .enforce_eager = m->enforce_eager, .nccl_only = m->allreduce_nccl};
     forward_cuda *f = forward_cuda_create(&m->cfg, m->gpu_weights, comm, &o);
     if (!f) {
         free(req);

@@ -46,6 +46,7 @@ expect_error "unknown option" "--frobnicate" -- generate --model "$M" --frobnica
 expect_error "missing --model" "--model" -- generate --prompt-ids 1
 expect_error "bad device" "--device" -- generate --model "$M" --device tpu
 expect_error "bad dtype" "--dtype" -- generate --model "$M" --dtype int3
+expect_error "bad all-reduce mode" "--all-reduce" -- generate --model "$M" --all-reduce ring
 expect_error "score without ids" "--prompt-ids" -- score --model "$M"
 if [ -d "$SRC/configs/llama-3-70b" ]; then
   expect_error "dummy 70B on CPU" "host memory" -- generate --model "$SRC/configs/llama-3-70b" --load-format dummy --prompt-ids 1
