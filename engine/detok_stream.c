@@ -8,7 +8,8 @@
  *     group is held until a non-byte token (or the flush) ends it;
  *   - Strip after Fuse strips the start of the whole output; Metaspace the first token.
  * tokenizer_decode() is this stream run over all ids, so streamed and one-shot decoding
- * cannot disagree. */
+ * cannot disagree; tokenizer_token_piece() is one token through the same rules, without the
+ * holding (the token strings of the server's logprobs). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,6 +167,34 @@ void detok_stream_flush(detok_stream *s, text_buf *out) {
     if (s->pending.len) emit_lossy(s, s->pending.s, s->pending.len, out);
     s->pending.len = 0;
     if (out->s == NULL) text_buf_append(out, "", 0);
+}
+
+bool detok_stream_at_start(const detok_stream *s) {
+    return !s->first_done && s->pending.len == 0;
+}
+
+/* One token through the stream's rules alone: emit() and the Metaspace first-token rule on a
+ * fresh stream (at_start) or on one already past the start, without the UTF-8 holding. */
+int tokenizer_token_piece(const tokenizer *tok, int32_t id, bool at_start, text_buf *out) {
+    if (check_id(tok, id) != 0) return -1;
+    text_buf_append(out, "", 0);
+    if (tok->tok_off[id] == UINT32_MAX) return 0;
+    detok_stream s;
+    stream_init(&s, tok, false);
+    if (!at_start) {
+        s.started = s.first_done = true;
+        s.strip_left = 0;
+    }
+    if (tok->dec.byte_fallback && tok->dec_byte[id] >= 0) {
+        char b = (char)tok->dec_byte[id];
+        emit(&s, &b, 1, out);
+    } else if (tok->dec.strip_first_token && !s.first_done) {
+        emit_first_metaspace(&s, id, out);
+    } else {
+        emit(&s, tok->dec_arena + tok->dec_off[id], tok->dec_len[id], out);
+    }
+    stream_release(&s);
+    return 0;
 }
 
 detok_stream *detok_stream_new(const tokenizer *tok, bool skip_special) {

@@ -397,12 +397,12 @@ static void stream_collect(conn_ctx *cx, serve_job *j) {
         int sub = i / j->p.n;
         bool chat = cx->x.kind == OAI_CHAT;
         if (chat && !cx->sent_role[i] && (c->n_tok > 0 || c->done)) {
-            oai_format_chunk(&cx->x, i, "", 0, NULL, NULL, 0, 0, 0, NULL, true, &cx->out);
+            oai_format_chunk(&cx->x, i, "", 0, NULL, NULL, true, &cx->out);
             cx->sent_role[i] = true;
         }
         if (!chat && cx->x.echo && !cx->sent_role[i] && (c->n_tok > 0 || c->done)) {
             const char *e = cx->x.echo[sub];
-            oai_format_chunk(&cx->x, i, e, strlen(e), NULL, NULL, 0, 0, 0, NULL, false, &cx->out);
+            oai_format_chunk(&cx->x, i, e, strlen(e), NULL, NULL, false, &cx->out);
             cx->sent_role[i] = true;
         }
         while (cx->sent_tok[i] < c->n_tok) {
@@ -413,9 +413,11 @@ static void stream_collect(conn_ctx *cx, serve_job *j) {
             if (end < cx->sent_len[i]) end = cx->sent_len[i];
             size_t len = (size_t)(end - cx->sent_len[i]);
             bool lp = j->p.logprobs >= 0 && c->lps;
+            oai_tokens t = {.ids = &c->ids[k], .lps = lp ? &c->lps[k] : NULL,
+                            .offs = lp ? &c->offs[k] : NULL, .n = 1, .top_n = cx->top_n,
+                            .n_lead = c->n_lead - k};
             if (len > 0 || lp || last || cx->x.return_token_ids)
-                oai_format_chunk(&cx->x, i, c->text.s + cx->sent_len[i], len, &c->ids[k],
-                                 lp ? &c->lps[k] : NULL, 1, cx->top_n, cx->sent_len[i],
+                oai_format_chunk(&cx->x, i, c->text.s + cx->sent_len[i], len, &t,
                                  last ? oai_finish_name(c->finish) : NULL, false, &cx->out);
             j->sent_bytes += len;
             cx->sent_len[i] = end;
@@ -423,8 +425,8 @@ static void stream_collect(conn_ctx *cx, serve_job *j) {
             if (last) cx->sent_final[i] = true;
         }
         if (c->done && !cx->sent_final[i]) { /* finished without a token of its own */
-            oai_format_chunk(&cx->x, i, "", 0, NULL, NULL, 0, 0, 0, oai_finish_name(c->finish),
-                             false, &cx->out);
+            oai_format_chunk(&cx->x, i, "", 0, NULL, oai_finish_name(c->finish), false,
+                             &cx->out);
             cx->sent_final[i] = true;
         }
     }
@@ -473,9 +475,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 text_buf_append(&cx->out, "\n\n", 2);
                 free(e);
             } else if (cx->x.include_usage) {
-                int prompt = 0;
-                for (int s = 0; s < j->n_sub; s++) prompt += j->subs[s].n_prompt;
-                oai_format_usage_chunk(&cx->x, prompt, j->completion_tokens, &cx->out);
+                int prompt = 0, cached = 0;
+                for (int s = 0; s < j->n_sub; s++) {
+                    prompt += j->subs[s].n_prompt;
+                    cached += j->subs[s].n_cached;
+                }
+                oai_format_usage_chunk(&cx->x, prompt, j->completion_tokens, cached, &cx->out);
             }
             text_buf_append(&cx->out, "data: [DONE]\n\n", 14);
             cx->ended = true;

@@ -14,6 +14,8 @@
 
 #include <jansson.h>
 
+#include "utf8.h" /* utf8_count */
+
 /* ---- arena and buffer (jinja_text.c) ---- */
 typedef struct jarena_block jarena_block;
 typedef struct {
@@ -38,7 +40,6 @@ void jbuf_free(jbuf *b);
  * byte, which decodes as itself). */
 uint32_t jinja_utf8_at(const char *s, size_t n, size_t i, size_t *len);
 void jinja_utf8_put(jbuf *b, uint32_t cp);
-size_t utf8_count(const char *s, size_t n);
 /* Python's str.isspace for one code point. */
 bool jinja_is_space(uint32_t cp);
 

@@ -88,12 +88,6 @@ void jinja_utf8_put(jbuf *b, uint32_t cp) {
     jbuf_put(b, t, utf8_encode(cp, t));
 }
 
-size_t utf8_count(const char *s, size_t n) {
-    size_t count = 0, len;
-    for (size_t i = 0; i < n; i += len, count++) jinja_utf8_at(s, n, i, &len);
-    return count;
-}
-
 bool jinja_is_space(uint32_t cp) {
     return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 ||
            cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||

@@ -1,10 +1,12 @@
-/* Formatting OpenAI responses: whole bodies, SSE chunks, logprobs, usage, errors. */
+/* Formatting OpenAI responses: whole bodies, SSE chunks, logprobs (token strings in context,
+ * see oai_tokens), usage, errors. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "openai_format.h"
+#include "utf8.h"
 
 const char *oai_finish_name(finish_reason f) {
     switch (f) {
@@ -20,45 +22,53 @@ static char *dump(json_t *o) {
     return s;
 }
 
-/* The token's own text (special tokens included), as one string. */
-static json_t *token_string(const tokenizer *tok, int32_t id, text_buf *tmp) {
-    tmp->len = 0;
-    if (tokenizer_decode(tok, &id, 1, false, tmp) != 0) {
-        folio_clear_error();
-        return json_string("");
-    }
-    return json_stringn(tmp->s ? tmp->s : "", tmp->len);
+/* The token's text where it stands (tokenizer_token_piece) into *piece. */
+static void token_piece(const oai_response_ctx *x, int32_t id, bool at_start, text_buf *piece) {
+    piece->len = 0;
+    if (tokenizer_token_piece(x->tok, id, at_start, piece) != 0) folio_clear_error();
+    text_buf_append(piece, "", 0);
 }
 
-static json_t *bytes_of(const json_t *str) {
+/* The piece as a token string: itself when valid UTF-8, else "bytes:\xNN..." (vLLM's form). */
+static json_t *token_json(const text_buf *piece) {
+    const uint8_t *p = (const uint8_t *)piece->s;
+    if (utf8_valid_prefix(p, piece->len) == piece->len) return json_stringn(piece->s, piece->len);
+    char *s = folio_xmalloc(6 + 4 * piece->len + 1);
+    memcpy(s, "bytes:", 6);
+    for (size_t i = 0; i < piece->len; i++) snprintf(s + 6 + 4 * i, 5, "\\x%02x", p[i]);
+    json_t *j = json_string(s);
+    free(s);
+    return j;
+}
+
+static json_t *bytes_json(const text_buf *piece) {
     json_t *a = json_array();
-    const char *s = json_string_value(str);
-    for (size_t i = 0; i < json_string_length(str); i++)
-        json_array_append_new(a, json_integer((unsigned char)s[i]));
+    for (size_t i = 0; i < piece->len; i++)
+        json_array_append_new(a, json_integer((unsigned char)piece->s[i]));
     return a;
 }
 
 /* Completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"}. */
-static json_t *completion_logprobs(const oai_response_ctx *x, const int32_t *ids,
-                                   const token_logprobs *lps, int n, int top_n, int offset) {
+static json_t *completion_logprobs(const oai_response_ctx *x, const oai_tokens *t) {
     json_t *toks = json_array(), *lp = json_array(), *tops = json_array(), *offs = json_array();
-    text_buf tmp = {0};
-    for (int i = 0; i < n; i++) {
-        json_t *ts = token_string(x->tok, ids[i], &tmp);
-        json_array_append_new(offs, json_integer(offset));
-        offset += (int)json_string_length(ts);
-        json_array_append_new(toks, ts);
-        json_array_append_new(lp, json_real(lps[i].logprob));
+    text_buf piece = {0};
+    for (int i = 0; i < t->n; i++) {
+        bool lead = i < t->n_lead;
+        token_piece(x, t->ids[i], lead, &piece);
+        json_array_append_new(toks, token_json(&piece));
+        json_array_append_new(offs, json_integer(t->offs ? t->offs[i] : 0));
+        json_array_append_new(lp, json_real(t->lps[i].logprob));
         json_t *alt = json_object();
-        for (int k = 0; k < top_n; k++) {
-            json_t *ks = token_string(x->tok, lps[i].top_ids[k], &tmp);
+        for (int k = 0; k < t->top_n; k++) {
+            token_piece(x, t->lps[i].top_ids[k], lead, &piece);
+            json_t *ks = token_json(&piece);
             if (!json_object_get(alt, json_string_value(ks)))
-                json_object_set_new(alt, json_string_value(ks), json_real(lps[i].top_lps[k]));
+                json_object_set_new(alt, json_string_value(ks), json_real(t->lps[i].top_lps[k]));
             json_decref(ks);
         }
         json_array_append_new(tops, alt);
     }
-    text_buf_free(&tmp);
+    text_buf_free(&piece);
     json_t *o = json_object();
     json_object_set_new(o, "text_offset", offs);
     json_object_set_new(o, "token_logprobs", lp);
@@ -67,38 +77,48 @@ static json_t *completion_logprobs(const oai_response_ctx *x, const int32_t *ids
     return o;
 }
 
+/* Chat's {"token", "logprob", "bytes"} of one token. */
+static json_t *chat_entry(const oai_response_ctx *x, int32_t id, bool lead, float logprob,
+                          text_buf *piece) {
+    json_t *e = json_object();
+    token_piece(x, id, lead, piece);
+    json_object_set_new(e, "token", token_json(piece));
+    json_object_set_new(e, "logprob", json_real(logprob));
+    json_object_set_new(e, "bytes", bytes_json(piece));
+    return e;
+}
+
 /* Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}. */
-static json_t *chat_logprobs(const oai_response_ctx *x, const int32_t *ids,
-                             const token_logprobs *lps, int n, int top_n) {
+static json_t *chat_logprobs(const oai_response_ctx *x, const oai_tokens *t) {
     json_t *content = json_array();
-    text_buf tmp = {0};
-    for (int i = 0; i < n; i++) {
-        json_t *e = json_object(), *tops = json_array();
-        json_t *ts = token_string(x->tok, ids[i], &tmp);
-        json_object_set_new(e, "token", ts);
-        json_object_set_new(e, "logprob", json_real(lps[i].logprob));
-        json_object_set_new(e, "bytes", bytes_of(ts));
-        for (int k = 0; k < top_n; k++) {
-            json_t *t = json_object(), *ks = token_string(x->tok, lps[i].top_ids[k], &tmp);
-            json_object_set_new(t, "token", ks);
-            json_object_set_new(t, "logprob", json_real(lps[i].top_lps[k]));
-            json_object_set_new(t, "bytes", bytes_of(ks));
-            json_array_append_new(tops, t);
-        }
+    text_buf piece = {0};
+    for (int i = 0; i < t->n; i++) {
+        bool lead = i < t->n_lead;
+        json_t *e = chat_entry(x, t->ids[i], lead, t->lps[i].logprob, &piece), *tops = json_array();
+        for (int k = 0; k < t->top_n; k++)
+            json_array_append_new(tops, chat_entry(x, t->lps[i].top_ids[k], lead,
+                                                   t->lps[i].top_lps[k], &piece));
         json_object_set_new(e, "top_logprobs", tops);
         json_array_append_new(content, e);
     }
-    text_buf_free(&tmp);
+    text_buf_free(&piece);
     json_t *o = json_object();
     json_object_set_new(o, "content", content);
     return o;
 }
 
-static json_t *usage_json(int prompt, int completion) {
-    json_t *u = json_object();
+static json_t *logprobs_json(const oai_response_ctx *x, const oai_tokens *t) {
+    if (!t || !t->lps || t->n <= 0) return json_null();
+    return x->kind == OAI_CHAT ? chat_logprobs(x, t) : completion_logprobs(x, t);
+}
+
+static json_t *usage_json(int prompt, int completion, int cached) {
+    json_t *u = json_object(), *details = json_object();
     json_object_set_new(u, "prompt_tokens", json_integer(prompt));
     json_object_set_new(u, "total_tokens", json_integer(prompt + completion));
     json_object_set_new(u, "completion_tokens", json_integer(completion));
+    json_object_set_new(details, "cached_tokens", json_integer(cached));
+    json_object_set_new(u, "prompt_tokens_details", details);
     return u;
 }
 
@@ -122,8 +142,11 @@ static json_t *ids_json(const int32_t *ids, int n) {
 
 char *oai_format_response(const oai_response_ctx *x, const serve_job *j) {
     json_t *o = head(x, false), *choices = json_array();
-    int prompt = 0;
-    for (int s = 0; s < j->n_sub; s++) prompt += j->subs[s].n_prompt;
+    int prompt = 0, cached = 0;
+    for (int s = 0; s < j->n_sub; s++) {
+        prompt += j->subs[s].n_prompt;
+        cached += j->subs[s].n_cached;
+    }
     int completion = 0;
     for (int i = 0; i < job_n_choices(j); i++) {
         const serve_choice *c = &j->choices[i];
@@ -147,18 +170,16 @@ char *oai_format_response(const oai_response_ctx *x, const serve_job *j) {
         } else {
             json_object_set_new(ch, "text", json_stringn(text, c->text.len));
         }
-        json_t *lp = json_null();
-        if (j->p.logprobs >= 0 && c->lps)
-            lp = x->kind == OAI_CHAT ? chat_logprobs(x, c->ids, c->lps, c->n_tok, j->p.logprobs)
-                                     : completion_logprobs(x, c->ids, c->lps, c->n_tok,
-                                                           j->p.logprobs, 0);
-        json_object_set_new(ch, "logprobs", lp);
+        oai_tokens t = {.ids = c->ids, .lps = j->p.logprobs >= 0 ? c->lps : NULL,
+                        .offs = c->offs, .n = c->n_tok, .top_n = j->p.logprobs,
+                        .n_lead = c->n_lead};
+        json_object_set_new(ch, "logprobs", logprobs_json(x, &t));
         json_object_set_new(ch, "finish_reason", json_string(oai_finish_name(c->finish)));
         if (x->return_token_ids) json_object_set_new(ch, "token_ids", ids_json(c->ids, c->n_tok));
         json_array_append_new(choices, ch);
     }
     json_object_set_new(o, "choices", choices);
-    json_object_set_new(o, "usage", usage_json(prompt, completion));
+    json_object_set_new(o, "usage", usage_json(prompt, completion, cached));
     return dump(o);
 }
 
@@ -171,8 +192,7 @@ static void append_event(text_buf *out, json_t *o) {
 }
 
 void oai_format_chunk(const oai_response_ctx *x, int index, const char *text, size_t len,
-                      const int32_t *ids, const token_logprobs *lps, int n_ids, int top_n,
-                      int text_offset, const char *finish, bool role, text_buf *out) {
+                      const oai_tokens *t, const char *finish, bool role, text_buf *out) {
     json_t *o = head(x, true), *choices = json_array(), *ch = json_object();
     json_object_set_new(ch, "index", json_integer(index));
     if (x->kind == OAI_CHAT) {
@@ -183,13 +203,10 @@ void oai_format_chunk(const oai_response_ctx *x, int index, const char *text, si
     } else {
         json_object_set_new(ch, "text", json_stringn(text, len));
     }
-    json_t *lp = json_null();
-    if (lps && n_ids > 0)
-        lp = x->kind == OAI_CHAT ? chat_logprobs(x, ids, lps, n_ids, top_n)
-                                 : completion_logprobs(x, ids, lps, n_ids, top_n, text_offset);
-    json_object_set_new(ch, "logprobs", lp);
+    json_object_set_new(ch, "logprobs", logprobs_json(x, t));
     json_object_set_new(ch, "finish_reason", finish ? json_string(finish) : json_null());
-    if (x->return_token_ids) json_object_set_new(ch, "token_ids", ids_json(ids, n_ids));
+    if (x->return_token_ids)
+        json_object_set_new(ch, "token_ids", ids_json(t ? t->ids : NULL, t ? t->n : 0));
     json_array_append_new(choices, ch);
     json_object_set_new(o, "choices", choices);
     if (x->include_usage) json_object_set_new(o, "usage", json_null());
@@ -197,10 +214,10 @@ void oai_format_chunk(const oai_response_ctx *x, int index, const char *text, si
 }
 
 void oai_format_usage_chunk(const oai_response_ctx *x, int prompt_tokens, int completion_tokens,
-                            text_buf *out) {
+                            int cached_tokens, text_buf *out) {
     json_t *o = head(x, true);
     json_object_set_new(o, "choices", json_array());
-    json_object_set_new(o, "usage", usage_json(prompt_tokens, completion_tokens));
+    json_object_set_new(o, "usage", usage_json(prompt_tokens, completion_tokens, cached_tokens));
     append_event(out, o);
 }
 

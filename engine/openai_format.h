@@ -1,6 +1,6 @@
 /* OpenAI response bodies of the server: completions and chat completions (whole, and as
- * server-sent-event chunks), usage, logprobs in both APIs' shapes, and error bodies
- * ({"error": {"message", "type", "param", "code"}}). */
+ * server-sent-event chunks), usage (with prompt_tokens_details.cached_tokens), logprobs in
+ * both APIs' shapes, and error bodies ({"error": {"message", "type", "param", "code"}}). */
 #ifndef FOLIO_OPENAI_FORMAT_H
 #define FOLIO_OPENAI_FORMAT_H
 
@@ -22,19 +22,36 @@ typedef struct {
     bool include_usage;
 } oai_response_ctx;
 
+/* Sampled tokens of one choice, or of one streamed chunk of it, and what their logprobs need.
+ * Token strings are the tokens' text as it appears in the choice's text
+ * (tokenizer_token_piece), so the sampled tokens' strings concatenate to the text wherever
+ * each token holds whole characters; special tokens show as their text ("</s>"). A token
+ * holding part of a UTF-8 character shows as "bytes:" and its bytes escaped "\xNN"
+ * (lowercase hex), vLLM's convention; chat's "bytes" are always the token's real bytes.
+ * text_offset counts characters (code points, as Python's len), not bytes, and indexes the
+ * choice's text (echo, which would put the prompt first, is refused with logprobs). */
+typedef struct {
+    const int32_t *ids;          /* [n] */
+    const token_logprobs *lps;   /* [n], or NULL: no logprobs */
+    const int *offs;             /* [n] characters of the choice's text before each token (lps) */
+    int n;
+    int top_n;                   /* alternatives per token */
+    int n_lead;                  /* ids[0..n_lead) began the text (the decoders' start rules) */
+} oai_tokens;
+
 /* The whole response of a finished job (j done: read without its lock). malloc'd. */
 char *oai_format_response(const oai_response_ctx *x, const serve_job *j);
 
-/* One SSE event "data: {...}\n\n" for choice `index`: text[0..len), the tokens ids[0..n_ids)
- * with their logprobs (lps NULL: none), finish (NULL: not finished), role: chat's first
- * chunk of the choice. Appended to *out (text_buf). */
+/* One SSE event "data: {...}\n\n" for choice `index`: text[0..len), the tokens t (NULL:
+ * none), finish (NULL: not finished), role: chat's first chunk of the choice. Appended to
+ * *out (text_buf). */
 void oai_format_chunk(const oai_response_ctx *x, int index, const char *text, size_t len,
-                      const int32_t *ids, const token_logprobs *lps, int n_ids, int top_n,
-                      int text_offset, const char *finish, bool role, text_buf *out);
+                      const oai_tokens *t, const char *finish, bool role, text_buf *out);
 
-/* The final usage chunk (choices: []) of a stream. */
+/* The final usage chunk (choices: []) of a stream. cached_tokens: context tokens whose KV was
+ * reused (prompt_tokens_details.cached_tokens). */
 void oai_format_usage_chunk(const oai_response_ctx *x, int prompt_tokens, int completion_tokens,
-                            text_buf *out);
+                            int cached_tokens, text_buf *out);
 
 /* {"error": {...}}; param may be "" (null), type e.g. "BadRequestError". malloc'd. */
 char *oai_format_error(const char *message, const char *type, const char *param, int code);

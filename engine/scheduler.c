@@ -290,6 +290,7 @@ static void schedule_waiting(scheduler *s) {
         list_remove_at(&s->waiting, 0);
         s->stats.prompt_tokens += seq->n_tokens;
         s->stats.cached_tokens += cached;
+        if (seq->n_cached < 0) seq->n_cached = cached; /* a recompute after preemption: kept */
         grow(s, seq, seq->n_computed + n_new);
         seq->status = SEQ_RUNNING;
         seq->admitted = s->admit_counter++;

@@ -60,6 +60,7 @@ sequence *sequence_create(struct request *req, int sample, const int32_t *ctx, i
     s->last_hash = bm_hash_seed();
     s->logits_row = -1;
     s->session_id = -1;
+    s->n_cached = -1;
     return s;
 }
 

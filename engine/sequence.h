@@ -70,6 +70,8 @@ typedef struct sequence {
     int n_tokens, cap_tokens;
     int n_prompt;                /* tokens before this turn's generation began */
     int n_computed;              /* tokens whose K/V are in the cache */
+    int n_cached;                /* context tokens whose K/V were reused at the first admission
+                                  * (prefix cache or the session's parked turn); -1 before it */
     int32_t *blocks;             /* [cap_blocks] block table */
     int n_blocks, cap_blocks;
     int n_hashed;                /* leading full blocks registered in the prefix cache */

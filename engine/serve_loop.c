@@ -7,6 +7,7 @@
 #include "error.h"
 #include "progress.h"
 #include "serve_loop.h"
+#include "utf8.h"
 
 struct serve_loop {
     pthread_mutex_t mu;
@@ -55,6 +56,7 @@ static void job_free(serve_job *j) {
         free(c->ids);
         free(c->lps);
         free(c->ends);
+        free(c->offs);
         detok_stream_free(c->ds);
     }
     free(j->choices);
@@ -128,20 +130,32 @@ static void on_token(const request *r, const sequence *q, finish_reason why, voi
         c->ds = detok_stream_new(L->tok, j->skip_special);
         if (detok_stream_prime(c->ds, q->tokens, (size_t)q->n_prompt) != 0) folio_clear_error();
     }
+    bool lead = c->n_lead == c->n_tok && detok_stream_at_start(c->ds);
     L->scratch.len = 0;
     if (detok_stream_push(c->ds, t, &L->scratch) != 0) folio_clear_error();
     if (why != FINISH_NONE) detok_stream_flush(c->ds, &L->scratch);
     bool first = false, drop = false;
     pthread_mutex_lock(&j->mu);
-    if (L->scratch.len) text_buf_append(&c->text, L->scratch.s, L->scratch.len);
+    int chars_before = c->n_chars;
+    if (L->scratch.len) {
+        text_buf_append(&c->text, L->scratch.s, L->scratch.len);
+        c->n_chars += (int)utf8_count(L->scratch.s, L->scratch.len);
+    }
     if (c->n_tok == c->cap) {
         c->cap = c->cap ? 2 * c->cap : 16;
         c->ids = folio_xrealloc(c->ids, sizeof *c->ids * c->cap);
         c->ends = folio_xrealloc(c->ends, sizeof *c->ends * c->cap);
-        if (r->p.logprobs >= 0) c->lps = folio_xrealloc(c->lps, sizeof *c->lps * c->cap);
+        if (r->p.logprobs >= 0) {
+            c->lps = folio_xrealloc(c->lps, sizeof *c->lps * c->cap);
+            c->offs = folio_xrealloc(c->offs, sizeof *c->offs * c->cap);
+        }
     }
     c->ids[c->n_tok] = t;
-    if (r->p.logprobs >= 0 && q->logprobs) c->lps[c->n_tok] = q->logprobs[sequence_generated(q) - 1];
+    if (lead) c->n_lead++;
+    if (r->p.logprobs >= 0 && q->logprobs) {
+        c->lps[c->n_tok] = q->logprobs[sequence_generated(q) - 1];
+        c->offs[c->n_tok] = chars_before;
+    }
     if (why != FINISH_NONE) {
         if (why == FINISH_STOP && j->p.n_stop > 0) cut_at_stop(j, c);
         c->safe_len = (int)c->text.len;
@@ -212,6 +226,8 @@ static void on_done(const request *r, void *user) {
     pthread_mutex_lock(&j->mu);
     if (r->error && !j->error) j->error = folio_xstrdup(r->error);
     sub->n_prompt = r->n_prompt;
+    sub->n_cached = r->n_seqs > 0 && r->seqs[0] && r->seqs[0]->n_cached > 0
+                        ? r->seqs[0]->n_cached : 0;
     sub->done = true;
     for (int i = 0; i < j->p.n; i++) {
         serve_choice *c = &j->choices[sub->index * j->p.n + i];

@@ -33,6 +33,10 @@ typedef struct {
     int32_t *ids;                /* mu: [n_tok] generated ids */
     token_logprobs *lps;         /* mu: [n_tok] when logprobs were asked for */
     int *ends;                   /* mu: [n_tok] safe_len after each token */
+    int *offs;                   /* mu: [n_tok] with lps: characters of text before each token */
+    int n_chars;                 /* mu: characters of text */
+    int n_lead;                  /* mu: leading tokens that began the text (nothing shown before
+                                  * them: the decoders' start rules applied to them) */
     int n_tok, cap;
     finish_reason finish;        /* mu */
     bool done;                   /* mu */
@@ -48,6 +52,8 @@ typedef struct {
     int64_t req_id;              /* engine request id once added */
     bool added, done;
     int n_prompt;                /* mu: prompt tokens the engine ran for this turn */
+    int n_cached;                /* mu: context tokens whose KV was reused (prefix cache or
+                                  * the session's earlier turns) */
 } serve_sub;
 
 typedef struct serve_job {

@@ -57,6 +57,17 @@ int tokenizer_encode(tokenizer *tok, const char *text, size_t len, bool add_spec
 int tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, bool skip_special,
                      text_buf *out);
 
+/* A token's text as it appears inside a decoded text, appended to *out: its piece after the
+ * per-token decoders (so "▁word" keeps its leading space), a byte-fallback token <0xNN> as
+ * the byte NN, a byte-level token as its bytes, a special token as its text. at_start: the
+ * token begins the text, so the decoders' rules for the start apply too (Strip, Metaspace's
+ * first token), as when it is decoded alone. Not repaired: a token that holds part of a
+ * character appends an incomplete UTF-8 sequence. So where every token holds whole
+ * characters, decode(ids) is the concatenation of the pieces of the ids it does not skip, the
+ * first of them at_start (detok_stream_at_start tells it of a stream's next token). -1 on an
+ * id outside the vocabulary. */
+int tokenizer_token_piece(const tokenizer *tok, int32_t id, bool at_start, text_buf *out);
+
 /* Vocabulary size (largest id + 1, added tokens included). */
 int32_t tokenizer_vocab_size(const tokenizer *tok);
 /* The token's string as stored in tokenizer.json (model space, e.g. "Ġthe"), or NULL. */
@@ -89,5 +100,8 @@ void detok_stream_free(detok_stream *s);
 int detok_stream_prime(detok_stream *s, const int32_t *ids, size_t n);
 int detok_stream_push(detok_stream *s, int32_t id, text_buf *out);
 void detok_stream_flush(detok_stream *s, text_buf *out);
+/* True while the next token pushed begins the text: every token so far was skipped (special
+ * tokens under skip_special), so the decoders' start rules apply to it. */
+bool detok_stream_at_start(const detok_stream *s);
 
 #endif

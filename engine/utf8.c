@@ -1,4 +1,4 @@
-/* UTF-8 decoding with the maximal-subpart rule, lossy repair and encoding (see utf8.h). */
+/* UTF-8 decoding with the maximal-subpart rule, lossy repair, encoding, counting (see utf8.h). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +88,14 @@ size_t utf8_valid_prefix(const uint8_t *s, size_t n) {
         i += len;
     }
     return n;
+}
+
+size_t utf8_count(const char *s, size_t n) {
+    size_t count = 0, len;
+    uint32_t cp;
+    for (size_t i = 0; i < n; i += len, count++)
+        if (utf8_decode((const uint8_t *)s + i, n - i, &len, &cp) != UTF8_OK) len = 1;
+    return count;
 }
 
 static void reserve(char **out, size_t *cap, size_t need) {

@@ -1,6 +1,7 @@
 /* UTF-8 helpers for the tokenizer: decoding one character with the "maximal subpart" rule
  * (what Rust's String::from_utf8_lossy and the WHATWG decoder do: each maximal invalid
- * subsequence becomes one U+FFFD), lossy repair of a whole buffer, and encoding. */
+ * subsequence becomes one U+FFFD), lossy repair of a whole buffer, encoding, and counting
+ * characters. */
 #ifndef FOLIO_UTF8_H
 #define FOLIO_UTF8_H
 
@@ -23,6 +24,9 @@ size_t utf8_encode(uint32_t cp, char *out);
 
 /* Length of the longest valid UTF-8 prefix of s[0..n). */
 size_t utf8_valid_prefix(const uint8_t *s, size_t n);
+
+/* Characters (code points) of s[0..n), each byte of an invalid sequence counting as one. */
+size_t utf8_count(const char *s, size_t n);
 
 /* Appends the lossy repair of s[0..n) to *out (a growable buffer of *len bytes, *cap room):
  * each maximal invalid subpart, and a truncated character at the end, becomes U+FFFD. */

@@ -3,8 +3,8 @@
 # lengths, some disconnecting mid-stream; no lost or duplicated tokens, no unexpected errors,
 # and every KV block free afterwards (from /metrics). Then: a client that disconnects
 # mid-stream frees its blocks at once; --max-queue gives 429 with Retry-After; sessions (the
-# second turn prefills only its new tokens and answers as the full request would); SIGTERM
-# finishes an in-flight request and exits 0.
+# second turn prefills only its new tokens, reports the rest as usage's cached_tokens and
+# answers as the full request would); SIGTERM finishes an in-flight request and exits 0.
 set -uo pipefail
 . "$(dirname "$0")/common.inc"
 . "$(dirname "$0")/server.inc"
@@ -44,6 +44,13 @@ computed=$(( (q1 - q0) - (h1 - h0) ))
 # the new tokens plus turn 1's last sampled token, which never went through the forward
 [ "$computed" -le 4 ] && echo "ok: turn 2 prefilled $computed new tokens ($((h1 - h0)) from the session's KV)" \
   || fail "turn 2 prefilled $computed tokens (queries $((q1 - q0)), hits $((h1 - h0)))"
+# usage.prompt_tokens_details.cached_tokens: the context reused from the session's KV, i.e. the
+# context (the conversation so far + this turn's prompt: the metric's queries) minus what was
+# prefilled. prompt_tokens counts this turn's prompt alone, so cached_tokens may exceed it.
+c2=$(echo "$r2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["usage"]["prompt_tokens_details"]["cached_tokens"])')
+[ "$c2" -gt 0 ] && [ "$c2" = $(( (q1 - q0) - computed )) ] \
+  && echo "ok: turn 2 usage reports $c2 cached tokens (context $((q1 - q0)) - prefilled $computed)" \
+  || fail "turn 2 cached_tokens $c2, expected $(( (q1 - q0) - computed )): $r2"
 full=$(curl -s "$C" -d "{\"prompt\": [1, 403, 407, 261, 378, $out1, 13, 450, 2], \"max_tokens\": 12, \"temperature\": 0, \"return_token_ids\": true, \"ignore_eos\": true}")
 t2=$(echo "$r2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["token_ids"])')
 tf=$(echo "$full" | python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["token_ids"])')

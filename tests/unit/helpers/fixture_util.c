@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -71,4 +72,13 @@ double max_rel_diff(const float *a, const float *b, size_t n) {
 
 void open_model_or_fail(const char *dir, load_format fmt, comm_ctx *comm, model *m) {
     if (model_open(dir, fmt, comm, 0, m) != 0) fail_msg("opening %s: %s", dir, folio_last_error());
+}
+
+void open_stories_or_skip(comm_ctx *comm, model *m) {
+    if (access(STORIES_DIR "/config.json", R_OK) != 0) {
+        print_message("SKIPPED: %s not found\n", STORIES_DIR);
+        exit(77);
+    }
+    comm_init_single(comm);
+    open_model_or_fail(STORIES_DIR, LOAD_AUTO, comm, m);
 }
