@@ -24,11 +24,17 @@ static int run_local(engine_backend local, int rank, const step_plan *plan, floa
     return rc;
 }
 
+/* Rank 0: the plan to the other ranks (nothing on one rank), timed. */
+static int send_plan(backend_tp *b, const step_plan *plan) {
+    double t0 = folio_now();
+    int rc = plan_channel_send_plan(b->ch, plan);
+    b->send_s += folio_now() - t0;
+    return rc;
+}
+
 static int tp_step(void *self, const step_plan *plan, float *logits) {
     backend_tp *b = self;
-    double t0 = folio_now();
-    if (plan_channel_send_plan(b->ch, plan) != 0) return -1;
-    b->send_s += folio_now() - t0;
+    if (send_plan(b, plan) != 0) return -1;
     return run_local(b->local, b->rank, plan, logits);
 }
 
@@ -39,9 +45,7 @@ static int tp_step_sample(void *self, const step_plan *plan, const sample_row_pa
                           const sample_entry *entries, int n_entries, int32_t *ids,
                           float *logprobs) {
     backend_tp *b = self;
-    double t0 = folio_now();
-    if (plan_channel_send_plan(b->ch, plan) != 0) return -1;
-    b->send_s += folio_now() - t0;
+    if (send_plan(b, plan) != 0) return -1;
     if (enter_step(b->rank, plan->step) != 0) return -1;
     int rc = b->local.step_sample(b->local.self, plan, params, entries, n_entries, ids,
                                   logprobs);

@@ -181,11 +181,12 @@ static size_t workspace_bytes(const forward_cuda *f) {
     size_t b = 2 * T * c->hidden * e + T * f->qkv_dim * e + 2 * T * f->q_dim * e +
                T * c->hidden * e + T * 3 * f->inter * e + L * c->hidden * e +
                L * f->w->shard.vocab_shard * sizeof(float) + L * sizeof(int32_t);
-    if (f->w->shard.world > 1) /* one-shot's other two sum buffers (an upper bound) */
-        b += 2 * T * c->hidden * e + sizeof(oneshot_signal);
-    if (f->w->shard.world > 1) /* the all-gather buffer and the reordered logits */
+    if (f->w->shard.world > 1) {
+        b += 2 * T * c->hidden * e + sizeof(oneshot_signal); /* one-shot's other two sums */
+        /* the all-gather buffer and the reordered logits */
         b += L * sizeof(float) * ((size_t)f->w->shard.world * f->w->shard.vocab_shard +
                                   (size_t)c->vocab) - L * f->w->shard.vocab_shard * sizeof(float);
+    }
     b += 2 * sizeof(float) * (size_t)c->max_position * (c->head_dim / 2);
     b += f->lay.total + GEMM_WORKSPACE_BYTES + ((size_t)64 << 20); /* + slack for cuBLAS */
     return b + f->attn_ws_bytes;
@@ -543,15 +544,10 @@ static int open_oneshot(forward_cuda *f) {
     snprintf(f->allreduce_name, sizeof f->allreduce_name, "one-shot <= %zu KB, NCCL above",
              f->oneshot_max_bytes >> 10);
     for (int k = 0; k < RED_COUNT; k++) {
-        oneshot_peers *op = &f->oneshot[k];
-        *op = (oneshot_peers){.world = comm->world, .rank = comm->rank,
-                              .timeout_ns = (unsigned long long)(f->nccl.timeout_s * 1e9)};
-        for (int r = 0; r < comm->world; r++) {
-            char *base = f->peers.base[r];
-            op->signal[r] = (oneshot_signal *)base;
-            op->in[r] = base + sig + (size_t)k * buf;
-        }
-        f->red[k] = (char *)f->peers.base[comm->rank] + sig + (size_t)k * buf;
+        const size_t at = sig + (size_t)k * buf;
+        oneshot_peers_init(&f->oneshot[k], f->peers.base, comm->world, comm->rank, at,
+                           (unsigned long long)(f->nccl.timeout_s * 1e9));
+        f->red[k] = (char *)f->peers.base[comm->rank] + at;
     }
     if (!f->o.quiet && comm->rank == 0)
         fprintf(stderr, "folio: one-shot all-reduce over peer memory for up to %zu KB per rank "

@@ -128,6 +128,19 @@ oneshot_kernel(oneshot_peers p, T *residual, T *out, const T *bias, const T *wei
 
 } // namespace
 
+extern "C" void oneshot_peers_init(oneshot_peers *p, void *const *bases, int world, int rank,
+                                   size_t in_offset, unsigned long long timeout_ns) {
+    CUDA_REQUIRE(world >= 1 && world <= ONESHOT_MAX_RANKS, "oneshot_peers_init: world");
+    *p = oneshot_peers{};
+    p->world = world;
+    p->rank = rank;
+    p->timeout_ns = timeout_ns;
+    for (int k = 0; k < world; k++) {
+        p->signal[k] = static_cast<oneshot_signal *>(bases[k]);
+        p->in[k] = static_cast<const char *>(bases[k]) + in_offset;
+    }
+}
+
 extern "C" void oneshot_allreduce_add_rmsnorm_cuda(const oneshot_peers *p, void *residual,
                                                    void *out, const void *bias,
                                                    const void *weight, int n, int dim, float eps,

@@ -17,6 +17,7 @@
 #ifndef FOLIO_ONESHOT_ALLREDUCE_H
 #define FOLIO_ONESHOT_ALLREDUCE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cuda_runtime_api.h>
@@ -45,6 +46,12 @@ typedef struct {
     int world, rank;
     unsigned long long timeout_ns;  /* a barrier waiting longer traps (a peer died or hangs) */
 } oneshot_peers;
+
+/* The view of one sum buffer: every rank's region starts with its oneshot_signal (the layout
+ * all callers share); the buffer lies in_offset bytes into each region. bases[k]: rank k's
+ * region as mapped here (comm/peer_memory.h). */
+void oneshot_peers_init(oneshot_peers *p, void *const *bases, int world, int rank,
+                        size_t in_offset, unsigned long long timeout_ns);
 
 /* residual[t] += sum_k in_k[t] (+ bias); out[t] = rmsnorm(residual[t]) * weight, for t < n.
  * residual, out: [n][dim] this rank's; bias: [dim] or NULL; weight: [dim]. Every rank of

@@ -171,14 +171,10 @@ static int rig_open(oneshot_rig *r) {
         return -1;
     }
     for (int k = 0; k < N_BUFS; k++) {
-        r->op[k] = (oneshot_peers){.world = g_comm.world, .rank = g_comm.rank,
-                                   .timeout_ns = 60ull * 1000000000ull};
-        for (int q = 0; q < g_comm.world; q++) {
-            char *base = r->pm.base[q];
-            r->op[k].signal[q] = (oneshot_signal *)base;
-            r->op[k].in[q] = base + SIGNAL_BYTES + (size_t)k * buf_bytes();
-        }
-        r->buf[k] = (char *)r->pm.base[g_comm.rank] + SIGNAL_BYTES + (size_t)k * buf_bytes();
+        const size_t at = SIGNAL_BYTES + (size_t)k * buf_bytes();
+        oneshot_peers_init(&r->op[k], r->pm.base, g_comm.world, g_comm.rank, at,
+                           60ull * 1000000000ull);
+        r->buf[k] = (char *)r->pm.base[g_comm.rank] + at;
     }
     const size_t b = buf_bytes();
     CUDA_CHECK(cudaMalloc(&r->residual, b));
@@ -227,14 +223,11 @@ static int check_oneshot(oneshot_rig *r, cudaStream_t st, folio_dtype t, int n, 
     float *res = gpu_test_rand(nd, -2.0f, 2.0f, t), *w = gpu_test_rand(dim, 0.5f, 1.5f, t);
     float *b = gpu_test_rand(dim, -0.5f, 0.5f, t);
     const int k = r->calls % N_BUFS;
-    void *d;
-    d = gpu_test_to_device(parts[g_comm.rank], nd, t);
-    CUDA_CHECK(cudaMemcpy(r->buf[k], d, nd * dtype_size(t), cudaMemcpyDeviceToDevice));
-    CUDA_CHECK(cudaFree(d));
     const struct { void *dst; const float *src; size_t n; } up[] = {
-        {r->residual, res, nd}, {r->weight, w, dim}, {r->bias, b, dim}};
-    for (size_t i = 0; i < 3; i++) {
-        d = gpu_test_to_device(up[i].src, up[i].n, t);
+        {r->buf[k], parts[g_comm.rank], nd}, {r->residual, res, nd}, {r->weight, w, dim},
+        {r->bias, b, dim}};
+    for (size_t i = 0; i < sizeof up / sizeof up[0]; i++) {
+        void *d = gpu_test_to_device(up[i].src, up[i].n, t);
         CUDA_CHECK(cudaMemcpy(up[i].dst, d, up[i].n * dtype_size(t), cudaMemcpyDeviceToDevice));
         CUDA_CHECK(cudaFree(d));
     }

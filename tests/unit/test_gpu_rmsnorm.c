@@ -30,6 +30,7 @@ int main(void) {
 #include "cuda_check.h"
 #include "dtype.h"
 #include "error.h"
+#include "gpu_test_util.h"
 #include "kernels_cpu.h"
 #include "kernels_cuda.h"
 
@@ -80,23 +81,6 @@ static float *rand_host(size_t n, float lo, float hi, folio_dtype t) {
     return v;
 }
 
-/* Mismatches of |got - want| > atol + rtol |want| (NaN counts); prints the first ten. */
-static size_t mismatches(const char *what, const float *got, const float *want, size_t n,
-                         double atol, double rtol) {
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double err = fabs((double)got[i] - (double)want[i]);
-        if (!(err <= atol + rtol * fabs((double)want[i]))) {
-            if (bad < 10)
-                fprintf(stderr, "  %s [%zu]: gpu %.8g cpu %.8g\n", what, i, (double)got[i],
-                        (double)want[i]);
-            bad++;
-        }
-    }
-    if (bad) fprintf(stderr, "  %s: %zu of %zu mismatches\n", what, bad, n);
-    return bad;
-}
-
 /* One shape and dtype; misalign offsets every device pointer by one element, forcing the
  * kernel's scalar path. */
 static void check_case(int n, int dim, folio_dtype t, int misalign) {
@@ -127,10 +111,10 @@ static void check_case(int n, int dim, folio_dtype t, int misalign) {
     char what[96];
     snprintf(what, sizeof what, "%s n=%d dim=%d%s residual", dtype_name(t), n, dim,
              misalign ? " misaligned" : "");
-    assert_int_equal(mismatches(what, g_res, res, len, 0.0, res_rtol), 0);
+    assert_int_equal(gpu_test_mismatches(what, g_res, res, len, 0.0, res_rtol), 0);
     snprintf(what, sizeof what, "%s n=%d dim=%d%s out", dtype_name(t), n, dim,
              misalign ? " misaligned" : "");
-    assert_int_equal(mismatches(what, g_out, c_out, len, atol, rtol), 0);
+    assert_int_equal(gpu_test_mismatches(what, g_out, c_out, len, atol, rtol), 0);
 
     CUDA_CHECK(cudaFree(d_out));
     CUDA_CHECK(cudaFree(d_w));
