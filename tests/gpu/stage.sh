@@ -14,8 +14,10 @@ find build-cuda/tests -maxdepth 1 -type f -name 'test_gpu_*' -perm -u+x -exec cp
 # (test_gpu_nccl runs under mpirun: tests/gpu/run_nccl_checks.sh)
 # Libraries the GPU machine does not have (it has MPI, NCCL, cuBLAS, jansson, pcre2, hwloc, gomp).
 for lib in libcmocka.so.0 libutf8proc.so.2 libmicrohttpd.so.12; do
-  f=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
-  [ -n "$f" ] && cp -L "$f" "$DEST/lib/"
+  # awk reads to the end: exiting early would SIGPIPE ldconfig, and pipefail end the script
+  f=$(ldconfig -p | awk -v l="$lib" '$1 == l && f == "" { f = $NF } END { print f }')
+  [ -n "$f" ] || { echo "stage.sh: $lib not found here (launch/build.sh installs it)" >&2; exit 1; }
+  cp -L "$f" "$DEST/lib/"
 done
 if [ -d ../shared/models/stories260K ]; then
   cp -r ../shared/models/stories260K "$DEST/"
