@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "kv_capacity.h"
 #include "model.h"
 #include "step_watchdog.h"
 
@@ -14,7 +15,7 @@ void common_options_init(common_options *o) {
     o->dtype_auto = true;
     o->dtype = DTYPE_F32;
     o->load_format = LOAD_AUTO;
-    o->gpu_memory_utilization = 0.90;
+    o->gpu_memory_utilization = FOLIO_DEFAULT_MEMORY_UTILIZATION;
     o->bind = BIND_AUTO;
 }
 
@@ -59,24 +60,17 @@ int cli_common_option(common_options *o, int id, const char *arg) {
 
 int cli_common_check(const common_options *o, const char *command) {
     if (!o->model_dir) return folio_fail("%s: --model DIR is required", command);
-#ifndef FOLIO_HAVE_CUDA
-    if (o->device == DEVICE_CUDA)
-        return folio_fail("%s: --device cuda: this folio was built without CUDA; use --device "
-                          "cpu", command);
-#endif
     if (o->device == DEVICE_CPU && !o->dtype_auto && o->dtype != DTYPE_F32)
         return folio_fail("%s: --dtype %s: the CPU backend computes in float32 only; use "
                           "--dtype auto or float32", command, dtype_name(o->dtype));
     return 0;
 }
 
-void cli_model_options(const common_options *o, model_open_options *out) {
-    *out = (model_open_options){.format = o->load_format, .verbose = o->verbose,
-                                .cuda = o->device == DEVICE_CUDA, .dtype_auto = o->dtype_auto,
-                                .dtype = o->dtype,
-                                .gpu_memory_utilization = o->gpu_memory_utilization,
-                                .enforce_eager = o->enforce_eager,
-                                .allreduce_nccl = o->allreduce_nccl};
+device_options cli_device_options(const common_options *o) {
+    return (device_options){.device = o->device, .format = o->load_format,
+                            .dtype_auto = o->dtype_auto, .dtype = o->dtype,
+                            .enforce_eager = o->enforce_eager,
+                            .allreduce_nccl = o->allreduce_nccl, .verbose = o->verbose};
 }
 
 int cli_start_rank(const common_options *o, comm_ctx *comm) {

@@ -8,12 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "binding.h"
 #include "comm.h"
 #include "dtype.h"
-#include "weights.h"
-
-typedef enum { DEVICE_CPU, DEVICE_CUDA } device_kind;
 
 typedef struct {
     const char *model_dir;
@@ -72,9 +70,8 @@ void cli_stop_rank(void);
 /* Checks what every model-running command needs (a --model, a supported device/dtype). */
 int cli_common_check(const common_options *o, const char *command);
 
-/* The model_open_on() options (model.h) the common options ask for. */
-struct model_open_options;
-void cli_model_options(const common_options *o, struct model_open_options *out);
+/* The device_model_open() options (backend.h) the common options ask for. */
+device_options cli_device_options(const common_options *o);
 
 int cli_parse_int(const char *option, const char *arg, long long min, long long max,
                   long long *out);

@@ -206,8 +206,8 @@ static int measure_ceilings(ceilings *c) {
 }
 
 /* Parameters that take part in GEMMs for each token (all but the embedding table). */
-static double gemm_params(const model *m) {
-    const model_config *c = &m->cfg;
+static double gemm_params(const device_model *dm) {
+    const model_config *c = &dm->m.cfg;
     const double h = c->hidden, hd = c->head_dim;
     const double per_layer = h * hd * (c->n_heads * 2.0 + c->n_kv_heads * 2.0) +
                              3.0 * h * c->intermediate;
@@ -258,7 +258,7 @@ typedef struct {
     double ttft_ms, tpot_ms, tok_s;
 } latency_run;
 
-static int latency_once(forward_cuda *f, const model *m, const bench_args *a, step_plan *p,
+static int latency_once(forward_cuda *f, const device_model *dm, const bench_args *a, step_plan *p,
                         int32_t *tables, int blocks_per_seq, latency_run *out) {
     const int B = a->batch, I = a->input_len;
     int32_t *prompt = folio_xmalloc(sizeof *prompt * I), *ids = folio_xmalloc(sizeof *ids * B);
@@ -266,7 +266,7 @@ static int latency_once(forward_cuda *f, const model *m, const bench_args *a, st
     double t0 = folio_now();
     step_plan_reset(p, 0);
     for (int s = 0; s < B && rc == 0; s++) {
-        for (int i = 0; i < I; i++) prompt[i] = (int32_t)(next_rand() % m->cfg.vocab);
+        for (int i = 0; i < I; i++) prompt[i] = (int32_t)(next_rand() % dm->m.cfg.vocab);
         if (step_plan_add(p, prompt, I, 0, tables + (size_t)s * blocks_per_seq, blocks_per_seq,
                           1, 0) < 0)
             rc = -1;
@@ -292,20 +292,20 @@ static int latency_once(forward_cuda *f, const model *m, const bench_args *a, st
     return rc;
 }
 
-static int bench_latency(const model *m, comm_ctx *comm, const bench_args *a,
+static int bench_latency(const device_model *dm, comm_ctx *comm, const bench_args *a,
                          const ceilings *c) {
     const int bs = 16, ctx = a->input_len + a->output_len;
     const int per_seq = (ctx + bs - 1) / bs;
-    if (ctx > m->cfg.max_position)
+    if (ctx > dm->m.cfg.max_position)
         return folio_fail("bench: --input-len + --output-len = %d exceeds the model's context "
-                          "of %d", ctx, m->cfg.max_position);
+                          "of %d", ctx, dm->m.cfg.max_position);
     const int B = a->batch;
     const forward_cuda_options o = {
         .max_tokens = B * a->input_len, .max_seqs = B, .max_logits = B,
         .max_blocks_per_seq = per_seq, .block_size = bs, .num_blocks = B * per_seq,
-        .gpu_memory_utilization = m->gpu_memory_utilization, .enforce_eager = m->enforce_eager,
-        .nccl_only = m->allreduce_nccl};
-    forward_cuda *f = forward_cuda_create(&m->cfg, m->gpu_weights, comm, &o);
+        .gpu_memory_utilization = a->common.gpu_memory_utilization, .enforce_eager = dm->enforce_eager,
+        .nccl_only = dm->allreduce_nccl};
+    forward_cuda *f = forward_cuda_create(&dm->m.cfg, dm->gpu_weights, comm, &o);
     if (!f) return -1;
     int32_t *tables = folio_xmalloc(sizeof *tables * B * per_seq);
     for (int i = 0; i < B * per_seq; i++) tables[i] = i;
@@ -317,7 +317,7 @@ static int bench_latency(const model *m, comm_ctx *comm, const bench_args *a,
     int rc = 0, n = 0;
     for (int r = 0; r < runs && rc == 0; r++) {
         latency_run lr;
-        rc = latency_once(f, m, a, &p, tables, per_seq, &lr);
+        rc = latency_once(f, dm, a, &p, tables, per_seq, &lr);
         if (r >= a->warmup) {
             ttft[n] = lr.ttft_ms;
             tpot[n] = lr.tpot_ms;
@@ -326,18 +326,18 @@ static int bench_latency(const model *m, comm_ctx *comm, const bench_args *a,
     }
     if (rc == 0) rc = check_same_plans(comm);
     if (rc == 0 && comm->rank == 0) {
-        const cuda_weights *w = m->gpu_weights;
-        const double kv_bytes = 2.0 * m->cfg.n_layers * m->shard.n_kv_heads * m->cfg.head_dim *
+        const cuda_weights *w = dm->gpu_weights;
+        const double kv_bytes = 2.0 * dm->m.cfg.n_layers * dm->m.shard.n_kv_heads * dm->m.cfg.head_dim *
                                 dtype_size(w->dtype) * B * (a->input_len + a->output_len / 2.0);
         const double decode_floor = ((double)w->bytes + kv_bytes) / (c->copy_gbs * 1e9) * 1e3;
-        const double prefill_flops = 2.0 * gemm_params(m) * B * a->input_len +
-                                     2.0 * m->cfg.n_layers * m->cfg.n_heads * m->cfg.head_dim *
+        const double prefill_flops = 2.0 * gemm_params(dm) * B * a->input_len +
+                                     2.0 * dm->m.cfg.n_layers * dm->m.cfg.n_heads * dm->m.cfg.head_dim *
                                          (double)a->input_len * a->input_len * B; /* causal QK+PV */
         const double prefill_floor = prefill_flops / (c->gemm_tflops * 1e12) * 1e3;
         const double mt = median(ttft, n), mp = median(tpot, n), ms = median(tps, n);
         printf("latency: batch %d, input %d, output %d, %s, %s, TP %d (all-reduce: %s) "
                "(median of %d runs after %d warm-up)\n", B, a->input_len, a->output_len,
-               dtype_name(w->dtype), m->enforce_eager ? "eager" : "CUDA graphs", comm->world,
+               dtype_name(w->dtype), dm->enforce_eager ? "eager" : "CUDA graphs", comm->world,
                forward_cuda_allreduce_name(f), n, a->warmup);
         printf("  time to first token  %9.2f ms   roofline %7.2f ms (%.2f TFLOP / %.0f TFLOP/s)"
                "  = %.0f%%\n", mt, prefill_floor, prefill_flops * 1e-12, c->gemm_tflops,
@@ -381,7 +381,7 @@ static int request_file_lengths(const bench_args *a, int **in, int **out, int *n
     return rc;
 }
 
-static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
+static int bench_throughput(const device_model *dm, comm_ctx *comm, const bench_args *a,
                             const ceilings *c) {
     const int bs = 16, S = a->max_seqs;
     int N = a->prompts, *file_in = NULL, *file_out = NULL;
@@ -405,16 +405,16 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
     }
     free(file_in);
     free(file_out);
-    if (max_len > m->cfg.max_position)
+    if (max_len > dm->m.cfg.max_position)
         return folio_fail("bench: requests of %d tokens exceed the model's context of %d",
-                          max_len, m->cfg.max_position);
+                          max_len, dm->m.cfg.max_position);
     const int per_seq = (max_len + bs - 1) / bs;
     const int max_tokens = a->max_batched > S ? a->max_batched : S;
     const forward_cuda_options o = {
         .max_tokens = max_tokens, .max_seqs = S, .max_logits = S, .max_blocks_per_seq = per_seq,
-        .block_size = bs, .num_blocks = 0, .gpu_memory_utilization = m->gpu_memory_utilization,
-        .enforce_eager = m->enforce_eager, .nccl_only = m->allreduce_nccl};
-    forward_cuda *f = forward_cuda_create(&m->cfg, m->gpu_weights, comm, &o);
+        .block_size = bs, .num_blocks = 0, .gpu_memory_utilization = a->common.gpu_memory_utilization,
+        .enforce_eager = dm->enforce_eager, .nccl_only = dm->allreduce_nccl};
+    forward_cuda *f = forward_cuda_create(&dm->m.cfg, dm->gpu_weights, comm, &o);
     if (!f) {
         free(req);
         return -1;
@@ -451,7 +451,7 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
             r->slot = slot_free[--n_slot_free];
             int32_t *t = tables + (size_t)r->slot * per_seq;
             for (int b = 0; b < r->n_blocks; b++) t[b] = pool.free_blocks[--pool.n_free];
-            for (int i = 0; i < r->in_len; i++) prompt[i] = (int32_t)(next_rand() % m->cfg.vocab);
+            for (int i = 0; i < r->in_len; i++) prompt[i] = (int32_t)(next_rand() % dm->m.cfg.vocab);
             if (step_plan_add(&p, prompt, r->in_len, 0, t, r->n_blocks, 1, 0) < 0) rc = -1;
             budget -= r->in_len;
             admitted[n_adm++] = next++;
@@ -502,20 +502,20 @@ static int bench_throughput(const model *m, comm_ctx *comm, const bench_args *a,
     const double secs = folio_now() - t0;
     if (rc == 0) rc = check_same_plans(comm);
     if (rc == 0 && comm->rank == 0) {
-        const cuda_weights *w = m->gpu_weights;
+        const cuda_weights *w = dm->gpu_weights;
         const double decode_steps = (double)total_out / S;
-        const double floor_s = 2.0 * gemm_params(m) * (double)(total_in + total_out) /
+        const double floor_s = 2.0 * gemm_params(dm) * (double)(total_in + total_out) /
                                    (c->gemm_tflops * 1e12) +
                                decode_steps * (double)w->bytes / (c->copy_gbs * 1e9);
         if (a->requests)
             printf("throughput: %d requests from %s (%lld prompt + %lld output tokens), max %d "
                    "running, %s, %s, TP %d\n", N, a->requests, total_in, total_out, S,
-                   dtype_name(w->dtype), m->enforce_eager ? "eager" : "CUDA graphs", comm->world);
+                   dtype_name(w->dtype), dm->enforce_eager ? "eager" : "CUDA graphs", comm->world);
         else
             printf("throughput: %d requests, input %d, output %d%s, max %d running, %s, %s, "
                    "TP %d\n", N, a->input_len, a->output_len,
                    a->random_lengths ? " (random)" : "", S, dtype_name(w->dtype),
-                   m->enforce_eager ? "eager" : "CUDA graphs", comm->world);
+                   dm->enforce_eager ? "eager" : "CUDA graphs", comm->world);
         printf("  %.2f s: %.2f requests/s, %.0f output tokens/s, %.0f total tokens/s\n", secs,
                N / secs, out_tokens / secs, (double)(total_in + out_tokens) / secs);
         printf("  roofline %.2f s (all tokens' FLOPs / %.0f TFLOP/s + weight reads of %.0f "
@@ -542,10 +542,9 @@ int cmd_bench(int argc, char **argv, comm_ctx *comm) {
     bench_args a;
     if (parse(argc, argv, &a) != 0) return -1;
     if (cli_start_rank(&a.common, comm) != 0) return -1;
-    model m;
-    model_open_options mo;
-    cli_model_options(&a.common, &mo);
-    if (model_open_on(a.common.model_dir, &mo, comm, &m) != 0) {
+    device_model m;
+    device_options mo = cli_device_options(&a.common);
+    if (device_model_open(a.common.model_dir, &mo, comm, &m) != 0) {
         cli_stop_rank();
         return -1;
     }
@@ -561,7 +560,7 @@ int cmd_bench(int argc, char **argv, comm_ctx *comm) {
     }
     if (rc == 0)
         rc = a.latency ? bench_latency(&m, comm, &a, &c) : bench_throughput(&m, comm, &a, &c);
-    model_close(&m);
+    device_model_close(&m);
     cli_stop_rank();
     return rc;
 }

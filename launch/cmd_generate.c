@@ -11,7 +11,7 @@
 #include "commands.h"
 #include "error.h"
 #include "engine_loop.h"
-#include "engine_setup.h"
+#include "engine_options.h"
 #include "model.h"
 #include "plan_channel.h"
 #include "progress.h"
@@ -48,7 +48,7 @@ typedef struct {
     run_options run;
     int print_ids;
     const char *requests, *output;
-    engine_knobs knobs;
+    engine_options knobs;
     tokenizer *tok;              /* the model's tokenizer, when text is involved (owned) */
     text_codec codec;            /* over tok */
 } generate_args;
@@ -71,7 +71,7 @@ static int parse_args(int argc, char **argv, generate_args *a) {
         {0, 0, 0, 0}};
     common_options_init(&a->common);
     a->max_tokens = -1;
-    engine_knobs_init(&a->knobs);
+    engine_options_init(&a->knobs);
     a->run = (run_options){.sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f},
                            .seed = (uint64_t)time(NULL), .block_size = 16};
     double d;
@@ -81,7 +81,7 @@ static int parse_args(int argc, char **argv, generate_args *a) {
     opterr = 0;
     while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int rc = cli_common_option(&a->common, id, optarg);
-        if (rc == 0) rc = engine_knobs_option(&a->knobs, id, optarg);
+        if (rc == 0) rc = engine_options_parse(&a->knobs, id, optarg);
         if (rc < 0) return -1;
         if (rc > 0) continue;
         switch (id) {
@@ -187,12 +187,12 @@ typedef struct {
     engine *e;
 } generate_engine;
 
-static int engine_open(generate_engine *g, const generate_args *a, const model *m,
+static int engine_open(generate_engine *g, const generate_args *a, const device_model *dm,
                        comm_ctx *comm, plan_channel *ch, request_done_fn done, void *user) {
     memset(g, 0, sizeof *g);
-    if (rank_engine_open(&g->re, &a->knobs, m, comm, ch) != 0) return -1;
-    engine_config ec = {.sched = g->re.sched, .vocab = m->cfg.vocab, .eos_ids = m->cfg.eos_ids,
-                        .n_eos = m->cfg.n_eos, .codec = codec_of(a)};
+    if (rank_engine_open(&g->re, &a->knobs, dm, comm, ch) != 0) return -1;
+    engine_config ec = {.sched = g->re.sched, .vocab = dm->m.cfg.vocab, .eos_ids = dm->m.cfg.eos_ids,
+                        .n_eos = dm->m.cfg.n_eos, .codec = codec_of(a)};
     g->e = engine_create(&ec, rank_engine_backend(&g->re, ch), done, user);
     if (!g->e) {
         rank_engine_close(&g->re);
@@ -245,8 +245,8 @@ static void single_done(const request *r, void *user) {
     out->hit_eos = q->finish == FINISH_STOP;
 }
 
-static int run_single(generate_args *a, const model *m, comm_ctx *comm, plan_channel *ch) {
-    const model_config *c = &m->cfg;
+static int run_single(generate_args *a, const device_model *dm, comm_ctx *comm, plan_channel *ch) {
+    const model_config *c = &dm->m.cfg;
     if ((long long)a->n_prompt + a->max_tokens > c->max_position)
         return folio_fail("the prompt has %d tokens and %lld more were asked for "
                           "(--max-tokens), %lld in all; the model's context is %d tokens "
@@ -267,7 +267,7 @@ static int run_single(generate_args *a, const model *m, comm_ctx *comm, plan_cha
     }
     single_result res = {0};
     generate_engine g;
-    if (engine_open(&g, a, m, comm, ch, single_done, &res) != 0) return -1;
+    if (engine_open(&g, a, dm, comm, ch, single_done, &res) != 0) return -1;
     request_params p;
     request_params_init(&p);
     p.max_tokens = (int)a->max_tokens;
@@ -373,7 +373,7 @@ static void print_batch_stats(const batch_state *b, engine *e, double secs) {
             st->steps ? es->cpu_s * 1e3 / st->steps : 0.0);
 }
 
-static int run_requests(generate_args *a, const model *m, comm_ctx *comm, plan_channel *ch) {
+static int run_requests(generate_args *a, const device_model *dm, comm_ctx *comm, plan_channel *ch) {
     char **text = NULL;
     int *line_nos = NULL, n = 0;
     if (read_lines(a->requests, &text, &line_nos, &n) != 0) return -1;
@@ -385,13 +385,13 @@ static int run_requests(generate_args *a, const model *m, comm_ctx *comm, plan_c
         b.out = stdout;
     }
     generate_engine g;
-    if (rc == 0 && engine_open(&g, a, m, comm, ch, batch_done, &b) != 0) rc = -1;
+    if (rc == 0 && engine_open(&g, a, dm, comm, ch, batch_done, &b) != 0) rc = -1;
     if (rc == 0) {
         progress_start(&b.bar, "requests", (uint64_t)n, "", comm->rank == 0);
         double t0 = folio_now();
         for (int i = 0; i < n; i++) {
             jsonl_request jr;
-            jsonl_parse_request(text[i], line_nos[i], i, m->cfg.vocab, codec_of(a),
+            jsonl_parse_request(text[i], line_nos[i], i, dm->m.cfg.vocab, codec_of(a),
                                 a->run.seed + (uint64_t)i * 0x9e3779b97f4a7c15ull, &jr);
             if (!jr.error && engine_add(g.e, jr.prompt_ids, jr.n_prompt, &jr.p,
                                         (void *)(intptr_t)i, NULL) != 0) {
@@ -421,26 +421,24 @@ static int run_requests(generate_args *a, const model *m, comm_ctx *comm, plan_c
 
 int cmd_generate(int argc, char **argv, comm_ctx *comm) {
     generate_args a = {0};
-    model m;
+    device_model m;
     plan_channel ch;
     plan_channel_init(&ch, comm);
     int rc = -1;
     if (parse_args(argc, argv, &a) != 0) goto out;
     if (comm->rank == 0 && open_tokenizer(&a) != 0) goto out;
     if (cli_start_rank(&a.common, comm) != 0) goto out;
-    model_open_options mo;
-    a.common.gpu_memory_utilization = a.knobs.gpu_util;
-    cli_model_options(&a.common, &mo);
-    if (model_open_on(a.common.model_dir, &mo, comm, &m) != 0)
+    device_options mo = cli_device_options(&a.common);
+    if (device_model_open(a.common.model_dir, &mo, comm, &m) != 0)
         goto out;
     if (comm->rank != 0) {
         rc = rank_worker_run(&m, comm, &ch);
     } else {
         if (a.requests) rc = run_requests(&a, &m, comm, &ch);
-        else if (resolve_prompt(&a, &m.cfg) == 0) rc = run_single(&a, &m, comm, &ch);
+        else if (resolve_prompt(&a, &m.m.cfg) == 0) rc = run_single(&a, &m, comm, &ch);
         if (rc == 0) rc = plan_channel_send_stop(&ch);
     }
-    model_close(&m);
+    device_model_close(&m);
 out:
     cli_stop_rank();
     plan_channel_free(&ch);

@@ -49,14 +49,14 @@ int cmd_render(int argc, char **argv, comm_ctx *comm) {
         {"add-generation-prompt", no_argument, 0, OPT_GEN_PROMPT},
         {"help", no_argument, 0, OPT_HELP},
         {0, 0, 0, 0}};
-    const char *model = NULL, *messages_path = NULL, *tools_path = NULL;
+    const char *model_dir = NULL, *messages_path = NULL, *tools_path = NULL;
     bool gen = false;
     int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case OPT_MODEL: model = optarg; break;
+        case OPT_MODEL: model_dir = optarg; break;
         case OPT_MESSAGES: messages_path = optarg; break;
         case OPT_TOOLS: tools_path = optarg; break;
         case OPT_GEN_PROMPT: gen = true; break;
@@ -65,7 +65,7 @@ int cmd_render(int argc, char **argv, comm_ctx *comm) {
         }
     }
     if (optind < argc) return folio_fail("render: unexpected argument '%s'", argv[optind]);
-    if (!model) return folio_fail("render: --model DIR is required");
+    if (!model_dir) return folio_fail("render: --model DIR is required");
     if (!messages_path) return folio_fail("render: --messages FILE.json is required");
     if (comm->rank != 0) return 0;
 
@@ -76,7 +76,7 @@ int cmd_render(int argc, char **argv, comm_ctx *comm) {
     int rc = -1;
     if (!(messages = load_array("--messages", messages_path))) goto done;
     if (tools_path && !(tools = load_array("--tools", tools_path))) goto done;
-    if (!(ct = chat_template_load(model))) goto done;
+    if (!(ct = chat_template_load(model_dir))) goto done;
     if (chat_template_render(ct, messages, tools, gen, &text, &len) != 0) goto done;
     if (fwrite(text, 1, len, stdout) != len) {
         folio_fail("render: cannot write the output");

@@ -79,30 +79,29 @@ int cmd_score(int argc, char **argv, comm_ctx *comm) {
     }
     if (cli_common_check(&common, "score") != 0) goto out;
     if (cli_start_rank(&common, comm) != 0) goto out;
-    model m;
-    model_open_options mo;
-    cli_model_options(&common, &mo);
-    if (model_open_on(common.model_dir, &mo, comm, &m) != 0) goto out;
+    device_model m;
+    device_options mo = cli_device_options(&common);
+    if (device_model_open(common.model_dir, &mo, comm, &m) != 0) goto out;
     for (int i = 0; i < n; i++)
-        if (ids[i] >= m.cfg.vocab) {
+        if (ids[i] >= m.m.cfg.vocab) {
             folio_fail("--prompt-ids: id %d is outside the vocabulary (vocab_size %d)", ids[i],
-                       m.cfg.vocab);
+                       m.m.cfg.vocab);
             goto close;
         }
-    logits = folio_xmalloc(sizeof(float) * n * m.cfg.vocab);
+    logits = folio_xmalloc(sizeof(float) * n * m.m.cfg.vocab);
     if (score_sequence(&m, comm, ids, n, 16, logits) != 0) goto close;
     if (comm->rank == 0) {
         if (n > 1)
-            printf("perplexity %.6f over %d tokens\n", perplexity(logits, ids, n, m.cfg.vocab),
+            printf("perplexity %.6f over %d tokens\n", perplexity(logits, ids, n, m.m.cfg.vocab),
                    n - 1);
         else
             printf("perplexity n/a (a single token has nothing to predict)\n");
-        if (logits_out && write_logits(logits_out, logits, (size_t)n * m.cfg.vocab) != 0)
+        if (logits_out && write_logits(logits_out, logits, (size_t)n * m.m.cfg.vocab) != 0)
             goto close;
     }
     rc = 0;
 close:
-    model_close(&m);
+    device_model_close(&m);
 out:
     cli_stop_rank();
     free(logits);

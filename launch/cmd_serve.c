@@ -12,7 +12,7 @@
 #include "chat_template.h"
 #include "cli.h"
 #include "commands.h"
-#include "engine_setup.h"
+#include "engine_options.h"
 #include "error.h"
 #include "http_server.h"
 #include "metrics.h"
@@ -46,7 +46,7 @@ typedef struct {
     const char *host, *api_key, *served_name;
     long long port, max_queue, shutdown_timeout, max_body;
     bool log_requests, cors;
-    engine_knobs knobs;
+    engine_options knobs;
 } serve_args;
 
 static int parse_args(int argc, char **argv, serve_args *a) {
@@ -69,13 +69,13 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     a->max_queue = 1024;
     a->shutdown_timeout = 30;
     a->max_body = 32 << 20;
-    engine_knobs_init(&a->knobs);
+    engine_options_init(&a->knobs);
     int id;
     optind = 1;
     opterr = 0;
     while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int rc = cli_common_option(&a->common, id, optarg);
-        if (rc == 0) rc = engine_knobs_option(&a->knobs, id, optarg);
+        if (rc == 0) rc = engine_options_parse(&a->knobs, id, optarg);
         if (rc < 0) return -1;
         if (rc > 0) continue;
         switch (id) {
@@ -144,25 +144,25 @@ static int serve_until_signal(const serve_args *a, http_server *h, serve_loop *L
 
 /* Rank 0: the engine thread and the HTTP front end over the broadcasting backend, until a
  * signal; returns after the engine thread has stopped. */
-static int serve_rank0(const serve_args *a, const model *m, comm_ctx *comm, plan_channel *ch,
+static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *comm, plan_channel *ch,
                        tokenizer *tok, chat_template *ct) {
     rank_engine re;
     metrics *mt = NULL;
     serve_loop *L = NULL;
     http_server *h = NULL;
     int rc = -1;
-    if (rank_engine_open(&re, &a->knobs, m, comm, ch) != 0) goto out;
+    if (rank_engine_open(&re, &a->knobs, dm, comm, ch) != 0) goto out;
     const sched_config *sc = &re.sched;
     text_codec codec = tokenizer_codec(tok);
-    engine_config ec = {.sched = *sc, .vocab = m->cfg.vocab, .eos_ids = m->cfg.eos_ids,
-                        .n_eos = m->cfg.n_eos, .codec = &codec};
+    engine_config ec = {.sched = *sc, .vocab = dm->m.cfg.vocab, .eos_ids = dm->m.cfg.eos_ids,
+                        .n_eos = dm->m.cfg.n_eos, .codec = &codec};
     mt = metrics_create(a->served_name);
     if (!(L = serve_loop_create(&ec, rank_engine_backend(&re, ch), tok, mt))) goto out;
     if (serve_loop_start(L) != 0) goto out;
     http_config hc = {.host = a->host, .port = (int)a->port, .api_key = a->api_key,
                       .served_name = a->served_name, .max_queue = (int)a->max_queue,
                       .max_n = sc->max_num_seqs, .max_model_len = sc->max_model_len,
-                      .vocab = m->cfg.vocab, .max_body = (size_t)a->max_body, .cors = a->cors,
+                      .vocab = dm->m.cfg.vocab, .max_body = (size_t)a->max_body, .cors = a->cors,
                       .log_requests = a->log_requests};
     if (!(h = http_server_start(&hc, L, tok, ct, mt))) goto out;
     fprintf(stderr, "folio: serving %s as '%s' on http://%s:%d (OpenAI API under /v1)%s; "
@@ -192,7 +192,7 @@ int cmd_serve(int argc, char **argv, comm_ctx *comm) {
     serve_args a = {0};
     tokenizer *tok = NULL;
     chat_template *ct = NULL;
-    model m;
+    device_model m;
     bool model_opened = false;
     plan_channel ch;
     plan_channel_init(&ch, comm);
@@ -208,10 +208,8 @@ int cmd_serve(int argc, char **argv, comm_ctx *comm) {
         }
     }
     if (cli_start_rank(&a.common, comm) != 0) goto out;
-    model_open_options mo;
-    a.common.gpu_memory_utilization = a.knobs.gpu_util;
-    cli_model_options(&a.common, &mo);
-    if (model_open_on(a.common.model_dir, &mo, comm, &m) != 0)
+    device_options mo = cli_device_options(&a.common);
+    if (device_model_open(a.common.model_dir, &mo, comm, &m) != 0)
         goto out;
     model_opened = true;
     if (comm->rank != 0) {
@@ -225,7 +223,7 @@ int cmd_serve(int argc, char **argv, comm_ctx *comm) {
     }
 out:
     cli_stop_rank();
-    if (model_opened) model_close(&m);
+    if (model_opened) device_model_close(&m);
     plan_channel_free(&ch);
     chat_template_free(ct);
     tokenizer_free(tok);

@@ -72,10 +72,10 @@ static int tokenize_jsonl(tokenizer *tok, const char *path, bool special) {
 }
 
 /* Encodes the file line by line, then decodes every id in one call. */
-static int bench(const char *model, const char *path) {
+static int bench(const char *model_dir, const char *path) {
     double t0 = now_s();
     tokenizer *tok;
-    if (tokenizer_load(model, &tok) != 0) return -1;
+    if (tokenizer_load(model_dir, &tok) != 0) return -1;
     double load_s = now_s() - t0;
     text_buf data = {0}, out = {0};
     token_ids ids = {0};

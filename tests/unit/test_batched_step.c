@@ -49,8 +49,8 @@ static void assign_blocks(test_seq *seqs, int n, int block_size, uint32_t seed) 
 }
 
 /* Logits of sequence s's new tokens when it runs alone: [n_new][vocab]. */
-static float *alone(const model *m, const test_seq *s) {
-    int n = s->n_cached + s->n_new, vocab = m->cfg.vocab;
+static float *alone(const device_model *m, const test_seq *s) {
+    int n = s->n_cached + s->n_new, vocab = m->m.cfg.vocab;
     float *all = malloc(sizeof(float) * n * vocab);
     assert_int_equal(score_sequence(m, &g_comm, s->ids, n, 16, all), 0);
     float *out = malloc(sizeof(float) * s->n_new * vocab);
@@ -62,9 +62,9 @@ static float *alone(const model *m, const test_seq *s) {
 static void run_mixed_step(const char *name, int block_size) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", FIXTURE_MODELS, name);
-    model m;
+    device_model m;
     open_model_or_fail(dir, LOAD_AUTO, &g_comm, &m);
-    int vocab = m.cfg.vocab;
+    int vocab = m.m.cfg.vocab;
     test_seq seqs[N_SEQS] = {{.n_cached = 0, .n_new = 23}, {.n_cached = 17, .n_new = 9},
                              {.n_cached = 30, .n_new = 1}, {.n_cached = 5, .n_new = 1}};
     uint32_t seed = 12345;
@@ -74,9 +74,9 @@ static void run_mixed_step(const char *name, int block_size) {
     assign_blocks(seqs, N_SEQS, block_size, 777);
 
     kv_cache kv;
-    assert_int_equal(kv_cache_create(&kv, m.cfg.n_layers, POOL_BLOCKS, block_size,
-                                     m.shard.n_kv_heads, m.cfg.head_dim), 0);
-    forward_cpu *f = forward_cpu_create(&m.cfg, &m.weights, &g_comm, 128, 64);
+    assert_int_equal(kv_cache_create(&kv, m.m.cfg.n_layers, POOL_BLOCKS, block_size,
+                                     m.m.shard.n_kv_heads, m.m.cfg.head_dim), 0);
+    forward_cpu *f = forward_cpu_create(&m.m.cfg, &m.m.weights, &g_comm, 128, 64);
     step_plan plan;
     step_plan_create(&plan, 128, N_SEQS, 32, block_size);
     float *logits = malloc(sizeof(float) * 64 * vocab);
@@ -111,7 +111,7 @@ static void run_mixed_step(const char *name, int block_size) {
     step_plan_free(&plan);
     forward_cpu_free(f);
     kv_cache_free(&kv);
-    model_close(&m);
+    device_model_close(&m);
 }
 
 static void test_gqa_tied(void **state) {

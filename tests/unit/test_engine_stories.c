@@ -30,7 +30,7 @@ typedef struct {
 } result;
 
 static comm_ctx g_comm;
-static model g_m;
+static device_model g_m;
 
 static void on_done(const request *r, void *user) {
     (void)user;
@@ -55,9 +55,9 @@ static void rig_open(rig *r, int num_blocks, int max_seqs, int budget, bool pref
     sched_config sc = {.num_blocks = num_blocks, .block_size = 16, .max_num_seqs = max_seqs,
                        .max_num_batched_tokens = budget, .max_model_len = 256,
                        .prefix_caching = prefix};
-    assert_int_equal(backend_cpu_create(&r->be, &g_m, &g_comm, num_blocks, 16, budget, max_seqs), 0);
-    engine_config ec = {.sched = sc, .vocab = g_m.cfg.vocab, .eos_ids = g_m.cfg.eos_ids,
-                        .n_eos = g_m.cfg.n_eos};
+    assert_int_equal(backend_cpu_create(&r->be, &g_m.m, &g_comm, num_blocks, 16, budget, max_seqs), 0);
+    engine_config ec = {.sched = sc, .vocab = g_m.m.cfg.vocab, .eos_ids = g_m.m.cfg.eos_ids,
+                        .n_eos = g_m.m.cfg.n_eos};
     r->e = engine_create(&ec, backend_cpu_iface(&r->be), on_done, NULL);
     assert_non_null(r->e);
 }
@@ -96,7 +96,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    model_close(&g_m);
+    device_model_close(&g_m);
     return 0;
 }
 

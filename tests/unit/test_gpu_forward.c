@@ -47,20 +47,20 @@ static void resolve_paths(void) {
              shared ? shared : FOLIO_SHARED_DIR);
 }
 
-static void open_gpu(const char *dir, folio_dtype dt, bool eager, model *m) {
-    const model_open_options o = {.format = LOAD_AUTO, .cuda = true, .dtype = dt,
-                                  .gpu_memory_utilization = 0.5, .enforce_eager = eager};
-    if (model_open_on(dir, &o, &g_comm, m) != 0) fail_msg("%s: %s", dir, folio_last_error());
+static void open_gpu(const char *dir, folio_dtype dt, bool eager, device_model *m) {
+    const device_options o = {.device = DEVICE_CUDA, .format = LOAD_AUTO, .dtype = dt,
+                              .enforce_eager = eager};
+    if (device_model_open(dir, &o, &g_comm, m) != 0) fail_msg("%s: %s", dir, folio_last_error());
 }
 
-static float *score(const char *dir, const model *m, const fixture_ref *ref) {
-    float *got = malloc(sizeof *got * ref->n_prompt * m->cfg.vocab);
+static float *score(const char *dir, const device_model *m, const fixture_ref *ref) {
+    float *got = malloc(sizeof *got * ref->n_prompt * m->m.cfg.vocab);
     if (score_sequence(m, &g_comm, ref->prompt, ref->n_prompt, 16, got) != 0)
         fail_msg("%s: %s", dir, folio_last_error());
     return got;
 }
 
-static void check_greedy(const char *dir, const model *m, const fixture_ref *ref,
+static void check_greedy(const char *dir, const device_model *m, const fixture_ref *ref,
                          const char *how) {
     run_options o = {.max_tokens = ref->n_greedy, .sampling = {.temperature = 0, .top_p = 1},
                      .ignore_eos = true, .block_size = 16};
@@ -81,9 +81,9 @@ static void test_f32(void **state) {
     snprintf(dir, sizeof dir, "%s/%s", g_fixtures, name);
     fixture_ref ref;
     fixture_ref_read(dir, &ref);
-    model m;
+    device_model m;
     open_gpu(dir, DTYPE_F32, false, &m);
-    const size_t n = (size_t)ref.n_prompt * m.cfg.vocab;
+    const size_t n = (size_t)ref.n_prompt * m.m.cfg.vocab;
     snprintf(path, sizeof path, "%s/logits.f32", dir);
     float *want = read_f32_file(path, n), *got = score(dir, &m, &ref);
     const double rel = max_rel_diff(got, want, n);
@@ -91,10 +91,10 @@ static void test_f32(void **state) {
     if (rel > LOGITS_TOLERANCE) fail_msg("%s: float32 logits max rel diff %.3g > %.0e", name,
                                          rel, LOGITS_TOLERANCE);
     check_greedy(dir, &m, &ref, "graphs");
-    model_close(&m);
+    device_model_close(&m);
     open_gpu(dir, DTYPE_F32, true, &m);
     check_greedy(dir, &m, &ref, "eager");
-    model_close(&m);
+    device_model_close(&m);
     free(got);
     free(want);
     fixture_ref_free(&ref);
@@ -106,9 +106,9 @@ static void test_bf16(void **state) {
     snprintf(dir, sizeof dir, "%s/%s", g_fixtures, name);
     fixture_ref ref;
     fixture_ref_read(dir, &ref);
-    model m;
+    device_model m;
     open_gpu(dir, DTYPE_BF16, false, &m);
-    const size_t n = (size_t)ref.n_prompt * m.cfg.vocab;
+    const size_t n = (size_t)ref.n_prompt * m.m.cfg.vocab;
     snprintf(path, sizeof path, "%s/logits.f32", dir);
     float *want = read_f32_file(path, n);
     snprintf(path, sizeof path, "%s/logits_bf16.f32", dir);
@@ -119,7 +119,7 @@ static void test_bf16(void **state) {
     if (!(ours <= BF16_RATIO * theirs))
         fail_msg("%s: bf16 logits error %.3g is more than %.1fx transformers' %.3g", name, ours,
                  BF16_RATIO, theirs);
-    model_close(&m);
+    device_model_close(&m);
     free(got);
     free(hf);
     free(want);
@@ -150,9 +150,9 @@ static void check_dummy(int hidden, int heads, int kv_heads) {
     enum { N = 45, GEN = 16 };
     int32_t prompt[N];
     for (int i = 0; i < N; i++) prompt[i] = (int32_t)((i * 7919 + 13) % 1000);
-    model cpu;
-    const model_open_options oc = {.format = LOAD_DUMMY};
-    if (model_open_on(dir, &oc, &g_comm, &cpu) != 0) fail_msg("%s", folio_last_error());
+    device_model cpu;
+    const device_options oc = {.device = DEVICE_CPU, .format = LOAD_DUMMY};
+    if (device_model_open(dir, &oc, &g_comm, &cpu) != 0) fail_msg("%s", folio_last_error());
     float *want = malloc(sizeof(float) * N * 1000), *got = malloc(sizeof(float) * N * 1000);
     assert_int_equal(score_sequence(&cpu, &g_comm, prompt, N, 16, want), 0);
     run_options ro = {.max_tokens = GEN, .sampling = {.temperature = 0, .top_p = 1},
@@ -161,10 +161,10 @@ static void check_dummy(int hidden, int heads, int kv_heads) {
     assert_int_equal(run_sequence(&cpu, &g_comm, prompt, N, &ro, NULL, NULL, &rc_cpu), 0);
     const folio_dtype types[] = {DTYPE_F32, DTYPE_BF16};
     for (int ti = 0; ti < 2; ti++) {
-        model gpu;
-        const model_open_options og = {.format = LOAD_DUMMY, .cuda = true, .dtype = types[ti],
-                                       .gpu_memory_utilization = 0.5};
-        if (model_open_on(dir, &og, &g_comm, &gpu) != 0) fail_msg("%s", folio_last_error());
+        device_model gpu;
+        const device_options og = {.device = DEVICE_CUDA, .format = LOAD_DUMMY,
+                                   .dtype = types[ti]};
+        if (device_model_open(dir, &og, &g_comm, &gpu) != 0) fail_msg("%s", folio_last_error());
         assert_int_equal(score_sequence(&gpu, &g_comm, prompt, N, 16, got), 0);
         const double rel = max_rel_diff(got, want, (size_t)N * 1000);
         const double tol = types[ti] == DTYPE_F32 ? 1e-4 : 3e-2;
@@ -180,10 +180,10 @@ static void check_dummy(int hidden, int heads, int kv_heads) {
                              hidden, heads, kv_heads, i, rc_gpu.ids[i], rc_cpu.ids[i]);
             free(rc_gpu.ids);
         }
-        model_close(&gpu);
+        device_model_close(&gpu);
     }
     free(rc_cpu.ids);
-    model_close(&cpu);
+    device_model_close(&cpu);
     free(want);
     free(got);
     char path[1300];
@@ -202,10 +202,10 @@ static void test_stories_greedy(void **state) {
     (void)state;
     fixture_ref ref;
     fixture_ref_read(g_stories, &ref);
-    model m;
+    device_model m;
     open_gpu(g_stories, DTYPE_F32, false, &m);
     check_greedy(g_stories, &m, &ref, "graphs");
-    model_close(&m);
+    device_model_close(&m);
     fixture_ref_free(&ref);
 }
 

@@ -18,9 +18,9 @@
 
 static comm_ctx g_comm;
 
-static void check_logits(const char *dir, const model *m, const fixture_ref *ref) {
+static void check_logits(const char *dir, const device_model *m, const fixture_ref *ref) {
     char path[1024];
-    size_t n = (size_t)ref->n_prompt * m->cfg.vocab;
+    size_t n = (size_t)ref->n_prompt * m->m.cfg.vocab;
     snprintf(path, sizeof path, "%s/logits.f32", dir);
     float *want = read_f32_file(path, n);
     float *got = malloc(sizeof *got * n);
@@ -32,7 +32,7 @@ static void check_logits(const char *dir, const model *m, const fixture_ref *ref
     free(want);
 }
 
-static void check_greedy(const char *dir, const model *m, const fixture_ref *ref) {
+static void check_greedy(const char *dir, const device_model *m, const fixture_ref *ref) {
     run_options o = {.max_tokens = ref->n_greedy, .sampling = {.temperature = 0, .top_p = 1},
                      .ignore_eos = true, .block_size = 16};
     run_result r;
@@ -49,37 +49,37 @@ static void test_fixture(void **state) {
     const char *name = *state;
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", FIXTURE_MODELS, name);
-    model m;
+    device_model m;
     fixture_ref ref;
     open_model_or_fail(dir, LOAD_AUTO, &g_comm, &m);
     fixture_ref_read(dir, &ref);
     check_logits(dir, &m, &ref);
     check_greedy(dir, &m, &ref);
     fixture_ref_free(&ref);
-    model_close(&m);
+    device_model_close(&m);
 }
 
 static void test_stories_greedy(void **state) {
     (void)state;
-    model m;
+    device_model m;
     fixture_ref ref;
     open_model_or_fail(STORIES_DIR, LOAD_AUTO, &g_comm, &m);
     fixture_ref_read(STORIES_DIR, &ref);
     assert_int_equal(ref.n_greedy, 199);
     check_greedy(STORIES_DIR, &m, &ref);
     fixture_ref_free(&ref);
-    model_close(&m);
+    device_model_close(&m);
 }
 
 static void test_stories_logits(void **state) {
     (void)state;
-    model m;
+    device_model m;
     fixture_ref ref;
     open_model_or_fail(STORIES_DIR, LOAD_AUTO, &g_comm, &m);
     fixture_ref_read(FIXTURE_MODELS "/stories260K_logits", &ref);
     check_logits(FIXTURE_MODELS "/stories260K_logits", &m, &ref);
     fixture_ref_free(&ref);
-    model_close(&m);
+    device_model_close(&m);
 }
 
 int main(void) {

@@ -27,7 +27,7 @@
 #define BLOCK 16
 
 static comm_ctx g_comm;
-static model g_m;
+static device_model g_m;
 static tokenizer *g_tok;
 static metrics *g_metrics;
 static backend_cpu g_be;
@@ -41,9 +41,9 @@ static int setup(void **state) {
     sched_config sc = {.num_blocks = BLOCKS, .block_size = BLOCK, .max_num_seqs = 4,
                        .max_num_batched_tokens = 256, .max_model_len = 256,
                        .prefix_caching = true};
-    assert_int_equal(backend_cpu_create(&g_be, &g_m, &g_comm, BLOCKS, BLOCK, 256, 4), 0);
-    engine_config ec = {.sched = sc, .vocab = g_m.cfg.vocab, .eos_ids = g_m.cfg.eos_ids,
-                        .n_eos = g_m.cfg.n_eos};
+    assert_int_equal(backend_cpu_create(&g_be, &g_m.m, &g_comm, BLOCKS, BLOCK, 256, 4), 0);
+    engine_config ec = {.sched = sc, .vocab = g_m.m.cfg.vocab, .eos_ids = g_m.m.cfg.eos_ids,
+                        .n_eos = g_m.m.cfg.n_eos};
     g_loop = serve_loop_create(&ec, backend_cpu_iface(&g_be), g_tok, g_metrics);
     assert_non_null(g_loop);
     assert_int_equal(serve_loop_start(g_loop), 0);
@@ -56,7 +56,7 @@ static int teardown(void **state) {
     backend_cpu_free(&g_be);
     metrics_free(g_metrics);
     tokenizer_free(g_tok);
-    model_close(&g_m);
+    device_model_close(&g_m);
     return 0;
 }
 

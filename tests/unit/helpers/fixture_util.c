@@ -70,11 +70,13 @@ double max_rel_diff(const float *a, const float *b, size_t n) {
     return max_ref > 0 ? max_diff / max_ref : max_diff;
 }
 
-void open_model_or_fail(const char *dir, load_format fmt, comm_ctx *comm, model *m) {
-    if (model_open(dir, fmt, comm, 0, m) != 0) fail_msg("opening %s: %s", dir, folio_last_error());
+void open_model_or_fail(const char *dir, load_format fmt, comm_ctx *comm, device_model *m) {
+    const device_options o = {.device = DEVICE_CPU, .format = fmt};
+    if (device_model_open(dir, &o, comm, m) != 0)
+        fail_msg("opening %s: %s", dir, folio_last_error());
 }
 
-void open_stories_or_skip(comm_ctx *comm, model *m) {
+void open_stories_or_skip(comm_ctx *comm, device_model *m) {
     if (access(STORIES_DIR "/config.json", R_OK) != 0) {
         print_message("SKIPPED: %s not found\n", STORIES_DIR);
         exit(77);

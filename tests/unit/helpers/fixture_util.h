@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "comm.h"
-#include "model.h"
+#include "backend.h"
 
 #define FIXTURE_MODELS FOLIO_SOURCE_DIR "/tests/fixtures/models"
 #define STORIES_DIR FOLIO_SHARED_DIR "/models/stories260K"
@@ -30,11 +30,11 @@ float *read_f32_file(const char *path, size_t n);
 double max_rel_diff(const float *a, const float *b, size_t n);
 
 /* Opens a model dir on a single rank; fails the test with the error message if it fails. */
-void open_model_or_fail(const char *dir, load_format fmt, comm_ctx *comm, model *m);
+void open_model_or_fail(const char *dir, load_format fmt, comm_ctx *comm, device_model *m);
 
 /* Opens stories260K (STORIES_DIR) on a single rank (comm initialised here); exits 77, the
  * test skipped, when it is not there. */
-void open_stories_or_skip(comm_ctx *comm, model *m);
+void open_stories_or_skip(comm_ctx *comm, device_model *m);
 
 /* The fixture names under FIXTURE_MODELS (NULL-terminated, static). */
 const char *const *fixture_names(void);

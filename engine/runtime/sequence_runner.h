@@ -1,14 +1,14 @@
-/* Runs one sequence through the CPU forward: the prompt in one prefill step, then one decode
- * step per new token, over a paged KV cache with a block table of its own. It is what
- * `folio generate` and `folio score` use until the scheduler (batches, #4) takes over. */
+/* Runs one sequence through a backend of its own: the prompt in one prefill step, then one
+ * decode step per new token, over a KV pool sized to its context. `folio score` and the
+ * tests' reference comparisons use it; batches go through the engine loop instead. */
 #ifndef FOLIO_SEQUENCE_RUNNER_H
 #define FOLIO_SEQUENCE_RUNNER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "comm.h"
-#include "model.h"
 #include "sampler.h"
 
 typedef struct {
@@ -29,12 +29,13 @@ typedef struct {
 /* Called on rank 0 for every generated id as soon as it is sampled. */
 typedef void (*token_callback)(int32_t id, void *user);
 
-/* Fails (-1, message) when prompt + max_tokens exceeds the model's context. */
-int run_sequence(const model *m, comm_ctx *comm, const int32_t *prompt, int n_prompt,
+/* Samples with the engine's one sampler (sample_rows), on the device where the backend can.
+ * Fails (-1, message) when prompt + max_tokens exceeds the model's context. */
+int run_sequence(const device_model *dm, comm_ctx *comm, const int32_t *prompt, int n_prompt,
                  const run_options *o, token_callback cb, void *user, run_result *out);
 
 /* Logits of every position of ids: logits [n][vocab]. */
-int score_sequence(const model *m, comm_ctx *comm, const int32_t *ids, int n, int block_size,
-                   float *logits);
+int score_sequence(const device_model *dm, comm_ctx *comm, const int32_t *ids, int n,
+                   int block_size, float *logits);
 
 #endif

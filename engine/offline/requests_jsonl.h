@@ -14,6 +14,7 @@
 
 #include "engine_loop.h"
 #include "json_util.h"
+#include "request_json.h"
 #include "sequence.h"
 #include "text_codec.h"
 
@@ -31,12 +32,6 @@ typedef struct {
 void jsonl_parse_request(const char *line, int line_no, int index, int vocab,
                          const text_codec *codec, uint64_t default_seed, jsonl_request *out);
 void jsonl_request_free(jsonl_request *r);
-
-/* The request parameters of one JSON object (the OpenAI completion fields above, shared by
- * this format and the HTTP server's bodies): fields absent keep p's values; seed: used when
- * the object has none. 0, or -1 with a message naming the field (src's origin first). */
-int request_params_from_json(const json_t *obj, const json_src *src, int vocab, uint64_t seed,
-                             request_params *p);
 
 /* The result line of a finished request (no newline), malloc'd. codec: output text (NULL:
  * "text": null). */

@@ -1,9 +1,9 @@
 /* The engine loop on rank 0: requests in, one step at a time (schedule -> build the step
  * plan -> backend step -> sample -> update), finished requests out through a callback.
  *
- * A backend runs a step plan on the model (every rank, every device) and returns the logits
- * rows the plan asks for; the CPU forward (backend_cpu.c), the CUDA and tensor-parallel
- * backends, and the unit tests' mock model all plug in the same way.
+ * A backend (engine_backend.h) runs a step plan on the model (every rank, every device); the
+ * CPU, CUDA and tensor-parallel backends (engine/runtime) and the unit tests' mock model all
+ * plug in the same way.
  *
  * Ownership: the engine owns requests from engine_add until their completion callback
  * returns; the callback may read (not keep) the request and its sequences. Interactive
@@ -18,27 +18,12 @@
 
 #include "scheduler.h"
 #include "sequence.h"
+#include "engine_backend.h"
 #include "step_plan.h"
 #include "text_codec.h"
 
 struct request;
 
-typedef struct {
-    void *self;
-    /* Copies plan->copy_src[i] -> copy_dst[i] blocks, then runs the forward.
-     * logits: [plan->n_logits][vocab]. 0, or -1 with a message. */
-    int (*step)(void *self, const step_plan *plan, float *logits);
-    /* Optional (NULL: the host samples every step): step, then sample on the device
-     * (sample_rows_cuda), copying back only ids [plan->n_logits] and, when logprobs is not
-     * NULL, the chosen tokens' log-probabilities [n_logits]. params: [n_logits] per logits
-     * row; entries: [n_entries] (kernels/sample_rows.h). The engine uses it on steps where no
-     * sequence wants top-N logprobs alternatives or forks into n samples; on the others it
-     * calls step and samples on the host with the same algorithm (sample_rows_cpu), so a
-     * sequence's tokens do not depend on which path ran. 0, or -1 with a message. */
-    int (*step_sample)(void *self, const step_plan *plan, const sample_row_params *params,
-                       const sample_entry *entries, int n_entries, int32_t *ids,
-                       float *logprobs);
-} engine_backend;
 
 typedef struct {
     sched_config sched;

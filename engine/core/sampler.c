@@ -228,3 +228,15 @@ int sampler_sample(const float *logits, int n, const sampling_params *p, sampler
         if ((acc += prob[idx[i]]) > r) return idx[i];
     return idx[m - 1];
 }
+
+sample_row_params sample_row_params_of(const sampling_params *s, const logits_params *lp,
+                                       const sampler_rng *rng, uint64_t counter) {
+    sample_row_params p = {.temperature = s->temperature, .top_k = s->top_k, .top_p = s->top_p,
+                           .min_p = s->min_p, .seed = rng->key, .counter = counter};
+    if (lp) {
+        p.repetition_penalty = lp->repetition_penalty;
+        p.presence_penalty = lp->presence_penalty;
+        p.frequency_penalty = lp->frequency_penalty;
+    }
+    return p;
+}

@@ -74,6 +74,12 @@ int sampler_entries_build(sample_entry *out, const logits_params *lp, const int3
                           const int32_t *eos_ids, int n_eos, int32_t *map);
 int sampler_entries_bound(const logits_params *lp, int n_prompt, int n_output, int n_eos);
 
+/* The row parameters of sample_rows_cpu / sample_rows_cuda for one token: sampling s, the
+ * processors lp (NULL: none), the sequence's RNG key, the token's index in the output
+ * (counter); no entries yet (entry_start and n_entries 0). */
+sample_row_params sample_row_params_of(const sampling_params *s, const logits_params *lp,
+                                       const sampler_rng *rng, uint64_t counter);
+
 /* Index of the largest logit (lowest index on ties). */
 int sampler_argmax(const float *logits, int n);
 

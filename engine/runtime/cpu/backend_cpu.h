@@ -5,7 +5,7 @@
 #define FOLIO_BACKEND_CPU_H
 
 #include "comm.h"
-#include "engine_loop.h"
+#include "engine_backend.h"
 #include "forward_cpu.h"
 #include "kv_cache.h"
 #include "model.h"

@@ -363,13 +363,10 @@ static void row_params(engine *e, const sequence *q, sample_row_params *prm, int
                                         q->n_prompt, q->tokens + q->n_prompt,
                                         sequence_generated(q), e->cfg.eos_ids, e->cfg.n_eos,
                                         e->counts);
-    *prm = (sample_row_params){
-        .temperature = p->sampling.temperature, .top_k = p->sampling.top_k,
-        .top_p = p->sampling.top_p, .min_p = p->sampling.min_p,
-        .repetition_penalty = p->proc.repetition_penalty,
-        .presence_penalty = p->proc.presence_penalty,
-        .frequency_penalty = p->proc.frequency_penalty, .entry_start = *n_entries,
-        .n_entries = n, .seed = q->rng.key, .counter = (uint64_t)sequence_generated(q)};
+    *prm = sample_row_params_of(&p->sampling, &p->proc, &q->rng,
+                                (uint64_t)sequence_generated(q));
+    prm->entry_start = *n_entries;
+    prm->n_entries = n;
     *n_entries += n;
 }
 

@@ -6,6 +6,9 @@
 
 #include <stddef.h>
 
+/* --gpu-memory-utilization's default: the fraction of device (CPU: host) memory Folio may use. */
+#define FOLIO_DEFAULT_MEMORY_UTILIZATION 0.90
+
 typedef struct {
     size_t total_bytes;          /* device (or host) memory */
     size_t free_bytes;           /* free now, after the weights are loaded */

@@ -10,23 +10,21 @@
 #include "error.h"
 #include "weights_cuda.h"
 
-static forward_cuda_options options(const model *m, int num_blocks, int block_size,
-                                    int max_tokens, int max_seqs, int max_model_len) {
+static forward_cuda_options options(const device_model *dm, const backend_sizes *s) {
     return (forward_cuda_options){
-        .max_tokens = max_tokens > max_seqs ? max_tokens : max_seqs, .max_seqs = max_seqs,
-        .max_logits = max_seqs, .max_blocks_per_seq = (max_model_len + block_size - 1) / block_size,
-        .block_size = block_size, .num_blocks = num_blocks,
-        .gpu_memory_utilization = 1.0, /* the pool was sized by kv_capacity already */
-        .enforce_eager = m->enforce_eager, .nccl_only = m->allreduce_nccl};
+        .max_tokens = s->max_tokens > s->max_seqs ? s->max_tokens : s->max_seqs,
+        .max_seqs = s->max_seqs, .max_logits = s->max_logits,
+        .max_blocks_per_seq = (s->max_model_len + s->block_size - 1) / s->block_size,
+        .block_size = s->block_size, .num_blocks = s->num_blocks,
+        .gpu_memory_utilization = 1.0, /* the pool was sized by backend_kv_blocks */
+        .enforce_eager = dm->enforce_eager, .nccl_only = dm->allreduce_nccl};
 }
 
-int backend_cuda_create(backend_cuda *b, const model *m, comm_ctx *comm, int num_blocks,
-                        int block_size, int max_tokens, int max_seqs, int max_model_len) {
+int backend_cuda_create(backend_cuda *b, const device_model *dm, comm_ctx *comm,
+                        const backend_sizes *s) {
     memset(b, 0, sizeof *b);
-    b->m = m;
-    const forward_cuda_options o =
-        options(m, num_blocks, block_size, max_tokens, max_seqs, max_model_len);
-    b->fwd = forward_cuda_create(&m->cfg, m->gpu_weights, comm, &o);
+    const forward_cuda_options o = options(dm, s);
+    b->fwd = forward_cuda_create(&dm->m.cfg, dm->gpu_weights, comm, &o);
     return b->fwd ? 0 : -1;
 }
 
@@ -58,10 +56,9 @@ engine_backend backend_cuda_iface(backend_cuda *b) {
     return (engine_backend){.self = b, .step = cuda_step, .step_sample = cuda_step_sample};
 }
 
-size_t backend_cuda_workspace_bytes(const model *m, int block_size, int max_tokens,
-                                    int max_seqs, int max_model_len) {
-    const forward_cuda_options o = options(m, 0, block_size, max_tokens, max_seqs, max_model_len);
-    return forward_cuda_workspace_bytes(&m->cfg, m->gpu_weights, &o);
+size_t backend_cuda_workspace_bytes(const device_model *dm, const backend_sizes *s) {
+    const forward_cuda_options o = options(dm, s);
+    return forward_cuda_workspace_bytes(&dm->m.cfg, dm->gpu_weights, &o);
 }
 
 int backend_cuda_memory(size_t *total, size_t *free_bytes) {

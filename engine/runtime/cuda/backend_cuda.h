@@ -10,27 +10,24 @@
 
 #include <stddef.h>
 
+#include "backend.h"
 #include "comm.h"
-#include "engine_loop.h"
+#include "engine_backend.h"
 #include "forward_cuda.h"
-#include "model.h"
 
 typedef struct {
-    const model *m;
     forward_cuda *fwd;
 } backend_cuda;
 
-/* A pool of num_blocks blocks, steps of up to max_tokens tokens, max_seqs sequences (and
- * logits rows), contexts of up to max_model_len. 0, or -1 with a message. */
-int backend_cuda_create(backend_cuda *b, const model *m, comm_ctx *comm, int num_blocks,
-                        int block_size, int max_tokens, int max_seqs, int max_model_len);
+/* A backend of sizes s over dm's GPU weights. 0, or -1 with a message. */
+int backend_cuda_create(backend_cuda *b, const device_model *dm, comm_ctx *comm,
+                        const backend_sizes *s);
 void backend_cuda_free(backend_cuda *b);
 engine_backend backend_cuda_iface(backend_cuda *b);
 
 /* Device bytes besides the weights and the KV pool for these sizes (KV capacity planning),
  * and this GPU's total and free memory now. */
-size_t backend_cuda_workspace_bytes(const model *m, int block_size, int max_tokens,
-                                    int max_seqs, int max_model_len);
+size_t backend_cuda_workspace_bytes(const device_model *dm, const backend_sizes *s);
 int backend_cuda_memory(size_t *total, size_t *free_bytes);
 
 #endif

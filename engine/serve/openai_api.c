@@ -6,7 +6,7 @@
 #include "error.h"
 #include "json_util.h"
 #include "openai_api.h"
-#include "requests_jsonl.h"
+#include "request_json.h"
 
 static const json_src SRC = {.origin = "request body", .object = NULL};
 

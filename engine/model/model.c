@@ -1,0 +1,53 @@
+/* Opening a model on this rank: config, shard plan, host weights, and the loading summary. */
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "fault.h"
+#include "model.h"
+#include "progress.h"
+
+int model_open_config(const char *dir, int rank, int world, model *m) {
+    memset(m, 0, sizeof *m);
+    if (model_config_load(dir, &m->cfg) != 0) return -1;
+    if (shard_plan_make(&m->cfg, rank, world, &m->shard) != 0) {
+        model_close(m);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_summary(const model *m, const char *dir, load_format format, int world,
+                          int verbose, double seconds) {
+    char params[32], bytes[32];
+    long long n = model_config_param_count(&m->cfg);
+    fprintf(stderr, "folio: loaded %s %s: %s parameters, %s as float32 on %d rank%s, %.2f s%s\n",
+            m->cfg.arch_name, dir, format_count((double)n, params, sizeof params),
+            format_bytes((double)m->weights.arena_floats * sizeof(float), bytes, sizeof bytes),
+            world, world > 1 ? "s (this rank's share)" : "", seconds,
+            format == LOAD_DUMMY ? " (dummy weights)" : "");
+    if (verbose)
+        fprintf(stderr, "folio: %d layers, hidden %d, heads %d (kv %d, head_dim %d), ffn %d, "
+                        "vocab %d, context %d, rope theta %g\n", m->cfg.n_layers,
+                m->cfg.hidden, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim,
+                m->cfg.intermediate, m->cfg.vocab, m->cfg.max_position, m->cfg.rope.theta);
+}
+
+int model_open(const char *dir, load_format format, int rank, int world, int verbose, model *m) {
+    double t0 = folio_now();
+    if (model_open_config(dir, rank, world, m) != 0) return -1;
+    load_options opt = {.format = format, .show_progress = rank == 0, .dummy_seed = 0};
+    if (weights_load(dir, &m->cfg, &m->shard, &opt, &m->weights) != 0 ||
+        fault_check("load", rank, -1) != 0) {
+        model_close(m);
+        return -1;
+    }
+    if (rank == 0) print_summary(m, dir, format, world, verbose, folio_now() - t0);
+    return 0;
+}
+
+void model_close(model *m) {
+    weights_free(&m->weights);
+    model_config_free(&m->cfg);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,163 @@
+/* The one place that chooses a device (see backend.h): opening a model onto it, sizing its KV
+ * pool, building its backend. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "backend_cpu.h"
+#include "error.h"
+#include "fault.h"
+#include "kv_cache.h"
+#include "kv_capacity.h"
+#include "progress.h"
+#ifdef FOLIO_HAVE_CUDA
+#include "backend_cuda.h"
+#include "cuda_check.h"
+#include "nccl_comm.h"
+#include "weights_cuda.h"
+#endif
+
+struct backend {
+    device_kind device;
+    backend_cpu cpu;
+#ifdef FOLIO_HAVE_CUDA
+    backend_cuda cuda;
+#endif
+};
+
+/* ---- opening a model onto its device ---- */
+
+#ifdef FOLIO_HAVE_CUDA
+/* --dtype auto on the GPU: the checkpoint's 16-bit type, bfloat16 for float32 files. */
+static folio_dtype gpu_dtype(const device_options *o, const model_config *c) {
+    if (!o->dtype_auto) return o->dtype;
+    return c->dtype == DTYPE_F16 ? DTYPE_F16 : DTYPE_BF16;
+}
+
+static int open_gpu(const char *dir, const device_options *o, comm_ctx *comm,
+                    device_model *dm) {
+    const double t0 = folio_now();
+    const char *why = "";
+    if (cuda_device_count_or_zero(&why) == 0)
+        return folio_fail("--device cuda: no CUDA device (%s); use --device cpu", why);
+    int device = 0; /* this rank's GPU (local rank k: GPU k) before anything is allocated */
+    if (comm_select_gpu(comm, &device) != 0) return -1;
+    if (model_open_config(dir, comm->rank, comm->world, &dm->m) != 0) return -1;
+    cuda_weights *w = folio_xcalloc(1, sizeof *w);
+    load_options opt = {.format = o->format, .show_progress = comm->rank == 0, .dummy_seed = 0};
+    dm->dtype = gpu_dtype(o, &dm->m.cfg);
+    if (weights_cuda_load(dir, &dm->m.cfg, &dm->m.shard, &opt, dm->dtype, w) != 0) {
+        free(w);
+        return -1;
+    }
+    dm->gpu_weights = w;
+    if (comm->rank == 0) {
+        char bytes[32];
+        fprintf(stderr, "folio: loaded %s %s on the GPU: %s as %s, %.2f s%s\n",
+                dm->m.cfg.arch_name, dir, format_bytes((double)w->bytes, bytes, sizeof bytes),
+                dtype_name(dm->dtype), folio_now() - t0,
+                o->format == LOAD_DUMMY ? " (dummy weights)" : "");
+    }
+    return 0;
+}
+#endif
+
+int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
+                      device_model *dm) {
+    memset(dm, 0, sizeof *dm);
+    dm->device = o->device;
+    dm->enforce_eager = o->enforce_eager;
+    dm->allreduce_nccl = o->allreduce_nccl;
+    int rc;
+    if (o->device == DEVICE_CUDA) {
+#ifdef FOLIO_HAVE_CUDA
+        rc = open_gpu(dir, o, comm, dm);
+#else
+        rc = folio_fail("--device cuda: this folio was built without CUDA; use --device cpu");
+#endif
+    } else {
+        dm->dtype = DTYPE_F32;
+        rc = model_open(dir, o->format, comm->rank, comm->world, o->verbose, &dm->m);
+    }
+    if (rc != 0) device_model_close(dm);
+    return rc;
+}
+
+void device_model_close(device_model *dm) {
+#ifdef FOLIO_HAVE_CUDA
+    if (dm->gpu_weights) weights_cuda_free(dm->gpu_weights);
+#endif
+    free(dm->gpu_weights);
+    model_close(&dm->m);
+    memset(dm, 0, sizeof *dm);
+}
+
+/* ---- the KV pool ---- */
+
+int backend_kv_blocks(const device_model *dm, const comm_ctx *comm, const backend_sizes *s,
+                      const kv_knobs *k, int *blocks, size_t *block_bytes) {
+    const model_config *c = &dm->m.cfg;
+    const long long per_seq = (s->max_model_len + s->block_size - 1) / s->block_size;
+    const long long useful = (long long)s->max_seqs * per_seq;
+    kv_capacity_in in = {
+        .utilization = k->utilization, .kv_cache_memory = k->kv_cache_memory,
+        .num_blocks_override = k->num_blocks_override,
+        .block_bytes = kv_cache_block_bytes(c->n_layers, s->block_size, dm->m.shard.n_kv_heads,
+                                            c->head_dim) / sizeof(float) * dtype_size(dm->dtype),
+        .max_useful_blocks = (int)(useful < (1 << 30) ? useful : (1 << 30))};
+    *block_bytes = in.block_bytes;
+    if (fault_check("kv", comm->rank, -1) != 0) return -1;
+    if (dm->device == DEVICE_CUDA) {
+#ifdef FOLIO_HAVE_CUDA
+        in.workspace_bytes = backend_cuda_workspace_bytes(dm, s);
+        if (backend_cuda_memory(&in.total_bytes, &in.free_bytes) != 0) return -1;
+#endif
+    } else {
+        in.workspace_bytes = backend_cpu_workspace_bytes(c, s->max_tokens, s->max_logits);
+        if (k->num_blocks_override <= 0 && k->kv_cache_memory <= 0) {
+            if (kv_capacity_host_memory(&in.total_bytes, &in.free_bytes) != 0) return -1;
+            in.total_bytes /= (size_t)comm->local_size;
+            in.free_bytes /= (size_t)comm->local_size;
+        }
+    }
+    return kv_capacity_blocks(&in, blocks);
+}
+
+/* ---- the backend ---- */
+
+backend *backend_create(const device_model *dm, comm_ctx *comm, const backend_sizes *s) {
+    backend *b = folio_xcalloc(1, sizeof *b);
+    b->device = dm->device;
+    int rc;
+#ifdef FOLIO_HAVE_CUDA
+    if (dm->device == DEVICE_CUDA)
+        rc = backend_cuda_create(&b->cuda, dm, comm, s);
+    else
+#endif
+        rc = backend_cpu_create(&b->cpu, &dm->m, comm, s->num_blocks, s->block_size,
+                                s->max_tokens, s->max_logits);
+    if (rc != 0) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+engine_backend backend_iface(backend *b) {
+#ifdef FOLIO_HAVE_CUDA
+    if (b->device == DEVICE_CUDA) return backend_cuda_iface(&b->cuda);
+#endif
+    return backend_cpu_iface(&b->cpu);
+}
+
+void backend_free(backend *b) {
+    if (!b) return;
+#ifdef FOLIO_HAVE_CUDA
+    if (b->device == DEVICE_CUDA)
+        backend_cuda_free(&b->cuda);
+    else
+#endif
+        backend_cpu_free(&b->cpu);
+    free(b);
+}
