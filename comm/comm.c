@@ -1,11 +1,13 @@
 /* MPI bootstrap and the CPU backend's collectives. With one rank no MPI call is made on the
  * data path, so single-process runs and unit tests cost nothing extra. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "comm.h"
 #include "error.h"
+#include "nccl_comm.h"
 
 int comm_mpi_fail(int rc, const char *call, const char *file, int line) {
     char msg[MPI_MAX_ERROR_STRING] = "";
@@ -110,4 +112,17 @@ int comm_broadcast(comm_ctx *ctx, void *buf, size_t n) {
     if (ctx->world == 1) return 0;
     MPI_CHECK(MPI_Bcast(buf, (int)n, MPI_BYTE, 0, ctx->comm));
     return 0;
+}
+
+void comm_describe(char *out, size_t n) {
+    char mpi[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    if (MPI_Get_library_version(mpi, &len) != MPI_SUCCESS) snprintf(mpi, sizeof mpi, "unknown");
+    char *nl = strchr(mpi, '\n'); /* first line: the library and its version */
+    if (nl) *nl = '\0';
+    char *comma = strchr(mpi, ',');
+    if (comma) *comma = '\0';
+    char nccl[64];
+    nccl_describe(nccl, sizeof nccl);
+    snprintf(out, n, "MPI %s; %s", mpi, nccl);
 }

@@ -37,6 +37,10 @@ void comm_finalize(comm_ctx *ctx);
 /* Aborts every rank of the job with this exit code (after a rank-local failure). */
 void comm_abort(comm_ctx *ctx, int code);
 
+/* The transports this build links: "MPI <library and version>; NCCL <version>" (callable
+ * before comm_init). */
+void comm_describe(char *out, size_t n);
+
 /* In-place sum over ranks of n floats. */
 int comm_allreduce_sum(comm_ctx *ctx, float *buf, size_t n);
 

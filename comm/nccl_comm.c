@@ -171,6 +171,16 @@ int nccl_wait(nccl_ctx *n) {
     }
 }
 
+void nccl_describe(char *out, size_t n) {
+    int v = 0;
+    if (ncclGetVersion(&v) != ncclSuccess) v = 0;
+    snprintf(out, n, "NCCL %d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+}
+
 #else
-typedef int folio_nccl_comm_unused; /* an ISO C translation unit is never empty */
+#include <stdio.h>
+
+#include "nccl_comm.h"
+
+void nccl_describe(char *out, size_t n) { snprintf(out, n, "no NCCL (built without CUDA)"); }
 #endif

@@ -12,6 +12,11 @@
 #ifndef FOLIO_NCCL_COMM_H
 #define FOLIO_NCCL_COMM_H
 
+#include <stddef.h>
+
+/* "NCCL 2.x.y", the library linked in, or that the build has none (any build). */
+void nccl_describe(char *out, size_t n);
+
 #ifdef FOLIO_HAVE_CUDA
 
 #include <stddef.h>

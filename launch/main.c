@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "build_info.h"
 #include "comm.h"
 #include "commands.h"
 #include "error.h"
@@ -30,7 +31,8 @@ static void usage(FILE *out) {
                  "commands:\n");
     for (int i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(out, "\n'folio COMMAND --help' lists a command's options.\n");
+    fprintf(out, "\n'folio COMMAND --help' lists a command's options; 'folio --version' the "
+                 "build.\n");
 }
 
 static const folio_command *find_command(const char *name) {
@@ -39,7 +41,20 @@ static const folio_command *find_command(const char *name) {
     return NULL;
 }
 
+/* folio --version: the version, the commit it was built from, and what the build has. */
+static void print_version(void) {
+    char transports[512];
+    comm_describe(transports, sizeof transports);
+    printf("folio %s (commit %s)\n", FOLIO_VERSION, FOLIO_GIT_COMMIT);
+    printf("CUDA: %s\n", FOLIO_BUILD_CUDA);
+    printf("%s\n", transports);
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        print_version();
+        return 0;
+    }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

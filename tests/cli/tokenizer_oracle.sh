@@ -10,7 +10,6 @@
 set -uo pipefail
 FOLIO=$1
 SRC=${FOLIO_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-SHARED=${FOLIO_SHARED_DIR:-$SRC/../shared}
 T=$SRC/tests/tokenizer
 
 CACHE=$(bash "$T/fetch_tokenizers.sh")
@@ -35,10 +34,10 @@ compare() { # name dir corpus
 }
 
 models=("llama3:$CACHE/models/llama3" "llama2:$CACHE/models/llama2" "qwen3:$CACHE/models/qwen3")
-if [ -f "$SHARED/models/stories260K/tokenizer.json" ]; then
-    models+=("stories260K:$SHARED/models/stories260K")
+if [ -f "$SRC/configs/stories260K/tokenizer.json" ]; then
+    models+=("stories260K:$SRC/configs/stories260K")
 else
-    echo "note: $SHARED/models/stories260K/tokenizer.json missing: stories260K not compared"
+    echo "note: $SRC/configs/stories260K/tokenizer.json missing: stories260K not compared"
 fi
 node "$T/make_random.js" 12345 2000 "$WORK/random.jsonl"
 for entry in "${models[@]}"; do

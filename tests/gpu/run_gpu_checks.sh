@@ -8,11 +8,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-.carry/gpu}
+CONFIGS=configs; [ -d "$BIN/src/configs" ] && CONFIGS=$BIN/src/configs
+STORIES=$CONFIGS/stories260K
 export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
-export FOLIO_SOURCE_DIR=$PWD FOLIO_SHARED_DIR=$PWD/$BIN
+export FOLIO_SOURCE_DIR=$PWD
 [ -d "$BIN/src/tests/fixtures/models" ] && export FOLIO_SOURCE_DIR=$PWD/$BIN/src
-CONFIGS=configs; [ -d "$BIN/configs" ] && CONFIGS=$BIN/configs
 LOG=${OUT:-/tmp}/gpu_checks.log
 : > "$LOG"
 
@@ -30,13 +31,13 @@ for t in "$BIN"/test_gpu_*; do
   case $rc in 0) record "$name" PASS ;; 77) record "$name" SKIPPED ;; *) record "$name" "FAIL ($rc)" ;; esac
 done
 
-want=$(sed -E 's/.*"greedy_ids": *\[([^]]*)\].*/\1/' "$BIN/stories260K/reference.json" | tr -d ' ' | tr ',' ' ')
+want=$(sed -E 's/.*"greedy_ids": *\[([^]]*)\].*/\1/' "$STORIES/reference.json" | tr -d ' ' | tr ',' ' ')
 echo "== stories260K greedy: CPU backend, and CUDA backend in float32"
-got=$("$BIN/folio" generate --model "$BIN/stories260K" --temperature 0 --max-tokens 199 --print-ids)
+got=$("$BIN/folio" generate --model "$STORIES" --temperature 0 --max-tokens 199 --print-ids)
 [ "$got" = "$want" ] && record "folio generate (cpu)" PASS || record "folio generate (cpu)" FAIL
-got2=$(mpirun -np 2 "$BIN/folio" generate --model "$BIN/stories260K" --temperature 0 --max-tokens 199 --print-ids)
+got2=$(mpirun -np 2 "$BIN/folio" generate --model "$STORIES" --temperature 0 --max-tokens 199 --print-ids)
 [ "$got2" = "$want" ] && record "mpirun -np 2 generate (cpu)" PASS || record "mpirun -np 2 generate (cpu)" FAIL
-got3=$("$BIN/folio" generate --device cuda --dtype float32 --bind none --model "$BIN/stories260K" --temperature 0 --max-tokens 199 --print-ids)
+got3=$("$BIN/folio" generate --device cuda --dtype float32 --bind none --model "$STORIES" --temperature 0 --max-tokens 199 --print-ids)
 [ "$got3" = "$want" ] && record "generate --device cuda (f32)" PASS || record "generate --device cuda (f32)" FAIL
 
 bench() { # label, then folio bench arguments; records the result lines
@@ -58,7 +59,7 @@ fi
 
 if [ -n "${FIXTURES_OUT:-}" ]; then
   echo "== regenerating transformers fixtures into $FIXTURES_OUT"
-  PYTHONUNBUFFERED=1 python3 tests/fixtures/make_fixtures.py "$FIXTURES_OUT" --stories "$BIN/stories260K" \
+  PYTHONUNBUFFERED=1 python3 tests/fixtures/make_fixtures.py "$FIXTURES_OUT" --stories "$STORIES" \
     && record "make_fixtures.py" DONE || record "make_fixtures.py" FAIL
 fi
 

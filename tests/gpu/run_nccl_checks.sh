@@ -7,6 +7,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-.carry/gpu}
+CONFIGS=configs; [ -d "$BIN/src/configs" ] && CONFIGS=$BIN/src/configs
+STORIES=$CONFIGS/stories260K
 export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
@@ -25,9 +27,9 @@ out=$(timeout 120 mpirun -np $((gpus + 1)) --oversubscribe --bind-to none -x LD_
   "$BIN/test_gpu_nccl" 2>&1); rc=$?
 echo "$out" | grep -E "share GPU|visible GPU" | head -2
 [ "$rc" != 0 ] && [ "$rc" != 124 ] || { echo "FAIL: np $((gpus + 1)) exit $rc"; status=1; }
-if [ -d "$BIN/stories260K" ]; then
-  want=$(sed -E 's/.*"greedy_ids": *\[([^]]*)\].*/\1/' "$BIN/stories260K/reference.json" | tr -d ' ' | tr ',' ' ')
-  got=$(timeout 120 bash launch/folio-mpirun -np 2 "$BIN/folio" generate --model "$BIN/stories260K" --temperature 0 --max-tokens 199 --print-ids --verbose)
+if [ -d "$STORIES" ]; then
+  want=$(sed -E 's/.*"greedy_ids": *\[([^]]*)\].*/\1/' "$STORIES/reference.json" | tr -d ' ' | tr ',' ' ')
+  got=$(timeout 120 bash launch/folio-mpirun -np 2 "$BIN/folio" generate --model "$STORIES" --temperature 0 --max-tokens 199 --print-ids --verbose)
   [ "$got" = "$want" ] && echo "ok: folio-mpirun -np 2 generate (cpu) equals the reference" || { echo "FAIL: TP 2 generate"; status=1; }
 fi
 exit $status

@@ -8,9 +8,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-.carry/gpu}
+CONFIGS=configs; [ -d "$BIN/src/configs" ] && CONFIGS=$BIN/src/configs
 N=${2:-1024}
 export NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
-MODEL=$BIN/configs/llama-3-8b
+MODEL=$CONFIGS/llama-3-8b
 [ -f "$MODEL/tokenizer.json" ] || { echo "SKIPPED: $MODEL/tokenizer.json missing (stage a Llama 3 tokenizer)"; exit 77; }
 echo "== $(date -u +%Y-%m-%dT%H:%MZ) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 

@@ -16,6 +16,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." # the repository root, from tests/gpu/ or from .carry/<name>/
 BIN=${1:-.carry/gpu}
+CONFIGS=configs; [ -d "$BIN/src/configs" ] && CONFIGS=$BIN/src/configs
+STORIES=$CONFIGS/stories260K
 case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
 MPIRUN=$PWD/launch/folio-mpirun
 export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -69,7 +71,7 @@ check_model() { # label dir np...: TP np against TP 1, float32 and bfloat16
 
 NPS=(2); [ "$gpus" -ge 4 ] && NPS=(2 4)
 if [ -z "${BENCH_ONLY:-}" ]; then
-[ -d "$BIN/stories260K" ] && check_model stories260K "$BIN/stories260K" "${NPS[@]}"
+[ -d "$STORIES" ] && check_model stories260K "$STORIES" "${NPS[@]}"
 FIX=$BIN/src/tests/fixtures/models; [ -d "$FIX" ] || FIX=$PWD/tests/fixtures/models # the checkout's
 for fx in llama_bias qwen2_bias_tied qwen3_qknorm; do
   [ -d "$FIX/$fx" ] && check_model "$fx" "$FIX/$fx" "${NPS[@]}"
@@ -78,8 +80,8 @@ done
 
 # Sampling on rank 0's GPU under TP (temperature 0.8, seeded): the same ids as one rank, up to
 # float32 rounding of the split sums moving a draw across a boundary (reported, not failed).
-if [ -d "$BIN/stories260K" ]; then
-  samp=(generate --device cuda --dtype float32 --bind none --model "$BIN/stories260K"
+if [ -d "$STORIES" ]; then
+  samp=(generate --device cuda --dtype float32 --bind none --model "$STORIES"
         --temperature 0.8 --seed 7 --max-tokens 199 --ignore-eos --print-ids)
   s1=$(timeout 90 "$FOLIO" "${samp[@]}" 2>>"$LOG")
   s2=$(timeout 90 "$MPIRUN" -np 2 "$FOLIO" "${samp[@]}" 2>>"$LOG")
@@ -93,7 +95,7 @@ fi # BENCH_ONLY
 bench() { # label np config, then folio bench arguments
   local label=$1 np=$2 config=$3; shift 3
   echo "== TP $np: folio bench $* ($config)"
-  local cmd=("$FOLIO" bench "$@" --device cuda --model "$BIN/configs/$config" --load-format dummy)
+  local cmd=("$FOLIO" bench "$@" --device cuda --model "$CONFIGS/$config" --load-format dummy)
   if [ "$np" = 1 ]; then timeout 240 "${cmd[@]}" > "$LOG.bench" 2>&1
   else timeout 240 "$MPIRUN" -np "$np" "${cmd[@]}" > "$LOG.bench" 2>&1; fi
   grep -v '^folio: loaded' "$LOG.bench" | tail -32

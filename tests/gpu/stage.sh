@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Run HERE (the build machine): builds with CUDA into build-cuda/ and copies what the GPU
 # machine needs into DEST (default .carry/gpu): the folio binary, every GPU test, the shared
-# libraries that machine lacks, stories260K, the committed fixtures and configs/ (so the folder
-# runs on its own). Then send it with the device tool:
+# libraries that machine lacks, the committed fixtures and configs/ (with stories260K) under
+# DEST/src (so the folder runs on its own). Then send it with the device tool:
 #   run(command="bash tests/gpu/run_gpu_checks.sh .carry/gpu", carry=[".carry"])
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DEST=${1:-.carry/gpu}
 FOLIO_BUILD_DIR=build-cuda bash launch/build.sh -DFOLIO_CUDA=ON -DCMAKE_BUILD_TYPE=Release
-rm -rf "$DEST" && mkdir -p "$DEST/lib" "$DEST/models" "$DEST/src/tests/fixtures"
+rm -rf "$DEST" && mkdir -p "$DEST/lib" "$DEST/src/tests/fixtures"
 cp build-cuda/folio "$DEST/"
 find build-cuda/tests -maxdepth 1 -type f -name 'test_gpu_*' -perm -u+x -exec cp {} "$DEST/" \;
 # (test_gpu_nccl runs under mpirun: tests/gpu/run_nccl_checks.sh)
@@ -19,10 +19,6 @@ for lib in libcmocka.so.0 libutf8proc.so.2 libmicrohttpd.so.12; do
   [ -n "$f" ] || { echo "stage.sh: $lib not found here (launch/build.sh installs it)" >&2; exit 1; }
   cp -L "$f" "$DEST/lib/"
 done
-if [ -d ../shared/models/stories260K ]; then
-  cp -r ../shared/models/stories260K "$DEST/"
-  cp -r ../shared/models/stories260K "$DEST/models/"
-fi
 cp -r tests/fixtures/models "$DEST/src/tests/fixtures/"
-cp -r configs "$DEST/"
+cp -r configs "$DEST/src/"
 du -sh "$DEST"

@@ -37,14 +37,13 @@ int main(void) {
 static comm_ctx g_comm;
 static char g_fixtures[1024], g_stories[1024];
 
-/* Paths: FOLIO_SOURCE_DIR / FOLIO_SHARED_DIR from the environment when set (the GPU machine
- * runs the binaries away from this checkout), else the ones compiled in. */
+/* Paths: FOLIO_SOURCE_DIR from the environment when set (the GPU machine runs the binaries
+ * away from the checkout they were built in), else the one compiled in. */
 static void resolve_paths(void) {
-    const char *src = getenv("FOLIO_SOURCE_DIR"), *shared = getenv("FOLIO_SHARED_DIR");
-    snprintf(g_fixtures, sizeof g_fixtures, "%s/tests/fixtures/models",
-             src ? src : FOLIO_SOURCE_DIR);
-    snprintf(g_stories, sizeof g_stories, "%s/models/stories260K",
-             shared ? shared : FOLIO_SHARED_DIR);
+    const char *src = getenv("FOLIO_SOURCE_DIR");
+    if (!src) src = FOLIO_SOURCE_DIR;
+    snprintf(g_fixtures, sizeof g_fixtures, "%s/tests/fixtures/models", src);
+    snprintf(g_stories, sizeof g_stories, "%s/configs/stories260K", src);
 }
 
 static void open_gpu(const char *dir, folio_dtype dt, bool eager, device_model *m) {

@@ -27,7 +27,7 @@ static const char *write_tmp(const char *text) {
 static void test_lengths(void **state) {
     (void)state;
     tokenizer *tok;
-    assert_int_equal(tokenizer_load(FOLIO_SHARED_DIR "/models/stories260K", &tok), 0);
+    assert_int_equal(tokenizer_load(FOLIO_SOURCE_DIR "/configs/stories260K", &tok), 0);
     const char *p = write_tmp("{\"prompt_ids\": [1, 2, 3], \"max_tokens\": 7}\n\n"
                               "{\"prompt\": \"Once upon a time\"}\n");
     int *in, *out, n;

@@ -22,7 +22,7 @@
 #include "tokenizer_internal.h"
 #include "utf8.h"
 
-#define STORIES FOLIO_SHARED_DIR "/models/stories260K"
+#define STORIES FOLIO_SOURCE_DIR "/configs/stories260K"
 
 static tokenizer *load_or_skip(const char *dir) {
     char path[1024];

@@ -10,7 +10,7 @@
 #include "backend.h"
 
 #define FIXTURE_MODELS FOLIO_SOURCE_DIR "/tests/fixtures/models"
-#define STORIES_DIR FOLIO_SHARED_DIR "/models/stories260K"
+#define STORIES_DIR FOLIO_SOURCE_DIR "/configs/stories260K"
 
 typedef struct {
     int32_t *prompt;             /* [n_prompt] */
