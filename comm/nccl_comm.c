@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cuda_check.h"
 #include "error.h"
 #include "nccl_comm.h"
 #include "step_watchdog.h"
@@ -14,11 +15,6 @@ int nccl_fail(ncclResult_t rc, const char *call, const char *file, int line) {
     const char *last = ncclGetLastError(NULL);
     return folio_fail("NCCL call %s failed at %s:%d: %s%s%s", call, file, line,
                       ncclGetErrorString(rc), last && *last ? ": " : "", last ? last : "");
-}
-
-int cuda_fail(cudaError_t rc, const char *call, const char *file, int line) {
-    return folio_fail("CUDA call %s failed at %s:%d: %s (%s)", call, file, line,
-                      cudaGetErrorString(rc), cudaGetErrorName(rc));
 }
 
 /* The device for this rank: local rank k drives GPU k when the host's ranks see all its GPUs;
@@ -43,7 +39,7 @@ static int pick_device(const comm_ctx *comm, int count, int *device) {
 static int check_distinct(const comm_ctx *comm, int device, int count) {
     enum { ID = 32 };
     char mine[ID + 256] = "";
-    CUDA_TRY(cudaDeviceGetPCIBusId(mine, ID, device));
+    CUDA_CHECK(cudaDeviceGetPCIBusId(mine, ID, device));
     snprintf(mine + ID, 256, "%s", comm->host);
     if (comm->world == 1) return 0;
     char *all = folio_xmalloc((size_t)comm->world * sizeof mine);
@@ -79,7 +75,7 @@ int comm_select_gpu(const comm_ctx *comm, int *device) {
     }
     if (count == 0) return folio_fail("no GPU on %s (cudaGetDeviceCount found 0)", comm->host);
     if (pick_device(comm, count, device) != 0) return -1;
-    CUDA_TRY(cudaSetDevice(*device));
+    CUDA_CHECK(cudaSetDevice(*device));
     return check_distinct(comm, *device, count);
 }
 
@@ -97,7 +93,7 @@ int nccl_init(nccl_ctx *n, comm_ctx *comm, cudaStream_t stream, double timeout_s
     n->world = comm->world;
     n->timeout_s = timeout_s > 0 ? timeout_s : 600.0;
     n->host = comm->host;
-    CUDA_TRY(cudaGetDevice(&n->device));
+    CUDA_CHECK(cudaGetDevice(&n->device));
     ncclUniqueId id;
     if (comm->rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
     if (comm_broadcast(comm, &id, sizeof id) != 0) return -1;
@@ -149,9 +145,9 @@ int nccl_wait(nccl_ctx *n) {
     for (;;) {
         cudaError_t q = cudaStreamQuery(n->stream);
         if (q == cudaSuccess) return 0;
-        if (q != cudaErrorNotReady) {
+        if (q != cudaErrorNotReady) { /* a device fault: fatal (error.h), peers first */
             nccl_abort(n);
-            return cuda_fail(q, "cudaStreamQuery(compute stream)", __FILE__, __LINE__);
+            CUDA_CHECK(q);
         }
         ncclResult_t async = ncclSuccess;
         if (n->comm && ncclCommGetAsyncError(n->comm, &async) == ncclSuccess &&

@@ -26,7 +26,7 @@ void nccl_describe(char *out, size_t n);
 
 #include "comm.h"
 
-/* Checks an NCCL call; on failure records the call, file:line, ncclGetErrorString and
+/* Checks an NCCL call (error.h's policy: a runtime error); on failure records the call, file:line, ncclGetErrorString and
  * ncclGetLastError, and returns -1 from the enclosing function. */
 #define NCCL_CHECK(call)                                                                      \
     do {                                                                                      \
@@ -35,16 +35,7 @@ void nccl_describe(char *out, size_t n);
             return nccl_fail(nccl_rc_, #call, __FILE__, __LINE__);                            \
     } while (0)
 
-/* Checks a CUDA runtime call the same way (recoverable: returns -1 with a message; the
- * kernels' CUDA_CHECK in cuda_check.h aborts instead). */
-#define CUDA_TRY(call)                                                                        \
-    do {                                                                                      \
-        cudaError_t cuda_rc_ = (call);                                                        \
-        if (cuda_rc_ != cudaSuccess) return cuda_fail(cuda_rc_, #call, __FILE__, __LINE__);   \
-    } while (0)
-
 int nccl_fail(ncclResult_t rc, const char *call, const char *file, int line);
-int cuda_fail(cudaError_t rc, const char *call, const char *file, int line);
 
 typedef struct {
     ncclComm_t comm;

@@ -38,6 +38,16 @@ const char *folio_last_error(void) { return g_error; }
 
 void folio_clear_error(void) { g_error[0] = '\0'; }
 
+_Noreturn void folio_bug(const char *file, int line, const char *fmt, ...) {
+    fprintf(stderr, "folio: bug at %s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
 static void out_of_memory(size_t n) {
     fprintf(stderr, "folio: error: out of host memory allocating %zu bytes\n", n);
     abort();

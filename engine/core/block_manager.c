@@ -30,13 +30,8 @@ struct block_manager {
     bm_stats stats;
 };
 
-/* Programming errors in block ownership: never compiled out. */
-#define BM_ABORT(...)                                                          \
-    do {                                                                       \
-        fprintf(stderr, "folio: block manager: " __VA_ARGS__);                 \
-        fputc('\n', stderr);                                                   \
-        abort();                                                               \
-    } while (0)
+/* Programming errors in block ownership (error.h's bugs): never compiled out. */
+#define BM_ABORT(...) FOLIO_BUG("block manager: " __VA_ARGS__)
 
 block_manager *bm_create(int num_blocks, int block_size, bool prefix_caching) {
     block_manager *bm = folio_xcalloc(1, sizeof *bm);

@@ -225,7 +225,8 @@ int engine_add(engine *e, const int32_t *prompt, int n_prompt, const request_par
         busy->next_turn = r;
     } else {
         live_push(e, r);
-        if (start_request(e, r) != 0) abort(); /* its length was checked above */
+        if (start_request(e, r) != 0) /* its length was checked above */
+            FOLIO_BUG("request %lld: %s", (long long)r->id, folio_last_error());
     }
     if (id) *id = r->id;
     return 0;

@@ -146,14 +146,15 @@ static int needs_cow(const scheduler *s, const sequence *seq) {
 static void grow(scheduler *s, sequence *seq, int tokens) {
     if (needs_cow(s, seq)) {
         int b = seq->n_computed / s->cfg.block_size, src;
-        if (bm_cow(s->bm, &seq->blocks[b], &src) != 1) abort();
+        if (bm_cow(s->bm, &seq->blocks[b], &src) != 1)
+            FOLIO_BUG("copy-on-write of block %d, which is not shared", seq->blocks[b]);
         s->pending_src[s->n_pending] = src;
         s->pending_dst[s->n_pending] = seq->blocks[b];
         s->n_pending++;
     }
     for (int need = blocks_for(s, tokens); seq->n_blocks < need;) {
         int b = bm_alloc(s->bm);
-        if (b < 0) abort();
+        if (b < 0) FOLIO_BUG("no free block after admission reserved them");
         seq->blocks[seq->n_blocks++] = b;
     }
 }
@@ -326,7 +327,8 @@ int sched_schedule(scheduler *s, step_plan *plan) {
     schedule_running(s, true);
     schedule_running(s, false);
     if (!s->preempted) schedule_waiting(s);
-    if (build_plan(s, plan) != 0) abort(); /* capacities are sized from the same config */
+    if (build_plan(s, plan) != 0) /* capacities are sized from the same config */
+        FOLIO_BUG("step plan over its capacities: %s", folio_last_error());
     s->stats.steps++;
     return s->scheduled.n;
 }

@@ -1,6 +1,9 @@
-/* Error checks for host code that calls CUDA, usable from C and CUDA C++:
+/* The CUDA side of the error policy (error.h), usable from C and CUDA C++:
  *   CUDA_CHECK(call)     runs a CUDA runtime call; on failure prints file:line, the call and
- *                        cudaGetErrorString, then aborts (a CUDA fault is not recoverable here).
+ *                        cudaGetErrorString, then aborts: a failing CUDA call is fatal (the
+ *                        context is usually unusable after it; under mpirun the abort ends the
+ *                        job). Expected answers are queried, not checked: whether there is a
+ *                        device (cuda_device_count_or_zero), free memory, peer access.
  *   CUDA_CHECK_LAUNCH()  after a kernel launch: catches a bad launch configuration; built with
  *                        -DFOLIO_CUDA_SYNC_CHECK it also waits for the kernel, so an
  *                        asynchronous fault is reported at the launch that caused it.
@@ -19,8 +22,8 @@
     do {                                                                                      \
         const cudaError_t cuda_check_err_ = (call);                                           \
         if (cuda_check_err_ != cudaSuccess) {                                                 \
-            fprintf(stderr, "%s:%d: CUDA error: %s failed: %s (%s)\n", __FILE__, __LINE__,    \
-                    #call, cudaGetErrorString(cuda_check_err_),                               \
+            fprintf(stderr, "folio: fatal at %s:%d: CUDA call %s failed: %s (%s)\n",          \
+                    __FILE__, __LINE__, #call, cudaGetErrorString(cuda_check_err_),           \
                     cudaGetErrorName(cuda_check_err_));                                       \
             abort();                                                                          \
         }                                                                                     \
@@ -39,7 +42,8 @@
 #define CUDA_REQUIRE(cond, msg)                                                               \
     do {                                                                                      \
         if (!(cond)) {                                                                        \
-            fprintf(stderr, "%s:%d: %s (failed: %s)\n", __FILE__, __LINE__, (msg), #cond);    \
+            fprintf(stderr, "folio: bug at %s:%d: %s (failed: %s)\n", __FILE__, __LINE__,      \
+                    (msg), #cond);                                                            \
             abort();                                                                          \
         }                                                                                     \
     } while (0)
