@@ -140,46 +140,45 @@ static json_t *ids_json(const int32_t *ids, int n) {
     return a;
 }
 
-char *oai_format_response(const oai_response_ctx *x, const serve_job *j) {
+/* One choice of a whole response. */
+static json_t *choice_json(const oai_response_ctx *x, const serve_output *c) {
+    json_t *ch = json_object();
+    json_object_set_new(ch, "index", json_integer(c->choice));
+    if (x->kind == OAI_CHAT) {
+        json_t *m = json_object();
+        json_object_set_new(m, "role", json_string("assistant"));
+        json_object_set_new(m, "content", json_stringn(c->text, c->len));
+        json_object_set_new(ch, "message", m);
+    } else if (x->echo) {
+        size_t el = strlen(x->echo[c->prompt]);
+        char *all = folio_xmalloc(el + c->len + 1);
+        memcpy(all, x->echo[c->prompt], el);
+        memcpy(all + el, c->text, c->len);
+        json_object_set_new(ch, "text", json_stringn(all, el + c->len));
+        free(all);
+    } else {
+        json_object_set_new(ch, "text", json_stringn(c->text, c->len));
+    }
+    oai_tokens t = {.ids = c->ids, .lps = c->lps, .offs = c->offs, .n = c->n_tok,
+                    .top_n = c->top_logprobs, .n_lead = c->n_lead};
+    json_object_set_new(ch, "logprobs", logprobs_json(x, &t));
+    json_object_set_new(ch, "finish_reason", json_string(oai_finish_name(c->finish)));
+    if (x->return_token_ids) json_object_set_new(ch, "token_ids", ids_json(c->ids, c->n_tok));
+    return ch;
+}
+
+char *oai_format_response(const oai_response_ctx *x, serve_job *j) {
     json_t *o = head(x, false), *choices = json_array();
-    int prompt = 0, cached = 0;
-    for (int s = 0; s < j->n_sub; s++) {
-        prompt += j->subs[s].n_prompt;
-        cached += j->subs[s].n_cached;
-    }
-    int completion = 0;
     for (int i = 0; i < job_n_choices(j); i++) {
-        const serve_choice *c = &j->choices[i];
-        int sub = i / j->p.n;
-        completion += c->n_tok;
-        json_t *ch = json_object();
-        json_object_set_new(ch, "index", json_integer(i));
-        const char *text = c->text.s ? c->text.s : "";
-        if (x->kind == OAI_CHAT) {
-            json_t *m = json_object();
-            json_object_set_new(m, "role", json_string("assistant"));
-            json_object_set_new(m, "content", json_stringn(text, c->text.len));
-            json_object_set_new(ch, "message", m);
-        } else if (x->echo) {
-            size_t el = strlen(x->echo[sub]);
-            char *all = folio_xmalloc(el + c->text.len + 1);
-            memcpy(all, x->echo[sub], el);
-            memcpy(all + el, text, c->text.len);
-            json_object_set_new(ch, "text", json_stringn(all, el + c->text.len));
-            free(all);
-        } else {
-            json_object_set_new(ch, "text", json_stringn(text, c->text.len));
-        }
-        oai_tokens t = {.ids = c->ids, .lps = j->p.logprobs >= 0 ? c->lps : NULL,
-                        .offs = c->offs, .n = c->n_tok, .top_n = j->p.logprobs,
-                        .n_lead = c->n_lead};
-        json_object_set_new(ch, "logprobs", logprobs_json(x, &t));
-        json_object_set_new(ch, "finish_reason", json_string(oai_finish_name(c->finish)));
-        if (x->return_token_ids) json_object_set_new(ch, "token_ids", ids_json(c->ids, c->n_tok));
-        json_array_append_new(choices, ch);
+        serve_output c;
+        job_output(j, i, &c);
+        json_array_append_new(choices, choice_json(x, &c));
     }
+    serve_stats st;
+    job_stats(j, &st);
     json_object_set_new(o, "choices", choices);
-    json_object_set_new(o, "usage", usage_json(prompt, completion, cached));
+    json_object_set_new(o, "usage", usage_json(st.prompt_tokens, st.completion_tokens,
+                                               st.cached_tokens));
     return dump(o);
 }
 

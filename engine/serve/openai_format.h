@@ -39,8 +39,8 @@ typedef struct {
     int n_lead;                  /* ids[0..n_lead) began the text (the decoders' start rules) */
 } oai_tokens;
 
-/* The whole response of a finished job (j done: read without its lock). malloc'd. */
-char *oai_format_response(const oai_response_ctx *x, const serve_job *j);
+/* The whole response of a finished job (JOB_DONE). malloc'd. */
+char *oai_format_response(const oai_response_ctx *x, serve_job *j);
 
 /* One SSE event "data: {...}\n\n" for choice `index`: text[0..len), the tokens t (NULL:
  * none), finish (NULL: not finished), role: chat's first chunk of the choice. Appended to

@@ -1,13 +1,75 @@
 /* The engine thread of `folio serve`: a queue of jobs and cancellations from the HTTP
- * threads, engine steps, and per-token text pushed into each job's choices. */
+ * threads, engine steps, and per-token text pushed into each job's choices; the jobs
+ * themselves, whose lock no other file takes (the HTTP side waits and reads through the
+ * job_ functions). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "progress.h"
 #include "serve_loop.h"
 #include "utf8.h"
+
+/* A job's fields marked "fixed" are written before submission and read-only after; "mu"
+ * fields are under job->mu. */
+typedef struct {
+    text_buf text;               /* mu: the choice's text so far */
+    int safe_len;                /* mu: bytes of text final (not part of a possible stop) */
+    int32_t *ids;                /* mu: [n_tok] generated ids */
+    token_logprobs *lps;         /* mu: [n_tok] when logprobs were asked for */
+    int *ends;                   /* mu: [n_tok] safe_len after each token */
+    int *offs;                   /* mu: [n_tok] with lps: characters of text before each token */
+    int n_chars;                 /* mu: characters of text */
+    int n_lead;                  /* mu: leading tokens that began the text (nothing shown before
+                                  * them: the decoders' start rules applied to them) */
+    int n_tok, cap;
+    finish_reason finish;        /* mu */
+    bool done;                   /* mu */
+    int read_tok, read_len;      /* mu: tokens and text bytes the stream's reader has taken */
+    bool read_final;             /* mu: the reader has taken the end */
+    detok_stream *ds;            /* engine thread only */
+    double t_last;               /* engine thread only */
+} serve_choice;
+
+typedef struct {
+    struct serve_job *job;
+    int index;                   /* which prompt */
+    int64_t req_id;              /* engine request id once added */
+    bool added, done;
+    int n_prompt;                /* mu: prompt tokens the engine ran for this turn */
+    int n_cached;                /* mu: context tokens whose KV was reused (prefix cache or
+                                  * the session's earlier turns) */
+} serve_sub;
+
+struct serve_job {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;                    /* mu */
+    /* fixed */
+    int n_sub;
+    int32_t **prompts;           /* [n_sub] owned token ids */
+    int *n_prompts;              /* [n_sub] */
+    request_params p;            /* owned; p.n samples per prompt */
+    bool skip_special;
+    bool stream;
+    int max_stop_len;            /* longest stop string (bytes) */
+    double t_arrival;
+    /* mu */
+    job_state state;
+    char *error;                 /* FAILED: the message (400) */
+    int subs_added, subs_done;
+    bool adding;                 /* the engine thread is still adding subs */
+    bool cancel;                 /* the HTTP side gave up (disconnect, overflow, shutdown) */
+    bool overflow;               /* dropped: the client did not read its stream */
+    size_t sent_bytes, total_bytes;
+    double t_first, t_done;
+    int completion_tokens;
+    serve_sub *subs;             /* [n_sub] */
+    serve_choice *choices;       /* [n_sub * p.n] */
+    struct serve_job *next;      /* the loop's queue link (under the loop's mutex) */
+};
 
 struct serve_loop {
     pthread_mutex_t mu;
@@ -49,6 +111,26 @@ serve_job *job_create(int n_sub) {
     return j;
 }
 
+void job_set_params(serve_job *j, const request_params *p, bool skip_special, bool stream) {
+    request_params_free(&j->p);
+    request_params_copy(&j->p, p);
+    j->skip_special = skip_special;
+    j->stream = stream;
+    j->max_stop_len = 0;
+    for (int i = 0; i < j->p.n_stop; i++) {
+        int l = (int)strlen(j->p.stop[i]);
+        if (l > j->max_stop_len) j->max_stop_len = l;
+    }
+}
+
+void job_set_prompt(serve_job *j, int i, int32_t *ids, int n) {
+    free(j->prompts[i]);
+    j->prompts[i] = ids;
+    j->n_prompts[i] = n;
+}
+
+int job_n_choices(const serve_job *j) { return j->n_sub * j->p.n; }
+
 static void job_free(serve_job *j) {
     for (int i = 0; j->choices && i < job_n_choices(j); i++) {
         serve_choice *c = &j->choices[i];
@@ -83,6 +165,132 @@ static void job_ref(serve_job *j) {
     pthread_mutex_lock(&j->mu);
     j->refs++;
     pthread_mutex_unlock(&j->mu);
+}
+
+/* ---- the HTTP side: waiting and reading ---- */
+
+static bool job_over(const serve_job *j) { return j->state == JOB_DONE || j->state == JOB_FAILED; }
+
+/* With j->mu held, once the job was accepted: output the reader has not taken, or the end. */
+static bool has_unread(const serve_job *j) {
+    if (job_over(j)) return true;
+    for (int i = 0; i < job_n_choices(j); i++) {
+        const serve_choice *c = &j->choices[i];
+        if (c->read_tok < c->n_tok || (c->done && !c->read_final)) return true;
+    }
+    return false;
+}
+
+static bool wait_met(const serve_job *j, job_wait_for until) {
+    switch (until) {
+    case JOB_WAIT_ACCEPTED: return job_over(j) || (j->state == JOB_RUNNING && !j->adding);
+    case JOB_WAIT_OVER: return job_over(j);
+    default: return has_unread(j);
+    }
+}
+
+static void wait_slice(serve_job *j) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += SERVE_WAIT_SLICE_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+}
+
+bool job_wait(serve_job *j, job_wait_for until, bool (*gone)(void *user), void *user) {
+    pthread_mutex_lock(&j->mu);
+    while (!wait_met(j, until)) {
+        wait_slice(j);
+        if (wait_met(j, until)) break;
+        pthread_mutex_unlock(&j->mu);
+        if (gone && gone(user)) return false;
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return true;
+}
+
+/* Hands fn the pieces of choice i the reader has not taken (j->mu held). */
+static void read_choice(serve_job *j, int i, void (*fn)(void *, const serve_output *),
+                        void *user) {
+    serve_choice *c = &j->choices[i];
+    bool lp = j->p.logprobs >= 0 && c->lps;
+    serve_output o = {.choice = i, .prompt = i / j->p.n, .top_logprobs = j->p.logprobs,
+                      .finish = c->finish, .n_tok = 1};
+    while (c->read_tok < c->n_tok) {
+        int k = c->read_tok;
+        bool last = c->done && k == c->n_tok - 1;
+        int end = last ? c->safe_len : c->ends[k];
+        if (end > c->safe_len) end = c->safe_len;
+        if (end < c->read_len) end = c->read_len;
+        o.text = c->text.s + c->read_len;
+        o.len = (size_t)(end - c->read_len);
+        o.ids = &c->ids[k];
+        o.lps = lp ? &c->lps[k] : NULL;
+        o.offs = lp ? &c->offs[k] : NULL;
+        o.n_lead = c->n_lead - k;
+        o.done = last;
+        fn(user, &o);
+        j->sent_bytes += o.len;
+        c->read_len = end;
+        c->read_tok++;
+        if (last) c->read_final = true;
+    }
+    if (c->done && !c->read_final) { /* finished without a token of its own */
+        o = (serve_output){.choice = i, .prompt = i / j->p.n, .text = "",
+                           .top_logprobs = j->p.logprobs, .done = true, .finish = c->finish};
+        fn(user, &o);
+        c->read_final = true;
+    }
+}
+
+int job_read(serve_job *j, void (*fn)(void *user, const serve_output *piece), void *user) {
+    pthread_mutex_lock(&j->mu);
+    int rc = -1;
+    if (!j->overflow) {
+        for (int i = 0; i < job_n_choices(j); i++) read_choice(j, i, fn, user);
+        rc = job_over(j) ? 1 : 0;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+void job_output(serve_job *j, int i, serve_output *out) {
+    pthread_mutex_lock(&j->mu);
+    const serve_choice *c = &j->choices[i];
+    *out = (serve_output){.choice = i, .prompt = i / j->p.n, .text = c->text.s ? c->text.s : "",
+                          .len = c->text.len, .ids = c->ids,
+                          .lps = j->p.logprobs >= 0 ? c->lps : NULL, .offs = c->offs,
+                          .n_tok = c->n_tok, .n_lead = c->n_lead, .top_logprobs = j->p.logprobs,
+                          .done = c->done, .finish = c->finish};
+    pthread_mutex_unlock(&j->mu);
+}
+
+void job_stats(serve_job *j, serve_stats *st) {
+    pthread_mutex_lock(&j->mu);
+    *st = (serve_stats){.state = j->state, .completion_tokens = j->completion_tokens,
+                        .ttft_s = j->t_first > 0 ? j->t_first - j->t_arrival : -1};
+    for (int i = 0; i < j->n_sub; i++) {
+        const serve_sub *s = &j->subs[i];
+        st->prompt_tokens += s->n_prompt;
+        st->prompt_len += s->n_prompt ? s->n_prompt : j->n_prompts[i];
+        st->cached_tokens += s->n_cached;
+    }
+    if (j->choices && job_n_choices(j) > 0 && j->choices[0].done) {
+        st->first_done = true;
+        st->first_finish = j->choices[0].finish;
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
+char *job_failure(serve_job *j) {
+    pthread_mutex_lock(&j->mu);
+    char *m = j->state == JOB_FAILED ? folio_xstrdup(j->error ? j->error : "failed") : NULL;
+    pthread_mutex_unlock(&j->mu);
+    return m;
 }
 
 /* ---- engine callbacks (engine thread) ---- */
@@ -273,8 +481,8 @@ serve_loop *serve_loop_create(const engine_config *c, engine_backend be, const t
  * added. */
 static void add_job(serve_loop *L, serve_job *j) {
     int n = job_n_choices(j);
-    j->choices = folio_xcalloc(n, sizeof *j->choices);
     pthread_mutex_lock(&j->mu);
+    j->choices = folio_xcalloc(n, sizeof *j->choices);
     j->adding = true;
     j->state = JOB_RUNNING;
     bool cancelled = j->cancel;

@@ -2,16 +2,16 @@
  *
  * A job is one HTTP generation request: one or more prompts (completions may send a list),
  * each an engine request with n samples, so n_sub * n choices. HTTP threads build a job,
- * submit it, and wait on its condition variable; the engine thread adds it to the engine at
- * the start of its next step, pushes every sampled token into the job's choices (text from a
- * streaming detokenizer per choice, whole UTF-8 characters, held back where a stop string
- * may begin), and marks it done. The engine thread never blocks on a client: it appends under
- * the job's mutex and signals; a stream whose unsent output passes SERVE_MAX_PENDING (a client
- * that stopped reading) is cancelled.
+ * submit it, wait on it (job_wait) and read its output (job_read, job_output, job_stats); the
+ * job itself, and its lock, are private to serve_loop.c. The engine thread adds it to the
+ * engine at the start of its next step, pushes every sampled token into the job's choices
+ * (text from a streaming detokenizer per choice, whole UTF-8 characters, held back where a
+ * stop string may begin), and marks it done. The engine thread never blocks on a client: it
+ * appends under the job's mutex and signals; a stream whose unsent output passes
+ * SERVE_MAX_PENDING (a client that stopped reading) is cancelled.
  *
  * Ownership: a job is reference-counted (the HTTP side, the engine while it runs the job, a
- * pending cancel); job_release frees it at zero. Fields marked "fixed" are written before
- * submission and read-only after; "mu" fields are under job->mu. */
+ * pending cancel); job_release frees it at zero. */
 #ifndef FOLIO_SERVE_LOOP_H
 #define FOLIO_SERVE_LOOP_H
 
@@ -24,70 +24,71 @@
 #include "tokenizer.h"
 
 #define SERVE_MAX_PENDING (4 << 20) /* unsent bytes of one stream before it is dropped */
+#define SERVE_WAIT_SLICE_MS 100     /* how often a waiting thread checks its client */
 
 typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED } job_state;
 
-typedef struct {
-    text_buf text;               /* mu: the choice's text so far */
-    int safe_len;                /* mu: bytes of text final (not part of a possible stop) */
-    int32_t *ids;                /* mu: [n_tok] generated ids */
-    token_logprobs *lps;         /* mu: [n_tok] when logprobs were asked for */
-    int *ends;                   /* mu: [n_tok] safe_len after each token */
-    int *offs;                   /* mu: [n_tok] with lps: characters of text before each token */
-    int n_chars;                 /* mu: characters of text */
-    int n_lead;                  /* mu: leading tokens that began the text (nothing shown before
-                                  * them: the decoders' start rules applied to them) */
-    int n_tok, cap;
-    finish_reason finish;        /* mu */
-    bool done;                   /* mu */
-    detok_stream *ds;            /* engine thread only */
-    double t_last;               /* engine thread only */
-} serve_choice;
+typedef struct serve_job serve_job;
 
-struct serve_job;
-
-typedef struct {
-    struct serve_job *job;
-    int index;                   /* which prompt */
-    int64_t req_id;              /* engine request id once added */
-    bool added, done;
-    int n_prompt;                /* mu: prompt tokens the engine ran for this turn */
-    int n_cached;                /* mu: context tokens whose KV was reused (prefix cache or
-                                  * the session's earlier turns) */
-} serve_sub;
-
-typedef struct serve_job {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int refs;                    /* mu */
-    /* fixed */
-    int n_sub;
-    int32_t **prompts;           /* [n_sub] owned token ids */
-    int *n_prompts;              /* [n_sub] */
-    request_params p;            /* owned; p.n samples per prompt */
-    bool skip_special;
-    bool stream;
-    int max_stop_len;            /* longest stop string (bytes) */
-    double t_arrival;
-    /* mu */
-    job_state state;
-    char *error;                 /* FAILED: the message (400) */
-    int subs_added, subs_done;
-    bool adding;                 /* the engine thread is still adding subs */
-    bool cancel;                 /* the HTTP side gave up (disconnect, overflow, shutdown) */
-    bool overflow;               /* dropped: the client did not read its stream */
-    size_t sent_bytes, total_bytes;
-    double t_first, t_done;
-    int completion_tokens;
-    serve_sub *subs;             /* [n_sub] */
-    serve_choice *choices;       /* [n_sub * p.n] */
-    struct serve_job *next;      /* the loop's queue link (under the loop's mutex) */
-} serve_job;
-
-/* A job for n_sub prompts (the caller fills prompts / n_prompts / p / flags); refs 1. */
+/* A job for n_sub prompts (default parameters, special tokens skipped); refs 1. Its arrival
+ * (for TTFT) is now. Every prompt is set before the job is submitted. */
 serve_job *job_create(int n_sub);
+/* Before submission: run each prompt with p (copied; p->n samples a prompt). */
+void job_set_params(serve_job *j, const request_params *p, bool skip_special, bool stream);
+/* Before submission: prompt i is ids[0..n) (taken). */
+void job_set_prompt(serve_job *j, int i, int32_t *ids, int n);
 void job_release(serve_job *j);
-static inline int job_n_choices(const serve_job *j) { return j->n_sub * j->p.n; }
+int job_n_choices(const serve_job *j);
+
+/* What a waiting HTTP thread waits for: the job added to the engine (or over), the job over,
+ * or output its stream has not read yet (or the job over). */
+typedef enum { JOB_WAIT_ACCEPTED, JOB_WAIT_OVER, JOB_WAIT_OUTPUT } job_wait_for;
+
+/* Waits for `until`, calling gone(user) (NULL: never gone) every SERVE_WAIT_SLICE_MS; false
+ * once it says the client went away (the caller cancels). */
+bool job_wait(serve_job *j, job_wait_for until, bool (*gone)(void *user), void *user);
+
+/* Some of one choice's output: a whole finished choice (job_output), or one streamed piece
+ * (job_read): one token and the text it made final, or the end of a choice that ended
+ * without a token of its own (n_tok 0). */
+typedef struct {
+    int choice;                  /* index among the job's n_sub * p.n choices */
+    int prompt;                  /* which prompt it continues */
+    const char *text;            /* text[0..len) */
+    size_t len;
+    const int32_t *ids;          /* [n_tok] */
+    const token_logprobs *lps;   /* [n_tok], or NULL: no logprobs asked for */
+    const int *offs;             /* [n_tok] with lps: characters of the choice's text before */
+    int n_tok;
+    int n_lead;                  /* ids[0..n_lead) began the text */
+    int top_logprobs;            /* alternatives per token (p.logprobs) */
+    bool done;                   /* the choice ends here; finish says why */
+    finish_reason finish;
+} serve_output;
+
+/* The stream's reader: hands fn (under the job's lock; fn must not call back into the job)
+ * each piece not read yet, choice by choice, and marks it read. 1: the job is over and all of
+ * it was read; 0: more may come; -1: the stream was dropped (the client did not read it). */
+int job_read(serve_job *j, void (*fn)(void *user, const serve_output *piece), void *user);
+
+/* Choice i of a job that is over (JOB_DONE): pointers into the job, valid while it is held. */
+void job_output(serve_job *j, int i, serve_output *out);
+
+typedef struct {
+    job_state state;
+    int prompt_tokens;           /* the engine ran (a prompt it never ran counts 0) */
+    int prompt_len;              /* the same, a prompt never run counted at its length */
+    int cached_tokens;           /* context tokens whose KV was reused */
+    int completion_tokens;
+    double ttft_s;               /* arrival to the first token; < 0 before it */
+    bool first_done;             /* choice 0 is over, ended by first_finish */
+    finish_reason first_finish;
+} serve_stats;
+
+/* A snapshot of the job's counts. */
+void job_stats(serve_job *j, serve_stats *st);
+/* JOB_FAILED: its message (malloc'd); else NULL. */
+char *job_failure(serve_job *j);
 
 typedef struct serve_loop serve_loop;
 

@@ -64,28 +64,32 @@ static int teardown(void **state) {
  * forces that token. Returns the finished job. */
 static serve_job *run_job(const int32_t *prompt, int n, int max_tokens, int32_t bias_id) {
     serve_job *j = job_create(1);
-    j->prompts[0] = folio_xmalloc(sizeof(int32_t) * n);
-    memcpy(j->prompts[0], prompt, sizeof(int32_t) * n);
-    j->n_prompts[0] = n;
-    j->p.max_tokens = max_tokens;
-    j->p.sampling.temperature = 0;
-    j->p.ignore_eos = true;
-    j->p.logprobs = 2;
+    int32_t *ids = folio_xmalloc(sizeof(int32_t) * n);
+    memcpy(ids, prompt, sizeof(int32_t) * n);
+    job_set_prompt(j, 0, ids, n);
+    request_params p;
+    request_params_init(&p);
+    p.max_tokens = max_tokens;
+    p.sampling.temperature = 0;
+    p.ignore_eos = true;
+    p.logprobs = 2;
     if (bias_id >= 0) {
-        j->p.owned_bias = folio_xmalloc(sizeof *j->p.owned_bias);
-        j->p.owned_bias[0] = (logit_bias_entry){bias_id, 100.0f};
-        j->p.proc.bias = j->p.owned_bias;
-        j->p.proc.n_bias = 1;
+        p.owned_bias = folio_xmalloc(sizeof *p.owned_bias);
+        p.owned_bias[0] = (logit_bias_entry){bias_id, 100.0f};
+        p.proc.bias = p.owned_bias;
+        p.proc.n_bias = 1;
     }
+    job_set_params(j, &p, true, false);
+    request_params_free(&p);
     assert_int_equal(serve_loop_submit(g_loop, j, 0), 0);
-    pthread_mutex_lock(&j->mu);
-    while (j->state != JOB_DONE && j->state != JOB_FAILED) pthread_cond_wait(&j->cv, &j->mu);
-    pthread_mutex_unlock(&j->mu);
-    assert_int_equal(j->state, JOB_DONE);
+    assert_true(job_wait(j, JOB_WAIT_OVER, NULL, NULL));
+    serve_stats st;
+    job_stats(j, &st);
+    assert_int_equal(st.state, JOB_DONE);
     return j;
 }
 
-static json_t *format(const serve_job *j, oai_kind kind) {
+static json_t *format(serve_job *j, oai_kind kind) {
     oai_response_ctx x = {.kind = kind, .id = "cmpl-test", .model = "stories", .tok = g_tok};
     char *body = oai_format_response(&x, j);
     json_error_t err;
@@ -177,12 +181,13 @@ static void test_stream_chunks(void **state) {
     static const int32_t bos[] = {1};
     serve_job *j = run_job(bos, 1, 8, -1);
     json_t *whole = format(j, OAI_COMPLETION);
-    const serve_choice *c = &j->choices[0];
+    serve_output c;
+    job_output(j, 0, &c);
     oai_response_ctx x = {.kind = OAI_COMPLETION, .id = "cmpl-test", .model = "stories",
                           .tok = g_tok};
-    for (int k = 0; k < c->n_tok; k++) {
-        oai_tokens t = {.ids = &c->ids[k], .lps = &c->lps[k], .offs = &c->offs[k], .n = 1,
-                        .top_n = 2, .n_lead = c->n_lead - k};
+    for (int k = 0; k < c.n_tok; k++) {
+        oai_tokens t = {.ids = &c.ids[k], .lps = &c.lps[k], .offs = &c.offs[k], .n = 1,
+                        .top_n = 2, .n_lead = c.n_lead - k};
         text_buf out = {0};
         oai_format_chunk(&x, 0, "", 0, &t, NULL, false, &out);
         assert_memory_equal(out.s, "data: ", 6);
