@@ -44,6 +44,8 @@ int cmd_bench(int argc, char **argv, comm_ctx *comm) {
 
 #include <cuda_runtime_api.h>
 
+#include "backend.h"
+#include "backend_cuda.h"
 #include "comm.h"
 #include "cuda_check.h"
 #include "forward_cuda.h"
@@ -252,6 +254,46 @@ static uint32_t next_rand(void) {
     return (uint32_t)(g_rng >> 11);
 }
 
+/* ---- the forward ---- */
+
+/* The KV pool for sizes s from the runtime's one sizer (backend_kv_blocks, from
+ * --gpu-memory-utilization): the smallest of all ranks (block ids must be valid on every rank;
+ * every rank fails together when one has no room), at least `need` blocks. -1 with a message. */
+static int bench_kv_blocks(const device_model *dm, comm_ctx *comm, const bench_args *a,
+                           const backend_sizes *s, int need, int *fewest, size_t *block_bytes) {
+    const kv_knobs knobs = {.utilization = a->common.gpu_memory_utilization};
+    int mine = 0;
+    if (backend_kv_blocks(dm, comm, s, &knobs, &mine, block_bytes) != 0) mine = 0;
+    *fewest = mine;
+    if (comm->world > 1) MPI_CHECK(MPI_Allreduce(&mine, fewest, 1, MPI_INT, MPI_MIN, comm->comm));
+    if (mine < 1) return -1; /* the sizer said why */
+    if (*fewest < need)
+        return folio_fail("bench: room for %d KV blocks of %d tokens%s, %d needed (raise "
+                          "--gpu-memory-utilization, or lower --batch-size / --max-num-seqs / "
+                          "--max-num-batched-tokens)", *fewest, s->block_size,
+                          comm->world > 1 ? " on the smallest rank" : "", need);
+    return 0;
+}
+
+/* The forward for sizes s over a pool from bench_kv_blocks; rank 0 prints its size. NULL with
+ * a message. */
+static forward_cuda *open_forward(const device_model *dm, comm_ctx *comm, const bench_args *a,
+                                  backend_sizes *s, int need) {
+    size_t block_bytes = 0;
+    if (bench_kv_blocks(dm, comm, a, s, need, &s->num_blocks, &block_bytes) != 0) return NULL;
+    const forward_cuda_options o = backend_cuda_options(dm, s);
+    if (comm->rank == 0) {
+        const size_t ws = forward_cuda_workspace_bytes(&dm->m.cfg, dm->gpu_weights, &o);
+        char kv[32], wsb[32];
+        fprintf(stderr, "folio: KV cache: %d blocks of %d tokens (%s%s): %lld tokens; "
+                "workspace %s\n", s->num_blocks, s->block_size,
+                format_bytes((double)block_bytes * s->num_blocks, kv, sizeof kv),
+                comm->world > 1 ? " per rank" : "", (long long)s->num_blocks * s->block_size,
+                format_bytes((double)ws, wsb, sizeof wsb));
+    }
+    return forward_cuda_create(&dm->m.cfg, dm->gpu_weights, comm, &o);
+}
+
 /* ---- latency ---- */
 
 typedef struct {
@@ -300,12 +342,9 @@ static int bench_latency(const device_model *dm, comm_ctx *comm, const bench_arg
         return folio_fail("bench: --input-len + --output-len = %d exceeds the model's context "
                           "of %d", ctx, dm->m.cfg.max_position);
     const int B = a->batch;
-    const forward_cuda_options o = {
-        .max_tokens = B * a->input_len, .max_seqs = B, .max_logits = B,
-        .max_blocks_per_seq = per_seq, .block_size = bs, .num_blocks = B * per_seq,
-        .gpu_memory_utilization = a->common.gpu_memory_utilization, .enforce_eager = dm->enforce_eager,
-        .nccl_only = dm->allreduce_nccl};
-    forward_cuda *f = forward_cuda_create(&dm->m.cfg, dm->gpu_weights, comm, &o);
+    backend_sizes sizes = {.block_size = bs, .max_tokens = B * a->input_len, .max_seqs = B,
+                           .max_logits = B, .max_model_len = ctx};
+    forward_cuda *f = open_forward(dm, comm, a, &sizes, B * per_seq);
     if (!f) return -1;
     int32_t *tables = folio_xmalloc(sizeof *tables * B * per_seq);
     for (int i = 0; i < B * per_seq; i++) tables[i] = i;
@@ -410,23 +449,14 @@ static int bench_throughput(const device_model *dm, comm_ctx *comm, const bench_
                           max_len, dm->m.cfg.max_position);
     const int per_seq = (max_len + bs - 1) / bs;
     const int max_tokens = a->max_batched > S ? a->max_batched : S;
-    const forward_cuda_options o = {
-        .max_tokens = max_tokens, .max_seqs = S, .max_logits = S, .max_blocks_per_seq = per_seq,
-        .block_size = bs, .num_blocks = 0, .gpu_memory_utilization = a->common.gpu_memory_utilization,
-        .enforce_eager = dm->enforce_eager, .nccl_only = dm->allreduce_nccl};
-    forward_cuda *f = forward_cuda_create(&dm->m.cfg, dm->gpu_weights, comm, &o);
+    backend_sizes sizes = {.block_size = bs, .max_tokens = max_tokens, .max_seqs = S,
+                           .max_logits = S, .max_model_len = max_len};
+    forward_cuda *f = open_forward(dm, comm, a, &sizes, 1);
     if (!f) {
         free(req);
         return -1;
     }
-    int blocks = forward_cuda_num_blocks(f), fewest = blocks;
-    if (comm->world > 1 && /* block ids must be valid on every rank: the smallest pool */
-        MPI_Allreduce(&blocks, &fewest, 1, MPI_INT, MPI_MIN, comm->comm) != MPI_SUCCESS) {
-        forward_cuda_free(f);
-        free(req);
-        return folio_fail("bench: MPI_Allreduce of the KV pool sizes failed");
-    }
-    block_pool pool = {.total = fewest};
+    block_pool pool = {.total = forward_cuda_num_blocks(f)};
     pool.n_free = pool.total;
     pool.free_blocks = folio_xmalloc(sizeof(int32_t) * pool.total);
     for (int i = 0; i < pool.total; i++) pool.free_blocks[i] = pool.total - 1 - i;

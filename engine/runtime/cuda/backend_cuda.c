@@ -10,20 +10,19 @@
 #include "error.h"
 #include "weights_cuda.h"
 
-static forward_cuda_options options(const device_model *dm, const backend_sizes *s) {
+forward_cuda_options backend_cuda_options(const device_model *dm, const backend_sizes *s) {
     return (forward_cuda_options){
         .max_tokens = s->max_tokens > s->max_seqs ? s->max_tokens : s->max_seqs,
         .max_seqs = s->max_seqs, .max_logits = s->max_logits,
         .max_blocks_per_seq = (s->max_model_len + s->block_size - 1) / s->block_size,
         .block_size = s->block_size, .num_blocks = s->num_blocks,
-        .gpu_memory_utilization = 1.0, /* the pool was sized by backend_kv_blocks */
         .enforce_eager = dm->enforce_eager, .nccl_only = dm->allreduce_nccl};
 }
 
 int backend_cuda_create(backend_cuda *b, const device_model *dm, comm_ctx *comm,
                         const backend_sizes *s) {
     memset(b, 0, sizeof *b);
-    const forward_cuda_options o = options(dm, s);
+    const forward_cuda_options o = backend_cuda_options(dm, s);
     b->fwd = forward_cuda_create(&dm->m.cfg, dm->gpu_weights, comm, &o);
     return b->fwd ? 0 : -1;
 }
@@ -57,7 +56,7 @@ engine_backend backend_cuda_iface(backend_cuda *b) {
 }
 
 size_t backend_cuda_workspace_bytes(const device_model *dm, const backend_sizes *s) {
-    const forward_cuda_options o = options(dm, s);
+    const forward_cuda_options o = backend_cuda_options(dm, s);
     return forward_cuda_workspace_bytes(&dm->m.cfg, dm->gpu_weights, &o);
 }
 

@@ -19,6 +19,10 @@ typedef struct {
     forward_cuda *fwd;
 } backend_cuda;
 
+/* The forward's options for a backend of sizes s (s->num_blocks: the pool backend_kv_blocks
+ * sized); for a command that runs forward_cuda directly on the engine's shapes. */
+forward_cuda_options backend_cuda_options(const device_model *dm, const backend_sizes *s);
+
 /* A backend of sizes s over dm's GPU weights. 0, or -1 with a message. */
 int backend_cuda_create(backend_cuda *b, const device_model *dm, comm_ctx *comm,
                         const backend_sizes *s);

@@ -3,8 +3,9 @@
  * paged attention -> o GEMM -> all-reduce -> residual + norm -> fused gate_up GEMM ->
  * silu*mul -> down GEMM -> all-reduce -> residual + next norm; then the LM head on the rows
  * that want logits), in the weights' dtype with float32 accumulation, over a paged KV pool on
- * the device (HND layout, attention_cuda.h). Memory is planned once at creation: the KV pool
- * takes what --gpu-memory-utilization leaves after the weights and the workspace. Decode steps
+ * the device (HND layout, attention_cuda.h). Memory is allocated once at creation: the
+ * workspace and a KV pool of the num_blocks the caller sized (backend_kv_blocks, backend.h,
+ * the one sizer of KV pools, from what --gpu-memory-utilization leaves). Decode steps
  * run as CUDA graphs captured at creation for batch sizes 1, 2, 4, 8, 16, ... up to max_seqs
  * (a batch is padded up to the next size) unless enforce_eager. Under mpirun (comm->world > 1)
  * the forward creates its own NCCL communicator (a collective: every rank creates its forward
@@ -33,16 +34,15 @@ typedef struct {
     int max_logits;              /* rows of logits in one step */
     int max_blocks_per_seq;      /* row length of the device block tables */
     int block_size;
-    int num_blocks;              /* KV pool blocks wanted; 0: all that fit */
-    double gpu_memory_utilization; /* fraction of the GPU's memory Folio may use (0.90) */
+    int num_blocks;              /* KV pool blocks (> 0), sized by backend_kv_blocks */
     bool enforce_eager;          /* no CUDA graphs */
     bool nccl_only;              /* --all-reduce nccl: no one-shot all-reduce over peer memory */
     bool quiet;                  /* no summary lines on stderr */
 } forward_cuda_options;
 
-/* Plans memory, allocates the workspace and the KV pool, uploads the rope tables, captures
- * the decode graphs. NULL with a message (naming --gpu-memory-utilization when memory is
- * short). w must outlive the forward. */
+/* Allocates the workspace and the KV pool of o->num_blocks blocks, uploads the rope tables,
+ * captures the decode graphs. NULL with a message (num_blocks < 1, no room for the pool). w
+ * must outlive the forward. */
 forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w,
                                   comm_ctx *comm, const forward_cuda_options *o);
 void forward_cuda_free(forward_cuda *f);
