@@ -3,9 +3,8 @@
  * A job is one HTTP generation request: one or more prompts (completions may send a list),
  * each an engine request with n samples, so n_sub * n choices. HTTP threads build a job,
  * submit it, and wait on its condition variable; the engine thread adds it to the engine at
- * the start of its next step, pushes every sampled token into the job's choices (text from a
- * streaming detokenizer per choice, whole UTF-8 characters, held back where a stop string
- * may begin), and marks it done. The engine thread never blocks on a client: it appends under
+ * the start of its next step, pushes every sampled token into the job's choices (the text the
+ * engine made for it, cut at stop strings; what may still be cut is not streamed yet), and marks it done. The engine thread never blocks on a client: it appends under
  * the job's mutex and signals; a stream whose unsent output passes SERVE_MAX_PENDING (a client
  * that stopped reading) is cancelled.
  *
@@ -40,7 +39,6 @@ typedef struct {
     int n_tok, cap;
     finish_reason finish;        /* mu */
     bool done;                   /* mu */
-    detok_stream *ds;            /* engine thread only */
     double t_last;               /* engine thread only */
 } serve_choice;
 
@@ -91,10 +89,9 @@ static inline int job_n_choices(const serve_job *j) { return j->n_sub * j->p.n; 
 
 typedef struct serve_loop serve_loop;
 
-/* Creates the engine (c's on_token is set here) over be. tok: for streaming detokenization
- * (borrowed). NULL with a message. */
-serve_loop *serve_loop_create(const engine_config *c, engine_backend be, const tokenizer *tok,
-                              metrics *m);
+/* Creates the engine (c's on_token is set here) over be; c->codec (required) makes the text.
+ * NULL with a message. */
+serve_loop *serve_loop_create(const engine_config *c, engine_backend be, metrics *m);
 int serve_loop_start(serve_loop *L);
 /* Queues a job for the next step (takes a reference). -1 when shutting down. max_jobs > 0:
  * -2 when that many jobs are already in flight (the caller answers 429). */
