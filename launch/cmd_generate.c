@@ -304,7 +304,6 @@ typedef struct {
     bool write;                  /* rank 0 */
     progress_bar bar;
     long long prompt_tokens, generated_tokens;
-    const text_codec *codec;     /* NULL: ids only */
 } batch_state;
 
 /* Writes finished results in input order, as soon as the next one is there. */
@@ -329,7 +328,7 @@ static void batch_done(const request *r, void *user) {
     int index = (int)(intptr_t)r->tag;
     b->prompt_tokens += r->n_prompt;
     for (int i = 0; i < r->n_seqs; i++) b->generated_tokens += sequence_generated(r->seqs[i]);
-    batch_set(b, index, jsonl_format_result(index, r, b->codec));
+    batch_set(b, index, jsonl_format_result(index, r));
 }
 
 /* Reads every line of path into *lines (malloc'd strings; blank lines dropped, their line
@@ -377,7 +376,7 @@ static int run_requests(generate_args *a, const device_model *dm, comm_ctx *comm
     char **text = NULL;
     int *line_nos = NULL, n = 0;
     if (read_lines(a->requests, &text, &line_nos, &n) != 0) return -1;
-    batch_state b = {.n = n, .out = stdout, .write = comm->rank == 0, .codec = codec_of(a)};
+    batch_state b = {.n = n, .out = stdout, .write = comm->rank == 0};
     b.lines = folio_xcalloc(n ? n : 1, sizeof *b.lines);
     int rc = 0;
     if (b.write && a->output && !(b.out = fopen(a->output, "w"))) {

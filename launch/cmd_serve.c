@@ -157,7 +157,7 @@ static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *co
     engine_config ec = {.sched = *sc, .vocab = dm->m.cfg.vocab, .eos_ids = dm->m.cfg.eos_ids,
                         .n_eos = dm->m.cfg.n_eos, .codec = &codec};
     mt = metrics_create(a->served_name);
-    if (!(L = serve_loop_create(&ec, rank_engine_backend(&re, ch), tok, mt))) goto out;
+    if (!(L = serve_loop_create(&ec, rank_engine_backend(&re, ch), mt))) goto out;
     if (serve_loop_start(L) != 0) goto out;
     http_config hc = {.host = a->host, .port = (int)a->port, .api_key = a->api_key,
                       .served_name = a->served_name, .max_queue = (int)a->max_queue,

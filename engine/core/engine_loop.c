@@ -152,6 +152,115 @@ static uint64_t sample_seed(uint64_t seed, int sample) {
     return seed ^ ((uint64_t)sample * 0x9e3779b97f4a7c15ull);
 }
 
+/* ---- output text: one stream per sequence, stop strings found as the text grows ---- */
+
+/* Gives q an empty text and the codec's stream, primed with q's context. */
+static void text_begin(const engine *e, sequence *q) {
+    const text_codec *c = e->cfg.codec;
+    if (!c) return;
+    if (!q->text) {
+        q->text_cap = 64;
+        q->text = folio_xmalloc((size_t)q->text_cap);
+        q->text[0] = '\0';
+    }
+    q->stream = c->stream_new(c->self, q->tokens, q->n_prompt, !q->req->p.keep_special);
+    q->stream_free = c->stream_free;
+}
+
+static void text_append(sequence *q, const text_piece *piece) {
+    if (piece->len == 0) return;
+    size_t need = (size_t)q->text_len + piece->len + 1;
+    if (need > (size_t)q->text_cap) {
+        size_t cap = 2 * (size_t)q->text_cap;
+        q->text_cap = (int)(cap > need ? cap : need);
+        q->text = folio_xrealloc(q->text, (size_t)q->text_cap);
+    }
+    memcpy(q->text + q->text_len, piece->s, piece->len);
+    q->text_len += (int)piece->len;
+    q->text[q->text_len] = '\0';
+}
+
+/* The earliest stop string in q->text among those ending at or after byte `from` (the text
+ * before it holds none: it was searched as it came), or -1. Each stop string is compared
+ * only over the window where such a match can lie. */
+static int find_stop(engine *e, const sequence *q, int from) {
+    const request_params *p = &q->req->p;
+    int best = -1;
+    for (int i = 0; i < p->n_stop; i++) {
+        const char *stop = p->stop[i];
+        int len = (int)strlen(stop), at = from - (len - 1);
+        if (at < 0) at = 0;
+        int last = q->text_len - len; /* the last start with room for the match */
+        if (best >= 0 && last >= best) last = best - 1;
+        if (last >= at) e->stats.stop_scan_bytes += q->text_len - at;
+        for (; at <= last; at++) {
+            const char *hit = memchr(q->text + at, stop[0], (size_t)(last - at + 1));
+            if (!hit) break;
+            at = (int)(hit - q->text);
+            if (memcmp(hit, stop, (size_t)len) == 0) {
+                best = at;
+                break;
+            }
+        }
+    }
+    return best;
+}
+
+/* The final bytes: all but the last max_stop_len - 1 (where a stop string may be forming),
+ * on a character boundary; never fewer than before. */
+static void text_settle(sequence *q) {
+    int safe = q->text_len - (q->req->max_stop_len > 0 ? q->req->max_stop_len - 1 : 0);
+    if (safe <= q->text_safe) return;
+    while (safe > q->text_safe && ((unsigned char)q->text[safe] & 0xC0) == 0x80) safe--;
+    q->text_safe = safe;
+}
+
+/* The text grew from `from` bytes: searches the new bytes for stop strings; true on a match,
+ * the text cut before it. */
+static bool text_grew(engine *e, sequence *q, int from) {
+    e->stats.text_bytes += q->text_len - from;
+    if (q->req->p.n_stop == 0 || q->text_len == from) return false;
+    int cut = find_stop(e, q, from);
+    if (cut < 0) return false;
+    q->text_len = cut;
+    q->text[cut] = '\0';
+    return true;
+}
+
+/* Pushes token t (q's newest) into q's text: true when a stop string completed. */
+static bool text_push(engine *e, sequence *q, int32_t t) {
+    const text_codec *c = e->cfg.codec;
+    if (!c || !q->stream) return false;
+    if (q->n_lead == sequence_generated(q) - 1 && c->stream_at_start(q->stream)) q->n_lead++;
+    int from = q->text_len;
+    text_piece piece;
+    if (c->stream_push(q->stream, t, &piece) != 0) folio_clear_error(); /* t is in the vocab */
+    text_append(q, &piece);
+    bool hit = text_grew(e, q, from);
+    text_settle(q);
+    return hit;
+}
+
+/* q's text is final: unless a stop string already cut it, what the stream still holds is
+ * added (and searched); the stream goes. True when a stop string completed in that rest. */
+static bool text_finish(engine *e, sequence *q, bool cut) {
+    const text_codec *c = e->cfg.codec;
+    if (!c || !q->stream) return false;
+    bool hit = false;
+    if (!cut) {
+        int from = q->text_len;
+        text_piece piece;
+        c->stream_flush(q->stream, &piece);
+        text_append(q, &piece);
+        hit = text_grew(e, q, from);
+    }
+    q->text_safe = q->text_len;
+    c->stream_free(q->stream);
+    q->stream = NULL;
+    q->stream_free = NULL;
+    return hit;
+}
+
 /* Starts a turn: builds its first sequence (conversation so far + prompt) and queues it. */
 static int start_request(engine *e, request *r) {
     const sequence *hist = r->p.session_id >= 0 ? sched_session(e->sched, r->p.session_id)
@@ -168,6 +277,7 @@ static int start_request(engine *e, request *r) {
     sampler_rng_seed(&q->rng, sample_seed(r->p.seed, 0));
     if (r->p.logprobs >= 0)
         q->logprobs = folio_xmalloc(sizeof *q->logprobs * (size_t)(q->cap_tokens - q->n_prompt));
+    text_begin(e, q);
     r->seqs[0] = q;
     r->n_seqs = 1;
     r->started = true;
@@ -220,6 +330,10 @@ int engine_add(engine *e, const int32_t *prompt, int n_prompt, const request_par
     memcpy(r->prompt, prompt, sizeof *r->prompt * n_prompt);
     r->n_prompt = n_prompt;
     request_params_copy(&r->p, p);
+    for (int i = 0; i < p->n_stop; i++) {
+        int len = (int)strlen(p->stop[i]);
+        if (len > r->max_stop_len) r->max_stop_len = len;
+    }
     r->seqs = folio_xcalloc(p->n, sizeof *r->seqs);
     if (busy) {
         busy->next_turn = r;
@@ -265,6 +379,7 @@ static void start_next_turn(engine *e, request *next) {
 static void finish_seq(engine *e, sequence *q, finish_reason why) {
     request *r = q->req;
     q->finish = why;
+    text_finish(e, q, false); /* a cancelled sequence's: what its stream still holds */
     if (r->p.session_id >= 0) {
         q->status = SEQ_FINISHED; /* parked (with its blocks) in complete_request */
     } else {
@@ -321,34 +436,20 @@ static bool in_list(const int32_t *ids, int n, int32_t id) {
     return false;
 }
 
-/* Stop strings: decodes the output, and on a match cuts the text before the stop string. */
-static bool hit_stop_string(engine *e, sequence *q) {
-    const request_params *p = &q->req->p;
-    const text_codec *c = e->cfg.codec;
-    if (!c || p->n_stop == 0) return false;
-    free(q->text);
-    q->text = NULL;
-    if (c->decode(c->self, q->tokens + q->n_prompt, sequence_generated(q), &q->text) != 0)
-        return false;
-    for (int i = 0; i < p->n_stop; i++) {
-        char *at = strstr(q->text, p->stop[i]);
-        if (at) {
-            *at = '\0';
-            q->text_len = (int)(at - q->text);
-            return true;
-        }
-    }
-    return false;
-}
-
+/* The finish reason token t (q's newest) gives q; its text goes into q->text (all of it,
+ * final, when q finishes). */
 static finish_reason stop_check(engine *e, sequence *q, int32_t t) {
     const request_params *p = &q->req->p;
-    if (!p->ignore_eos && in_list(e->cfg.eos_ids, e->cfg.n_eos, t)) return FINISH_STOP;
-    if (in_list(p->stop_ids, p->n_stop_ids, t)) return FINISH_STOP;
-    if (hit_stop_string(e, q)) return FINISH_STOP;
-    if (sequence_generated(q) >= p->max_tokens || q->n_tokens >= e->cfg.sched.max_model_len)
-        return FINISH_LENGTH;
-    return FINISH_NONE;
+    finish_reason why = FINISH_NONE;
+    if ((!p->ignore_eos && in_list(e->cfg.eos_ids, e->cfg.n_eos, t)) ||
+        in_list(p->stop_ids, p->n_stop_ids, t))
+        why = FINISH_STOP;
+    else if (sequence_generated(q) >= p->max_tokens ||
+             q->n_tokens >= e->cfg.sched.max_model_len)
+        why = FINISH_LENGTH;
+    bool hit = text_push(e, q, t);
+    if (hit || why != FINISH_NONE) hit |= text_finish(e, q, hit);
+    return hit ? FINISH_STOP : why;
 }
 
 /* q's row parameters for sample_rows_*, its entries appended at e->entries[*n_entries..]. */
@@ -403,13 +504,6 @@ static int32_t sample_one(engine *e, sequence *q, const float *row, const int32_
     return t;
 }
 
-static void text_at_finish(engine *e, sequence *q) {
-    const text_codec *c = e->cfg.codec;
-    if (!c || q->text) return;
-    if (c->decode(c->self, q->tokens + q->n_prompt, sequence_generated(q), &q->text) == 0)
-        q->text_len = (int)strlen(q->text);
-}
-
 /* Samples q's next token (its forks' too, at the first token of n > 1), then the common
  * update: stop checks, on_token, finishing. row: the host row, or NULL on the device path
  * (dev_id, dev_lp: its results). */
@@ -432,6 +526,7 @@ static void sample_seq(engine *e, sequence *q, float *row, const int32_t *dev_id
         sched_fork(e->sched, q, n, seqs);
         for (int i = 1; i < n; i++) {
             sampler_rng_seed(&seqs[i]->rng, sample_seed(p->seed, i));
+            text_begin(e, seqs[i]);
             r->seqs[i] = seqs[i];
         }
         r->n_seqs = n;
@@ -439,10 +534,14 @@ static void sample_seq(engine *e, sequence *q, float *row, const int32_t *dev_id
     q->fork_pending = 0;
     for (int i = 0; i < n; i++) {
         sequence *s = seqs[i];
+        int from = s->text_len;
         int32_t t = sample_one(e, s, row, dev_id, dev_lp);
         finish_reason why = stop_check(e, s, t);
-        if (why != FINISH_NONE) text_at_finish(e, s);
-        if (e->cfg.on_token) e->cfg.on_token(r, s, why, e->user);
+        if (e->cfg.on_token) {
+            int n_text = s->text_len > from ? s->text_len - from : 0;
+            e->cfg.on_token(r, s, s->text ? s->text + s->text_len - n_text : NULL, n_text, why,
+                            e->user);
+        }
         if (why != FINISH_NONE) finish_seq(e, s, why);
     }
     if (seqs != &q) free(seqs);

@@ -34,10 +34,13 @@ typedef struct {
     /* Optional: called for every sampled token (q's newest, q->tokens[q->n_tokens - 1],
      * logprobs in q->logprobs[sequence_generated(q) - 1] when requested), after its stop
      * check and before q finishes, with why = the finish reason it gets (FINISH_NONE while
-     * it goes on; q->text is final when why != FINISH_NONE). user: engine_create's. Streaming
-     * servers push text from here; it must not block. */
-    void (*on_token)(const struct request *r, const sequence *q, finish_reason why,
-                     void *user);
+     * it goes on). text[0..n_text): the bytes this token added to q->text (with a codec;
+     * they start at q->text_len - n_text, or none when a stop string cut the text). q->text
+     * is final when why != FINISH_NONE; before, its first q->text_safe bytes are (a stop
+     * string may be forming after them). user: engine_create's. Streaming servers push text
+     * from here; it must not block. */
+    void (*on_token)(const struct request *r, const sequence *q, const char *text,
+                     int n_text, finish_reason why, void *user);
 } engine_config;
 
 typedef struct request {
@@ -50,6 +53,7 @@ typedef struct request {
     int n_seqs, n_done;
     char *error;                 /* a turn that could not start (owned), else NULL */
     struct request *next_turn;   /* the session's next queued turn */
+    int max_stop_len;            /* bytes of the longest stop string (0: none) */
     bool started;
 } request;
 
@@ -58,6 +62,8 @@ typedef void (*request_done_fn)(const request *r, void *user);
 typedef struct {
     int64_t requests_done;
     int64_t generated_tokens;
+    int64_t text_bytes;          /* output text the codec streams gave */
+    int64_t stop_scan_bytes;     /* text bytes compared against stop strings */
     double cpu_s;                /* rank-0 time in steps, outside the backend */
     double backend_s;
 } engine_stats;

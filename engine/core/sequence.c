@@ -80,7 +80,13 @@ sequence *sequence_fork(const sequence *parent, int sample) {
         memcpy(s->logprobs, parent->logprobs,
                sizeof *s->logprobs * (size_t)sequence_generated(parent));
     }
-    s->text = parent->text ? folio_xstrdup(parent->text) : NULL;
+    s->text = NULL;
+    if (parent->text) {
+        s->text = folio_xmalloc((size_t)parent->text_cap);
+        memcpy(s->text, parent->text, (size_t)parent->text_len + 1);
+    }
+    s->stream = NULL; /* the engine gives a fork its own */
+    s->stream_free = NULL;
     return s;
 }
 
@@ -90,5 +96,6 @@ void sequence_free(sequence *s) {
     free(s->blocks);
     free(s->logprobs);
     free(s->text);
+    if (s->stream_free) s->stream_free(s->stream);
     free(s);
 }

@@ -41,6 +41,7 @@ typedef struct {
     char **stop;                 /* [n_stop] owned stop strings (need a text codec) */
     int n_stop;
     int logprobs;                /* -1 = off, else top-N alternatives (0..FOLIO_MAX_LOGPROBS) */
+    bool keep_special;           /* output text keeps special tokens (skip_special_tokens off) */
     int64_t session_id;          /* -1 = none */
     logit_bias_entry *owned_bias;
 } request_params;
@@ -87,8 +88,16 @@ typedef struct sequence {
     int logits_row;              /* row of the step's logits, -1 = none */
     /* outputs */
     token_logprobs *logprobs;    /* [cap_tokens - n_prompt] when requested */
-    char *text;                  /* detokenized output (with a text codec), owned */
-    int text_len;
+    /* output text (with a text codec; engine_loop.c makes it, one token at a time) */
+    char *text;                  /* [text_len] + NUL, owned: the text so far; at the finish,
+                                  * cut before the earliest stop string */
+    int text_len, text_cap;
+    int text_safe;               /* leading bytes of text that are final: no stop string can
+                                  * begin there (all of it once finished) */
+    int n_lead;                  /* leading generated tokens that began the text (nothing was
+                                  * shown before them: the decoders' start rules applied) */
+    void *stream;                /* the codec's stream until the finish, owned */
+    void (*stream_free)(void *stream);
 } sequence;
 
 /* Allocates a sequence with room for n_ctx context tokens plus max_new generated. */

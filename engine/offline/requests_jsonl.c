@@ -92,22 +92,12 @@ static json_t *logprobs_json(const sequence *q, int top_n) {
     return o;
 }
 
-static json_t *output_json(const sequence *q, const request *r, const text_codec *codec) {
+/* text: what the engine made (with a codec), else null. */
+static json_t *output_json(const sequence *q, const request *r) {
     json_t *o = json_object(), *ids = json_array();
     int g = sequence_generated(q);
     for (int i = 0; i < g; i++) json_array_append_new(ids, json_integer(q->tokens[q->n_prompt + i]));
-    if (q->text) json_object_set_new(o, "text", json_string(q->text));
-    else if (codec) {
-        char *t = NULL;
-        if (codec->decode(codec->self, q->tokens + q->n_prompt, g, &t) == 0) {
-            json_object_set_new(o, "text", json_string(t));
-        } else {
-            json_object_set_new(o, "text", json_null());
-        }
-        free(t);
-    } else {
-        json_object_set_new(o, "text", json_null());
-    }
+    json_object_set_new(o, "text", q->text ? json_string(q->text) : json_null());
     json_object_set_new(o, "token_ids", ids);
     json_object_set_new(o, "finish_reason", json_string(finish_reason_name(q->finish)));
     json_object_set_new(o, "logprobs", r->p.logprobs >= 0 && q->logprobs
@@ -115,12 +105,12 @@ static json_t *output_json(const sequence *q, const request *r, const text_codec
     return o;
 }
 
-char *jsonl_format_result(int index, const request *r, const text_codec *codec) {
+char *jsonl_format_result(int index, const request *r) {
     if (r->error) return jsonl_format_error(index, r->error);
     json_t *o = json_object(), *outs = json_array();
     json_object_set_new(o, "index", json_integer(index));
     json_object_set_new(o, "prompt_tokens", json_integer(r->n_prompt));
-    for (int i = 0; i < r->n_seqs; i++) json_array_append_new(outs, output_json(r->seqs[i], r, codec));
+    for (int i = 0; i < r->n_seqs; i++) json_array_append_new(outs, output_json(r->seqs[i], r));
     json_object_set_new(o, "outputs", outs);
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
     json_decref(o);

@@ -33,9 +33,9 @@ void jsonl_parse_request(const char *line, int line_no, int index, int vocab,
                          const text_codec *codec, uint64_t default_seed, jsonl_request *out);
 void jsonl_request_free(jsonl_request *r);
 
-/* The result line of a finished request (no newline), malloc'd. codec: output text (NULL:
- * "text": null). */
-char *jsonl_format_result(int index, const request *r, const text_codec *codec);
+/* The result line of a finished request (no newline), malloc'd. "text": the engine's output
+ * text (null when it ran without a codec). */
+char *jsonl_format_result(int index, const request *r);
 /* {"index": i, "error": "..."} */
 char *jsonl_format_error(int index, const char *error);
 

@@ -224,6 +224,7 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_lim
     if (lp) json_incref(lp);
     if (kind == OAI_CHAT && lp) json_object_del(obj, "logprobs");
     int prc = request_params_from_json(obj, &SRC, lim->vocab, default_seed, &out->p);
+    out->p.keep_special = !out->skip_special; /* the engine's output text */
     if (kind == OAI_CHAT && lp) json_object_set(obj, "logprobs", lp);
     json_decref(lp);
     if (prc != 0 || read_logprobs(obj, out) != 0) goto done;

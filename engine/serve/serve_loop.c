@@ -10,6 +10,7 @@
 #include "error.h"
 #include "progress.h"
 #include "serve_loop.h"
+#include "tokenizer.h"
 #include "utf8.h"
 
 /* A job's fields marked "fixed" are written before submission and read-only after; "mu"
@@ -29,7 +30,6 @@ typedef struct {
     bool done;                   /* mu */
     int read_tok, read_len;      /* mu: tokens and text bytes the stream's reader has taken */
     bool read_final;             /* mu: the reader has taken the end */
-    detok_stream *ds;            /* engine thread only */
     double t_last;               /* engine thread only */
 } serve_choice;
 
@@ -54,7 +54,6 @@ struct serve_job {
     request_params p;            /* owned; p.n samples per prompt */
     bool skip_special;
     bool stream;
-    int max_stop_len;            /* longest stop string (bytes) */
     double t_arrival;
     /* mu */
     job_state state;
@@ -84,9 +83,7 @@ struct serve_loop {
     bool started;
     /* engine thread only */
     engine *e;
-    const tokenizer *tok;
     metrics *m;
-    text_buf scratch;
     serve_job **running;         /* jobs added to the engine and not finished */
     int n_running, cap_running;
     serve_job **overflowed;      /* streams to drop after this step */
@@ -116,11 +113,6 @@ void job_set_params(serve_job *j, const request_params *p, bool skip_special, bo
     request_params_copy(&j->p, p);
     j->skip_special = skip_special;
     j->stream = stream;
-    j->max_stop_len = 0;
-    for (int i = 0; i < j->p.n_stop; i++) {
-        int l = (int)strlen(j->p.stop[i]);
-        if (l > j->max_stop_len) j->max_stop_len = l;
-    }
 }
 
 void job_set_prompt(serve_job *j, int i, int32_t *ids, int n) {
@@ -139,7 +131,6 @@ static void job_free(serve_job *j) {
         free(c->lps);
         free(c->ends);
         free(c->offs);
-        detok_stream_free(c->ds);
     }
     free(j->choices);
     for (int i = 0; i < j->n_sub; i++) free(j->prompts[i]);
@@ -303,51 +294,22 @@ static void push_ptr(serve_job ***arr, int *n, int *cap, serve_job *j) {
     (*arr)[(*n)++] = j;
 }
 
-/* Bytes of text that are final: all of it without stop strings, else all but the last
- * max_stop_len - 1 bytes (a stop string may be forming there), on a character boundary. */
-static int safe_length(const serve_job *j, const serve_choice *c) {
-    int len = (int)c->text.len;
-    if (j->p.n_stop == 0) return len;
-    int safe = len - (j->max_stop_len - 1);
-    if (safe <= c->safe_len) return c->safe_len;
-    while (safe > c->safe_len && ((unsigned char)c->text.s[safe] & 0xC0) == 0x80) safe--;
-    return safe;
-}
-
-/* Cuts the text before the earliest stop string. */
-static void cut_at_stop(const serve_job *j, serve_choice *c) {
-    if (!c->text.s) return;
-    size_t cut = c->text.len;
-    for (int i = 0; i < j->p.n_stop; i++) {
-        char *at = strstr(c->text.s, j->p.stop[i]);
-        if (at && (size_t)(at - c->text.s) < cut) cut = (size_t)(at - c->text.s);
-    }
-    if (cut < (size_t)c->safe_len) cut = (size_t)c->safe_len; /* already sent */
-    c->text.len = cut;
-    c->text.s[cut] = '\0';
-}
-
-static void on_token(const request *r, const sequence *q, finish_reason why, void *user) {
+/* The engine makes the text (and cuts it at stop strings): text[0..n_text) is what this token
+ * added to the choice's text, q->text_safe how much of it is final so far. */
+static void on_token(const request *r, const sequence *q, const char *text, int n_text,
+                     finish_reason why, void *user) {
     serve_loop *L = user;
     serve_sub *sub = r->tag;
     serve_job *j = sub->job;
     serve_choice *c = &j->choices[sub->index * j->p.n + q->sample];
     int32_t t = q->tokens[q->n_tokens - 1];
     double now = folio_now();
-    if (!c->ds) {
-        c->ds = detok_stream_new(L->tok, j->skip_special);
-        if (detok_stream_prime(c->ds, q->tokens, (size_t)q->n_prompt) != 0) folio_clear_error();
-    }
-    bool lead = c->n_lead == c->n_tok && detok_stream_at_start(c->ds);
-    L->scratch.len = 0;
-    if (detok_stream_push(c->ds, t, &L->scratch) != 0) folio_clear_error();
-    if (why != FINISH_NONE) detok_stream_flush(c->ds, &L->scratch);
     bool first = false, drop = false;
     pthread_mutex_lock(&j->mu);
     int chars_before = c->n_chars;
-    if (L->scratch.len) {
-        text_buf_append(&c->text, L->scratch.s, L->scratch.len);
-        c->n_chars += (int)utf8_count(L->scratch.s, L->scratch.len);
+    if (n_text) {
+        text_buf_append(&c->text, text, (size_t)n_text);
+        c->n_chars += (int)utf8_count(text, (size_t)n_text);
     }
     if (c->n_tok == c->cap) {
         c->cap = c->cap ? 2 * c->cap : 16;
@@ -359,21 +321,22 @@ static void on_token(const request *r, const sequence *q, finish_reason why, voi
         }
     }
     c->ids[c->n_tok] = t;
-    if (lead) c->n_lead++;
+    c->n_lead = q->n_lead;
     if (r->p.logprobs >= 0 && q->logprobs) {
         c->lps[c->n_tok] = q->logprobs[sequence_generated(q) - 1];
         c->offs[c->n_tok] = chars_before;
     }
+    if (c->text.s && (int)c->text.len > q->text_len) { /* cut before a stop string */
+        c->text.len = (size_t)q->text_len;
+        c->text.s[c->text.len] = '\0';
+    }
+    c->safe_len = q->text_safe;
     if (why != FINISH_NONE) {
-        if (why == FINISH_STOP && j->p.n_stop > 0) cut_at_stop(j, c);
-        c->safe_len = (int)c->text.len;
         c->finish = why;
         c->done = true;
-    } else {
-        c->safe_len = safe_length(j, c);
     }
     c->ends[c->n_tok++] = c->safe_len;
-    j->total_bytes += L->scratch.len;
+    j->total_bytes += (size_t)n_text;
     j->completion_tokens++;
     if (j->t_first == 0) {
         j->t_first = now;
@@ -444,8 +407,6 @@ static void on_done(const request *r, void *user) {
             c->done = true;
             c->finish = FINISH_CANCELLED;
         }
-        detok_stream_free(c->ds);
-        c->ds = NULL;
         if (i == 0 || c->finish != FINISH_CANCELLED) why = finish_reason_name(c->finish);
     }
     j->subs_done++;
@@ -460,8 +421,11 @@ static void on_done(const request *r, void *user) {
 
 /* ---- the loop ---- */
 
-serve_loop *serve_loop_create(const engine_config *c, engine_backend be, const tokenizer *tok,
-                              metrics *m) {
+serve_loop *serve_loop_create(const engine_config *c, engine_backend be, metrics *m) {
+    if (!c->codec) {
+        folio_fail("serve: the engine needs a text codec (the tokenizer)");
+        return NULL;
+    }
     serve_loop *L = folio_xcalloc(1, sizeof *L);
     engine_config ec = *c;
     ec.on_token = on_token;
@@ -472,7 +436,6 @@ serve_loop *serve_loop_create(const engine_config *c, engine_backend be, const t
     }
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->cv, NULL);
-    L->tok = tok;
     L->m = m;
     return L;
 }
@@ -687,7 +650,6 @@ void serve_loop_free(serve_loop *L) {
     }
     for (int i = 0; i < L->n_cancels; i++) job_release(L->cancels[i]);
     engine_free(L->e);
-    text_buf_free(&L->scratch);
     free(L->cancels);
     free(L->running);
     free(L->overflowed);

@@ -5,8 +5,8 @@
  * submit it, wait on it (job_wait) and read its output (job_read, job_output, job_stats); the
  * job itself, and its lock, are private to serve_loop.c. The engine thread adds it to the
  * engine at the start of its next step, pushes every sampled token into the job's choices
- * (text from a streaming detokenizer per choice, whole UTF-8 characters, held back where a
- * stop string may begin), and marks it done. The engine thread never blocks on a client: it
+ * (the text the engine made for it, cut at stop strings; what a stop string may still cut is
+ * not streamed yet), and marks it done. The engine thread never blocks on a client: it
  * appends under the job's mutex and signals; a stream whose unsent output passes
  * SERVE_MAX_PENDING (a client that stopped reading) is cancelled.
  *
@@ -21,7 +21,6 @@
 
 #include "engine_loop.h"
 #include "metrics.h"
-#include "tokenizer.h"
 
 #define SERVE_MAX_PENDING (4 << 20) /* unsent bytes of one stream before it is dropped */
 #define SERVE_WAIT_SLICE_MS 100     /* how often a waiting thread checks its client */
@@ -92,10 +91,9 @@ char *job_failure(serve_job *j);
 
 typedef struct serve_loop serve_loop;
 
-/* Creates the engine (c's on_token is set here) over be. tok: for streaming detokenization
- * (borrowed). NULL with a message. */
-serve_loop *serve_loop_create(const engine_config *c, engine_backend be, const tokenizer *tok,
-                              metrics *m);
+/* Creates the engine (c's on_token is set here) over be; c->codec (required) makes the text.
+ * NULL with a message. */
+serve_loop *serve_loop_create(const engine_config *c, engine_backend be, metrics *m);
 int serve_loop_start(serve_loop *L);
 /* Queues a job for the next step (takes a reference). -1 when shutting down. max_jobs > 0:
  * -2 when that many jobs are already in flight (the caller answers 429). */

@@ -21,6 +21,7 @@
 #include "openai_format.h"
 #include "serve_loop.h"
 #include "tokenizer.h"
+#include "tokenizer_codec.h"
 #include "utf8.h"
 
 #define BLOCKS 64
@@ -32,6 +33,7 @@ static tokenizer *g_tok;
 static metrics *g_metrics;
 static backend_cpu g_be;
 static serve_loop *g_loop;
+static text_codec g_codec;
 
 static int setup(void **state) {
     (void)state;
@@ -43,8 +45,9 @@ static int setup(void **state) {
                        .prefix_caching = true};
     assert_int_equal(backend_cpu_create(&g_be, &g_m.m, &g_comm, BLOCKS, BLOCK, 256, 4), 0);
     engine_config ec = {.sched = sc, .vocab = g_m.m.cfg.vocab, .eos_ids = g_m.m.cfg.eos_ids,
-                        .n_eos = g_m.m.cfg.n_eos};
-    g_loop = serve_loop_create(&ec, backend_cpu_iface(&g_be), g_tok, g_metrics);
+                        .n_eos = g_m.m.cfg.n_eos, .codec = &g_codec};
+    g_codec = tokenizer_codec(g_tok);
+    g_loop = serve_loop_create(&ec, backend_cpu_iface(&g_be), g_metrics);
     assert_non_null(g_loop);
     assert_int_equal(serve_loop_start(g_loop), 0);
     return 0;
