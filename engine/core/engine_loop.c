@@ -16,11 +16,9 @@ struct engine {
     scheduler *sched;
     step_plan plan;
     float *logits;               /* [max_num_seqs][vocab] */
-    float *raw;                  /* [vocab] unprocessed row (logprobs) */
-    float *scratch_f;            /* [vocab] */
-    int *scratch_i;              /* [vocab] */
+    float *scratch_f;            /* [vocab] the row sample_rows_cpu processes */
     int32_t *counts;             /* [vocab] zero between uses */
-    /* the device sampling path (be.step_sample) and its host twin */
+    /* the one sampler: on the device (be.step_sample) or its host twin (sample_rows_cpu) */
     sample_row_params *params;   /* [max_num_seqs] per logits row */
     sample_entry *entries;       /* [cap_entries] */
     int cap_entries;
@@ -62,9 +60,7 @@ engine *engine_create(const engine_config *c, engine_backend be, request_done_fn
     step_plan_create(&e->plan, s->max_num_batched_tokens, s->max_num_seqs,
                      (s->max_model_len + s->block_size - 1) / s->block_size, s->block_size);
     e->logits = folio_xmalloc(sizeof(float) * (size_t)s->max_num_seqs * c->vocab);
-    e->raw = folio_xmalloc(sizeof(float) * c->vocab);
     e->scratch_f = folio_xmalloc(sizeof(float) * c->vocab);
-    e->scratch_i = folio_xmalloc(sizeof(int) * c->vocab);
     e->counts = folio_xcalloc(c->vocab, sizeof *e->counts);
     e->todo = folio_xmalloc(sizeof *e->todo * s->max_num_seqs);
     e->params = folio_xmalloc(sizeof *e->params * s->max_num_seqs);
@@ -100,9 +96,7 @@ void engine_free(engine *e) {
     sched_free(e->sched);
     step_plan_free(&e->plan);
     free(e->logits);
-    free(e->raw);
     free(e->scratch_f);
-    free(e->scratch_i);
     free(e->counts);
     free(e->params);
     free(e->entries);
@@ -272,7 +266,6 @@ static int start_request(engine *e, request *r) {
     memcpy(ctx + n_hist, r->prompt, sizeof *ctx * r->n_prompt);
     sequence *q = sequence_create(r, 0, ctx, n_ctx, r->p.max_tokens, e->cfg.sched.block_size);
     free(ctx);
-    q->sampling = r->p.sampling;
     q->fork_pending = r->p.n;
     sampler_rng_seed(&q->rng, sample_seed(r->p.seed, 0));
     if (r->p.logprobs >= 0)
@@ -472,31 +465,30 @@ static void row_params(engine *e, const sequence *q, sample_row_params *prm, int
     *n_entries += n;
 }
 
-/* Samples one token for q. dev: the device path's (id, logprob) or NULL. Otherwise from the
- * row: with a device-sampling backend, by sample_rows_cpu on the raw row (so both paths
- * agree); else by sampler_sample on the processed row. Logprobs from the raw row. */
+/* The host path's token for q: sample_rows_cpu, the device sampler's twin, on a copy of the
+ * raw row with q's entries, so it is the token the device path would draw. */
+static int32_t sample_host(engine *e, const sequence *q, const float *row) {
+    sample_row_params prm;
+    int n_entries = 0;
+    int32_t t;
+    row_params(e, q, &prm, &n_entries);
+    memcpy(e->scratch_f, row, sizeof(float) * e->cfg.vocab);
+    sample_rows_cpu(&t, NULL, e->scratch_f, 1, e->cfg.vocab, &prm, e->entries);
+    return t;
+}
+
+/* Samples one token for q. dev: the device path's (id, logprob) or NULL; else from the raw
+ * row (the logprobs too). */
 static int32_t sample_one(engine *e, sequence *q, const float *row, const int32_t *dev_id,
                           const float *dev_lp) {
     const request_params *p = &q->req->p;
-    int32_t t;
-    q->rng.counter = (uint64_t)sequence_generated(q); /* draws keyed by token index */
-    if (dev_id) {
-        t = *dev_id;
-    } else if (e->be.step_sample) {
-        sample_row_params prm;
-        int n_entries = 0;
-        row_params(e, q, &prm, &n_entries);
-        memcpy(e->scratch_f, e->raw, sizeof(float) * e->cfg.vocab);
-        sample_rows_cpu(&t, NULL, e->scratch_f, 1, e->cfg.vocab, &prm, e->entries);
-    } else {
-        t = sampler_sample(row, e->cfg.vocab, &p->sampling, &q->rng, e->scratch_f, e->scratch_i);
-    }
+    const int32_t t = dev_id ? *dev_id : sample_host(e, q, row);
     if (p->logprobs >= 0) {
         token_logprobs *lp = &q->logprobs[sequence_generated(q)];
         if (dev_id)
             lp->logprob = dev_lp ? *dev_lp : 0.0f;
         else
-            lp->logprob = sampler_logprobs(e->raw, e->cfg.vocab, t, p->logprobs, lp->top_ids,
+            lp->logprob = sampler_logprobs(row, e->cfg.vocab, t, p->logprobs, lp->top_ids,
                                            lp->top_lps);
     }
     q->tokens[q->n_tokens++] = t;
@@ -507,17 +499,10 @@ static int32_t sample_one(engine *e, sequence *q, const float *row, const int32_
 /* Samples q's next token (its forks' too, at the first token of n > 1), then the common
  * update: stop checks, on_token, finishing. row: the host row, or NULL on the device path
  * (dev_id, dev_lp: its results). */
-static void sample_seq(engine *e, sequence *q, float *row, const int32_t *dev_id,
+static void sample_seq(engine *e, sequence *q, const float *row, const int32_t *dev_id,
                        const float *dev_lp) {
     request *r = q->req;
     const request_params *p = &r->p;
-    if (row) {
-        memcpy(e->raw, row, sizeof(float) * e->cfg.vocab);
-        if (!e->be.step_sample)
-            sampler_process_logits(row, e->cfg.vocab, &p->proc, q->tokens, q->n_prompt,
-                                   q->tokens + q->n_prompt, sequence_generated(q),
-                                   e->cfg.eos_ids, e->cfg.n_eos, e->counts);
-    }
     sequence **seqs = &q;
     int n = 1;
     if (q->fork_pending > 1) {

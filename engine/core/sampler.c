@@ -1,8 +1,8 @@
-/* Token sampling: greedy, temperature, top-k, top-p, min-p, with a per-sequence counter-based
- * RNG; logits processors (bias, min_tokens, penalties) and logprobs. */
+/* The engine's side of sampling: parameter checks, the processors (bias, min_tokens,
+ * penalties) as entries and the row parameters of sample_rows_cpu / sample_rows_cuda, a
+ * per-sequence counter-based RNG, and logprobs. */
 #include <math.h>
 #include <stdbool.h>
-#include <stdlib.h>
 
 #include "error.h"
 #include "sampler.h"
@@ -40,43 +40,6 @@ int logits_params_validate(const logits_params *p, int vocab) {
             return folio_fail("logit_bias: token %d (bias %g) is outside the vocabulary of %d "
                               "or not finite", p->bias[i].token, p->bias[i].bias, vocab);
     return 0;
-}
-
-static void apply_penalties(float *logits, const logits_params *lp, const int32_t *prompt,
-                            int n_prompt, const int32_t *output, int n_output, int32_t *counts) {
-    float rep = lp->repetition_penalty;
-    bool use_rep = rep > 0.0f && rep != 1.0f;
-    /* counts: output occurrences in the low bits; prompt presence as bit 30 */
-    for (int i = 0; i < n_output; i++) counts[output[i]]++;
-    if (use_rep)
-        for (int i = 0; i < n_prompt; i++) counts[prompt[i]] |= 1 << 30;
-    for (int pass = 0; pass < 2; pass++) {
-        const int32_t *ids = pass ? prompt : output;
-        int n_ids = pass ? (use_rep ? n_prompt : 0) : n_output;
-        for (int i = 0; i < n_ids; i++) {
-            int t = ids[i];
-            int32_t c = counts[t];
-            if (c == 0) continue; /* already applied */
-            int occ = c & ((1 << 30) - 1);
-            float *l = &logits[t];
-            if (use_rep) *l = *l > 0.0f ? *l / rep : *l * rep;
-            if (occ > 0) *l -= lp->presence_penalty + lp->frequency_penalty * (float)occ;
-            counts[t] = 0;
-        }
-    }
-}
-
-void sampler_process_logits(float *logits, int n, const logits_params *lp,
-                            const int32_t *prompt, int n_prompt, const int32_t *output,
-                            int n_output, const int32_t *eos_ids, int n_eos, int32_t *counts) {
-    for (int i = 0; i < lp->n_bias; i++)
-        if (lp->bias[i].token >= 0 && lp->bias[i].token < n) logits[lp->bias[i].token] += lp->bias[i].bias;
-    if (n_output < lp->min_tokens)
-        for (int i = 0; i < n_eos; i++)
-            if (eos_ids[i] >= 0 && eos_ids[i] < n) logits[eos_ids[i]] = -INFINITY;
-    bool rep = lp->repetition_penalty > 0.0f && lp->repetition_penalty != 1.0f;
-    if (rep || lp->presence_penalty != 0.0f || lp->frequency_penalty != 0.0f)
-        apply_penalties(logits, lp, prompt, n_prompt, output, n_output, counts);
 }
 
 static bool penalties_on(const logits_params *lp) {
@@ -157,76 +120,6 @@ int sampler_argmax(const float *logits, int n) {
     for (i = 0; i < n; i++)
         if (logits[i] == best) return i;
     return 0; /* only NaNs */
-}
-
-/* scratch pairs, sorted by probability, descending */
-static float *g_sort_p;
-static int by_prob_desc(const void *a, const void *b) {
-    float pa = g_sort_p[*(const int *)a], pb = g_sort_p[*(const int *)b];
-    return pa < pb ? 1 : (pa > pb ? -1 : (*(const int *)a - *(const int *)b));
-}
-
-/* Sorts idx[0..n) by p[idx] descending (ties: lower index first). Not re-entrant. */
-static void sort_by_prob(int *idx, int n, float *p) {
-    g_sort_p = p;
-    qsort(idx, n, sizeof *idx, by_prob_desc);
-}
-
-int sampler_sample(const float *logits, int n, const sampling_params *p, sampler_rng *rng,
-                   float *prob, int *idx) {
-    if (p->temperature == 0.0f) return sampler_argmax(logits, n);
-    float max = logits[sampler_argmax(logits, n)];
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        prob[i] = expf((logits[i] - max) / p->temperature);
-        sum += prob[i];
-    }
-    int m = 0;
-    bool filter = (p->top_k > 0 && p->top_k < n) || p->top_p < 1.0f || p->min_p > 0.0f;
-    if (!filter) {
-        double r = sampler_rng_uniform(rng) * sum, acc = 0.0;
-        for (int i = 0; i < n; i++)
-            if ((acc += prob[i]) > r) return i;
-        return sampler_argmax(logits, n);
-    }
-    /* Candidates that could matter: with top-p alone, a token below (1 - top_p) / (n - 1) of
-     * the mass can never be inside the nucleus, so it is dropped before sorting. */
-    float floor_p = (p->top_p < 1.0f && p->top_k <= 0) ? (float)((1.0 - p->top_p) / (n - 1) * sum)
-                                                       : 0.0f;
-    /* min-p first: prob is relative to the top token's (exp(0) = 1), so min_p is the floor;
-     * top-k and top-p then act on the survivors (the top-p floor above no longer applies) */
-    if (p->min_p > 0.0f) floor_p = p->min_p;
-    for (int i = 0; i < n; i++)
-        if (prob[i] >= floor_p) idx[m++] = i;
-    sort_by_prob(idx, m, prob);
-    bool cut_k = p->top_k > 0 && p->top_k < m;
-    if (cut_k) m = p->top_k;
-    /* the mass top-p is relative to: what top-k / min-p kept; the top-p floor alone drops only
-     * tokens that cannot matter, so then it is the whole mass */
-    double kept = 0.0;
-    if (cut_k || p->min_p > 0.0f)
-        for (int i = 0; i < m; i++) kept += prob[idx[i]];
-    else
-        kept = sum;
-    if (p->top_p < 1.0f) {
-        /* The nucleus is measured against the mass above (the pruned candidates below the
-         * top-p floor still count towards it). */
-        double mass = kept, acc = 0.0;
-        int cut = m;
-        for (int i = 0; i < m; i++) {
-            acc += prob[idx[i]];
-            if (acc >= p->top_p * mass) {
-                cut = i + 1;
-                break;
-            }
-        }
-        m = cut;
-        kept = acc;
-    }
-    double r = sampler_rng_uniform(rng) * kept, acc = 0.0;
-    for (int i = 0; i < m; i++)
-        if ((acc += prob[idx[i]]) > r) return idx[i];
-    return idx[m - 1];
 }
 
 sample_row_params sample_row_params_of(const sampling_params *s, const logits_params *lp,

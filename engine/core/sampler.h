@@ -1,7 +1,10 @@
-/* Token sampling from one row of logits: greedy, temperature, top-k, top-p, min-p; the
- * logits processors that run before it (logit bias, min_tokens, repetition / presence /
- * frequency penalties); and logprobs with top-N alternatives. Each sequence owns its RNG
- * state, so a seeded request samples the same tokens whatever else is in the batch. */
+/* The engine's side of token sampling: the request's parameters (sampling and the logits
+ * processors: logit bias, min_tokens, repetition / presence / frequency penalties) and their
+ * validation, the processors as entries and the row parameters of the one sampler
+ * (sample_rows_cuda on the GPU, its bit-identical host twin sample_rows_cpu:
+ * kernels/sampling/sample_rows.h), the per-sequence counter-based RNG, and logprobs with top-N
+ * alternatives. Each sequence owns its RNG key, so a seeded request samples the same tokens
+ * whatever else is in the batch, on any backend. */
 #ifndef FOLIO_SAMPLER_H
 #define FOLIO_SAMPLER_H
 
@@ -35,8 +38,8 @@ typedef struct {
 } logits_params;
 
 /* Counter-based: draw i is a hash of (key, i) (sr_uniform, kernels/sample_rows.h), so the
- * GPU sampler makes the same draws from the key and a token index alone. The engine sets
- * counter to the token's index in the output before each token's draw. */
+ * sampler makes the same draws from the key and a token index alone: a token's row
+ * parameters carry the key and its index in the output (sample_row_params_of). */
 typedef struct {
     uint64_t key;
     uint64_t counter;            /* the next draw's index */
@@ -53,13 +56,6 @@ int sampling_params_validate(const sampling_params *p);
  * bias ids inside vocab). -1 with a message naming the parameter. */
 int logits_params_validate(const logits_params *p, int vocab);
 
-/* Applies the processors of lp to logits [n] in place. prompt/output: the sequence's tokens
- * before generation and its generated tokens. counts: [n] ints, all zero on entry and left
- * all zero on return (the caller keeps one per engine). */
-void sampler_process_logits(float *logits, int n, const logits_params *lp,
-                            const int32_t *prompt, int n_prompt, const int32_t *output,
-                            int n_output, const int32_t *eos_ids, int n_eos, int32_t *counts);
-
 /* Log-probability of token `chosen` under softmax(logits), and the top_n most likely tokens
  * (descending, ties: lower id first) in top_ids / top_lps (each [top_n]). */
 float sampler_logprobs(const float *logits, int n, int chosen, int top_n, int32_t *top_ids,
@@ -67,7 +63,8 @@ float sampler_logprobs(const float *logits, int n, int chosen, int top_n, int32_
 
 /* The processors of lp as one sample_entry per distinct token (for sample_rows_cpu/_cuda):
  * bias summed per token, EOS masked while n_output < min_tokens, history counts when a
- * penalty is on. out: room for sampler_entries_bound() entries; map: [vocab] ints, all zero
+ * penalty is on. prompt/output: the sequence's tokens before generation and its generated
+ * tokens. out: room for sampler_entries_bound() entries; map: [vocab] ints, all zero
  * on entry and on return. Returns the number of entries. */
 int sampler_entries_build(sample_entry *out, const logits_params *lp, const int32_t *prompt,
                           int n_prompt, const int32_t *output, int n_output,
@@ -82,10 +79,5 @@ sample_row_params sample_row_params_of(const sampling_params *s, const logits_pa
 
 /* Index of the largest logit (lowest index on ties). */
 int sampler_argmax(const float *logits, int n);
-
-/* Samples one token. scratch: [n] floats and [n] ints the caller provides (no allocation in
- * the hot path). */
-int sampler_sample(const float *logits, int n, const sampling_params *p, sampler_rng *rng,
-                   float *scratch_f, int *scratch_i);
 
 #endif

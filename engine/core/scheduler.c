@@ -312,7 +312,6 @@ static int build_plan(scheduler *s, step_plan *plan) {
                                 q->blocks, q->n_blocks, last, 0);
         if (idx < 0) return -1;
         q->logits_row = last ? plan->n_logits - 1 : -1;
-        plan->sampling[idx] = q->sampling;
     }
     return 0;
 }

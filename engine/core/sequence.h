@@ -79,7 +79,6 @@ typedef struct sequence {
     bm_hash last_hash;           /* hash of block n_hashed - 1 (bm_hash_seed() if none) */
     int fork_pending;            /* > 1: fork into this many samples at the first token */
     sampler_rng rng;
-    sampling_params sampling;    /* copy of the request's (goes into the step plan) */
     int64_t session_id;          /* -1 = none */
     int64_t admitted;            /* admission order (preemption takes the largest) */
     int n_preemptions;

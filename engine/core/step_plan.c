@@ -22,7 +22,6 @@ void step_plan_create(step_plan *p, int cap_tokens, int cap_seqs, int cap_blocks
     p->block_tables = folio_xcalloc((size_t)cap_seqs * cap_blocks, sizeof *p->block_tables);
     p->copy_src = folio_xcalloc(cap_seqs, sizeof *p->copy_src);
     p->copy_dst = folio_xcalloc(cap_seqs, sizeof *p->copy_dst);
-    p->sampling = folio_xcalloc(cap_seqs, sizeof *p->sampling);
 }
 
 void step_plan_free(step_plan *p) {
@@ -35,7 +34,6 @@ void step_plan_free(step_plan *p) {
     free(p->block_tables);
     free(p->copy_src);
     free(p->copy_dst);
-    free(p->sampling);
     memset(p, 0, sizeof *p);
 }
 
@@ -72,7 +70,6 @@ int step_plan_add(step_plan *p, const int32_t *ids, int n_new, int n_cached,
     if (want_logits && !all_logits) p->logits_rows[p->n_logits++] = p->n_tokens - 1;
     p->seq_start[s + 1] = p->n_tokens;
     p->context_lens[s] = ctx;
-    p->sampling[s] = (sampling_params){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
     return s;
 }
 

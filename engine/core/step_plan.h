@@ -9,8 +9,6 @@
 
 #include <stdint.h>
 
-#include "sampler.h"
-
 typedef struct {
     int64_t step;                /* step number, increasing */
     int n_tokens;                /* new tokens in this step */
@@ -30,7 +28,6 @@ typedef struct {
     int n_copies;                /* block copies before the forward (<= cap_seqs) */
     int32_t *copy_src;           /* [n_copies] */
     int32_t *copy_dst;           /* [n_copies] */
-    sampling_params *sampling;   /* [n_seqs] */
 } step_plan;
 
 /* Allocates arrays for up to cap_tokens tokens, cap_seqs sequences and cap_blocks blocks per

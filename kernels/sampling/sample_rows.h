@@ -5,15 +5,16 @@
  * built with --fmad=false, sample_rows_cpu.c with -ffp-contract=off; exp is a polynomial of
  * our own made of correctly rounded operations, not the libraries' expf).
  *
- * Per row, in this order (the semantics of engine/sampler.c):
+ * The engine's one sampler: every backend (the CPU, one GPU, TP ranks) draws its tokens with
+ * these two, so a seeded request gives the same tokens on all of them. Per row, in this order:
  *   1. entries: logit bias, min_tokens EOS masking, repetition / presence / frequency
- *      penalties, one entry per distinct token (sample_entries_build makes them);
+ *      penalties, one entry per distinct token (sampler_entries_build makes them);
  *   2. temperature 0: the argmax (lowest id on ties);
  *   3. otherwise e_i = exp((l_i - max) / T) (the probability relative to the top token) and
  *      w_i = floor(e_i * 2^40), an integer weight; min-p keeps e_i >= min_p; top-k keeps keys
  *      (the bits of e_i) >= the k-th largest key; top-p keeps the largest keys whose weight
- *      reaches ceil(top_p * kept weight). Ties at a top-k / top-p threshold are all kept (the
- *      host sampler keeps the lower ids): the one difference in semantics.
+ *      reaches ceil(top_p * kept weight). Ties at a top-k / top-p threshold are all kept
+ *      (top-k may keep more than k tokens, top-p more than the fewest reaching the target).
  *   4. the draw: u = uniform(seed, counter) (counter-based, so it depends on the sequence's
  *      seed and token index only, never on the batch), r = floor(u * W) over the kept weight W,
  *      and the token where the running weight in id order first exceeds r. */
@@ -104,7 +105,8 @@ SR_FN float sr_exp(float x) {
     return p * sr_bits_float((uint32_t)((int)n + 127) << 23);
 }
 
-/* A logit after its entry (same order and arithmetic as sampler_process_logits). */
+/* A logit after its entry: bias, EOS mask, repetition penalty (HF: divided when positive,
+ * multiplied when negative), then presence + frequency * count (OpenAI). */
 SR_FN float sr_apply_entry(float l, const sample_entry *e, const sample_row_params *p) {
     const float rep = p->repetition_penalty;
     l = l + e->bias;

@@ -1,6 +1,6 @@
 /* Host twin of sample_rows_cuda (kernels/sampling.cu): the same per-row algorithm
  * (kernels/sample_rows.h) written plainly, so its ids match the GPU's bit for bit. Also the
- * engine's host path for steps whose sampling must agree with the GPU path (engine_loop.c).
+ * engine's one host sampler (engine_loop.c, sequence_runner.c): every backend draws alike.
  * Thresholds are found by sorting keys here (radix selection on the GPU): both give the k-th
  * largest key and the largest key whose upper set reaches the top-p target, exactly. */
 #include <stdlib.h>

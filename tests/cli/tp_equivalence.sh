@@ -3,6 +3,8 @@
 # broadcasts every step plan; the others follow) prints exactly what one rank prints.
 #   - greedy ids: every fixture at TP 2, the fixtures whose sizes divide at TP 4 (KV heads
 #     replicated where there are fewer than ranks), stories260K at TP 2 and 4 (its reference);
+#   - seeded sampling (temperature, top-p, top-k) on stories260K: the same ids at TP 2 (one
+#     sampler on every backend);
 #   - a TP size that does not divide fails at start naming the dimension;
 #   - folio score --logits-out at TP 2 and 4: logits within 1e-5 of one rank;
 #   - --requests (batching, prefix cache, preemption, copy-on-write forks, seeded sampling):
@@ -70,6 +72,13 @@ if [ -d "$STORIES" ]; then
   one=$("$FOLIO" generate --model "$STORIES" --temperature 0 --max-tokens 60 2>/dev/null)
   two=$("${MPI[@]}" -np 2 "$FOLIO" generate --model "$STORIES" --temperature 0 --max-tokens 60 2>/dev/null)
   [ -n "$one" ] && [ "$one" = "$two" ] && echo "ok: TP 2 text output equals one rank's" || fail "TP 2 text: '$two' vs '$one'"
+  # seeded sampling: TP 2 draws the tokens one rank draws (and they are not the greedy ones)
+  samp=(generate --model "$STORIES" --temperature 0.8 --top-p 0.9 --top-k 40 --seed 7 --ignore-eos --max-tokens 60 --print-ids)
+  s1=$("$FOLIO" "${samp[@]}" 2>"$TMP/err.1")
+  s2=$("${MPI[@]}" -np 2 "$FOLIO" "${samp[@]}" 2>"$TMP/err.2")
+  if [ -z "$s1" ] || [ "$s1" != "$s2" ]; then fail "stories260K sampled TP 2: '$s2' vs '$s1'"
+  elif [ "$s1" = "$(echo "$want" | cut -d' ' -f1-60)" ]; then fail "stories260K --temperature 0.8 gave the greedy ids"
+  else echo "ok: stories260K TP 2: the same 60 sampled ids (--temperature 0.8 --top-p 0.9 --top-k 40 --seed 7)"; fi
 fi
 
 # A TP size that does not divide: a clear error at start, naming the dimension.

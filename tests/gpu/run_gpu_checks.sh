@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run ON THE GPU MACHINE, in one call: every GPU test (their CPU references included), the
-# CUDA backend end to end (stories260K greedy in float32 against reference.json), the benches
+# CUDA backend end to end (stories260K greedy in float32 against reference.json, seeded
+# sampling: the same ids as the CPU backend), the benches
 # on the Llama-3-8B shape (dummy weights, bf16) with their rooflines and a per-kernel profile,
 # printing a short table last, for docs/benchmarks.md. Argument: the folder tests/gpu/stage.sh
 # filled (default .carry/gpu). With FIXTURES_OUT=DIR it also regenerates the transformers
@@ -39,6 +40,11 @@ got2=$(mpirun -np 2 "$BIN/folio" generate --model "$STORIES" --temperature 0 --m
 [ "$got2" = "$want" ] && record "mpirun -np 2 generate (cpu)" PASS || record "mpirun -np 2 generate (cpu)" FAIL
 got3=$("$BIN/folio" generate --device cuda --dtype float32 --bind none --model "$STORIES" --temperature 0 --max-tokens 199 --print-ids)
 [ "$got3" = "$want" ] && record "generate --device cuda (f32)" PASS || record "generate --device cuda (f32)" FAIL
+echo "== stories260K seeded sampling: the CUDA backend (float32) draws the CPU backend's ids"
+samp=(generate --model "$BIN/stories260K" --dtype float32 --temperature 0.8 --seed 7 --max-tokens 199 --print-ids)
+got4=$("$BIN/folio" "${samp[@]}" --device cpu)
+got5=$("$BIN/folio" "${samp[@]}" --device cuda --bind none)
+[ -n "$got4" ] && [ "$got4" = "$got5" ] && record "sampled: cuda ids = cpu ids (f32)" PASS || record "sampled: cuda ids = cpu ids (f32)" FAIL
 
 bench() { # label, then folio bench arguments; records the result lines
   local label=$1; shift

@@ -4,7 +4,7 @@
  * flat and peaked rows: the ids must be IDENTICAL (kernels/sample_rows.h says why they can
  * be), the processed rows too, logprobs within 1e-3. A row alone gives what it gives in a
  * batch. Then the time of one step at batch 256 x vocab 128256 (CUDA events, L2 flushed),
- * beside the host sampler's. Skips (77) without a GPU. */
+ * beside the host twin's. Skips (77) without a GPU. */
 #include <stdio.h>
 
 #ifndef FOLIO_HAVE_CUDA
@@ -224,22 +224,18 @@ static void test_bench(void **state) {
         printf("  bench sample_rows_cuda batch %d x vocab %d, %-34s %.3f ms\n", n, vocab,
                cfg[c].name, ms);
     }
-    /* the host sampler on the same rows (top-p 0.9), 16 rows timed, scaled to 256 */
-    float *sf = folio_xmalloc(sizeof *sf * vocab), *row = folio_xmalloc(sizeof *row * vocab);
-    int *si = folio_xmalloc(sizeof *si * vocab);
-    sampling_params sp = {.temperature = 0.8f, .top_p = 0.9f};
-    sampler_rng rng;
-    sampler_rng_seed(&rng, 1);
+    /* the host twin on the same rows (top-p 0.9), 16 rows timed, scaled to 256 */
+    float *row = folio_xmalloc(sizeof *row * vocab);
+    const sample_row_params hp = {.temperature = 0.8f, .top_p = 0.9f, .seed = 1};
     const double t0 = folio_now();
     for (int r = 0; r < 16; r++) {
+        int32_t id;
         memcpy(row, b.logits + (size_t)r * vocab, sizeof *row * vocab);
-        (void)sampler_sample(row, vocab, &sp, &rng, sf, si);
+        sample_rows_cpu(&id, NULL, row, 1, vocab, &hp, NULL);
     }
-    printf("  bench host sampler_sample (top-p 0.9), batch %d x vocab %d: %.3f ms (16 rows timed)\n",
+    printf("  bench host sample_rows_cpu (top-p 0.9), batch %d x vocab %d: %.3f ms (16 rows timed)\n",
            n, vocab, (folio_now() - t0) * 1e3 * n / 16);
-    free(sf);
     free(row);
-    free(si);
     free(p);
     CUDA_CHECK(cudaFree(a.d_l));
     CUDA_CHECK(cudaFree(a.d_p));

@@ -1,5 +1,5 @@
 /* The step-plan channel without MPI: a plan encoded by one channel and verified and decoded
- * by another is the same plan (block tables compacted and restored, copies, sampling); a
+ * by another is the same plan (block tables compacted and restored, copies); a
  * flipped byte, a message out of order or a plan larger than the receiver's capacity is
  * refused with a message; FOLIO_FAULT parsing. */
 #include <stdarg.h>
@@ -30,7 +30,6 @@ static void build_plan(step_plan *p, int64_t step) {
     assert_true(step_plan_add(p, ids, 1, 9, t2, 1, 1, 0) >= 0);
     assert_true(step_plan_add(p, ids + 5, 1, 50, t3, 4, 1, 0) >= 0);
     assert_int_equal(step_plan_add_copy(p, 3, 4), 0);
-    p->sampling[1] = (sampling_params){.temperature = 0.7f, .top_k = 5, .top_p = 0.9f};
 }
 
 static int setup(void **state) {
@@ -87,7 +86,6 @@ static void test_roundtrip(void **state) {
         assert_memory_equal(b->logits_rows, a->logits_rows, sizeof(int32_t) * a->n_logits);
         assert_int_equal(b->n_copies, 1);
         assert_int_equal(b->copy_dst[0], 4);
-        assert_true(b->sampling[1].temperature == 0.7f && b->sampling[1].top_k == 5);
         assert_int_equal(step_plan_validate(b, 16), 0);
     }
 }

@@ -1,5 +1,6 @@
 /* Semantics of sample_rows_cpu (kernels/sample_rows_cpu.c), the host twin of the GPU
- * sampler: its entries process a row exactly as sampler_process_logits does; greedy is the
+ * sampler: its entries process a row exactly as the documented processors (logit bias,
+ * min_tokens, HF repetition and OpenAI presence / frequency penalties) do; greedy is the
  * argmax; top-k 1, a tiny top-p and min-p 1 collapse to it; top-k 2 draws only the top two;
  * plain temperature-1 draws follow the softmax; draws depend on (seed, counter) only; the
  * engine's counter-based RNG is the same function. */
@@ -74,11 +75,35 @@ static void test_softmax_frequencies(void **state) {
     assert_true(fabs(freq[6] - p[6] / (p[1] + p[3] + p[6])) < 0.005);
 }
 
-static void test_entries_match_process_logits(void **state) {
+/* The processors written plainly, one stage at a time over the whole row: bias, EOS masked
+ * while n_output < min_tokens, repetition penalty once per distinct token of prompt or
+ * output, presence + frequency * count once per distinct output token. */
+static void process_reference(float *l, int n, const logits_params *lp, const int32_t *prompt,
+                              int n_prompt, const int32_t *output, int n_output,
+                              const int32_t *eos, int n_eos) {
+    int32_t *count = calloc((size_t)n, sizeof *count);
+    unsigned char *seen = calloc((size_t)n, 1);
+    for (int i = 0; i < lp->n_bias; i++) l[lp->bias[i].token] += lp->bias[i].bias;
+    if (n_output < lp->min_tokens)
+        for (int i = 0; i < n_eos; i++) l[eos[i]] = -INFINITY;
+    const float rep = lp->repetition_penalty;
+    for (int i = 0; i < n_prompt + n_output; i++) {
+        const int32_t t = i < n_prompt ? prompt[i] : output[i - n_prompt];
+        if (rep > 0.0f && rep != 1.0f && !seen[t]) l[t] = l[t] > 0.0f ? l[t] / rep : l[t] * rep;
+        seen[t] = 1;
+    }
+    for (int i = 0; i < n_output; i++) count[output[i]]++;
+    for (int t = 0; t < n; t++)
+        if (count[t] > 0) l[t] -= lp->presence_penalty + lp->frequency_penalty * (float)count[t];
+    free(seen);
+    free(count);
+}
+
+static void test_entries_match_processors(void **state) {
     (void)state;
     enum { N = 5000 };
     static float a[N], b[N];
-    static int32_t map[N], counts[N], hist[300];
+    static int32_t map[N], hist[300];
     srand(3);
     for (int i = 0; i < N; i++) a[i] = b[i] = (float)rand() / RAND_MAX * 20.0f - 10.0f;
     for (int i = 0; i < 300; i++) hist[i] = rand() % 400;
@@ -89,7 +114,7 @@ static void test_entries_match_process_logits(void **state) {
     sample_entry *ent = malloc(sizeof *ent * sampler_entries_bound(&lp, 100, 200, 2));
     int n = sampler_entries_build(ent, &lp, hist, 100, hist + 100, 200, eos, 2, map);
     for (int i = 0; i < N; i++) assert_int_equal(map[i], 0);
-    sampler_process_logits(a, N, &lp, hist, 100, hist + 100, 200, eos, 2, counts);
+    process_reference(a, N, &lp, hist, 100, hist + 100, 200, eos, 2);
     sample_row_params p = {.temperature = 0, .repetition_penalty = lp.repetition_penalty,
                            .presence_penalty = lp.presence_penalty,
                            .frequency_penalty = lp.frequency_penalty, .n_entries = n};
@@ -114,7 +139,7 @@ static void test_rng_counter_based(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_collapse), cmocka_unit_test(test_softmax_frequencies),
-        cmocka_unit_test(test_entries_match_process_logits),
+        cmocka_unit_test(test_entries_match_processors),
         cmocka_unit_test(test_rng_counter_based),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

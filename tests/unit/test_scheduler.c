@@ -3,7 +3,8 @@
  * n > 1, cancellations, requests arriving while others run, KV pools small enough to force
  * preemption, tiny token budgets forcing chunked prefill) keep the block invariants after every
  * step, leak nothing, and give every request exactly the output it gives alone. Also: prefix
- * cache hit counts, copy-on-write, seeded sampling across batch compositions, sessions. */
+ * cache hit counts, copy-on-write, seeded sampling across batch compositions, sessions; one
+ * sampler: sampled requests draw the same tokens on the host and device sampling paths. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -214,6 +215,83 @@ static void test_random_streams_device_sampling(void **state) {
     assert_true(preemptions > 20);
 }
 
+/* ---- one sampler: the host path and the device path draw the same tokens ---- */
+
+/* A sampled request of every kind: temperature 0.8, top-p 0.9, top-k, min-p, penalties,
+ * logit bias, min_tokens, its own seed; some with logprobs > 0 or n > 1, whose steps sample
+ * on the host even with a device-sampling backend. */
+static void make_sampled(uint64_t *rs, treq *t, logit_bias_entry *bias) {
+    memset(t, 0, sizeof *t);
+    request_params_init(&t->p);
+    t->n_prompt = rnd_in(rs, 1, 20);
+    for (int i = 0; i < t->n_prompt; i++) t->prompt[i] = rnd_in(rs, 2, VOCAB - 1);
+    t->p.max_tokens = rnd_in(rs, 1, MAX_OUT);
+    t->p.n = rnd(rs) % 5 == 0 ? rnd_in(rs, 2, MAX_N) : 1;
+    t->p.seed = rnd(rs);
+    t->p.ignore_eos = rnd(rs) % 2;
+    t->p.logprobs = rnd(rs) % 4 == 0 ? rnd_in(rs, 1, 5) : (rnd(rs) % 2 ? 0 : -1);
+    t->p.sampling = (sampling_params){.temperature = 0.8f, .top_p = 0.9f,
+                                      .top_k = rnd(rs) % 2 ? rnd_in(rs, 2, 20) : 0,
+                                      .min_p = rnd(rs) % 3 == 0 ? 0.05f : 0.0f};
+    t->p.proc = (logits_params){.repetition_penalty = rnd(rs) % 2 ? 1.3f : 0.0f,
+                                .presence_penalty = rnd(rs) % 2 ? 0.5f : 0.0f,
+                                .frequency_penalty = rnd(rs) % 2 ? 0.3f : 0.0f,
+                                .min_tokens = rnd_in(rs, 0, 4)};
+    if (rnd(rs) % 2) {
+        *bias = (logit_bias_entry){.token = rnd_in(rs, 0, VOCAB - 1), .bias = 1.5f};
+        t->p.proc.bias = bias;
+        t->p.proc.n_bias = 1;
+    }
+}
+
+/* Runs reqs [n] together on one engine over the given backend; results into out [n]. */
+static void run_sampled(engine_backend (*backend)(mock_model *m), const treq *reqs, int n,
+                        treq *out) {
+    sched_config c = {.num_blocks = 40, .block_size = 4, .max_num_seqs = 8,
+                      .max_num_batched_tokens = 32, .max_model_len = 96, .prefix_caching = true};
+    mock_model m;
+    mock_model_init(&m, VOCAB, c.num_blocks, c.block_size);
+    engine_config ec = {.sched = c, .vocab = VOCAB, .eos_ids = EOS, .n_eos = 1};
+    engine *e = engine_create(&ec, backend(&m), on_done, NULL);
+    assert_non_null(e);
+    for (int i = 0; i < n; i++) {
+        out[i] = reqs[i];
+        assert_int_equal(engine_add(e, reqs[i].prompt, reqs[i].n_prompt, &reqs[i].p, &out[i],
+                                    NULL), 0);
+    }
+    while (engine_busy(e)) step_checked(e, &m);
+    engine_free(e);
+    mock_model_free(&m);
+}
+
+/* The same sampled requests give the same tokens with the host-sampling mock (the CPU
+ * backend's path: sample_rows_cpu on each row) and with the one that samples "on the device"
+ * (step_sample, the CUDA backend's path), steps of the two mixed in the second. */
+static void test_one_sampler(void **state) {
+    (void)state;
+    static treq reqs[MAX_REQ], host[MAX_REQ], dev[MAX_REQ];
+    static logit_bias_entry bias[MAX_REQ];
+    int n_tokens = 0;
+    for (uint64_t round = 0; round < 20; round++) {
+        uint64_t rs = round * 7919 + 3;
+        for (int i = 0; i < MAX_REQ; i++) make_sampled(&rs, &reqs[i], &bias[i]);
+        run_sampled(mock_backend, reqs, MAX_REQ, host);
+        run_sampled(mock_backend_sampling, reqs, MAX_REQ, dev);
+        for (int i = 0; i < MAX_REQ; i++) {
+            assert_true(host[i].done && dev[i].done);
+            assert_int_equal(host[i].n_out, reqs[i].p.n);
+            assert_int_equal(dev[i].n_out, host[i].n_out);
+            for (int s = 0; s < host[i].n_out; s++) {
+                assert_int_equal(dev[i].out_len[s], host[i].out_len[s]);
+                assert_memory_equal(dev[i].out[s], host[i].out[s],
+                                    sizeof(int32_t) * host[i].out_len[s]);
+                n_tokens += host[i].out_len[s];
+            }
+        }
+    }
+    printf("one sampler: %d sampled tokens alike on the host and device paths\n", n_tokens);
+}
+
 /* ---- targeted tests ---- */
 
 typedef struct {
@@ -416,6 +494,7 @@ int main(void) {
         cmocka_unit_test(test_copy_on_write),     cmocka_unit_test(test_seed_across_batches),
         cmocka_unit_test(test_sessions),          cmocka_unit_test(test_random_streams),
         cmocka_unit_test(test_random_streams_device_sampling),
+        cmocka_unit_test(test_one_sampler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

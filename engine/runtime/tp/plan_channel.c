@@ -7,7 +7,7 @@
 #include "plan_channel.h"
 
 #define PLAN_MAGIC 0x4e4c5046u   /* "FPLN" */
-#define PLAN_VERSION 1
+#define PLAN_VERSION 2
 #define PLAN_MAX_PAYLOAD ((uint64_t)1 << 30)
 
 typedef struct {
@@ -111,7 +111,6 @@ static size_t plan_bytes(const plan_fixed *f) {
     return sizeof *f + (size_t)f->n_tokens * (2 * sizeof(int32_t) + sizeof(int64_t)) +
            ((size_t)f->n_seqs + 1 + f->n_seqs) * sizeof(int32_t) +
            (size_t)f->n_logits * sizeof(int32_t) + 2 * (size_t)f->n_copies * sizeof(int32_t) +
-           (size_t)f->n_seqs * sizeof(sampling_params) +
            (size_t)f->n_table_entries * sizeof(int32_t);
 }
 
@@ -137,7 +136,6 @@ size_t plan_channel_encode_plan(plan_channel *ch, const step_plan *p) {
     at = put(at, p->logits_rows, sizeof(int32_t) * p->n_logits);
     at = put(at, p->copy_src, sizeof(int32_t) * p->n_copies);
     at = put(at, p->copy_dst, sizeof(int32_t) * p->n_copies);
-    at = put(at, p->sampling, sizeof(sampling_params) * p->n_seqs);
     for (int s = 0; s < p->n_seqs; s++)
         at = put(at, p->block_tables + (size_t)s * p->max_blocks,
                  sizeof(int32_t) * used_blocks(p, s));
@@ -266,7 +264,6 @@ int plan_channel_decode_plan(const plan_channel *ch, step_plan *p) {
     at = get(at, p->logits_rows, sizeof(int32_t) * f.n_logits);
     at = get(at, p->copy_src, sizeof(int32_t) * f.n_copies);
     at = get(at, p->copy_dst, sizeof(int32_t) * f.n_copies);
-    at = get(at, p->sampling, sizeof(sampling_params) * f.n_seqs);
     int32_t left = f.n_table_entries;
     for (int s = 0; s < f.n_seqs; s++) {
         int32_t nb = used_blocks(p, s);
