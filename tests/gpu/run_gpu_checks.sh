@@ -41,7 +41,7 @@ got2=$(mpirun -np 2 "$BIN/folio" generate --model "$STORIES" --temperature 0 --m
 got3=$("$BIN/folio" generate --device cuda --dtype float32 --bind none --model "$STORIES" --temperature 0 --max-tokens 199 --print-ids)
 [ "$got3" = "$want" ] && record "generate --device cuda (f32)" PASS || record "generate --device cuda (f32)" FAIL
 echo "== stories260K seeded sampling: the CUDA backend (float32) draws the CPU backend's ids"
-samp=(generate --model "$BIN/stories260K" --dtype float32 --temperature 0.8 --seed 7 --max-tokens 199 --print-ids)
+samp=(generate --model "$STORIES" --dtype float32 --temperature 0.8 --seed 7 --max-tokens 199 --print-ids)
 got4=$("$BIN/folio" "${samp[@]}" --device cpu)
 got5=$("$BIN/folio" "${samp[@]}" --device cuda --bind none)
 [ -n "$got4" ] && [ "$got4" = "$got5" ] && record "sampled: cuda ids = cpu ids (f32)" PASS || record "sampled: cuda ids = cpu ids (f32)" FAIL
