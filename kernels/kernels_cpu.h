@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "quant_layout.h"
+
 /* out[t] = table[ids[t] - row_start] for ids inside [row_start, row_start + n_rows), else 0
  * (vocab-parallel: the all-reduce over ranks completes the lookup).
  * out: [n][dim]; table: [n_rows][dim]. */
@@ -71,5 +73,14 @@ void kv_write_cpu(float *k_cache, float *v_cache, const float *k, const float *v
 
 /* out[i] = x[rows[i]]. out: [m][dim]; x: [n][dim]; rows: [m]. */
 void gather_rows_cpu(float *out, const float *x, const int32_t *rows, int m, int dim);
+
+/* W[r][perm ? perm[c] : c] = (q - z) * s of a quantized matrix (quant_layout.h, host
+ * pointers, bits 4 or 8), in float. w: [m->rows][m->cols], input-column order. */
+void w4a16_dequant_cpu(float *w, const quant_matrix *m);
+
+/* out[n][m->rows] = x[n][m->cols] @ W^T (+ bias[m->rows] if bias), W as w4a16_dequant_cpu
+ * makes it (twin of w4a16_gemv_cuda and w4a16_gemm_cuda). Returns -1 when the float copy of W
+ * cannot be allocated, else 0. */
+int w4a16_cpu(float *out, const float *x, const quant_matrix *m, const float *bias, int n);
 
 #endif

@@ -14,6 +14,7 @@
 #include "sample_rows.h"
 
 #include "dtype.h"
+#include "quant_layout.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,6 +81,21 @@ void sample_rows_cuda(int32_t *ids, float *logprobs, float *logits, int n, int v
 int gemv_supported(int n, int in_f, folio_dtype dtype, const void *x, const void *w);
 void gemv_cuda(void *y, folio_dtype y_type, const void *x, const void *w, const void *bias,
                folio_dtype dtype, int n, int in_f, int out_f, cudaStream_t stream);
+
+/* W4A16 products over a quantized matrix m (quant_layout.h; device pointers, bits 4,
+ * group_size a multiple of 32 dividing cols, cols a multiple of 32, qweight 16-byte aligned):
+ * y[n][m->rows] = x[n][m->cols] @ W^T (+ bias[m->rows]), W[r][perm ? perm[c] : c] =
+ * (q - z) * s, x (input-column order), y and bias of dtype DTYPE_BF16 or DTYPE_F16, float
+ * accumulation (twin: w4a16_cpu). w4a16_supported() says whether m and dtype qualify (8-bit
+ * matrices do not: CPU twin only). Larger batches: w4a16_gemm_cuda (gemm.h). */
+#define W4A16_GEMV_MAX_N 8
+int w4a16_supported(const quant_matrix *m, folio_dtype dtype);
+/* Decode: 1 <= n <= W4A16_GEMV_MAX_N, x 16-byte aligned. */
+void w4a16_gemv_cuda(void *y, const void *x, const quant_matrix *m, const void *bias,
+                     folio_dtype dtype, int n, cudaStream_t stream);
+/* w[r][perm ? perm[c] : c] = (q - z) * s rounded to dtype (twin: w4a16_dequant_cpu).
+ * w: [m->rows][m->cols], 16-byte aligned. */
+void w4a16_dequant_cuda(void *w, const quant_matrix *m, folio_dtype dtype, cudaStream_t stream);
 
 /* TEMPORARY (until the attention branch lands): paged_attention_cuda's contract, a simple
  * kernel, no workspace. head_dim <= 256. */

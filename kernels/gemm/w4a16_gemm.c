@@ -1,0 +1,24 @@
+/* W4A16 at any batch (see gemm.h): the decode kernel up to W4A16_GEMV_MAX_N rows of
+ * activations, else the interim dequantize-then-cuBLASLt path. */
+#ifdef FOLIO_HAVE_CUDA
+
+#include "cuda_check.h"
+#include "gemm.h"
+#include "kernels_cuda.h"
+
+void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const quant_matrix *m,
+                     const void *bias, folio_dtype dtype, int n, void *scratch,
+                     cudaStream_t stream) {
+    if (n == 0) return;
+    if (n <= W4A16_GEMV_MAX_N) {
+        w4a16_gemv_cuda(y, x, m, bias, dtype, n, stream);
+        return;
+    }
+    CUDA_REQUIRE(scratch != NULL, "w4a16_gemm_cuda: n > 8 needs a rows x cols scratch");
+    w4a16_dequant_cuda(scratch, m, dtype, stream);
+    gemm_run(g, y, dtype, x, scratch, bias, dtype, n, m->cols, m->rows, stream);
+}
+
+#else
+typedef int folio_w4a16_gemm_unused; /* built without CUDA */
+#endif

@@ -1,0 +1,411 @@
+/* Check and timing of the W4A16 kernels (kernels/gemm/w4a16.cu, w4a16_gemm.c) against their
+ * CPU twins (w4a16_cpu, w4a16_dequant_cpu), on random quantized matrices: asymmetric random
+ * zeros, random fp16 scales, act-order random permutations, group sizes 32, 64, 128 and
+ * per-channel, odd row counts, columns a multiple of the group (partial slots, several
+ * staging rounds), batches 1..8 (w4a16_gemv_cuda) and 16, 64 (the interim dequantize +
+ * cuBLASLt path), bf16 and fp16 activations, with and without bias. The output is poisoned
+ * (NaN) before each run, so an element left unwritten fails; NaN never passes.
+ *
+ * Then (unless FOLIO_BENCH=0) the bench: for the 8B/70B projection shapes and their TP=2/4
+ * shards, batches 1, 2, 4, 8, 16, 64: median microseconds per call (CUDA events around a run
+ * of back-to-back calls over weight copies rotated to span 3x L2), GB/s of the quantized
+ * bytes and % of the device-to-device copy rate, the act-order variant, the same shape's
+ * bf16 product through gemm_run (gemv at n = 1, cuBLASLt above) and, at n = 1, cuBLASLt
+ * itself; ratios bf16 time / w4a16 time. Skips (77) without a GPU. */
+#include <stdio.h>
+
+#ifndef FOLIO_HAVE_CUDA
+int main(void) {
+    printf("SKIPPED: no CUDA device (built without CUDA)\n");
+    return 77;
+}
+#else
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cuda_check.h"
+#include "error.h"
+#include "gemm.h"
+#include "gpu_test_util.h"
+#include "kernels_cpu.h"
+#include "kernels_cuda.h"
+#include "quant_layout.h"
+
+static gemm_ctx *g_gemm;
+static uint64_t g_bits = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rand_u32(void) {
+    g_bits ^= g_bits >> 12;
+    g_bits ^= g_bits << 25;
+    g_bits ^= g_bits >> 27;
+    return (uint32_t)((g_bits * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+static int rand_int(int lo, int hi) { return lo + (int)(rand_u32() % (uint32_t)(hi - lo + 1)); }
+
+/* A random 4-bit matrix on the host (h) and its device copy (d). */
+typedef struct {
+    quant_matrix h, d;
+} qpair;
+
+static void *to_dev(const void *h, size_t bytes) {
+    void *d = NULL;
+    CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 16));
+    if (bytes) CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static void qpair_make(qpair *p, int rows, int cols, int group_size, int act_order) {
+    quant_matrix *h = &p->h;
+    *h = (quant_matrix){.rows = rows, .cols = cols, .bits = 4, .group_size = group_size};
+    const size_t words = (size_t)rows * ql_words_per_row(h), groups = (size_t)rows * ql_groups(h);
+    h->qweight = folio_xmalloc(words * 4);
+    h->scales = folio_xmalloc(groups * 2);
+    h->zeros = folio_xmalloc(groups);
+    for (size_t i = 0; i < words; i++) h->qweight[i] = rand_u32();
+    for (size_t i = 0; i < groups; i++) {
+        h->scales[i] = f32_to_f16(gpu_test_urand(0.002f, 0.02f));
+        h->zeros[i] = (uint8_t)(rand_u32() & 15u);
+    }
+    h->perm = NULL;
+    if (act_order) {
+        h->perm = folio_xmalloc(sizeof(int32_t) * cols);
+        for (int c = 0; c < cols; c++) h->perm[c] = c;
+        for (int c = cols - 1; c > 0; c--) {
+            const int j = rand_int(0, c), t = h->perm[c];
+            h->perm[c] = h->perm[j];
+            h->perm[j] = t;
+        }
+    }
+    p->d = *h;
+    p->d.qweight = to_dev(h->qweight, words * 4);
+    p->d.scales = to_dev(h->scales, groups * 2);
+    p->d.zeros = to_dev(h->zeros, groups);
+    p->d.perm = h->perm ? to_dev(h->perm, sizeof(int32_t) * cols) : NULL;
+}
+
+static void qpair_free(qpair *p) {
+    free(p->h.qweight);
+    free(p->h.scales);
+    free(p->h.zeros);
+    free(p->h.perm);
+    CUDA_CHECK(cudaFree(p->d.qweight));
+    CUDA_CHECK(cudaFree(p->d.scales));
+    CUDA_CHECK(cudaFree(p->d.zeros));
+    if (p->d.perm) CUDA_CHECK(cudaFree(p->d.perm));
+}
+
+/* Fails the test unless got matches want: no NaN (unwritten), relative L2 error <= tol and
+ * every element within 2% of the largest |want|. */
+static void expect_close(const char *what, const float *got, const float *want, size_t n,
+                         double tol) {
+    double num = 0, den = 0, peak = 0;
+    size_t nan = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(got[i])) nan++;
+        const double d = (double)got[i] - want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+        if (fabs(want[i]) > peak) peak = fabs(want[i]);
+    }
+    const double err = sqrt(num / (den > 0 ? den : 1));
+    const size_t bad = gpu_test_mismatches(what, got, want, n, 0.02 * peak + 1e-6, 0);
+    if (nan || bad || !(err <= tol))
+        fail_msg("%s: rel L2 error %.3g (tol %.1g), %zu NaN/unwritten, %zu far off", what, err,
+                 tol, nan, bad);
+}
+
+/* One product at batch n through w4a16_gemm_cuda (gemv up to 8, interim path above). */
+static void check_product(int rows, int cols, int group_size, int n, int act_order, int bias,
+                          folio_dtype t) {
+    qpair q;
+    qpair_make(&q, rows, cols, group_size, act_order);
+    float *x = gpu_test_rand((size_t)n * cols, -1, 1, t);
+    float *b = bias ? gpu_test_rand(rows, -0.1f, 0.1f, t) : NULL;
+    void *d_x = gpu_test_to_device(x, (size_t)n * cols, t);
+    void *d_b = bias ? gpu_test_to_device(b, rows, t) : NULL, *d_y = NULL, *scratch = NULL;
+    CUDA_CHECK(cudaMalloc(&d_y, (size_t)n * rows * 2));
+    CUDA_CHECK(cudaMemset(d_y, 0xff, (size_t)n * rows * 2)); /* NaN in bf16 and fp16 */
+    if (n > W4A16_GEMV_MAX_N) CUDA_CHECK(cudaMalloc(&scratch, (size_t)rows * cols * 2));
+    w4a16_gemm_cuda(g_gemm, d_y, d_x, &q.d, d_b, t, n, scratch, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    float *got = folio_xmalloc(sizeof(float) * n * rows), *want = folio_xmalloc(sizeof(float) * n * rows);
+    gpu_test_from_device(got, d_y, (size_t)n * rows, t);
+    assert_int_equal(w4a16_cpu(want, x, &q.h, b, n), 0);
+    char what[128];
+    snprintf(what, sizeof what, "w4a16 %s rows=%d cols=%d group=%d n=%d act_order=%d bias=%d",
+             dtype_name(t), rows, cols, group_size, n, act_order, bias);
+    expect_close(what, got, want, (size_t)n * rows, t == DTYPE_BF16 ? 8e-3 : 2e-3);
+    void *dev[] = {d_x, d_b, d_y, scratch};
+    for (int i = 0; i < 4; i++)
+        if (dev[i]) CUDA_CHECK(cudaFree(dev[i]));
+    free(x);
+    free(b);
+    free(got);
+    free(want);
+    qpair_free(&q);
+}
+
+static const int k_groups[] = {32, 64, 128, 0}; /* 0: per-channel (group = cols) */
+static const int k_batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, 64};
+
+/* Every group size x batch x dtype, random odd shapes, act-order and bias on alternate cases. */
+static void test_products_random(void **state) {
+    (void)state;
+    const folio_dtype types[] = {DTYPE_BF16, DTYPE_F16};
+    int k = 0;
+    for (int ti = 0; ti < 2; ti++)
+        for (int gi = 0; gi < 4; gi++)
+            for (size_t bi = 0; bi < sizeof k_batches / sizeof k_batches[0]; bi++, k++) {
+                const int unit = k_groups[gi] ? k_groups[gi] : 32;
+                int cols = unit * rand_int(1, 5000 / unit);
+                const int gs = k_groups[gi] ? k_groups[gi] : cols;
+                const int rows = rand_int(1, 300) | 1;
+                check_product(rows, cols, gs, k_batches[bi], k % 2, k % 3 == 0, types[ti]);
+            }
+}
+
+/* Model-sized and edge shapes: one row, a partial last slot (cols % 128 == 32), several
+ * staging rounds with a partial one (14336 = 3.5 rounds), rows off the 16-row tile. */
+static void test_products_edges(void **state) {
+    (void)state;
+    static const int cases[][4] = {/* rows, cols, group, act_order */
+                                   {1, 32, 32, 0},       {1, 4096, 128, 1},
+                                   {17, 160, 32, 1},     {33, 4096 + 32, 32, 0},
+                                   {4096 + 7, 4096, 128, 0}, {40, 14336, 128, 1},
+                                   {23, 8192, 64, 0},    {16, 3584, 3584, 1},
+                                   {250, 4224, 128, 1},  {1537, 2048, 128, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int n = 1; n <= 8; n += 7) {
+            check_product(cases[i][0], cases[i][1], cases[i][2], n, cases[i][3], 0, DTYPE_BF16);
+            check_product(cases[i][0], cases[i][1], cases[i][2], n, cases[i][3], 1, DTYPE_F16);
+        }
+}
+
+/* w4a16_dequant_cuda = w4a16_dequant_cpu rounded to the dtype, bit for bit. */
+static void test_dequant(void **state) {
+    (void)state;
+    const folio_dtype types[] = {DTYPE_BF16, DTYPE_F16};
+    for (int ti = 0; ti < 2; ti++)
+        for (int act = 0; act < 2; act++) {
+            const int rows = 37, cols = 640, gs = act ? 64 : 128;
+            qpair q;
+            qpair_make(&q, rows, cols, gs, act);
+            const size_t n = (size_t)rows * cols;
+            void *d_w = NULL;
+            CUDA_CHECK(cudaMalloc(&d_w, n * 2));
+            CUDA_CHECK(cudaMemset(d_w, 0xff, n * 2));
+            w4a16_dequant_cuda(d_w, &q.d, types[ti], 0);
+            float *got = folio_xmalloc(sizeof(float) * n), *want = folio_xmalloc(sizeof(float) * n);
+            gpu_test_from_device(got, d_w, n, types[ti]);
+            w4a16_dequant_cpu(want, &q.h);
+            gpu_test_round(want, n, types[ti]);
+            assert_int_equal(gpu_test_mismatches("dequant", got, want, n, 0, 0), 0);
+            CUDA_CHECK(cudaFree(d_w));
+            free(got);
+            free(want);
+            qpair_free(&q);
+        }
+}
+
+/* ---- bench ---- */
+
+enum { MAX_COPIES = 64 };
+
+typedef struct {
+    int rows, cols, n, copies;
+    quant_matrix q[MAX_COPIES]; /* device; copies share scales/zeros/perm */
+    void *w[MAX_COPIES];        /* bf16 copies */
+    void *x, *y, *scratch;
+} bench_case;
+
+typedef void (*bench_fn)(bench_case *c, int copy);
+
+static void run_w4(bench_case *c, int i) {
+    w4a16_gemm_cuda(g_gemm, c->y, c->x, &c->q[i], NULL, DTYPE_BF16, c->n, c->scratch, 0);
+}
+
+static void run_bf16(bench_case *c, int i) {
+    gemm_run(g_gemm, c->y, DTYPE_BF16, c->x, c->w[i], NULL, DTYPE_BF16, c->n, c->cols, c->rows, 0);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median microseconds per call of back-to-back calls rotating over `copies` weight copies. */
+static double time_us(bench_fn fn, bench_case *c, int copies) {
+    const int iters = copies * (copies < 20 ? (40 + copies - 1) / copies : 2), reps = 7;
+    cudaEvent_t start, stop;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    for (int i = 0; i < copies; i++) fn(c, i); /* warm-up (cuBLASLt plans, first touch) */
+    double us[7];
+    for (int r = 0; r < reps; r++) {
+        CUDA_CHECK(cudaEventRecord(start, 0));
+        for (int i = 0; i < iters; i++) fn(c, i % copies);
+        CUDA_CHECK(cudaEventRecord(stop, 0));
+        CUDA_CHECK(cudaEventSynchronize(stop));
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+        us[r] = 1e3 * ms / iters;
+    }
+    qsort(us, reps, sizeof us[0], cmp_double);
+    CUDA_CHECK(cudaEventDestroy(start));
+    CUDA_CHECK(cudaEventDestroy(stop));
+    return us[reps / 2];
+}
+
+static int copies_for(size_t bytes, size_t l2) {
+    const size_t k = (3 * l2 + bytes - 1) / bytes;
+    return k < 2 ? 2 : k > MAX_COPIES ? MAX_COPIES : (int)k;
+}
+
+static double copy_gbps(void) {
+    const size_t bytes = (size_t)2 << 30;
+    void *src = NULL, *dst = NULL;
+    CUDA_CHECK(cudaMalloc(&src, bytes));
+    CUDA_CHECK(cudaMalloc(&dst, bytes));
+    CUDA_CHECK(cudaMemset(src, 1, bytes));
+    cudaEvent_t start, stop;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    double ms[5];
+    for (int r = 0; r < 6; r++) { /* r = 0 warms up */
+        CUDA_CHECK(cudaEventRecord(start, 0));
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
+        CUDA_CHECK(cudaEventRecord(stop, 0));
+        CUDA_CHECK(cudaEventSynchronize(stop));
+        float t = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+        if (r) ms[r - 1] = t;
+    }
+    qsort(ms, 5, sizeof ms[0], cmp_double);
+    CUDA_CHECK(cudaEventDestroy(start));
+    CUDA_CHECK(cudaEventDestroy(stop));
+    CUDA_CHECK(cudaFree(src));
+    CUDA_CHECK(cudaFree(dst));
+    return 2.0 * bytes / (ms[2] * 1e-3) * 1e-9;
+}
+
+typedef struct {
+    const char *name;
+    int rows, cols;
+} bench_shape;
+
+/* Rows of one shape (all batches); returns how many n = 1 rows met 3.6x over cuBLASLt. */
+static int bench_shape_rows(const bench_shape *s, size_t l2, double copy) {
+    const int group = 128, groups = s->cols / group;
+    const size_t qbytes = (size_t)s->rows * s->cols / 2, sbytes = (size_t)s->rows * groups;
+    const size_t wbytes = (size_t)s->rows * s->cols * 2;
+    bench_case c = {.rows = s->rows, .cols = s->cols};
+    /* one random matrix, copied: qweight per copy, shared scales/zeros/perm (small) */
+    qpair src;
+    qpair_make(&src, s->rows, s->cols, group, 1);
+    const int wq = copies_for(qbytes + 3 * sbytes, l2), wb = copies_for(wbytes, l2);
+    c.copies = wq;
+    for (int i = 0; i < wq; i++) {
+        c.q[i] = src.d;
+        c.q[i].perm = NULL;
+        CUDA_CHECK(cudaMalloc((void **)&c.q[i].qweight, qbytes));
+        CUDA_CHECK(cudaMemcpy(c.q[i].qweight, src.d.qweight, qbytes, cudaMemcpyDeviceToDevice));
+    }
+    for (int i = 0; i < wb; i++) {
+        CUDA_CHECK(cudaMalloc(&c.w[i], wbytes));
+        fill_cuda(c.w[i], (int64_t)s->rows * s->cols, 0.01f, DTYPE_BF16, 0);
+    }
+    const int max_n = 64;
+    float *hx = gpu_test_rand((size_t)max_n * s->cols, -1, 1, DTYPE_BF16);
+    c.x = gpu_test_to_device(hx, (size_t)max_n * s->cols, DTYPE_BF16);
+    free(hx);
+    CUDA_CHECK(cudaMalloc(&c.y, (size_t)max_n * s->rows * 2));
+    CUDA_CHECK(cudaMalloc(&c.scratch, wbytes));
+    static const int ns[] = {1, 2, 4, 8, 16, 64};
+    int met = 0;
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        c.n = ns[k];
+        const double w4 = time_us(run_w4, &c, wq);
+        double ao = 0;
+        if (c.n <= W4A16_GEMV_MAX_N) {
+            for (int i = 0; i < wq; i++) c.q[i].perm = src.d.perm;
+            ao = time_us(run_w4, &c, wq);
+            for (int i = 0; i < wq; i++) c.q[i].perm = NULL;
+        }
+        const double bf = time_us(run_bf16, &c, wb);
+        double lt = 0;
+        if (c.n == 1) {
+            gemm_set_gemv(g_gemm, false);
+            lt = time_us(run_bf16, &c, wb);
+            gemm_set_gemv(g_gemm, true);
+            met += lt / w4 >= 3.6;
+        }
+        const double bytes = (double)qbytes + 3.0 * sbytes + 2.0 * c.n * (s->cols + s->rows);
+        const double gbps = bytes / (w4 * 1e-6) * 1e-9;
+        printf("%-10s %6d %6d %3d | %8.2f %6.0f %5.1f%% | %8.2f | %8.2f %-4s %5.2fx", s->name,
+               s->rows, s->cols, c.n, w4, gbps, 100.0 * gbps / copy, ao, bf,
+               c.n == 1 ? "gemv" : "lt", bf / w4);
+        if (c.n == 1) printf(" | %8.2f %5.2fx", lt, lt / w4);
+        printf("\n");
+    }
+    for (int i = 0; i < wq; i++) CUDA_CHECK(cudaFree(c.q[i].qweight));
+    for (int i = 0; i < wb; i++) CUDA_CHECK(cudaFree(c.w[i]));
+    CUDA_CHECK(cudaFree(c.x));
+    CUDA_CHECK(cudaFree(c.y));
+    CUDA_CHECK(cudaFree(c.scratch));
+    qpair_free(&src);
+    return met;
+}
+
+static void bench(void) {
+    static const bench_shape shapes[] = {
+        {"qkv8B", 6144, 4096},     {"qkv8B/2", 3072, 4096},   {"qkv8B/4", 1536, 4096},
+        {"gateup8B", 28672, 4096}, {"gateup/2", 14336, 4096}, {"gateup/4", 7168, 4096},
+        {"down8B", 4096, 14336},   {"down/2", 4096, 7168},    {"down/4", 4096, 3584},
+        {"qkv70B", 10240, 8192},   {"qkv70B/2", 5120, 8192},  {"qkv70B/4", 2560, 8192}};
+    int l2 = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+    struct cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    const double copy = copy_gbps();
+    printf("\nw4a16 bench on %s: bf16 activations, group 128, median us per call over "
+           "back-to-back calls (weights rotated over >= 3x L2); copy 2 GiB D2D = %.0f GB/s "
+           "(read + write)\n", prop.name, copy);
+    printf("GB/s: 4-bit weights + fp16 scales + zeros + x + y; ao: act-order; bf16: gemm_run "
+           "(gemv n=1, cuBLASLt above); n >= 16: w4a16 = dequant + cuBLASLt (interim)\n");
+    printf("%-10s %6s %6s %3s | %8s %6s %6s | %8s | %8s %-4s %6s | %8s %6s\n", "shape", "rows",
+           "cols", "n", "w4a16us", "GB/s", "%copy", "ao us", "bf16 us", "path", "bf/w4",
+           "lt us", "lt/w4");
+    int met = 0, total = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        met += bench_shape_rows(&shapes[i], (size_t)l2, copy);
+        total++;
+    }
+    printf("target (issue #12): w4a16 >= 3.6x faster than cuBLASLt bf16 at n=1: met on %d of "
+           "%d shapes\n", met, total);
+}
+
+int main(void) {
+    if (gpu_test_skip()) return 77;
+    g_gemm = gemm_create((size_t)32 << 20);
+    if (!g_gemm) {
+        fprintf(stderr, "%s\n", folio_last_error());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_dequant),
+                                       cmocka_unit_test(test_products_edges),
+                                       cmocka_unit_test(test_products_random)};
+    const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (!failed && gpu_test_bench_enabled()) bench();
+    gemm_free(g_gemm);
+    return failed;
+}
+#endif
