@@ -15,5 +15,6 @@ int cmd_bench(int argc, char **argv, comm_ctx *comm);
 int cmd_bench_serve(int argc, char **argv, comm_ctx *comm);
 int cmd_bench_any(int argc, char **argv, comm_ctx *comm);
 int cmd_serve(int argc, char **argv, comm_ctx *comm);
+int cmd_quantize(int argc, char **argv, comm_ctx *comm);
 
 #endif

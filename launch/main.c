@@ -23,6 +23,7 @@ static const folio_command COMMANDS[] = {
     {"render", cmd_render, "print a model's chat template rendered over a conversation"},
     {"bench", cmd_bench_any, "latency | throughput of the CUDA backend; serve: load a running server"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (completions, chat, metrics)"},
+    {"quantize", cmd_quantize, "float checkpoint -> 4/8-bit compressed-tensors (RTN)"},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -1,0 +1,38 @@
+/* `folio quantize`'s work: a float Hugging Face checkpoint directory in, a compressed-tensors
+ * pack-quantized checkpoint directory out (ct_pack.h for the tensors).
+ *
+ * Every 2-D ".weight" of a q/k/v/o/gate/up/down_proj module is RTN-quantized (quantize.h);
+ * one whose input size is not a multiple of the group size and of 32 / bits is kept in float
+ * and named in the config's ignore list (reported). Every other tensor (embeddings, norms,
+ * biases, lm_head) is copied unchanged, same name, dtype and bytes. config.json is the
+ * input's plus quantization_config; tokenizer.json, tokenizer_config.json,
+ * generation_config.json and special_tokens_map.json are copied when present. */
+#ifndef FOLIO_QUANTIZE_MODEL_H
+#define FOLIO_QUANTIZE_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *model_dir;
+    const char *out_dir;         /* created; must not exist or be empty */
+    int bits;                    /* 4 or 8 */
+    int group_size;              /* <= 0: per channel */
+    bool sym;
+    uint64_t max_shard_bytes;    /* 0: one file */
+    bool progress;               /* a bar on stderr (when it is a terminal) */
+} quantize_options;
+
+typedef struct {
+    int n_quantized;             /* matrices quantized */
+    int n_kept;                  /* target matrices kept in float (shape does not fit) */
+    int n_copied;                /* other tensors copied */
+    uint64_t in_bytes, out_bytes;
+    int n_files;                 /* safetensors files written */
+    char first_kept[256];        /* the first matrix kept in float, for the report */
+} quantize_report;
+
+/* 0, or -1 with a message naming the file or tensor. */
+int quantize_model(const quantize_options *o, quantize_report *rep);
+
+#endif
