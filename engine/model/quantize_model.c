@@ -59,7 +59,9 @@ static int to_f32(const st_tensor *t, float *out) {
 static int add_part(qm_run *run, const char *module, const char *suffix, st_dtype dt, int ndim,
                     const int64_t *shape, const void *data, uint64_t nbytes) {
     char name[1024];
-    snprintf(name, sizeof name, "%s%s", module, suffix);
+    const int len = snprintf(name, sizeof name, "%s%s", module, suffix);
+    if (len < 0 || (size_t)len >= sizeof name)
+        return folio_fail("quantize: tensor name %s%s is too long", module, suffix);
     run->rep->out_bytes += nbytes;
     return st_writer_add(run->w, name, dt, ndim, shape, data, nbytes);
 }
