@@ -44,6 +44,10 @@ static int open_gpu(const char *dir, const device_options *o, comm_ctx *comm,
     int device = 0; /* this rank's GPU (local rank k: GPU k) before anything is allocated */
     if (comm_select_gpu(comm, &device) != 0) return -1;
     if (model_open_config(dir, comm->rank, comm->world, &dm->m) != 0) return -1;
+    if (dm->m.cfg.quant.method != QUANT_NONE)
+        return folio_fail("--device cuda: 4-bit weights are not supported on the GPU yet (%s is "
+                          "a %s checkpoint; use --device cpu, which dequantizes it at load)", dir,
+                          quant_method_name(dm->m.cfg.quant.method));
     cuda_weights *w = folio_xcalloc(1, sizeof *w);
     load_options opt = {.format = o->format, .show_progress = comm->rank == 0, .dummy_seed = 0};
     dm->dtype = gpu_dtype(o, &dm->m.cfg);
