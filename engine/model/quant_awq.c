@@ -18,6 +18,7 @@ static inline int awq_nibble(const st_tensor *t, int out, int row, int o) {
 static void unpack(const st_tensor *qw, const st_tensor *qz, const st_tensor *sc,
                    quant_unpacked *u) {
     const uint16_t *s = sc->data;
+#pragma omp parallel for schedule(static)
     for (int r = 0; r < u->rows; r++) {
         const int o = u->r0 + r;
         for (int i = 0; i < u->in; i++)

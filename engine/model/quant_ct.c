@@ -58,6 +58,7 @@ static int read_scales(const st_tensor *t, quant_unpacked *u) {
 
 static void unpack(const st_tensor *wp, const st_tensor *zp, quant_unpacked *u) {
     const int per = 32 / u->bits, half = 1 << (u->bits - 1);
+#pragma omp parallel for schedule(static)
     for (int r = 0; r < u->rows; r++) {
         const int o = u->r0 + r;
         uint8_t *q = u->q + (size_t)r * u->in;

@@ -42,6 +42,7 @@ static bool zeros_v2(quant_loader *ql, const quant_unpacked *u, const st_tensor 
 static void unpack(const st_tensor *qw, const st_tensor *qz, const st_tensor *sc, bool v2,
                    quant_unpacked *u) {
     const int per = 32 / u->bits, mask = (1 << u->bits) - 1;
+#pragma omp parallel for schedule(static)
     for (int r = 0; r < u->rows; r++) {
         const int o = u->r0 + r;
         uint8_t *q = u->q + (size_t)r * u->in;

@@ -16,9 +16,13 @@
 
 #include <cmocka.h>
 
+#include "backend.h"
+#include "comm.h"
 #include "dtype.h"
 #include "error.h"
+#include "fixture_util.h"
 #include "quant.h"
+#include "sequence_runner.h"
 #include "st_writer.h"
 #include "weights.h"
 
@@ -241,7 +245,9 @@ static void write_ct(st_writer *w, const truth *t, const qspec *qs, bool first) 
 
 static void quant_json(const qspec *qs, char *buf, size_t n) {
     const int bits = qs->config_bits ? qs->config_bits : qs->bits;
-    if (qs->method == QUANT_AWQ)
+    if (qs->method == QUANT_NONE)
+        snprintf(buf, n, "null");
+    else if (qs->method == QUANT_AWQ)
         snprintf(buf, n, "{\"quant_method\": \"awq\", \"bits\": %d, \"group_size\": %d, "
                  "\"version\": \"gemm\", \"zero_point\": true}", bits, qs->group);
     else if (qs->method == QUANT_GPTQ)
@@ -550,6 +556,81 @@ static void test_quant_matrix_perm(void **state) {
     }
 }
 
+
+/* ---- the forward ---- */
+
+/* The float checkpoint of c: the same float tensors, and every quantized Linear as its
+ * dequantized float32 weight. */
+static void write_float_twin(const ckpt *c, const dims *d, const char *dir) {
+    static const char *const keep[] = {"embed_tokens", "norm", "lm_head"};
+    safetensors_model st;
+    assert_int_equal(safetensors_open_dir(c->dir, &st), 0);
+    st_writer w = {0};
+    for (int i = 0; i < st.n_tensors; i++)
+        for (int k = 0; k < 3; k++)
+            if (strstr(st.tensors[i].name, keep[k]) && st.tensors[i].dtype == ST_F32) {
+                const st_tensor *t = &st.tensors[i];
+                stw_add(&w, t->name, "F32", t->ndim, t->shape[0], t->ndim > 1 ? t->shape[1] : 0,
+                        t->data, t->nbytes);
+                break;
+            }
+    for (int i = 0; i < c->n; i++) {
+        char name[192];
+        snprintf(name, sizeof name, "%s.weight", c->t[i].module);
+        stw_add(&w, name, "F32", 2, c->t[i].out, c->t[i].in, c->t[i].w,
+                sizeof(float) * c->t[i].out * c->t[i].in);
+    }
+    safetensors_close(&st);
+    char path[128];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    stw_write(&w, path);
+    qspec none = {.method = QUANT_NONE};
+    write_config(dir, d, &none);
+}
+
+static void logits_of(const char *dir, float *logits, int n) {
+    comm_ctx comm;
+    comm_init_single(&comm);
+    device_model m;
+    open_model_or_fail(dir, LOAD_AUTO, &comm, &m);
+    static const int32_t ids[] = {1, 7, 22, 5, 39, 3};
+    assert_int_equal(score_sequence(&m, &comm, ids, n, 16, logits), 0);
+    device_model_close(&m);
+}
+
+/* A W4A16 model's forward is exactly the forward of its dequantized weights; --device cuda
+ * refuses it for now. */
+static void test_forward_is_dequantized_forward(void **state) {
+    (void)state;
+    qspec qs = {.method = QUANT_CT, .bits = 4, .group = 32, .act_order = true};
+    ckpt c;
+    write_ckpt(&c, &DIMS_ODD, &qs);
+    char twin[64] = "/tmp/folio_qload_twin_XXXXXX";
+    assert_non_null(mkdtemp(twin));
+    write_float_twin(&c, &DIMS_ODD, twin);
+    const int n = 6, vocab = DIMS_ODD.vocab;
+    float *a = malloc(sizeof *a * n * vocab), *b = malloc(sizeof *b * n * vocab);
+    logits_of(c.dir, a, n);
+    logits_of(twin, b, n);
+    assert_memory_equal(a, b, sizeof *a * n * vocab);
+    comm_ctx comm;
+    comm_init_single(&comm);
+    device_model m;
+    const device_options gpu = {.device = DEVICE_CUDA, .format = LOAD_AUTO};
+    assert_int_equal(device_model_open(c.dir, &gpu, &comm, &m), -1);
+    assert_non_null(strstr(folio_last_error(),
+                           "--device cuda: 4-bit weights are not supported on the GPU yet"));
+    free(a);
+    free(b);
+    char path[128];
+    snprintf(path, sizeof path, "%s/model.safetensors", twin);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", twin);
+    unlink(path);
+    rmdir(twin);
+    ckpt_free(&c);
+}
+
 /* ---- malformed checkpoints ---- */
 
 static void test_error_missing_qzeros(void **state) {
@@ -618,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_odd_sizes),
         cmocka_unit_test(test_gptq_mislabeled),
         cmocka_unit_test(test_quant_matrix_perm),
+        cmocka_unit_test(test_forward_is_dequantized_forward),
         cmocka_unit_test(test_error_missing_qzeros),
         cmocka_unit_test(test_error_wrong_shape),
         cmocka_unit_test(test_error_bits3),
