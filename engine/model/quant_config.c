@@ -102,6 +102,9 @@ static int read_gptq(const json_t *o, const json_src *src, quant_config *q) {
         json_get_bool(o, "lm_head", src, &q->lm_head, false) < 0 ||
         read_choice(o, "checkpoint_format", src, formats, "gptq or gptq_v2", &format) < 0)
         return -1;
+    const json_t *dynamic = json_object_get(o, "dynamic");
+    if (dynamic && !json_is_null(dynamic) && json_object_size(dynamic) > 0)
+        return fail_value(src, "dynamic", dynamic, "per-module overrides: null or {}");
     q->gptq_v2 = strcmp(format, "gptq_v2") == 0;
     return 0;
 }

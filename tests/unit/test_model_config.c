@@ -635,6 +635,9 @@ static void test_error_quant(void **state) {
     EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
                       "\"group_size\": 128, \"checkpoint_format\": \"marlin\"}}",
                       "'quantization_config.checkpoint_format': \"marlin\"");
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
+                      "\"group_size\": 128, \"dynamic\": {\"-:.*down\": {}}}}",
+                      "'quantization_config.dynamic'", "not supported");
     EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
                       "\"format\": \"float-quantized\", \"config_groups\": {\"g\": "
                       "{\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": 4, "
