@@ -8,17 +8,19 @@
 
 /* Every g_idx value names a group, and every group has exactly group_size columns. */
 static int check_g_idx(const quant_unpacked *u, int *count) {
+    if (!u->g_idx_name) return 0; /* the default, c / group_size */
     for (int c = 0; c < u->in; c++) {
         if (u->g_idx[c] < 0 || u->g_idx[c] >= u->groups)
-            return folio_fail("%s: tensor '%s' g_idx: expected groups 0 .. %d, found %d at "
-                              "input %d", u->file, u->module, u->groups - 1, u->g_idx[c], c);
+            return folio_fail("%s: tensor '%s.%s': expected groups 0 .. %d, found %d at "
+                              "input %d", u->file, u->module, u->g_idx_name, u->groups - 1,
+                              u->g_idx[c], c);
         count[u->g_idx[c]]++;
     }
     for (int g = 0; g < u->groups; g++)
         if (count[g] != u->group_size)
-            return folio_fail("%s: tensor '%s' g_idx: expected %d input columns in every group "
+            return folio_fail("%s: tensor '%s.%s': expected %d input columns in every group "
                               "(group_size), found %d in group %d", u->file, u->module,
-                              u->group_size, count[g], g);
+                              u->g_idx_name, u->group_size, count[g], g);
     return 0;
 }
 

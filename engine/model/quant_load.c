@@ -71,6 +71,7 @@ int quant_read_g_idx(quant_loader *ql, quant_unpacked *u, const char *name) {
     int r = quant_tensor(ql, u->module, name, QT(ST_I32), 1, u->in, 0, ql->qc->act_order, &t);
     if (r != 0) return r < 0 ? -1 : 0;
     for (int i = 0; i < u->in; i++) u->g_idx[i] = (int32_t)quant_word(t, (size_t)i);
+    u->g_idx_name = name;
     return 0;
 }
 

@@ -22,6 +22,7 @@ typedef struct {
     uint8_t *zeros;              /* [rows][groups]: 0 .. 2^bits - 1 */
     uint16_t *scales;            /* [rows][groups]: fp16 */
     int32_t *g_idx;              /* [in]: group of each input column (default c / group_size) */
+    const char *g_idx_name;      /* "g_idx" / "weight_g_idx" when read from the file, else NULL */
 } quant_unpacked;
 
 /* Bit mask of accepted dtypes for quant_tensor. */

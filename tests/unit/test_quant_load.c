@@ -40,6 +40,7 @@ typedef struct {
     const char *skip;            /* a tensor suffix left out of the first module */
     bool bad_shape;              /* the first module's scales written one group row short */
     int config_bits;             /* bits written in config.json (0: bits) */
+    bool bad_g_idx;              /* the first module's g_idx[0] written out of range */
 } qspec;
 
 typedef struct {
@@ -198,7 +199,11 @@ static void write_gptq(st_writer *w, const truth *t, const qspec *qs, bool first
     put(w, t, qs, first, "qweight", "I32", 2, t->in / per, t->out, qw, 4);
     put(w, t, qs, first, "qzeros", "I32", 2, t->G, t->out / per, qz, 4);
     put_scales_t(w, t, qs, first);
-    put(w, t, qs, first, "g_idx", "I32", 1, t->in, 0, t->g_idx, 4);
+    int32_t *g_idx = malloc(sizeof *g_idx * t->in);
+    memcpy(g_idx, t->g_idx, sizeof *g_idx * t->in);
+    if (first && qs->bad_g_idx) g_idx[0] = t->G;
+    put(w, t, qs, first, "g_idx", "I32", 1, t->in, 0, g_idx, 4);
+    free(g_idx);
     free(qw);
     free(qz);
 }
@@ -664,6 +669,20 @@ static void test_error_wrong_shape(void **state) {
     ckpt_free(&c);
 }
 
+static void test_error_g_idx(void **state) {
+    (void)state;
+    qspec qs = {.method = QUANT_GPTQ, .bits = 4, .group = 64, .act_order = true, .skip = "g_idx"};
+    ckpt c;
+    write_ckpt(&c, &DIMS_B, &qs);
+    expect_load_fail(&c, 1, "'model.layers.0.self_attn.q_proj.g_idx' is missing", NULL);
+    ckpt_free(&c);
+    qspec bad = {.method = QUANT_GPTQ, .bits = 4, .group = 64, .bad_g_idx = true};
+    write_ckpt(&c, &DIMS_B, &bad);
+    expect_load_fail(&c, 1, "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.g_idx'",
+                     "expected groups 0 .. 3, found 4 at input 0", NULL);
+    ckpt_free(&c);
+}
+
 static void test_error_bits3(void **state) {
     (void)state;
     qspec qs = {.method = QUANT_GPTQ, .bits = 4, .group = 64, .config_bits = 3};
@@ -702,6 +721,7 @@ int main(void) {
         cmocka_unit_test(test_forward_is_dequantized_forward),
         cmocka_unit_test(test_error_missing_qzeros),
         cmocka_unit_test(test_error_wrong_shape),
+        cmocka_unit_test(test_error_g_idx),
         cmocka_unit_test(test_error_bits3),
         cmocka_unit_test(test_error_split_cuts_group),
     };
