@@ -26,6 +26,11 @@ static void print_summary(const model *m, const char *dir, load_format format, i
             format_bytes((double)m->weights.arena_floats * sizeof(float), bytes, sizeof bytes),
             world, world > 1 ? "s (this rank's share)" : "", seconds,
             format == LOAD_DUMMY ? " (dummy weights)" : "");
+    const quant_config *q = &m->cfg.quant;
+    if (q->method != QUANT_NONE && format != LOAD_DUMMY)
+        fprintf(stderr, "folio: %d-bit %s weights (group size %d%s) dequantized to float32 at "
+                        "load\n", q->bits, quant_method_name(q->method), q->group_size,
+                q->act_order ? ", act-order" : "");
     if (verbose)
         fprintf(stderr, "folio: %d layers, hidden %d, heads %d (kv %d, head_dim %d), ffn %d, "
                         "vocab %d, context %d, rope theta %g\n", m->cfg.n_layers,

@@ -12,6 +12,7 @@
 #include "error.h"
 #include "json_util.h"
 #include "model_config.h"
+#include "quant_config_read.h"
 
 /* Plausibility bounds: far above any published model, low enough that every product of sizes
  * (param counts, n_heads * head_dim, ...) stays well inside its integer type. */
@@ -94,12 +95,6 @@ static int read_arch(const json_t *root, const json_src *src, model_config *cfg,
     cfg->arch = (*fam)->arch;
     snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", name);
     return 0;
-}
-
-/* Checkpoints Folio cannot run, refused by name rather than failing later on tensor shapes. */
-static int refuse_unsupported(const json_t *root, const json_src *src) {
-    const json_t *q = given(root, "quantization_config");
-    return q ? json_fail_unsupported(src, "quantization_config", "a quantized checkpoint", q) : 0;
 }
 
 /* ---- sizes ---- */
@@ -448,8 +443,8 @@ static int parse_roots(const json_t *root, const json_t *gen, const char *origin
                        const char *gen_origin, model_config *cfg) {
     const json_src src = {origin, NULL}, gsrc = {gen_origin, NULL};
     const family *fam = NULL;
-    if (read_arch(root, &src, cfg, &fam) < 0 || refuse_unsupported(root, &src) < 0 ||
-        read_sizes(root, &src, fam, cfg) < 0 || read_activation(root, &src) < 0 ||
+    if (read_arch(root, &src, cfg, &fam) < 0 || read_sizes(root, &src, fam, cfg) < 0 ||
+        quant_config_read(root, &src, cfg) < 0 || read_activation(root, &src) < 0 ||
         read_dtype(root, &src, cfg) < 0 || read_layout(root, &src, cfg) < 0 ||
         read_sliding(root, &src, fam, cfg) < 0 || read_rope(root, &src, cfg) < 0 ||
         read_tokens(root, gen, &src, &gsrc, cfg) < 0) {
@@ -503,6 +498,7 @@ int model_config_parse(const char *config_json, const char *generation_json, con
 void model_config_free(model_config *cfg) {
     if (!cfg) return;
     free(cfg->sliding_window);
+    quant_config_free(&cfg->quant);
     memset(cfg, 0, sizeof *cfg);
 }
 

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "dtype.h"
+#include "quant_config.h"
 
 typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2, ARCH_QWEN3 } model_arch;
 
@@ -50,6 +51,7 @@ typedef struct {
     int bos_id;                    /* -1 if none */
     int eos_ids[FOLIO_MAX_EOS];    /* generation_config.json's, else config.json's */
     int n_eos;
+    quant_config quant;            /* quantization_config (method QUANT_NONE: none) */
 } model_config;
 
 /* Reads DIR/config.json and, when present, DIR/generation_config.json. Unknown architectures,

@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "progress.h"
+#include "quant.h"
 #include "safetensors.h"
 #include "weights.h"
 
@@ -229,28 +230,47 @@ static void copy_slice(const tensor_spec *s, const st_tensor *t, folio_dtype dt,
     }
 }
 
-static int load_from_files(const char *dir, spec_list *l, const load_options *opt) {
+/* A quantized Linear weight: this rank's quant_matrix, dequantized into the arena. */
+static int load_quantized(quant_loader *ql, const tensor_spec *s) {
+    quant_matrix qm;
+    if (quant_load_matrix(ql, s, &qm) != 0) return -1;
+    quant_matrix_dequantize(&qm, *s->dest);
+    quant_matrix_free(&qm);
+    return 0;
+}
+
+static int load_float(const char *dir, const safetensors_model *m, const tensor_spec *s) {
+    const st_tensor *t = safetensors_find(m, s->name);
+    folio_dtype dt = DTYPE_F32;
+    if (!t)
+        return folio_fail("%s: tensor '%s' is missing (the config says the model has it)", dir,
+                          s->name);
+    if (check_tensor(s, t, &dt) != 0) return -1;
+    copy_slice(s, t, dt, *s->dest);
+    return 0;
+}
+
+static int load_from_files(const char *dir, const model_config *cfg, const shard_plan *shard,
+                           spec_list *l, const load_options *opt, model_weights *w) {
     safetensors_model m = {0};
     if (safetensors_open_dir(dir, &m) != 0) return -1;
     int rc = 0;
     uint64_t bytes = 0;
     for (int i = 0; i < l->n; i++) bytes += tensor_spec_floats(&l->items[i]) * sizeof(float);
+    quant_loader ql = {.st = &m, .dir = dir, .qc = &cfg->quant, .world = shard->world};
     progress_bar bar;
     progress_start(&bar, "loading", bytes, "B", opt->show_progress);
     for (int i = 0; i < l->n && rc == 0; i++) {
         const tensor_spec *s = &l->items[i];
-        const st_tensor *t = safetensors_find(&m, s->name);
-        folio_dtype dt = DTYPE_F32;
-        if (!t) {
-            rc = folio_fail("%s: tensor '%s' is missing (the config says the model has it)",
-                            dir, s->name);
-        } else if ((rc = check_tensor(s, t, &dt)) == 0) {
-            copy_slice(s, t, dt, *s->dest);
-            progress_add(&bar, tensor_spec_floats(s) * sizeof(float));
-        }
+        rc = quant_spec_quantized(&cfg->quant, s) ? load_quantized(&ql, s)
+                                                  : load_float(dir, &m, s);
+        if (rc == 0) progress_add(&bar, tensor_spec_floats(s) * sizeof(float));
     }
     progress_finish(&bar);
     safetensors_close(&m);
+    snprintf(w->load_note, sizeof w->load_note, "%s", ql.note);
+    if (rc == 0 && ql.note[0] && shard->rank == 0)
+        fprintf(stderr, "folio: warning: %s\n", ql.note);
     return rc;
 }
 
@@ -297,7 +317,7 @@ int weights_load(const char *dir, const model_config *cfg, const shard_plan *sha
     if (opt->format == LOAD_DUMMY) {
         for (int i = 0; i < l.n; i++) fill_dummy(&l.items[i], *l.items[i].dest, opt->dummy_seed);
     } else {
-        rc = load_from_files(dir, &l, opt);
+        rc = load_from_files(dir, cfg, shard, &l, opt, w);
     }
     free(l.items);
     if (rc != 0) {

@@ -36,6 +36,8 @@ typedef struct {
     float *arena;
     size_t arena_floats;
     long long n_params_local;    /* parameters held by this rank */
+    char load_note[384];         /* a quantized checkpoint whose label disagreed with its data:
+                                  * what the loader assumed (printed on rank 0), else "" */
 } model_weights;
 
 typedef enum { LOAD_AUTO, LOAD_DUMMY } load_format;

@@ -63,6 +63,22 @@ static int open_gpu(const char *dir, const device_options *o, comm_ctx *comm,
 }
 #endif
 
+/* Quantized checkpoints load on the CPU only for now (dequantized at load); a config that
+ * does not parse is left to the normal path to report. */
+static int refuse_quantized_gpu(const char *dir) {
+    model_config c;
+    if (model_config_load(dir, &c) != 0) {
+        folio_clear_error();
+        return 0;
+    }
+    quant_method q = c.quant.method;
+    model_config_free(&c);
+    if (q == QUANT_NONE) return 0;
+    return folio_fail("--device cuda: 4-bit weights are not supported on the GPU yet (%s: "
+                      "quant_method %s; use --device cpu, which dequantizes them at load)", dir,
+                      quant_method_name(q));
+}
+
 int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
                       device_model *dm) {
     memset(dm, 0, sizeof *dm);
@@ -70,7 +86,9 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
     dm->enforce_eager = o->enforce_eager;
     dm->allreduce_nccl = o->allreduce_nccl;
     int rc;
-    if (o->device == DEVICE_CUDA) {
+    if (o->device == DEVICE_CUDA && refuse_quantized_gpu(dir) != 0) {
+        rc = -1;
+    } else if (o->device == DEVICE_CUDA) {
 #ifdef FOLIO_HAVE_CUDA
         rc = open_gpu(dir, o, comm, dm);
 #else

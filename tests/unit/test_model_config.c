@@ -575,6 +575,82 @@ static void test_bench_configs(void **state) {
     }
 }
 
+
+/* ---- quantization_config ---- */
+
+static void parse_patch_ok(const char *patch, model_config *c) {
+    char *t = patched(DATA "llama-3.1-8b-instruct/config.json", patch);
+    parse_ok(t, NULL, c);
+    free(t);
+}
+
+static void test_quant_configs(void **state) {
+    (void)state;
+    model_config c;
+    parse_patch_ok("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
+                   "\"group_size\": 128, \"desc_act\": true, \"sym\": false, "
+                   "\"checkpoint_format\": \"gptq_v2\"}}", &c);
+    assert_int_equal(c.quant.method, QUANT_GPTQ);
+    assert_int_equal(c.quant.bits, 4);
+    assert_int_equal(c.quant.group_size, 128);
+    assert_true(c.quant.act_order && !c.quant.sym && c.quant.gptq_v2 && !c.quant.lm_head);
+    assert_true(quant_module_quantized(&c.quant, "model.layers.0.mlp.up_proj"));
+    assert_false(quant_module_quantized(&c.quant, "lm_head"));
+    model_config_free(&c);
+    parse_patch_ok("{\"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4, "
+                   "\"group_size\": 64, \"version\": \"GEMM\", \"zero_point\": true, "
+                   "\"modules_to_not_convert\": [\"mlp.down\"]}}", &c);
+    assert_int_equal(c.quant.method, QUANT_AWQ);
+    assert_false(quant_module_quantized(&c.quant, "model.layers.3.mlp.down_proj"));
+    assert_true(quant_module_quantized(&c.quant, "model.layers.3.mlp.gate_proj"));
+    model_config_free(&c);
+    parse_patch_ok("{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
+                   "\"format\": \"pack-quantized\", \"ignore\": [\"re:.*layers[.]1[.].*\"], "
+                   "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], "
+                   "\"input_activations\": null, \"weights\": {\"num_bits\": 8, "
+                   "\"type\": \"int\", \"symmetric\": true, \"strategy\": \"channel\", "
+                   "\"actorder\": \"group\"}}}}}", &c);
+    assert_int_equal(c.quant.method, QUANT_CT);
+    assert_int_equal(c.quant.bits, 8);
+    assert_int_equal(c.quant.group_size, -1);
+    assert_true(c.quant.sym && c.quant.act_order && c.quant.lm_head);
+    assert_false(quant_module_quantized(&c.quant, "model.layers.1.mlp.up_proj"));
+    assert_true(quant_module_quantized(&c.quant, "model.layers.11.mlp.up_proj"));
+    model_config_free(&c);
+}
+
+static void test_error_quant(void **state) {
+    (void)state;
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 3, "
+                      "\"group_size\": 128}}",
+                      "config.json: field 'quantization_config.bits': 3 is not supported (4 or 8)");
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 8, "
+                      "\"group_size\": 128}}", "'quantization_config.bits': 8", "(4)");
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4, "
+                      "\"group_size\": 128, \"version\": \"gemv\"}}",
+                      "'quantization_config.version': \"gemv\" is not supported");
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
+                      "\"group_size\": 100}}", "'quantization_config.group_size': 100",
+                      "does not divide hidden_size (4096)");
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
+                      "\"group_size\": 128, \"checkpoint_format\": \"marlin\"}}",
+                      "'quantization_config.checkpoint_format': \"marlin\"");
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
+                      "\"group_size\": 128, \"dynamic\": {\"-:.*down\": {}}}}",
+                      "'quantization_config.dynamic'", "not supported");
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
+                      "\"format\": \"float-quantized\", \"config_groups\": {\"g\": "
+                      "{\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": 4, "
+                      "\"strategy\": \"group\", \"group_size\": 128}}}}}",
+                      "'quantization_config.format': \"float-quantized\"", "pack-quantized");
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
+                      "\"format\": \"pack-quantized\", \"config_groups\": {\"g\": "
+                      "{\"targets\": [\"Linear\"], \"input_activations\": {\"num_bits\": 8}, "
+                      "\"weights\": {\"num_bits\": 4, \"strategy\": \"group\", "
+                      "\"group_size\": 128}}}}}",
+                      "'quantization_config.config_groups.g.input_activations'");
+}
+
 /* ---- errors ---- */
 
 static void test_error_architecture(void **state) {
@@ -586,8 +662,9 @@ static void test_error_architecture(void **state) {
     EXPECT_PATCH_FAIL("{\"architectures\": \"<absent>\", \"model_type\": \"<absent>\"}",
                       "neither 'architectures' nor 'model_type'");
     EXPECT_PATCH_FAIL("{\"architectures\": [42]}", "'architectures[0]'", "a string", "42");
-    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4}}",
-                      "'quantization_config'", "not supported", "gptq");
+    EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"bitsandbytes\"}}",
+                      "'quantization_config.quant_method'", "\"bitsandbytes\" is not supported",
+                      "awq, gptq or compressed-tensors");
     assert_string_equal(model_config_supported(),
                         "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
                         "Qwen3ForCausalLM");
@@ -809,6 +886,8 @@ int main(void) {
         cmocka_unit_test(test_yarn),
         cmocka_unit_test(test_rope_block_precedence),
         cmocka_unit_test(test_bench_configs),
+        cmocka_unit_test(test_quant_configs),
+        cmocka_unit_test(test_error_quant),
         cmocka_unit_test(test_error_architecture),
         cmocka_unit_test(test_error_sizes),
         cmocka_unit_test(test_error_fields),

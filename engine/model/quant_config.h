@@ -1,0 +1,34 @@
+/* What config.json's quantization_config says about a weight-only quantized checkpoint (AWQ
+ * GEMM, GPTQ, compressed-tensors pack-quantized), normalised into one struct, and which
+ * modules it quantizes. Reading it lives in quant_config.c (model_config_load calls it). */
+#ifndef FOLIO_QUANT_CONFIG_H
+#define FOLIO_QUANT_CONFIG_H
+
+#include <stdbool.h>
+
+typedef enum { QUANT_NONE = 0, QUANT_AWQ, QUANT_GPTQ, QUANT_CT } quant_method;
+
+typedef struct {
+    quant_method method;
+    int bits;                  /* 4 or 8 (AWQ: 4) */
+    int group_size;            /* > 0, or -1: per output channel (one group of all inputs) */
+    bool sym;                  /* symmetric: the zero is 2^(bits-1) */
+    bool act_order;            /* GPTQ desc_act, compressed-tensors actorder "group" */
+    bool gptq_v2;              /* GPTQ checkpoint_format "gptq_v2" (v1: stored zero = zero-1) */
+    bool lm_head;              /* lm_head is quantized too */
+    char **ignore;             /* module names, or "re:REGEX" (owned) */
+    int n_ignore;
+    bool ignore_substring;     /* AWQ modules_to_not_convert: an entry matches any module
+                                * name containing it */
+} quant_config;
+
+/* "awq", "gptq", "compressed-tensors" ("none" for QUANT_NONE). */
+const char *quant_method_name(quant_method m);
+
+/* Whether the Linear module `module` ("model.layers.0.mlp.down_proj", "lm_head") is stored
+ * quantized under q. */
+bool quant_module_quantized(const quant_config *q, const char *module);
+
+void quant_config_free(quant_config *q);
+
+#endif
