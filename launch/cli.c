@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "grow.h"
 #include "kv_capacity.h"
 #include "model.h"
 #include "step_watchdog.h"
@@ -118,8 +119,7 @@ int cli_parse_ids(const char *option, const char *arg, int32_t **ids, int *n) {
             return folio_fail("%s: '%s' is not a comma-separated list of token ids (at "
                               "character %d)", option, arg, (int)(p - arg) + 1);
         }
-        if (count == cap) out = realloc(out, sizeof *out * (cap *= 2));
-        if (!out) return folio_fail("%s: out of memory", option);
+        FOLIO_GROW(out, cap, count + 1);
         out[count++] = (int32_t)v;
         p = *end ? end + 1 : end;
     }

@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
+#include "grow.h"
 #include "progress.h"
 
 enum { OPT_URL = 1, OPT_PROMPTS, OPT_CONCURRENCY, OPT_RATE, OPT_INPUT_LEN, OPT_OUTPUT_LEN,
@@ -242,10 +243,7 @@ static int send_all(int fd, const char *p, size_t n) {
 }
 
 static void add_gap(bench_request *r, double gap) {
-    if (r->n_gaps == r->cap_gaps) {
-        r->cap_gaps = r->cap_gaps ? 2 * r->cap_gaps : 256;
-        r->gaps = folio_xrealloc(r->gaps, sizeof *r->gaps * r->cap_gaps);
-    }
+    FOLIO_GROW(r->gaps, r->cap_gaps, r->n_gaps + 1);
     r->gaps[r->n_gaps++] = gap;
 }
 
@@ -293,7 +291,7 @@ static void run_request(const bench_serve_args *a, bench_request *r) {
     bool headers_done = false, done = false;
     int status = 0;
     while (!done) {
-        if (cap - len < 4096) buf = folio_xrealloc(buf, cap *= 2);
+        FOLIO_GROW(buf, cap, len + 4096);
         ssize_t got = recv(fd, buf + len, cap - len - 1, 0);
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) break;

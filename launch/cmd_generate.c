@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
+#include "grow.h"
 #include "engine_loop.h"
 #include "engine_options.h"
 #include "model.h"
@@ -348,7 +349,7 @@ static int read_lines(const char *path, char ***lines, int **line_nos, int *n) {
         while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = '\0';
         if (strspn(buf, " \t") == (size_t)len) continue;
         if (count == alloc) {
-            alloc = alloc ? 2 * alloc : 256;
+            alloc = (int)folio_grow_cap((size_t)alloc, (size_t)count + 1);
             *lines = folio_xrealloc(*lines, sizeof **lines * alloc);
             *line_nos = folio_xrealloc(*line_nos, sizeof **line_nos * alloc);
         }

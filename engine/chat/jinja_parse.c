@@ -23,13 +23,7 @@ typedef struct { /* a growable node list */
 } nodes;
 
 static void nodes_push(parser *P, nodes *l, jnode *x) {
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 8;
-        jnode **items = jarena_alloc(P->a, (size_t)cap * sizeof *items);
-        if (l->n) memcpy(items, l->items, (size_t)l->n * sizeof *items);
-        l->items = items;
-        l->cap = cap;
-    }
+    JARENA_PUSH_ROOM(P->a, l->items, l->n, l->cap);
     l->items[l->n++] = x;
 }
 
@@ -108,12 +102,7 @@ static int parse_args(parser *P, jnode *x) {
             next(P);
             jnode *v = parse_expression(P, true);
             if (!v) return -1;
-            if (nkw == cap) {
-                cap = cap ? cap * 2 : 4;
-                const char **k = jarena_alloc(P->a, (size_t)cap * sizeof *k);
-                if (nkw) memcpy(k, kwn, (size_t)nkw * sizeof *k);
-                kwn = k;
-            }
+            JARENA_PUSH_ROOM(P->a, kwn, nkw, cap);
             kwn[nkw++] = name;
             nodes_push(P, &kwv, v);
         } else {
@@ -266,11 +255,11 @@ static jnode *parse_primary(parser *P) {
             return x;
         }
     case TK_STRING: {
-        jbuf b = {0};
-        jbuf_put(&b, t->s, t->n);
+        text_buf b = {0};
+        text_buf_append(&b, t->s, t->n);
         while (peek(P)->kind == TK_STRING) {
             jtoken *more = next(P);
-            jbuf_put(&b, more->s, more->n);
+            text_buf_append(&b, more->s, more->n);
         }
         jval *v = jv_str_take_buf(P->a, &b);
         return literal(P, t->line, v);
@@ -530,12 +519,7 @@ static int parse_targets(parser *P, jnode *x) {
     do {
         jtoken *t = next(P);
         if (t->kind != TK_NAME) return fail_at(t, "expected a variable name");
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4;
-            const char **k = jarena_alloc(P->a, (size_t)cap * sizeof *k);
-            if (n) memcpy(k, names, (size_t)n * sizeof *k);
-            names = k;
-        }
+        JARENA_PUSH_ROOM(P->a, names, n, cap);
         names[n++] = t->s;
     } while (accept_op(P, ","));
     if (paren && expect_op(P, ")") != 0) return -1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "grow.h"
 #include "progress.h"
 #include "safetensors.h"
 #include "weights.h"
@@ -19,10 +20,7 @@ typedef struct {
 
 static void add_spec(spec_list *l, float **dest, init_kind init, int64_t rows, int64_t cols,
                      slice_kind slice, int64_t start, int64_t count, const char *fmt, int layer) {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 64;
-        l->items = folio_xrealloc(l->items, sizeof *l->items * l->cap);
-    }
+    FOLIO_GROW(l->items, l->cap, l->n + 1);
     tensor_spec *s = &l->items[l->n++];
     snprintf(s->name, sizeof s->name, fmt, layer);
     s->dest = dest;
