@@ -23,6 +23,7 @@
 #include "commands.h"
 #include "error.h"
 #include "grow.h"
+#include "hash.h"
 #include "progress.h"
 
 enum { OPT_URL = 1, OPT_PROMPTS, OPT_CONCURRENCY, OPT_RATE, OPT_INPUT_LEN, OPT_OUTPUT_LEN,
@@ -143,10 +144,7 @@ static int parse_args(int argc, char **argv, bench_serve_args *a) {
 /* ---- request bodies ---- */
 
 static uint64_t next_random(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return folio_mix64(*s += FOLIO_GOLDEN64);
 }
 
 /* Adds the fields every request carries: streaming with usage, the length, no early stop. */
@@ -398,7 +396,7 @@ static void report(const bench_serve_args *a, bench_request *reqs, int n, double
 }
 
 static int prepare(const bench_serve_args *a, bench_request *reqs, int n) {
-    uint64_t rng = (uint64_t)a->seed * 0x9e3779b97f4a7c15ull + 1;
+    uint64_t rng = (uint64_t)a->seed * FOLIO_GOLDEN64 + 1;
     if (a->requests) {
         if (file_bodies(a, reqs, n) != 0) return -1;
     } else {

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
+#include "hash.h"
 #include "grow.h"
 #include "engine_loop.h"
 #include "engine_options.h"
@@ -393,7 +394,7 @@ static int run_requests(generate_args *a, const device_model *dm, comm_ctx *comm
         for (int i = 0; i < n; i++) {
             jsonl_request jr;
             jsonl_parse_request(text[i], line_nos[i], i, dm->m.cfg.vocab, codec_of(a),
-                                a->run.seed + (uint64_t)i * 0x9e3779b97f4a7c15ull, &jr);
+                                a->run.seed + (uint64_t)i * FOLIO_GOLDEN64, &jr);
             if (!jr.error && engine_add(g.e, jr.prompt_ids, jr.n_prompt, &jr.p,
                                         (void *)(intptr_t)i, NULL) != 0) {
                 char msg[512];
