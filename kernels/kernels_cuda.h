@@ -81,8 +81,8 @@ int gemv_supported(int n, int in_f, folio_dtype dtype, const void *x, const void
 void gemv_cuda(void *y, folio_dtype y_type, const void *x, const void *w, const void *bias,
                folio_dtype dtype, int n, int in_f, int out_f, cudaStream_t stream);
 
-/* TEMPORARY (until the attention branch lands): paged_attention_cuda's contract, a simple
- * kernel, no workspace. head_dim <= 256. */
+/* paged_attention_cuda's contract in a simple kernel, no workspace (the fallback for shapes
+ * the paged kernels do not support, and FOLIO_ATTENTION=simple). head_dim <= 256. */
 void attention_simple_cuda(void *out, const void *q, const void *k_cache, const void *v_cache,
                            const int32_t *block_tables, const int32_t *seq_start,
                            const int32_t *context_lens, const paged_attention_params *p,

@@ -52,7 +52,7 @@ static void *watch(void *arg) {
 int step_watchdog_start(int rank, const char *host) {
     if (wd.running) return 0;
     const char *env = getenv("FOLIO_STEP_TIMEOUT");
-    double timeout = 600.0;
+    double timeout = STEP_TIMEOUT_DEFAULT_S;
     if (env && *env) {
         char *end;
         timeout = strtod(env, &end);
