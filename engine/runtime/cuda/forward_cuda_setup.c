@@ -10,6 +10,7 @@
 
 #include "attention_cuda.h"
 #include "cuda_check.h"
+#include "env.h"
 #include "error.h"
 #include "forward_cuda_internal.h"
 #include "rope_tables.h"
@@ -100,7 +101,7 @@ static void alloc_workspace(forward_cuda *f) {
  * forces the simple one (for comparisons). Sizes the workspace for the largest step. */
 static void choose_attention(forward_cuda *f) {
     const shard_plan *sh = &f->w->shard;
-    const char *env = getenv("FOLIO_ATTENTION");
+    const char *env = folio_env("FOLIO_ATTENTION");
     const int ratio = sh->n_kv_heads ? sh->n_heads / sh->n_kv_heads : 0;
     f->paged_attention = !(env && strcmp(env, "simple") == 0) &&
                          (f->cfg->head_dim == 64 || f->cfg->head_dim == 128) && ratio >= 1 &&
@@ -154,7 +155,7 @@ static int open_oneshot(forward_cuda *f) {
                     why);
         return 0;
     }
-    const char *env = getenv("FOLIO_ONESHOT_MAX_BYTES");
+    const char *env = folio_env("FOLIO_ONESHOT_MAX_BYTES");
     f->oneshot_max_bytes = env ? (size_t)strtoull(env, NULL, 10)
                                : ONESHOT_PEER_READ_BYTES / (size_t)(comm->world - 1);
     f->use_oneshot = true;
