@@ -138,3 +138,15 @@ int cli_bad_option(const char *command, char **argv) {
     return folio_fail("%s: unknown option or missing value: '%s' (see folio %s --help)",
                       command, arg ? arg : "?", command);
 }
+
+int cli_next_option(int argc, char **argv, const struct option *longopts, common_options *co,
+                    int (*more)(void *ctx, int id, const char *arg), void *ctx) {
+    int id;
+    while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        int rc = cli_common_option(co, id, optarg);
+        if (rc == 0 && more) rc = more(ctx, id, optarg);
+        if (rc < 0) return CLI_OPTION_FAILED;
+        if (rc == 0) return id;
+    }
+    return -1;
+}
