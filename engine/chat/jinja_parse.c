@@ -173,17 +173,21 @@ static jnode *parse_subscript(parser *P, jnode *obj) {
     return x;
 }
 
+/* A call of x: its arguments after the "(" at the parser (on line line); NULL on an error. */
+static jnode *parse_call(parser *P, jnode *x, int line) {
+    next(P);
+    jnode *call = node(P, E_CALL, line);
+    call->a = x;
+    return parse_args(P, call) != 0 ? NULL : call;
+}
+
 static jnode *parse_postfix(parser *P, jnode *x) {
     while (x) {
         jtoken *t = peek(P);
         if (is_op(t, ".") || is_op(t, "[")) {
             x = parse_subscript(P, x);
         } else if (is_op(t, "(")) {
-            next(P);
-            jnode *call = node(P, E_CALL, t->line);
-            call->a = x;
-            if (parse_args(P, call) != 0) return NULL;
-            x = call;
+            if (!(x = parse_call(P, x, t->line))) return NULL;
         } else {
             break;
         }
@@ -332,11 +336,7 @@ static jnode *parse_filter_expr(parser *P, jnode *x) {
             next(P);
             x = parse_test(P, x, t->line);
         } else if (is_op(t, "(")) {
-            next(P);
-            jnode *call = node(P, E_CALL, t->line);
-            call->a = x;
-            if (parse_args(P, call) != 0) return NULL;
-            x = call;
+            if (!(x = parse_call(P, x, t->line))) return NULL;
         } else {
             break;
         }
