@@ -1,6 +1,6 @@
 /* Ranks and collectives: MPI start-up (world rank and size, the local rank on each host from
  * host names), and the collectives the forward needs, implemented over MPI for the CPU
- * backend (NCCL for the CUDA backend arrives with tensor parallelism). */
+ * backend (the CUDA backend's device collectives are NCCL's: nccl_comm.h). */
 #ifndef FOLIO_COMM_H
 #define FOLIO_COMM_H
 

@@ -91,7 +91,7 @@ int nccl_init(nccl_ctx *n, comm_ctx *comm, cudaStream_t stream, double timeout_s
     n->stream = stream;
     n->rank = comm->rank;
     n->world = comm->world;
-    n->timeout_s = timeout_s > 0 ? timeout_s : 600.0;
+    n->timeout_s = timeout_s > 0 ? timeout_s : STEP_TIMEOUT_DEFAULT_S;
     n->host = comm->host;
     CUDA_CHECK(cudaGetDevice(&n->device));
     ncclUniqueId id;

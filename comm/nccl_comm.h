@@ -52,7 +52,7 @@ typedef struct {
 int comm_select_gpu(const comm_ctx *comm, int *device);
 
 /* Creates the communicator (a collective over comm: every rank calls it after
- * comm_select_gpu). timeout_s: deadline of nccl_wait (> 0). */
+ * comm_select_gpu). timeout_s: deadline of nccl_wait (<= 0: STEP_TIMEOUT_DEFAULT_S). */
 int nccl_init(nccl_ctx *n, comm_ctx *comm, cudaStream_t stream, double timeout_s);
 void nccl_free(nccl_ctx *n);
 

@@ -97,8 +97,8 @@ void w4a16_gemv_cuda(void *y, const void *x, const quant_matrix *m, const void *
  * w: [m->rows][m->cols], 16-byte aligned. */
 void w4a16_dequant_cuda(void *w, const quant_matrix *m, folio_dtype dtype, cudaStream_t stream);
 
-/* TEMPORARY (until the attention branch lands): paged_attention_cuda's contract, a simple
- * kernel, no workspace. head_dim <= 256. */
+/* paged_attention_cuda's contract in a simple kernel, no workspace (the fallback for shapes
+ * the paged kernels do not support, and FOLIO_ATTENTION=simple). head_dim <= 256. */
 void attention_simple_cuda(void *out, const void *q, const void *k_cache, const void *v_cache,
                            const int32_t *block_tables, const int32_t *seq_start,
                            const int32_t *context_lens, const paged_attention_params *p,

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "grow.h"
 #include "kv_capacity.h"
 #include "model.h"
 #include "step_watchdog.h"
@@ -118,8 +119,7 @@ int cli_parse_ids(const char *option, const char *arg, int32_t **ids, int *n) {
             return folio_fail("%s: '%s' is not a comma-separated list of token ids (at "
                               "character %d)", option, arg, (int)(p - arg) + 1);
         }
-        if (count == cap) out = realloc(out, sizeof *out * (cap *= 2));
-        if (!out) return folio_fail("%s: out of memory", option);
+        FOLIO_GROW(out, cap, count + 1);
         out[count++] = (int32_t)v;
         p = *end ? end + 1 : end;
     }
@@ -137,4 +137,16 @@ int cli_bad_option(const char *command, char **argv) {
     const char *arg = argv[optind - 1];
     return folio_fail("%s: unknown option or missing value: '%s' (see folio %s --help)",
                       command, arg ? arg : "?", command);
+}
+
+int cli_next_option(int argc, char **argv, const struct option *longopts, common_options *co,
+                    int (*more)(void *ctx, int id, const char *arg), void *ctx) {
+    int id;
+    while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        int rc = cli_common_option(co, id, optarg);
+        if (rc == 0 && more) rc = more(ctx, id, optarg);
+        if (rc < 0) return CLI_OPTION_FAILED;
+        if (rc == 0) return id;
+    }
+    return -1;
 }

@@ -61,6 +61,13 @@ void common_options_init(common_options *o);
  * message for a bad value. */
 int cli_common_option(common_options *o, int id, const char *arg);
 
+/* getopt_long's next option that the command handles itself (set optind and opterr first):
+ * the common options and, where more is not NULL, those more takes (1 taken, 0 not, -1 bad)
+ * are handled here. The option's id, -1 at the end, or CLI_OPTION_FAILED with a message. */
+#define CLI_OPTION_FAILED (-2)
+int cli_next_option(int argc, char **argv, const struct option *longopts, common_options *co,
+                    int (*more)(void *ctx, int id, const char *arg), void *ctx);
+
 /* Starts a model-running rank, before the model loads (a collective: every rank calls it):
  * binds it (--bind; prints the placement with --verbose) and starts the step watchdog
  * (FOLIO_STEP_TIMEOUT). 0, or -1 with a message. cli_stop_rank() undoes what it can. */

@@ -114,13 +114,11 @@ static int parse(int argc, char **argv, bench_args *a) {
     int id;
     optind = 2;
     opterr = 0;
-    while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        int rc = cli_common_option(&a->common, id, optarg);
-        if (rc < 0) return -1;
-        if (rc > 0) continue;
+    while ((id = cli_next_option(argc, argv, longopts, &a->common, NULL, NULL)) != -1) {
         int *dst = NULL;
         const char *name = NULL;
         switch (id) {
+        case CLI_OPTION_FAILED: return -1;
         case OPT_HELP: fputs(USAGE, stdout); exit(0);
         case OPT_BATCH: dst = &a->batch; name = "--batch-size"; break;
         case OPT_INPUT_LEN: dst = &a->input_len; name = "--input-len"; break;

@@ -22,6 +22,8 @@
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
+#include "grow.h"
+#include "hash.h"
 #include "progress.h"
 
 enum { OPT_URL = 1, OPT_PROMPTS, OPT_CONCURRENCY, OPT_RATE, OPT_INPUT_LEN, OPT_OUTPUT_LEN,
@@ -142,10 +144,7 @@ static int parse_args(int argc, char **argv, bench_serve_args *a) {
 /* ---- request bodies ---- */
 
 static uint64_t next_random(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return folio_mix64(*s += FOLIO_GOLDEN64);
 }
 
 /* Adds the fields every request carries: streaming with usage, the length, no early stop. */
@@ -242,10 +241,7 @@ static int send_all(int fd, const char *p, size_t n) {
 }
 
 static void add_gap(bench_request *r, double gap) {
-    if (r->n_gaps == r->cap_gaps) {
-        r->cap_gaps = r->cap_gaps ? 2 * r->cap_gaps : 256;
-        r->gaps = folio_xrealloc(r->gaps, sizeof *r->gaps * r->cap_gaps);
-    }
+    FOLIO_GROW(r->gaps, r->cap_gaps, r->n_gaps + 1);
     r->gaps[r->n_gaps++] = gap;
 }
 
@@ -293,7 +289,7 @@ static void run_request(const bench_serve_args *a, bench_request *r) {
     bool headers_done = false, done = false;
     int status = 0;
     while (!done) {
-        if (cap - len < 4096) buf = folio_xrealloc(buf, cap *= 2);
+        FOLIO_GROW(buf, cap, len + 4096);
         ssize_t got = recv(fd, buf + len, cap - len - 1, 0);
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) break;
@@ -400,7 +396,7 @@ static void report(const bench_serve_args *a, bench_request *reqs, int n, double
 }
 
 static int prepare(const bench_serve_args *a, bench_request *reqs, int n) {
-    uint64_t rng = (uint64_t)a->seed * 0x9e3779b97f4a7c15ull + 1;
+    uint64_t rng = (uint64_t)a->seed * FOLIO_GOLDEN64 + 1;
     if (a->requests) {
         if (file_bodies(a, reqs, n) != 0) return -1;
     } else {

@@ -10,6 +10,8 @@
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
+#include "hash.h"
+#include "grow.h"
 #include "engine_loop.h"
 #include "engine_options.h"
 #include "model.h"
@@ -79,12 +81,10 @@ static int parse_args(int argc, char **argv, generate_args *a) {
     int id;
     optind = 1;
     opterr = 0;
-    while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        int rc = cli_common_option(&a->common, id, optarg);
-        if (rc == 0) rc = engine_options_parse(&a->knobs, id, optarg);
-        if (rc < 0) return -1;
-        if (rc > 0) continue;
+    while ((id = cli_next_option(argc, argv, longopts, &a->common, engine_options_take,
+                                 &a->knobs)) != -1) {
         switch (id) {
+        case CLI_OPTION_FAILED: return -1;
         case OPT_HELP: fputs(USAGE, stdout); exit(0);
         case OPT_PROMPT: a->prompt_text = optarg; break;
         case OPT_PROMPT_IDS:
@@ -347,7 +347,7 @@ static int read_lines(const char *path, char ***lines, int **line_nos, int *n) {
         while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = '\0';
         if (strspn(buf, " \t") == (size_t)len) continue;
         if (count == alloc) {
-            alloc = alloc ? 2 * alloc : 256;
+            alloc = (int)folio_grow_cap((size_t)alloc, (size_t)count + 1);
             *lines = folio_xrealloc(*lines, sizeof **lines * alloc);
             *line_nos = folio_xrealloc(*line_nos, sizeof **line_nos * alloc);
         }
@@ -391,7 +391,7 @@ static int run_requests(generate_args *a, const device_model *dm, comm_ctx *comm
         for (int i = 0; i < n; i++) {
             jsonl_request jr;
             jsonl_parse_request(text[i], line_nos[i], i, dm->m.cfg.vocab, codec_of(a),
-                                a->run.seed + (uint64_t)i * 0x9e3779b97f4a7c15ull, &jr);
+                                a->run.seed + (uint64_t)i * FOLIO_GOLDEN64, &jr);
             if (!jr.error && engine_add(g.e, jr.prompt_ids, jr.n_prompt, &jr.p,
                                         (void *)(intptr_t)i, NULL) != 0) {
                 char msg[512];

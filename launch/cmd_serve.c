@@ -73,12 +73,10 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     int id;
     optind = 1;
     opterr = 0;
-    while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        int rc = cli_common_option(&a->common, id, optarg);
-        if (rc == 0) rc = engine_options_parse(&a->knobs, id, optarg);
-        if (rc < 0) return -1;
-        if (rc > 0) continue;
+    while ((id = cli_next_option(argc, argv, longopts, &a->common, engine_options_take,
+                                 &a->knobs)) != -1) {
         switch (id) {
+        case CLI_OPTION_FAILED: return -1;
         case OPT_HELP: fputs(USAGE, stdout); exit(0);
         case OPT_HOST: a->host = optarg; break;
         case OPT_API_KEY: a->api_key = optarg; break;

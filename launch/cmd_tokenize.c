@@ -145,14 +145,12 @@ int cmd_tokenize(int argc, char **argv, comm_ctx *comm) {
     bool special = true;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_next_option(argc, argv, opts, &co, NULL, NULL)) != -1) {
+        if (c == CLI_OPTION_FAILED) return -1;
         if (c == OPT_HELP) {
             fputs(TOKENIZE_HELP, stdout);
             return 0;
         }
-        int r = cli_common_option(&co, c, optarg);
-        if (r < 0) return -1;
-        if (r == 1) continue;
         if (c == OPT_TEXT) text = optarg;
         else if (c == OPT_JSONL) jsonl = optarg;
         else if (c == OPT_NO_SPECIAL) special = false;
@@ -244,14 +242,12 @@ int cmd_detokenize(int argc, char **argv, comm_ctx *comm) {
     bool skip = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_next_option(argc, argv, opts, &co, NULL, NULL)) != -1) {
+        if (c == CLI_OPTION_FAILED) return -1;
         if (c == OPT_HELP) {
             fputs(DETOKENIZE_HELP, stdout);
             return 0;
         }
-        int r = cli_common_option(&co, c, optarg);
-        if (r < 0) return -1;
-        if (r == 1) continue;
         if (c == OPT_IDS) ids_arg = optarg;
         else if (c == OPT_IDS_FILE) ids_file = optarg;
         else if (c == OPT_SKIP_SPECIAL) skip = true;

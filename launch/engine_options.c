@@ -24,3 +24,7 @@ int engine_options_parse(engine_options *k, int id, const char *arg) {
     default: return 0;
     }
 }
+
+int engine_options_take(void *knobs, int id, const char *arg) {
+    return engine_options_parse(knobs, id, arg);
+}

@@ -35,5 +35,7 @@ enum { OPT_KNOB_BLOCK_SIZE = 1100, OPT_KNOB_NUM_KV_BLOCKS, OPT_KNOB_MAX_NUM_SEQS
 /* Handles an engine option id: 1 if handled, 0 if not an engine option, -1 with a message
  * naming the option and value. */
 int engine_options_parse(engine_options *k, int id, const char *arg);
+/* engine_options_parse for cli_next_option (knobs: the engine_options). */
+int engine_options_take(void *knobs, int id, const char *arg);
 
 #endif

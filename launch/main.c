@@ -7,6 +7,7 @@
 #include "build_info.h"
 #include "comm.h"
 #include "commands.h"
+#include "env.h"
 #include "error.h"
 
 typedef struct {
@@ -33,7 +34,7 @@ static void usage(FILE *out) {
     for (int i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(out, "\n'folio COMMAND --help' lists a command's options; 'folio --version' the "
-                 "build.\n");
+                 "build;\n'folio --help-env' the environment variables.\n");
 }
 
 static const folio_command *find_command(const char *name) {
@@ -54,6 +55,10 @@ static void print_version(void) {
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
         print_version();
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "--help-env") == 0) {
+        folio_env_print(stdout);
         return 0;
     }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "env.h"
 #include "error.h"
 #include "fault.h"
 
@@ -23,7 +24,7 @@ static bool entry_matches(const char *s, const char *end, const char *point, int
 }
 
 bool fault_armed(const char *point, int rank, long long n) {
-    const char *spec = getenv("FOLIO_FAULT");
+    const char *spec = folio_env("FOLIO_FAULT");
     if (!spec || !*spec) return false;
     for (const char *s = spec; *s;) {
         const char *end = strchr(s, ',');
@@ -38,7 +39,7 @@ int fault_check(const char *point, int rank, long long n) {
     if (!fault_armed(point, rank, n)) return 0;
     if (n >= 0)
         return folio_fail("injected fault (FOLIO_FAULT=%s): rank %d fails at %s %lld",
-                          getenv("FOLIO_FAULT"), rank, point, n);
+                          folio_env("FOLIO_FAULT"), rank, point, n);
     return folio_fail("injected fault (FOLIO_FAULT=%s): rank %d fails at %s",
-                      getenv("FOLIO_FAULT"), rank, point);
+                      folio_env("FOLIO_FAULT"), rank, point);
 }

@@ -6,7 +6,7 @@
  *   plan:N   the step plan message of step N is corrupted (rank 0: as sent; other ranks:
  *            as received), which the receivers' checksum must catch
  *   hang:N   rank RANK stops making progress in step N (the watchdog must end the job)
- * Unset: no fault anywhere, at the cost of one getenv per check. */
+ * Unset: no fault anywhere, at the cost of one environment read (folio_env) per check. */
 #ifndef FOLIO_FAULT_H
 #define FOLIO_FAULT_H
 

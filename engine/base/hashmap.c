@@ -3,31 +3,23 @@
 #include <string.h>
 
 #include "error.h"
+#include "hash.h"
 #include "hashmap.h"
-
-static inline uint64_t mix64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
 
 uint64_t hash_bytes(const void *data, size_t len) {
     const uint8_t *p = data;
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (len * 0x100000001B3ULL);
+    uint64_t h = FOLIO_GOLDEN64 ^ (len * FOLIO_FNV64_PRIME);
     while (len >= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
-        h = (h ^ mix64(w)) * 0x9E3779B97F4A7C15ULL;
+        h = (h ^ folio_mix64(w)) * FOLIO_GOLDEN64;
         p += 8;
         len -= 8;
     }
     uint64_t tail = 0;
     for (size_t i = 0; i < len; i++) tail |= (uint64_t)p[i] << (8 * i);
-    h = (h ^ mix64(tail ^ len)) * 0x9E3779B97F4A7C15ULL;
-    return mix64(h);
+    h = (h ^ folio_mix64(tail ^ len)) * FOLIO_GOLDEN64;
+    return folio_mix64(h);
 }
 
 static size_t pow2_at_least(size_t n) {
@@ -109,7 +101,7 @@ void u64map_free(u64map *m) {
 
 static size_t u64map_find(const u64map *m, uint64_t key) {
     size_t mask = m->cap - 1;
-    for (size_t i = mix64(key) & mask;; i = (i + 1) & mask)
+    for (size_t i = folio_mix64(key) & mask;; i = (i + 1) & mask)
         if (m->keys[i] == key || m->keys[i] == UINT64_MAX) return i;
 }
 

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "error.h"
 #include "step_watchdog.h"
 
@@ -51,8 +52,8 @@ static void *watch(void *arg) {
 
 int step_watchdog_start(int rank, const char *host) {
     if (wd.running) return 0;
-    const char *env = getenv("FOLIO_STEP_TIMEOUT");
-    double timeout = 600.0;
+    const char *env = folio_env("FOLIO_STEP_TIMEOUT");
+    double timeout = STEP_TIMEOUT_DEFAULT_S;
     if (env && *env) {
         char *end;
         timeout = strtod(env, &end);

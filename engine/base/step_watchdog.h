@@ -8,6 +8,10 @@
 #ifndef FOLIO_STEP_WATCHDOG_H
 #define FOLIO_STEP_WATCHDOG_H
 
+/* The one timeout of a step and of a device collective, in seconds: the watchdog's default
+ * (FOLIO_STEP_TIMEOUT unset) and the NCCL watchdog's (nccl_comm.h). */
+#define STEP_TIMEOUT_DEFAULT_S 600.0
+
 /* Starts the thread (once per process; later calls do nothing). 0, or -1 with a message
  * (bad FOLIO_STEP_TIMEOUT). */
 int step_watchdog_start(int rank, const char *host);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "grow.h"
 #include "utf8.h"
 
 /* Allowed range of the second byte for each lead byte; the others are 80..BF. */
@@ -100,12 +101,8 @@ size_t utf8_count(const char *s, size_t n) {
 
 static void reserve(char **out, size_t *cap, size_t need) {
     if (need <= *cap) return;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    char *p = realloc(*out, c);
-    if (!p) p = folio_xmalloc(c); /* aborts: out of memory */
-    *out = p;
-    *cap = c;
+    *cap = folio_grow_cap(*cap, need);
+    *out = folio_xrealloc(*out, *cap);
 }
 
 void utf8_append_lossy(const uint8_t *s, size_t n, char **out, size_t *len, size_t *cap) {

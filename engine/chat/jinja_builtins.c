@@ -100,34 +100,34 @@ static jval *str_split(jarena *a, int line, const jval *s, const jval *sep, long
 
 static jval *str_replace(jarena *a, const jval *s, const jval *old, const jval *new_,
                          long long count) {
-    jbuf b = {0};
+    text_buf b = {0};
     const char *p = s->u.str.s;
     size_t n = s->u.str.n, i = 0;
     long long done = 0;
     if (old->u.str.n == 0) { /* Python inserts `new` between every character */
         size_t len;
         for (; i <= n && (count < 0 || done < count); done++) {
-            jbuf_put(&b, new_->u.str.s, new_->u.str.n);
+            text_buf_append(&b, new_->u.str.s, new_->u.str.n);
             if (i == n) {
                 i++;
                 break;
             }
             jinja_utf8_at(p, n, i, &len);
-            jbuf_put(&b, p + i, len);
+            text_buf_append(&b, p + i, len);
             i += len;
         }
-        if (i < n) jbuf_put(&b, p + i, n - i);
+        if (i < n) text_buf_append(&b, p + i, n - i);
         return jv_str_take_buf(a, &b);
     }
     while (count < 0 || done < count) {
         const char *hit = memmem(p + i, n - i, old->u.str.s, old->u.str.n);
         if (!hit) break;
-        jbuf_put(&b, p + i, (size_t)(hit - p) - i);
-        jbuf_put(&b, new_->u.str.s, new_->u.str.n);
+        text_buf_append(&b, p + i, (size_t)(hit - p) - i);
+        text_buf_append(&b, new_->u.str.s, new_->u.str.n);
         i = (size_t)(hit - p) + old->u.str.n;
         done++;
     }
-    jbuf_put(&b, p + i, n - i);
+    text_buf_append(&b, p + i, n - i);
     return jv_str_take_buf(a, &b);
 }
 
@@ -222,7 +222,7 @@ static jval *str_join(jrender *r, int line, const jval *seq, const jval *sep, co
     jarena *a = jrender_arena(r);
     jval *items = to_list(a, line, seq);
     if (!items) return NULL;
-    jbuf b = {0};
+    text_buf b = {0};
     for (size_t k = 0; k < items->u.list.n; k++) {
         if (k && sep) jv_write_str(&b, sep);
         jval *x = items->u.list.items[k];
@@ -324,7 +324,7 @@ static jval *unique_items(jarena *a, int line, jval *seq) {
 static jval *reversed(jarena *a, int line, jval *v) {
     if (v->kind == JV_STR) {
         jval *chars = to_list(a, line, v);
-        jbuf b = {0};
+        text_buf b = {0};
         for (size_t k = chars->u.list.n; k-- > 0;) jv_write_str(&b, chars->u.list.items[k]);
         return jv_str_take_buf(a, &b);
     }
@@ -351,9 +351,9 @@ static jval *to_json(jarena *a, int line, jval *x, const jargs *args) {
         folio_fail("chat template line %d: tojson: indent must be an integer or a string", line);
         return NULL;
     }
-    jbuf b = {0};
+    text_buf b = {0};
     if (jv_write_json(&b, x, indent, sk && jv_truthy(sk), 0) != 0) {
-        jbuf_free(&b);
+        text_buf_free(&b);
         folio_fail_context("chat template line %d: tojson", line);
         return NULL;
     }
@@ -362,10 +362,10 @@ static jval *to_json(jarena *a, int line, jval *x, const jargs *args) {
 
 static jval *indent_lines(jarena *a, const jval *s, const jargs *args) {
     jval *w = arg(args, 0, "width"), *first = arg(args, 1, "first"), *blank = arg(args, 2, "blank");
-    jbuf pad = {0}, b = {0};
-    if (w && w->kind == JV_STR) jbuf_put(&pad, w->u.str.s, w->u.str.n);
+    text_buf pad = {0}, b = {0};
+    if (w && w->kind == JV_STR) text_buf_append(&pad, w->u.str.s, w->u.str.n);
     else
-        for (long long k = 0; k < (w && w->kind == JV_INT ? w->u.i : 4); k++) jbuf_putc(&pad, ' ');
+        for (long long k = 0; k < (w && w->kind == JV_INT ? w->u.i : 4); k++) text_buf_putc(&pad, ' ');
     const char *p = s->u.str.s;
     size_t n = s->u.str.n, i = 0;
     bool line0 = true;
@@ -374,14 +374,14 @@ static jval *indent_lines(jarena *a, const jval *s, const jargs *args) {
         size_t end = nl ? (size_t)(nl - p) : n;
         bool empty = end == i;
         if ((!line0 || (first && jv_truthy(first))) && (!empty || (blank && jv_truthy(blank))))
-            jbuf_put(&b, pad.data ? pad.data : "", pad.len);
-        jbuf_put(&b, p + i, end - i);
+            text_buf_append(&b, pad.s ? pad.s : "", pad.len);
+        text_buf_append(&b, p + i, end - i);
         if (!nl) break;
-        jbuf_putc(&b, '\n');
+        text_buf_putc(&b, '\n');
         i = end + 1;
         line0 = false;
     }
-    jbuf_free(&pad);
+    text_buf_free(&pad);
     return jv_str_take_buf(a, &b);
 }
 
@@ -701,10 +701,10 @@ static jval *make_range(jarena *a, int line, const jargs *args) {
 static jval *global_call(jrender *r, int line, const char *name, const jargs *args) {
     jarena *a = jrender_arena(r);
     if (!strcmp(name, "raise_exception")) {
-        jbuf b = {0};
+        text_buf b = {0};
         if (args->npos > 0) jv_write_str(&b, args->pos[0]);
-        folio_fail("chat template line %d: raise_exception: %s", line, b.data ? b.data : "");
-        jbuf_free(&b);
+        folio_fail("chat template line %d: raise_exception: %s", line, b.s ? b.s : "");
+        text_buf_free(&b);
         return NULL;
     }
     if (!strcmp(name, "namespace") || !strcmp(name, "dict")) {

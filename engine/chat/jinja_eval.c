@@ -30,7 +30,7 @@ typedef enum { CTL_NONE, CTL_BREAK, CTL_CONTINUE } jctl;
 struct jrender {
     jarena arena;
     jframe *frame;
-    jbuf *out;
+    text_buf *out;
     jctl ctl;
 };
 
@@ -50,16 +50,10 @@ static void frame_set(jrender *r, jframe *f, const char *name, jval *v) {
             return;
         }
     if (f->n == f->cap) {
-        int cap = f->cap ? f->cap * 2 : 8;
-        const char **names = jarena_alloc(&r->arena, (size_t)cap * sizeof *names);
-        jval **vals = jarena_alloc(&r->arena, (size_t)cap * sizeof *vals);
-        if (f->n) {
-            memcpy(names, f->names, (size_t)f->n * sizeof *names);
-            memcpy(vals, f->vals, (size_t)f->n * sizeof *vals);
-        }
-        f->names = names;
-        f->vals = vals;
-        f->cap = cap;
+        size_t n = (size_t)f->n, cap = folio_grow_cap((size_t)f->cap, n + 1);
+        f->names = jarena_grow(&r->arena, f->names, n, cap, sizeof *f->names);
+        f->vals = jarena_grow(&r->arena, f->vals, n, cap, sizeof *f->vals);
+        f->cap = (int)cap;
     }
     f->names[f->n] = name;
     f->vals[f->n++] = v;
@@ -71,10 +65,10 @@ static jval *lookup(jrender *r, const char *name) {
             if (strcmp(f->names[k], name) == 0) return f->vals[k];
     jval *g = jinja_global(&r->arena, name);
     if (g) return g;
-    jbuf b = {0};
-    jbuf_putc(&b, '\'');
-    jbuf_puts(&b, name);
-    jbuf_puts(&b, "' is undefined");
+    text_buf b = {0};
+    text_buf_putc(&b, '\'');
+    text_buf_puts(&b, name);
+    text_buf_puts(&b, "' is undefined");
     return jv_undef(&r->arena, jv_str_take_buf(&r->arena, &b)->u.str.s);
 }
 
@@ -83,12 +77,12 @@ static int fail_undefined(int line, const jval *v) {
 }
 
 static jval *undefined_member(jrender *r, const jval *obj, const char *what, const jval *key) {
-    jbuf b = {0};
-    jbuf_putc(&b, '\'');
-    jbuf_puts(&b, jv_type_name(obj));
-    jbuf_puts(&b, " object' has no ");
-    jbuf_puts(&b, what);
-    jbuf_putc(&b, ' ');
+    text_buf b = {0};
+    text_buf_putc(&b, '\'');
+    text_buf_puts(&b, jv_type_name(obj));
+    text_buf_puts(&b, " object' has no ");
+    text_buf_puts(&b, what);
+    text_buf_putc(&b, ' ');
     jv_write_repr(&b, key);
     return jv_undef(&r->arena, jv_str_take_buf(&r->arena, &b)->u.str.s);
 }
@@ -190,7 +184,7 @@ static jval *eval_slice(jrender *r, const jnode *e) {
     else if (stop < 0) stop = stop + n < 0 ? (step > 0 ? 0 : -1) : stop + n;
     else if (stop >= n) stop = step > 0 ? n : n - 1;
     jval *list = jv_list(&r->arena);
-    jbuf b = {0};
+    text_buf b = {0};
     for (long long k = start; step > 0 ? k < stop : k > stop; k += step) {
         if (!is_str) {
             jv_list_push(&r->arena, list, obj->u.list.items[k]);
@@ -198,7 +192,7 @@ static jval *eval_slice(jrender *r, const jnode *e) {
         }
         size_t i = cp_offset(obj->u.str.s, obj->u.str.n, k), len;
         jinja_utf8_at(obj->u.str.s, obj->u.str.n, i, &len);
-        jbuf_put(&b, obj->u.str.s + i, len);
+        text_buf_append(&b, obj->u.str.s + i, len);
     }
     if (is_str) return jv_str_take_buf(&r->arena, &b);
     list->tuple = obj->tuple;
@@ -215,9 +209,9 @@ static jval *type_error(int line, const char *op, const jval *x, const jval *y) 
 
 static jval *concat_seq(jrender *r, const jval *x, const jval *y) {
     if (x->kind == JV_STR) {
-        jbuf b = {0};
-        jbuf_put(&b, x->u.str.s, x->u.str.n);
-        jbuf_put(&b, y->u.str.s, y->u.str.n);
+        text_buf b = {0};
+        text_buf_append(&b, x->u.str.s, x->u.str.n);
+        text_buf_append(&b, y->u.str.s, y->u.str.n);
         return jv_str_take_buf(&r->arena, &b);
     }
     jval *l = jv_list(&r->arena);
@@ -229,9 +223,9 @@ static jval *concat_seq(jrender *r, const jval *x, const jval *y) {
 
 static jval *repeat_seq(jrender *r, const jval *seq, long long times) {
     jval *l = jv_list(&r->arena);
-    jbuf b = {0};
+    text_buf b = {0};
     for (long long t = 0; t < times; t++) {
-        if (seq->kind == JV_STR) jbuf_put(&b, seq->u.str.s, seq->u.str.n);
+        if (seq->kind == JV_STR) text_buf_append(&b, seq->u.str.s, seq->u.str.n);
         else
             for (size_t k = 0; k < seq->u.list.n; k++)
                 jv_list_push(&r->arena, l, seq->u.list.items[k]);
@@ -299,7 +293,7 @@ static jval *arith(jrender *r, int line, const char *op, jval *x, jval *y) {
 }
 
 static jval *tilde(jrender *r, jval *x, jval *y) {
-    jbuf b = {0};
+    text_buf b = {0};
     jv_write_str(&b, x);
     jv_write_str(&b, y);
     return jv_str_take_buf(&r->arena, &b);
@@ -566,7 +560,7 @@ static int exec_for(jrender *r, const jnode *s) {
 
 static int exec_set(jrender *r, const jnode *s) {
     if (s->kind == S_SET_BLOCK) {
-        jbuf b = {0}, *saved = r->out;
+        text_buf b = {0}, *saved = r->out;
         r->out = &b;
         int rc = exec_body(r, s->kids, s->nkids);
         r->out = saved;
@@ -588,7 +582,7 @@ static int exec_set(jrender *r, const jnode *s) {
 static int exec_stmt(jrender *r, const jnode *s) {
     jval *v;
     switch (s->kind) {
-    case S_TEXT: jbuf_put(r->out, s->value->u.str.s, s->value->u.str.n); return 0;
+    case S_TEXT: text_buf_append(r->out, s->value->u.str.s, s->value->u.str.n); return 0;
     case S_OUT:
         if (!(v = eval(r, s->a))) return -1;
         jv_write_str(r->out, v);
@@ -627,7 +621,7 @@ jinja_template *jinja_compile(const char *src) {
 
 int jinja_render(const jinja_template *t, const json_t *context, char **out, size_t *out_len) {
     jrender r = {0};
-    jbuf b = {0};
+    text_buf b = {0};
     r.out = &b;
     jframe *root = frame_push(&r);
     if (context) {
@@ -645,11 +639,11 @@ int jinja_render(const jinja_template *t, const json_t *context, char **out, siz
     int rc = exec_body(&r, t->body, t->nbody);
     jarena_free(&r.arena);
     if (rc != 0) {
-        jbuf_free(&b);
+        text_buf_free(&b);
         return -1;
     }
-    if (!b.data) jbuf_put(&b, "", 0);
-    *out = b.data;
+    if (!b.s) text_buf_append(&b, "", 0);
+    *out = b.s;
     *out_len = b.len;
     return 0;
 }

@@ -1,6 +1,6 @@
 /* Internals shared by the Jinja interpreter's files (not a public API): the arena that a
- * compiled template and each render allocate from, a growable byte buffer, UTF-8 helpers,
- * tokens, the syntax tree and run-time values.
+ * compiled template and each render allocate from, UTF-8 helpers, tokens, the syntax tree and
+ * run-time values. Text is built in base's text_buf.
  *
  * Ownership: a template's tokens and syntax tree live in the template's arena; every value
  * made during a render lives in that render's arena and is freed with it, so values are
@@ -14,9 +14,11 @@
 
 #include <jansson.h>
 
+#include "grow.h"
+#include "text_buf.h" /* the growable byte buffer */
 #include "utf8.h" /* utf8_count */
 
-/* ---- arena and buffer (jinja_text.c) ---- */
+/* ---- arena (jinja_text.c) ---- */
 typedef struct jarena_block jarena_block;
 typedef struct {
     jarena_block *head;
@@ -25,21 +27,23 @@ typedef struct {
 void *jarena_alloc(jarena *a, size_t n); /* zeroed; never NULL */
 char *jarena_strndup(jarena *a, const char *s, size_t n);
 void jarena_free(jarena *a);
+/* A new arena array of cap elements holding a copy of old[0..n) (the old array stays until
+ * the arena goes). */
+void *jarena_grow(jarena *a, const void *old, size_t n, size_t cap, size_t elem);
+/* Makes the arena array ptr (n used of cap, any integer types) hold one more element. */
+#define JARENA_PUSH_ROOM(a, ptr, n, cap)                                                   \
+    do {                                                                                   \
+        if ((size_t)(n) == (size_t)(cap)) {                                                \
+            (cap) = folio_grow_cap((size_t)(cap), (size_t)(n) + 1);                        \
+            (ptr) = jarena_grow((a), (ptr), (size_t)(n), (size_t)(cap), sizeof *(ptr));    \
+        }                                                                                  \
+    } while (0)
 
-typedef struct {
-    char *data; /* malloc'd, NUL-terminated when len > 0 */
-    size_t len, cap;
-} jbuf;
-
-void jbuf_put(jbuf *b, const char *s, size_t n);
-void jbuf_puts(jbuf *b, const char *s);
-void jbuf_putc(jbuf *b, char c);
-void jbuf_free(jbuf *b);
 
 /* Decodes the code point at s[i] (n bytes in all); *len gets its byte length (1 for a bad
  * byte, which decodes as itself). */
 uint32_t jinja_utf8_at(const char *s, size_t n, size_t i, size_t *len);
-void jinja_utf8_put(jbuf *b, uint32_t cp);
+void jinja_utf8_put(text_buf *b, uint32_t cp);
 /* Python's str.isspace for one code point. */
 bool jinja_is_space(uint32_t cp);
 
@@ -143,7 +147,7 @@ jval *jv_bool(jarena *a, bool b);
 jval *jv_int(jarena *a, long long i);
 jval *jv_float(jarena *a, double f);
 jval *jv_str(jarena *a, const char *s, size_t n); /* copies */
-jval *jv_str_take_buf(jarena *a, jbuf *b);       /* copies the buffer and frees it */
+jval *jv_str_take_buf(jarena *a, text_buf *b);       /* copies the buffer and frees it */
 jval *jv_list(jarena *a);
 void jv_list_push(jarena *a, jval *l, jval *x);
 jval *jv_dict(jarena *a, jv_kind kind); /* JV_DICT or JV_NS */
@@ -162,12 +166,12 @@ bool jv_equal(const jval *x, const jval *y);
 int jv_compare(const jval *x, const jval *y);
 const char *jv_type_name(const jval *v); /* Python's name: 'str', 'NoneType', ... */
 
-void jv_write_str(jbuf *b, const jval *v);  /* Python str(); undefined writes nothing */
-void jv_write_repr(jbuf *b, const jval *v); /* Python repr() */
+void jv_write_str(text_buf *b, const jval *v);  /* Python str(); undefined writes nothing */
+void jv_write_repr(text_buf *b, const jval *v); /* Python repr() */
 /* json.dumps(v, ensure_ascii=False, indent, sort_keys); indent NULL = one line. Returns 0, or
  * -1 with a message naming the value type that JSON cannot hold. */
-int jv_write_json(jbuf *b, const jval *v, const char *indent, bool sort_keys, int level);
-void jv_write_float(jbuf *b, double f); /* Python repr(float) */
+int jv_write_json(text_buf *b, const jval *v, const char *indent, bool sort_keys, int level);
+void jv_write_float(text_buf *b, double f); /* Python repr(float) */
 jval *jv_to_str(jarena *a, const jval *v);
 
 /* ---- evaluation (jinja_eval.c) and built-ins (jinja_builtins.c) ---- */

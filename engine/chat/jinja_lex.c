@@ -24,13 +24,7 @@ typedef struct {
 } lexer;
 
 static jtoken *push(lexer *L, jtok_kind kind, int line, const char *s, size_t n) {
-    if (L->n == L->cap) {
-        int cap = L->cap ? L->cap * 2 : 256;
-        jtoken *t = jarena_alloc(L->a, (size_t)cap * sizeof *t);
-        if (L->n) memcpy(t, L->toks, (size_t)L->n * sizeof *t);
-        L->toks = t;
-        L->cap = cap;
-    }
+    JARENA_PUSH_ROOM(L->a, L->toks, L->n, L->cap);
     jtoken *t = &L->toks[L->n++];
     memset(t, 0, sizeof *t);
     t->kind = kind;
@@ -88,26 +82,26 @@ static size_t find_tag(const lexer *L, size_t from) {
     return L->len;
 }
 
-static int decode_string(lexer *L, size_t *i, jbuf *out) {
+static int decode_string(lexer *L, size_t *i, text_buf *out) {
     const char *s = L->src;
     char q = s[(*i)++];
     while (*i < L->len && s[*i] != q) {
         char c = s[(*i)++];
         if (c != '\\' || *i >= L->len) {
-            jbuf_putc(out, c);
+            text_buf_putc(out, c);
             continue;
         }
         char e = s[(*i)++];
         switch (e) {
-        case 'n': jbuf_putc(out, '\n'); break;
-        case 't': jbuf_putc(out, '\t'); break;
-        case 'r': jbuf_putc(out, '\r'); break;
-        case 'b': jbuf_putc(out, '\b'); break;
-        case 'f': jbuf_putc(out, '\f'); break;
-        case 'v': jbuf_putc(out, '\v'); break;
-        case 'a': jbuf_putc(out, '\a'); break;
-        case '0': jbuf_putc(out, '\0'); break;
-        case '\\': case '\'': case '"': jbuf_putc(out, e); break;
+        case 'n': text_buf_putc(out, '\n'); break;
+        case 't': text_buf_putc(out, '\t'); break;
+        case 'r': text_buf_putc(out, '\r'); break;
+        case 'b': text_buf_putc(out, '\b'); break;
+        case 'f': text_buf_putc(out, '\f'); break;
+        case 'v': text_buf_putc(out, '\v'); break;
+        case 'a': text_buf_putc(out, '\a'); break;
+        case '0': text_buf_putc(out, '\0'); break;
+        case '\\': case '\'': case '"': text_buf_putc(out, e); break;
         case '\n': break;
         case 'x': case 'u': case 'U': {
             int digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
@@ -123,7 +117,7 @@ static int decode_string(lexer *L, size_t *i, jbuf *out) {
             jinja_utf8_put(out, cp);
             break;
         }
-        default: jbuf_putc(out, '\\'); jbuf_putc(out, e); break;
+        default: text_buf_putc(out, '\\'); text_buf_putc(out, e); break;
         }
     }
     if (*i >= L->len) return folio_fail("chat template line %d: unterminated string", L->line);
@@ -177,10 +171,10 @@ static int lex_token(lexer *L, size_t *i, int *depth) {
     }
     if (isdigit((unsigned char)c)) return lex_number(L, i);
     if (c == '\'' || c == '"') {
-        jbuf b = {0};
+        text_buf b = {0};
         int rc = decode_string(L, i, &b);
-        if (rc == 0) push(L, TK_STRING, L->line, b.data ? b.data : "", b.len);
-        jbuf_free(&b);
+        if (rc == 0) push(L, TK_STRING, L->line, b.s ? b.s : "", b.len);
+        text_buf_free(&b);
         return rc;
     }
     for (int k = 0; OPS[k]; k++) {

@@ -23,13 +23,7 @@ typedef struct { /* a growable node list */
 } nodes;
 
 static void nodes_push(parser *P, nodes *l, jnode *x) {
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 8;
-        jnode **items = jarena_alloc(P->a, (size_t)cap * sizeof *items);
-        if (l->n) memcpy(items, l->items, (size_t)l->n * sizeof *items);
-        l->items = items;
-        l->cap = cap;
-    }
+    JARENA_PUSH_ROOM(P->a, l->items, l->n, l->cap);
     l->items[l->n++] = x;
 }
 
@@ -108,12 +102,7 @@ static int parse_args(parser *P, jnode *x) {
             next(P);
             jnode *v = parse_expression(P, true);
             if (!v) return -1;
-            if (nkw == cap) {
-                cap = cap ? cap * 2 : 4;
-                const char **k = jarena_alloc(P->a, (size_t)cap * sizeof *k);
-                if (nkw) memcpy(k, kwn, (size_t)nkw * sizeof *k);
-                kwn = k;
-            }
+            JARENA_PUSH_ROOM(P->a, kwn, nkw, cap);
             kwn[nkw++] = name;
             nodes_push(P, &kwv, v);
         } else {
@@ -184,17 +173,21 @@ static jnode *parse_subscript(parser *P, jnode *obj) {
     return x;
 }
 
+/* A call of x: its arguments after the "(" at the parser (on line line); NULL on an error. */
+static jnode *parse_call(parser *P, jnode *x, int line) {
+    next(P);
+    jnode *call = node(P, E_CALL, line);
+    call->a = x;
+    return parse_args(P, call) != 0 ? NULL : call;
+}
+
 static jnode *parse_postfix(parser *P, jnode *x) {
     while (x) {
         jtoken *t = peek(P);
         if (is_op(t, ".") || is_op(t, "[")) {
             x = parse_subscript(P, x);
         } else if (is_op(t, "(")) {
-            next(P);
-            jnode *call = node(P, E_CALL, t->line);
-            call->a = x;
-            if (parse_args(P, call) != 0) return NULL;
-            x = call;
+            if (!(x = parse_call(P, x, t->line))) return NULL;
         } else {
             break;
         }
@@ -266,11 +259,11 @@ static jnode *parse_primary(parser *P) {
             return x;
         }
     case TK_STRING: {
-        jbuf b = {0};
-        jbuf_put(&b, t->s, t->n);
+        text_buf b = {0};
+        text_buf_append(&b, t->s, t->n);
         while (peek(P)->kind == TK_STRING) {
             jtoken *more = next(P);
-            jbuf_put(&b, more->s, more->n);
+            text_buf_append(&b, more->s, more->n);
         }
         jval *v = jv_str_take_buf(P->a, &b);
         return literal(P, t->line, v);
@@ -343,11 +336,7 @@ static jnode *parse_filter_expr(parser *P, jnode *x) {
             next(P);
             x = parse_test(P, x, t->line);
         } else if (is_op(t, "(")) {
-            next(P);
-            jnode *call = node(P, E_CALL, t->line);
-            call->a = x;
-            if (parse_args(P, call) != 0) return NULL;
-            x = call;
+            if (!(x = parse_call(P, x, t->line))) return NULL;
         } else {
             break;
         }
@@ -530,12 +519,7 @@ static int parse_targets(parser *P, jnode *x) {
     do {
         jtoken *t = next(P);
         if (t->kind != TK_NAME) return fail_at(t, "expected a variable name");
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4;
-            const char **k = jarena_alloc(P->a, (size_t)cap * sizeof *k);
-            if (n) memcpy(k, names, (size_t)n * sizeof *k);
-            names = k;
-        }
+        JARENA_PUSH_ROOM(P->a, names, n, cap);
         names[n++] = t->s;
     } while (accept_op(P, ","));
     if (paren && expect_op(P, ")") != 0) return -1;

@@ -1,6 +1,6 @@
 /* Memory and text plumbing of the Jinja interpreter: a bump arena (a template's syntax tree, a
- * render's values), a growable byte buffer, and the UTF-8 and whitespace helpers that give
- * strings Python's code-point semantics. */
+ * render's values), and the UTF-8 and whitespace helpers that give strings Python's
+ * code-point semantics. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +40,12 @@ char *jarena_strndup(jarena *a, const char *s, size_t n) {
     return p;
 }
 
+void *jarena_grow(jarena *a, const void *old, size_t n, size_t cap, size_t elem) {
+    void *p = jarena_alloc(a, cap * elem);
+    if (n) memcpy(p, old, n * elem);
+    return p;
+}
+
 void jarena_free(jarena *a) {
     jarena_block *b = a->head;
     while (b) {
@@ -48,30 +54,6 @@ void jarena_free(jarena *a) {
         b = next;
     }
     a->head = NULL;
-}
-
-void jbuf_put(jbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = folio_xmalloc(cap);
-        if (b->len) memcpy(p, b->data, b->len);
-        free(b->data);
-        b->data = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void jbuf_puts(jbuf *b, const char *s) { jbuf_put(b, s, strlen(s)); }
-
-void jbuf_putc(jbuf *b, char c) { jbuf_put(b, &c, 1); }
-
-void jbuf_free(jbuf *b) {
-    free(b->data);
-    memset(b, 0, sizeof *b);
 }
 
 uint32_t jinja_utf8_at(const char *s, size_t n, size_t i, size_t *len) {
@@ -83,9 +65,9 @@ uint32_t jinja_utf8_at(const char *s, size_t n, size_t i, size_t *len) {
     return cp;
 }
 
-void jinja_utf8_put(jbuf *b, uint32_t cp) {
+void jinja_utf8_put(text_buf *b, uint32_t cp) {
     char t[4];
-    jbuf_put(b, t, utf8_encode(cp, t));
+    text_buf_append(b, t, utf8_encode(cp, t));
 }
 
 bool jinja_is_space(uint32_t cp) {

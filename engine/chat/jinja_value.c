@@ -42,21 +42,15 @@ jval *jv_str(jarena *a, const char *s, size_t n) {
     v->u.str.n = n;
     return v;
 }
-jval *jv_str_take_buf(jarena *a, jbuf *b) {
-    jval *v = jv_str(a, b->data ? b->data : "", b->len);
-    jbuf_free(b);
+jval *jv_str_take_buf(jarena *a, text_buf *b) {
+    jval *v = jv_str(a, b->s ? b->s : "", b->len);
+    text_buf_free(b);
     return v;
 }
 jval *jv_list(jarena *a) { return make(a, JV_LIST); }
 
 void jv_list_push(jarena *a, jval *l, jval *x) {
-    if (l->u.list.n == l->u.list.cap) {
-        size_t cap = l->u.list.cap ? l->u.list.cap * 2 : 4;
-        jval **items = jarena_alloc(a, cap * sizeof *items);
-        if (l->u.list.n) memcpy(items, l->u.list.items, l->u.list.n * sizeof *items);
-        l->u.list.items = items;
-        l->u.list.cap = cap;
-    }
+    JARENA_PUSH_ROOM(a, l->u.list.items, l->u.list.n, l->u.list.cap);
     l->u.list.items[l->u.list.n++] = x;
 }
 
@@ -85,15 +79,9 @@ void jv_dict_set(jarena *a, jval *d, jval *key, jval *v) {
             return;
         }
     if (d->u.dict.n == d->u.dict.cap) {
-        size_t cap = d->u.dict.cap ? d->u.dict.cap * 2 : 4;
-        jval **keys = jarena_alloc(a, cap * sizeof *keys);
-        jval **vals = jarena_alloc(a, cap * sizeof *vals);
-        if (d->u.dict.n) {
-            memcpy(keys, d->u.dict.keys, d->u.dict.n * sizeof *keys);
-            memcpy(vals, d->u.dict.vals, d->u.dict.n * sizeof *vals);
-        }
-        d->u.dict.keys = keys;
-        d->u.dict.vals = vals;
+        size_t n = d->u.dict.n, cap = folio_grow_cap(d->u.dict.cap, n + 1);
+        d->u.dict.keys = jarena_grow(a, d->u.dict.keys, n, cap, sizeof *d->u.dict.keys);
+        d->u.dict.vals = jarena_grow(a, d->u.dict.vals, n, cap, sizeof *d->u.dict.vals);
         d->u.dict.cap = cap;
     }
     d->u.dict.keys[d->u.dict.n] = key;
@@ -229,9 +217,9 @@ const char *jv_type_name(const jval *v) {
 
 /* Python's repr(float): the shortest digits that read back as f, in fixed notation for
  * exponents -4..15 and scientific otherwise. */
-void jv_write_float(jbuf *b, double f) {
-    if (isnan(f)) { jbuf_puts(b, "nan"); return; }
-    if (isinf(f)) { jbuf_puts(b, f < 0 ? "-inf" : "inf"); return; }
+void jv_write_float(text_buf *b, double f) {
+    if (isnan(f)) { text_buf_puts(b, "nan"); return; }
+    if (isinf(f)) { text_buf_puts(b, f < 0 ? "-inf" : "inf"); return; }
     char tmp[64];
     for (int p = 1; p <= 17; p++) {
         snprintf(tmp, sizeof tmp, "%.*e", p - 1, f);
@@ -241,7 +229,7 @@ void jv_write_float(jbuf *b, double f) {
     int nd = 0;
     const char *s = tmp;
     if (*s == '-') {
-        jbuf_putc(b, '-');
+        text_buf_putc(b, '-');
         s++;
     }
     for (; *s && *s != 'e'; s++)
@@ -250,152 +238,152 @@ void jv_write_float(jbuf *b, double f) {
     while (nd > 1 && digits[nd - 1] == '0') nd--;
     if (exp >= -4 && exp < 16) {
         if (exp < 0) {
-            jbuf_puts(b, "0.");
-            for (int k = 0; k < -exp - 1; k++) jbuf_putc(b, '0');
-            jbuf_put(b, digits, (size_t)nd);
+            text_buf_puts(b, "0.");
+            for (int k = 0; k < -exp - 1; k++) text_buf_putc(b, '0');
+            text_buf_append(b, digits, (size_t)nd);
             return;
         }
-        for (int k = 0; k <= exp; k++) jbuf_putc(b, k < nd ? digits[k] : '0');
-        jbuf_putc(b, '.');
-        if (nd > exp + 1) jbuf_put(b, digits + exp + 1, (size_t)(nd - exp - 1));
-        else jbuf_putc(b, '0');
+        for (int k = 0; k <= exp; k++) text_buf_putc(b, k < nd ? digits[k] : '0');
+        text_buf_putc(b, '.');
+        if (nd > exp + 1) text_buf_append(b, digits + exp + 1, (size_t)(nd - exp - 1));
+        else text_buf_putc(b, '0');
         return;
     }
-    jbuf_putc(b, digits[0]);
+    text_buf_putc(b, digits[0]);
     if (nd > 1) {
-        jbuf_putc(b, '.');
-        jbuf_put(b, digits + 1, (size_t)(nd - 1));
+        text_buf_putc(b, '.');
+        text_buf_append(b, digits + 1, (size_t)(nd - 1));
     }
     snprintf(tmp, sizeof tmp, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
-    jbuf_puts(b, tmp);
+    text_buf_puts(b, tmp);
 }
 
-static void write_str_repr(jbuf *b, const char *s, size_t n) {
+static void write_str_repr(text_buf *b, const char *s, size_t n) {
     bool has_single = memchr(s, '\'', n) != NULL, has_double = memchr(s, '"', n) != NULL;
     char q = has_single && !has_double ? '"' : '\'';
-    jbuf_putc(b, q);
+    text_buf_putc(b, q);
     size_t len;
     for (size_t i = 0; i < n; i += len) {
         uint32_t cp = jinja_utf8_at(s, n, i, &len);
         char tmp[16];
         if (cp == (uint32_t)q || cp == '\\') {
-            jbuf_putc(b, '\\');
-            jbuf_putc(b, (char)cp);
-        } else if (cp == '\n') jbuf_puts(b, "\\n");
-        else if (cp == '\r') jbuf_puts(b, "\\r");
-        else if (cp == '\t') jbuf_puts(b, "\\t");
+            text_buf_putc(b, '\\');
+            text_buf_putc(b, (char)cp);
+        } else if (cp == '\n') text_buf_puts(b, "\\n");
+        else if (cp == '\r') text_buf_puts(b, "\\r");
+        else if (cp == '\t') text_buf_puts(b, "\\t");
         else if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0) || cp == 0xAD) {
             snprintf(tmp, sizeof tmp, "\\x%02x", cp);
-            jbuf_puts(b, tmp);
+            text_buf_puts(b, tmp);
         } else if (cp == 0x2028 || cp == 0x2029) {
             snprintf(tmp, sizeof tmp, "\\u%04x", cp);
-            jbuf_puts(b, tmp);
+            text_buf_puts(b, tmp);
         } else {
-            jbuf_put(b, s + i, len);
+            text_buf_append(b, s + i, len);
         }
     }
-    jbuf_putc(b, q);
+    text_buf_putc(b, q);
 }
 
-void jv_write_repr(jbuf *b, const jval *v) {
+void jv_write_repr(text_buf *b, const jval *v) {
     switch (v->kind) {
     case JV_STR: write_str_repr(b, v->u.str.s, v->u.str.n); return;
     case JV_LIST:
-        jbuf_putc(b, v->tuple ? '(' : '[');
+        text_buf_putc(b, v->tuple ? '(' : '[');
         for (size_t k = 0; k < v->u.list.n; k++) {
-            if (k) jbuf_puts(b, ", ");
+            if (k) text_buf_puts(b, ", ");
             jv_write_repr(b, v->u.list.items[k]);
         }
-        if (v->tuple && v->u.list.n == 1) jbuf_putc(b, ',');
-        jbuf_putc(b, v->tuple ? ')' : ']');
+        if (v->tuple && v->u.list.n == 1) text_buf_putc(b, ',');
+        text_buf_putc(b, v->tuple ? ')' : ']');
         return;
     case JV_DICT:
-        jbuf_putc(b, '{');
+        text_buf_putc(b, '{');
         for (size_t k = 0; k < v->u.dict.n; k++) {
-            if (k) jbuf_puts(b, ", ");
+            if (k) text_buf_puts(b, ", ");
             jv_write_repr(b, v->u.dict.keys[k]);
-            jbuf_puts(b, ": ");
+            text_buf_puts(b, ": ");
             jv_write_repr(b, v->u.dict.vals[k]);
         }
-        jbuf_putc(b, '}');
+        text_buf_putc(b, '}');
         return;
     default: jv_write_str(b, v); return;
     }
 }
 
-void jv_write_str(jbuf *b, const jval *v) {
+void jv_write_str(text_buf *b, const jval *v) {
     char tmp[32];
     switch (v->kind) {
     case JV_UNDEF: return;
-    case JV_NONE: jbuf_puts(b, "None"); return;
-    case JV_BOOL: jbuf_puts(b, v->u.b ? "True" : "False"); return;
+    case JV_NONE: text_buf_puts(b, "None"); return;
+    case JV_BOOL: text_buf_puts(b, v->u.b ? "True" : "False"); return;
     case JV_INT:
         snprintf(tmp, sizeof tmp, "%lld", v->u.i);
-        jbuf_puts(b, tmp);
+        text_buf_puts(b, tmp);
         return;
     case JV_FLOAT: jv_write_float(b, v->u.f); return;
-    case JV_STR: jbuf_put(b, v->u.str.s, v->u.str.n); return;
+    case JV_STR: text_buf_append(b, v->u.str.s, v->u.str.n); return;
     case JV_LIST: case JV_DICT: jv_write_repr(b, v); return;
-    case JV_NS: jbuf_puts(b, "<Namespace>"); return;
+    case JV_NS: text_buf_puts(b, "<Namespace>"); return;
     default:
-        jbuf_puts(b, "<function ");
-        jbuf_puts(b, v->u.fn.name);
-        jbuf_putc(b, '>');
+        text_buf_puts(b, "<function ");
+        text_buf_puts(b, v->u.fn.name);
+        text_buf_putc(b, '>');
         return;
     }
 }
 
 jval *jv_to_str(jarena *a, const jval *v) {
     if (v->kind == JV_STR) return (jval *)v;
-    jbuf b = {0};
+    text_buf b = {0};
     jv_write_str(&b, v);
     return jv_str_take_buf(a, &b);
 }
 
-static void write_json_string(jbuf *b, const char *s, size_t n) {
-    jbuf_putc(b, '"');
+static void write_json_string(text_buf *b, const char *s, size_t n) {
+    text_buf_putc(b, '"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         char tmp[8];
         switch (c) {
-        case '"': jbuf_puts(b, "\\\""); break;
-        case '\\': jbuf_puts(b, "\\\\"); break;
-        case '\n': jbuf_puts(b, "\\n"); break;
-        case '\r': jbuf_puts(b, "\\r"); break;
-        case '\t': jbuf_puts(b, "\\t"); break;
-        case '\b': jbuf_puts(b, "\\b"); break;
-        case '\f': jbuf_puts(b, "\\f"); break;
+        case '"': text_buf_puts(b, "\\\""); break;
+        case '\\': text_buf_puts(b, "\\\\"); break;
+        case '\n': text_buf_puts(b, "\\n"); break;
+        case '\r': text_buf_puts(b, "\\r"); break;
+        case '\t': text_buf_puts(b, "\\t"); break;
+        case '\b': text_buf_puts(b, "\\b"); break;
+        case '\f': text_buf_puts(b, "\\f"); break;
         default:
             if (c < 0x20) {
                 snprintf(tmp, sizeof tmp, "\\u%04x", c);
-                jbuf_puts(b, tmp);
+                text_buf_puts(b, tmp);
             } else {
-                jbuf_putc(b, (char)c);
+                text_buf_putc(b, (char)c);
             }
         }
     }
-    jbuf_putc(b, '"');
+    text_buf_putc(b, '"');
 }
 
-static void json_newline(jbuf *b, const char *indent, int level) {
-    jbuf_putc(b, '\n');
-    for (int k = 0; k < level; k++) jbuf_puts(b, indent);
+static void json_newline(text_buf *b, const char *indent, int level) {
+    text_buf_putc(b, '\n');
+    for (int k = 0; k < level; k++) text_buf_puts(b, indent);
 }
 
 /* A dict key as json.dumps writes it: strings as they are, numbers, bools and None as text. */
-static int write_json_key(jbuf *b, const jval *k) {
+static int write_json_key(text_buf *b, const jval *k) {
     if (k->kind == JV_STR) {
         write_json_string(b, k->u.str.s, k->u.str.n);
         return 0;
     }
-    jbuf t = {0};
-    if (k->kind == JV_BOOL) jbuf_puts(&t, k->u.b ? "true" : "false");
-    else if (k->kind == JV_NONE) jbuf_puts(&t, "null");
+    text_buf t = {0};
+    if (k->kind == JV_BOOL) text_buf_puts(&t, k->u.b ? "true" : "false");
+    else if (k->kind == JV_NONE) text_buf_puts(&t, "null");
     else if (k->kind == JV_INT || k->kind == JV_FLOAT) jv_write_str(&t, k);
     else return folio_fail("keys must be str, int, float, bool or None, not %s",
                            jv_type_name(k));
-    write_json_string(b, t.data, t.len);
-    jbuf_free(&t);
+    write_json_string(b, t.s, t.len);
+    text_buf_free(&t);
     return 0;
 }
 
@@ -404,56 +392,56 @@ static int compare_keys(const void *x, const void *y) {
     return c == -2 ? 0 : c;
 }
 
-static int write_json_dict(jbuf *b, const jval *v, const char *indent, bool sort_keys,
+static int write_json_dict(text_buf *b, const jval *v, const char *indent, bool sort_keys,
                            int level) {
     size_t n = v->u.dict.n;
     if (n == 0) {
-        jbuf_puts(b, "{}");
+        text_buf_puts(b, "{}");
         return 0;
     }
     jval **order = folio_xmalloc(n * sizeof *order);
     memcpy(order, v->u.dict.keys, n * sizeof *order);
     if (sort_keys) qsort(order, n, sizeof *order, compare_keys);
     int rc = 0;
-    jbuf_putc(b, '{');
+    text_buf_putc(b, '{');
     for (size_t k = 0; k < n && rc == 0; k++) {
-        if (k) jbuf_puts(b, indent ? "," : ", ");
+        if (k) text_buf_puts(b, indent ? "," : ", ");
         if (indent) json_newline(b, indent, level + 1);
         rc = write_json_key(b, order[k]);
-        jbuf_puts(b, ": ");
+        text_buf_puts(b, ": ");
         if (rc == 0) rc = jv_write_json(b, jv_dict_get(v, order[k]), indent, sort_keys, level + 1);
     }
     if (indent) json_newline(b, indent, level);
-    jbuf_putc(b, '}');
+    text_buf_putc(b, '}');
     free(order);
     return rc;
 }
 
-int jv_write_json(jbuf *b, const jval *v, const char *indent, bool sort_keys, int level) {
+int jv_write_json(text_buf *b, const jval *v, const char *indent, bool sort_keys, int level) {
     switch (v->kind) {
-    case JV_NONE: jbuf_puts(b, "null"); return 0;
-    case JV_BOOL: jbuf_puts(b, v->u.b ? "true" : "false"); return 0;
+    case JV_NONE: text_buf_puts(b, "null"); return 0;
+    case JV_BOOL: text_buf_puts(b, v->u.b ? "true" : "false"); return 0;
     case JV_INT: jv_write_str(b, v); return 0;
     case JV_FLOAT:
-        if (isnan(v->u.f)) jbuf_puts(b, "NaN");
-        else if (isinf(v->u.f)) jbuf_puts(b, v->u.f < 0 ? "-Infinity" : "Infinity");
+        if (isnan(v->u.f)) text_buf_puts(b, "NaN");
+        else if (isinf(v->u.f)) text_buf_puts(b, v->u.f < 0 ? "-Infinity" : "Infinity");
         else jv_write_float(b, v->u.f);
         return 0;
     case JV_STR: write_json_string(b, v->u.str.s, v->u.str.n); return 0;
     case JV_LIST:
         if (v->u.list.n == 0) {
-            jbuf_puts(b, "[]");
+            text_buf_puts(b, "[]");
             return 0;
         }
-        jbuf_putc(b, '[');
+        text_buf_putc(b, '[');
         for (size_t k = 0; k < v->u.list.n; k++) {
-            if (k) jbuf_puts(b, indent ? "," : ", ");
+            if (k) text_buf_puts(b, indent ? "," : ", ");
             if (indent) json_newline(b, indent, level + 1);
             if (jv_write_json(b, v->u.list.items[k], indent, sort_keys, level + 1) != 0)
                 return -1;
         }
         if (indent) json_newline(b, indent, level);
-        jbuf_putc(b, ']');
+        text_buf_putc(b, ']');
         return 0;
     case JV_DICT: return write_json_dict(b, v, indent, sort_keys, level);
     default:

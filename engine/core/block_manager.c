@@ -6,6 +6,7 @@
 
 #include "block_manager.h"
 #include "error.h"
+#include "hash.h"
 
 enum { WHERE_FREE, WHERE_LRU, WHERE_USED };
 
@@ -178,29 +179,20 @@ int bm_cow(block_manager *bm, int *block, int *src) {
 
 /* ---- prefix hashing ---- */
 
-static uint64_t fmix64(uint64_t z) {
-    z ^= z >> 33;
-    z *= 0xff51afd7ed558ccdull;
-    z ^= z >> 33;
-    z *= 0xc4ceb9fe1a85ec53ull;
-    z ^= z >> 33;
-    return z;
-}
-
 bm_hash bm_hash_seed(void) { return (bm_hash){0x243f6a8885a308d3ull, 0x13198a2e03707344ull}; }
 
 bm_hash bm_hash_block(bm_hash parent, const int32_t *tokens, int n) {
     /* Two lanes with different multipliers and constants; each step is a bijection of the
      * lane state for a given token, so distinct token strings diverge. */
-    uint64_t a = fmix64(parent.lo ^ 0x9e3779b97f4a7c15ull) ^ parent.hi;
-    uint64_t b = fmix64(parent.hi ^ 0xd1b54a32d192ed03ull) + parent.lo;
+    uint64_t a = folio_mix64(parent.lo ^ FOLIO_GOLDEN64) ^ parent.hi;
+    uint64_t b = folio_mix64(parent.hi ^ 0xd1b54a32d192ed03ull) + parent.lo;
     for (int i = 0; i < n; i++) {
         uint64_t t = (uint64_t)(uint32_t)tokens[i];
-        a = fmix64((a ^ t) * 0x9fb21c651e98df25ull + 0x2545f4914f6cdd1dull);
-        b = fmix64((b + t) * 0xbf58476d1ce4e5b9ull ^ 0x94d049bb133111ebull);
+        a = folio_mix64((a ^ t) * 0x9fb21c651e98df25ull + 0x2545f4914f6cdd1dull);
+        b = folio_mix64((b + t) * 0xbf58476d1ce4e5b9ull ^ 0x94d049bb133111ebull);
     }
-    a = fmix64(a ^ (uint64_t)n);
-    b = fmix64(b + (uint64_t)n * 0x632be59bd9b4e019ull);
+    a = folio_mix64(a ^ (uint64_t)n);
+    b = folio_mix64(b + (uint64_t)n * 0x632be59bd9b4e019ull);
     return (bm_hash){a, b};
 }
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "grow.h"
 
 #define ST_INDEX_NAME "model.safetensors.index.json"
 #define ST_SINGLE_NAME "model.safetensors"
@@ -589,15 +590,7 @@ static int open_glob(const char *dir, safetensors_model *m) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (!is_safetensors_name(e->d_name)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **grown = realloc(names, (size_t)cap * sizeof *names);
-            if (!grown) {
-                rc = folio_fail("model directory '%s': out of memory listing files", dir);
-                break;
-            }
-            names = grown;
-        }
+        FOLIO_GROW(names, cap, n + 1);
         names[n++] = folio_xstrdup(e->d_name);
     }
     closedir(d);

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "error.h"
+#include "grow.h"
+#include "hash.h"
 #include "progress.h"
 #include "quant.h"
 #include "safetensors.h"
@@ -20,10 +22,7 @@ typedef struct {
 
 static void add_spec(spec_list *l, float **dest, init_kind init, int64_t rows, int64_t cols,
                      slice_kind slice, int64_t start, int64_t count, const char *fmt, int layer) {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 64;
-        l->items = folio_xrealloc(l->items, sizeof *l->items * l->cap);
-    }
+    FOLIO_GROW(l->items, l->cap, l->n + 1);
     tensor_spec *s = &l->items[l->n++];
     snprintf(s->name, sizeof s->name, fmt, layer);
     s->dest = dest;
@@ -133,21 +132,12 @@ size_t weights_bytes_f32(const model_config *cfg, const shard_plan *shard) {
 /* ---- dummy values: a pure function of (seed, tensor name, element index in the FULL tensor),
  * so every rank draws the same model whatever the sharding ---- */
 
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-static uint64_t hash_name(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-    return h;
-}
+/* FNV-1a from this start value (not FNV's usual offset basis, but the one the dummy models have
+ * always been drawn with: kept so they stay the same). */
+#define DUMMY_NAME_HASH_START 1469598103934665603ull
 
 uint64_t weights_dummy_key(uint64_t seed, const char *name) {
-    return splitmix64(seed ^ hash_name(name));
+    return folio_splitmix64(seed ^ folio_fnv1a64(DUMMY_NAME_HASH_START, name));
 }
 
 float weights_dummy_scale(const tensor_spec *s) {
@@ -155,7 +145,7 @@ float weights_dummy_scale(const tensor_spec *s) {
 }
 
 static float dummy_value(uint64_t key, uint64_t index, float scale) {
-    uint64_t r = splitmix64(key + index * 0xd1b54a32d192ed03ull);
+    uint64_t r = folio_splitmix64(key + index * 0xd1b54a32d192ed03ull);
     return scale * (float)((double)(r >> 11) * (2.0 / 9007199254740992.0) - 1.0);
 }
 

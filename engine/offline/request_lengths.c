@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "grow.h"
 #include "request_lengths.h"
 
 /* One line's lengths; -1 with a message naming the field. */
@@ -52,7 +53,7 @@ int request_lengths_read(const char *path, tokenizer *tok, int default_out, int 
             break;
         }
         if (count == cap) {
-            cap = cap ? 2 * cap : 256;
+            cap = (int)folio_grow_cap((size_t)cap, (size_t)count + 1);
             in = folio_xrealloc(in, sizeof *in * cap);
             out = folio_xrealloc(out, sizeof *out * cap);
         }

@@ -13,6 +13,7 @@
 #include <microhttpd.h>
 
 #include "error.h"
+#include "hash.h"
 #include "http_server.h"
 #include "json_util.h"
 #include "openai_api.h"
@@ -270,7 +271,7 @@ static bool read_request(conn_ctx *cx, struct MHD_Connection *c, oai_request *rq
                          enum MHD_Result *res) {
     http_server *s = cx->s;
     oai_limits lim = {.vocab = s->cfg.vocab, .max_n = s->cfg.max_n};
-    uint64_t seed = ((uint64_t)time(NULL) << 20) ^ (next_request_id(s) * 0x9e3779b97f4a7c15ull);
+    uint64_t seed = ((uint64_t)time(NULL) << 20) ^ (next_request_id(s) * FOLIO_GOLDEN64);
     cx->kind = cx->route == R_CHAT ? OAI_CHAT : OAI_COMPLETION;
     if (oai_parse_request(cx->body ? cx->body : "", cx->len, cx->kind, &lim, seed, rq) != 0) {
         *res = reply_error(cx, c, 400, folio_last_error(), NULL);

@@ -1,12 +1,12 @@
 /* Prometheus metrics of the server (vLLM's names and buckets, "folio:" prefix). */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "metrics.h"
+#include "text_buf.h"
 
 #define MAX_BUCKETS 24
 
@@ -109,44 +109,23 @@ void metrics_http_error(metrics *m, int status) {
 
 /* ---- rendering ---- */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-} out_buf;
-
-static void put(out_buf *o, const char *fmt, ...) FOLIO_PRINTF(2, 3);
-static void put(out_buf *o, const char *fmt, ...) {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->s + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < o->cap - o->len) {
-            o->len += (size_t)n;
-            return;
-        }
-        o->cap = o->cap * 2 + (size_t)(n > 0 ? n : 0) + 256;
-        o->s = folio_xrealloc(o->s, o->cap);
-    }
+static void header(text_buf *o, const char *name, const char *type, const char *help) {
+    text_buf_printf(o, "# HELP folio:%s %s\n# TYPE folio:%s %s\n", name, help, name, type);
 }
 
-static void header(out_buf *o, const char *name, const char *type, const char *help) {
-    put(o, "# HELP folio:%s %s\n# TYPE folio:%s %s\n", name, help, name, type);
-}
-
-static void gauge(out_buf *o, const char *model, const char *name, const char *help, double v) {
+static void gauge(text_buf *o, const char *model, const char *name, const char *help, double v) {
     header(o, name, "gauge", help);
-    put(o, "folio:%s{model_name=\"%s\"} %.17g\n", name, model, v);
+    text_buf_printf(o, "folio:%s{model_name=\"%s\"} %.17g\n", name, model, v);
 }
 
-static void counter(out_buf *o, const char *model, const char *name, const char *help,
+static void counter(text_buf *o, const char *model, const char *name, const char *help,
                     uint64_t v) {
     header(o, name, "counter", help);
-    put(o, "folio:%s{model_name=\"%s\"} %llu\n", name, model, (unsigned long long)v);
+    text_buf_printf(o, "folio:%s{model_name=\"%s\"} %llu\n", name, model, (unsigned long long)v);
 }
 
 char *metrics_render(metrics *m) {
-    out_buf o = {folio_xmalloc(4096), 0, 4096};
+    text_buf o = {0};
     pthread_mutex_lock(&m->mu);
     const char *mn = m->model;
     const metrics_engine *e = &m->eng;
@@ -168,34 +147,34 @@ char *metrics_render(metrics *m) {
             "cached tokens.", (uint64_t)e->prefix_hits);
     counter(&o, mn, "num_preemptions_total", "Cumulative number of preemptions.",
             (uint64_t)e->preemptions);
-    counter(&o, mn, "prompt_tokens_total", "Number of prefill tokens processed.",
-            m->prompt_tokens);
+    counter(&o, mn, "prompt_tokens_total", "Number of prefill tokens processed.", m->prompt_tokens);
     counter(&o, mn, "generation_tokens_total", "Number of generation tokens processed.",
             m->generation_tokens);
     header(&o, "request_success_total", "counter", "Count of successfully processed requests.");
     for (int f = 0; f < FIN_COUNT; f++)
-        put(&o, "folio:request_success_total{finished_reason=\"%s\",model_name=\"%s\"} %llu\n",
+        text_buf_printf(
+            &o, "folio:request_success_total{finished_reason=\"%s\",model_name=\"%s\"} %llu\n",
             FIN_NAMES[f], mn, (unsigned long long)m->success[f]);
     header(&o, "http_errors_total", "counter", "HTTP responses with an error status (folio).");
     for (int s = 0; s < 600; s++)
         if (m->http_errors[s])
-            put(&o, "folio:http_errors_total{status=\"%d\"} %llu\n", s,
-                (unsigned long long)m->http_errors[s]);
+            text_buf_printf(&o, "folio:http_errors_total{status=\"%d\"} %llu\n", s,
+                            (unsigned long long)m->http_errors[s]);
     for (int i = 0; i < HIST_COUNT; i++) {
         const histogram *h = &m->h[i];
         header(&o, h->name, "histogram", h->help);
         uint64_t cum = 0;
         for (int b = 0; b < h->n; b++) {
             cum += h->counts[b];
-            put(&o, "folio:%s_bucket{le=\"%g\",model_name=\"%s\"} %llu\n", h->name, h->le[b], mn,
-                (unsigned long long)cum);
+            text_buf_printf(&o, "folio:%s_bucket{le=\"%g\",model_name=\"%s\"} %llu\n", h->name,
+                            h->le[b], mn, (unsigned long long)cum);
         }
-        put(&o, "folio:%s_bucket{le=\"+Inf\",model_name=\"%s\"} %llu\n", h->name, mn,
-            (unsigned long long)h->count);
-        put(&o, "folio:%s_count{model_name=\"%s\"} %llu\n", h->name, mn,
-            (unsigned long long)h->count);
-        put(&o, "folio:%s_sum{model_name=\"%s\"} %.9g\n", h->name, mn, h->sum);
+        text_buf_printf(&o, "folio:%s_bucket{le=\"+Inf\",model_name=\"%s\"} %llu\n", h->name, mn,
+                        (unsigned long long)h->count);
+        text_buf_printf(&o, "folio:%s_count{model_name=\"%s\"} %llu\n", h->name, mn,
+                        (unsigned long long)h->count);
+        text_buf_printf(&o, "folio:%s_sum{model_name=\"%s\"} %.9g\n", h->name, mn, h->sum);
     }
     pthread_mutex_unlock(&m->mu);
-    return o.s;
+    return text_buf_take(&o);
 }

@@ -25,15 +25,6 @@ struct bpe_cand {
 #define CACHE_MAX_ENTRIES (1u << 20)
 #define CACHE_BLOCK (1u << 20)
 
-static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return p;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    p = tok_xrealloc(p, c * elem);
-    *cap = c;
-    return p;
-}
-
 /* ---------------------------------------------------------------- heap */
 
 static bool cand_less(const struct bpe_cand *a, const struct bpe_cand *b) {
@@ -42,7 +33,7 @@ static bool cand_less(const struct bpe_cand *a, const struct bpe_cand *b) {
 }
 
 static void heap_push(bpe_model *m, size_t *n, struct bpe_cand c) {
-    m->heap = grow(m->heap, &m->cap_heap, *n + 1, sizeof *m->heap);
+    FOLIO_GROW(m->heap, m->cap_heap, *n + 1);
     size_t i = (*n)++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -72,7 +63,7 @@ static struct bpe_cand heap_pop(bpe_model *m, size_t *n) {
 /* ---------------------------------------------------------------- symbols */
 
 static void push_sym(bpe_model *m, size_t *n, int32_t id) {
-    m->syms = grow(m->syms, &m->cap_syms, *n + 1, sizeof *m->syms);
+    FOLIO_GROW(m->syms, m->cap_syms, *n + 1);
     m->syms[*n].id = id;
     m->syms[*n].prev = (int32_t)*n - 1;
     m->syms[*n].next = -1;
@@ -160,7 +151,7 @@ static void merge_all(bpe_model *m, size_t n) {
 
 static const char *cache_store_word(bpe_model *m, const char *w, size_t len) {
     if (m->n_blocks == 0 || m->block_used + len > CACHE_BLOCK) {
-        m->cache_blocks = tok_xrealloc(m->cache_blocks, (m->n_blocks + 1) * sizeof *m->cache_blocks);
+        m->cache_blocks = folio_xrealloc(m->cache_blocks, (m->n_blocks + 1) * sizeof *m->cache_blocks);
         m->cache_blocks[m->n_blocks++] = folio_xmalloc(CACHE_BLOCK);
         m->block_used = 0;
     }
@@ -185,7 +176,7 @@ static void cache_put(bpe_model *m, const char *w, size_t len, uint64_t h, const
     (void)h;
     if (m->n_entries >= CACHE_MAX_ENTRIES) cache_clear(m);
     if (!m->cache.slots) strmap_init(&m->cache, 1 << 14);
-    m->entries = grow(m->entries, &m->cap_entries, m->n_entries + 1, sizeof *m->entries);
+    FOLIO_GROW(m->entries, m->cap_entries, m->n_entries + 1);
     m->entries[m->n_entries] = (cache_entry){(uint32_t)m->cache_ids.n, (uint32_t)n};
     for (size_t i = 0; i < n; i++) token_ids_push(&m->cache_ids, ids[i]);
     strmap_put(&m->cache, cache_store_word(m, w, len), len, (int32_t)m->n_entries++);

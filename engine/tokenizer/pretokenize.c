@@ -18,10 +18,7 @@ void bytelevel_tables(uint32_t byte_to_cp[256]) {
 }
 
 void span_push(span_list *l, uint32_t off, uint32_t len) {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 64;
-        l->v = tok_xrealloc(l->v, l->cap * sizeof *l->v);
-    }
+    FOLIO_GROW(l->v, l->cap, l->n + 1);
     l->v[l->n].off = off;
     l->v[l->n++].len = len;
 }

@@ -12,33 +12,13 @@
 /* ---------------------------------------------------------------- buffers */
 
 void token_ids_push(token_ids *t, int32_t id) {
-    if (t->n == t->cap) {
-        t->cap = t->cap ? t->cap * 2 : 256;
-        t->ids = tok_xrealloc(t->ids, t->cap * sizeof *t->ids);
-    }
+    FOLIO_GROW(t->ids, t->cap, t->n + 1);
     t->ids[t->n++] = id;
 }
 
 void token_ids_free(token_ids *t) {
     free(t->ids);
     memset(t, 0, sizeof *t);
-}
-
-void text_buf_append(text_buf *b, const void *data, size_t len) {
-    if (b->len + len + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 256;
-        while (c < b->len + len + 1) c *= 2;
-        b->s = tok_xrealloc(b->s, c);
-        b->cap = c;
-    }
-    if (len) memcpy(b->s + b->len, data, len);
-    b->len += len;
-    b->s[b->len] = '\0';
-}
-
-void text_buf_free(text_buf *b) {
-    free(b->s);
-    memset(b, 0, sizeof *b);
 }
 
 /* ---------------------------------------------------------------- encoding */

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "text_buf.h"
+
 typedef struct tokenizer tokenizer;
 
 /* A growable array of token ids; zero-initialise, free with token_ids_free. */
@@ -30,17 +32,8 @@ typedef struct {
     size_t n, cap;
 } token_ids;
 
-/* A growable byte buffer (always NUL-terminated after a tokenizer call); zero-initialise, free
- * with text_buf_free. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-} text_buf;
-
 void token_ids_free(token_ids *t);
 void token_ids_push(token_ids *t, int32_t id);
-void text_buf_free(text_buf *b);
-void text_buf_append(text_buf *b, const void *data, size_t len);
 
 /* Loads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json. */
 int tokenizer_load(const char *dir, tokenizer **out);

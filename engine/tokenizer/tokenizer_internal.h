@@ -10,18 +10,9 @@
 #include <stdlib.h>
 
 #include "error.h"
+#include "grow.h"
 #include "hashmap.h"
 #include "tokenizer.h"
-
-/* realloc that never returns NULL: out of memory aborts, as folio_xmalloc does. */
-static inline void *tok_xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        free(p);
-        q = folio_xmalloc(n); /* prints and aborts */
-    }
-    return q;
-}
 
 /* ---- normalizers ---- */
 typedef enum { NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_PREPEND, NORM_REPLACE } norm_kind;

@@ -57,10 +57,10 @@ static int raw_vocab_add(void *ctx, const char *key, size_t len, long long id) {
         return folio_fail("%s: model.vocab[\"%s\"]: id %lld is outside [0, 10000000]", v->path,
                           key, id);
     if (v->n == v->cap) {
-        v->cap = v->cap ? v->cap * 2 : 1024;
-        v->off = tok_xrealloc(v->off, v->cap * sizeof *v->off);
-        v->len = tok_xrealloc(v->len, v->cap * sizeof *v->len);
-        v->id = tok_xrealloc(v->id, v->cap * sizeof *v->id);
+        v->cap = folio_grow_cap(v->cap, v->n + 1);
+        v->off = folio_xrealloc(v->off, v->cap * sizeof *v->off);
+        v->len = folio_xrealloc(v->len, v->cap * sizeof *v->len);
+        v->id = folio_xrealloc(v->id, v->cap * sizeof *v->id);
     }
     v->off[v->n] = (uint32_t)v->keys.len;
     v->len[v->n] = (uint32_t)len;
@@ -302,7 +302,7 @@ static int normalize_added(tokenizer *t) {
 static int load_normalizer(tokenizer *t, const json_t *n, const char *where);
 
 static void push_norm(tokenizer *t, norm_step s) {
-    t->norm = tok_xrealloc(t->norm, (t->n_norm + 1) * sizeof *t->norm);
+    t->norm = folio_xrealloc(t->norm, (t->n_norm + 1) * sizeof *t->norm);
     t->norm[t->n_norm++] = s;
 }
 
@@ -360,7 +360,7 @@ static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static void push_pre(tokenizer *t, pre_step s) {
-    t->pre = tok_xrealloc(t->pre, (t->n_pre + 1) * sizeof *t->pre);
+    t->pre = folio_xrealloc(t->pre, (t->n_pre + 1) * sizeof *t->pre);
     t->pre[t->n_pre++] = s;
 }
 
@@ -703,7 +703,7 @@ static int read_whole(const char *path, text_buf *out) {
         out->len = 0;
         text_buf_append(out, NULL, 0);
         size_t want = (size_t)st.st_size;
-        out->s = tok_xrealloc(out->s, want + 1);
+        out->s = folio_xrealloc(out->s, want + 1);
         out->cap = want + 1;
         out->len = fread(out->s, 1, want, f);
         out->s[out->len] = '\0';

@@ -1,5 +1,6 @@
-/* TEMPORARY: a simple, correct paged attention for the CUDA backend until the attention
- * branch's paged_attention_cuda lands (then this file is deleted). Same contract as
+/* A simple, correct paged attention for the CUDA backend: the fallback where
+ * paged_attention_cuda does not support the shape (forward_cuda_setup.c choose_attention), and
+ * the reference it is compared with (FOLIO_ATTENTION=simple). Same contract as
  * paged_attention_cuda (attention_cuda.h), HND cache layout, prefill and decode mixed.
  *
  * Grid: (n_tokens, n_heads); block: 4 warps. The query row sits in shared memory as float.

@@ -14,6 +14,7 @@
 
 #include "cuda_check.h"
 #include "dtype.h"
+#include "env.h"
 
 namespace folio {
 
@@ -113,7 +114,7 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 
 inline bool pdl_enabled() {
     static const int on = [] {
-        const char *e = getenv("FOLIO_PDL");
+        const char *e = folio_env("FOLIO_PDL");
         return !(e && e[0] == '0');
     }();
     return on != 0;

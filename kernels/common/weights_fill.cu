@@ -3,18 +3,12 @@
  * seconds and equals what the CPU backend draws), constants (norm weights 1, biases 0), and the
  * float32 -> dtype conversion of uploaded checkpoint tensors. */
 #include "cuda_types.cuh"
+#include "hash.h" /* folio_splitmix64, as weights.c draws */
 #include "kernels_cuda.h"
 
 namespace {
 
 using namespace folio;
-
-__device__ __forceinline__ uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 template <typename T>
 __global__ void dummy_fill_kernel(T *dst, /* [rows][cols] kept part, row-major */
@@ -25,7 +19,7 @@ __global__ void dummy_fill_kernel(T *dst, /* [rows][cols] kept part, row-major *
          i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t r = i / cols, c = i % cols;
         const uint64_t index = (uint64_t)(row0 + r) * (uint64_t)full_cols + (uint64_t)(col0 + c);
-        const uint64_t u = splitmix64(key + index * 0xd1b54a32d192ed03ull);
+        const uint64_t u = folio_splitmix64(key + index * 0xd1b54a32d192ed03ull);
         const float v = scale * (float)((double)(u >> 11) * (2.0 / 9007199254740992.0) - 1.0);
         dst[i] = from_f32<T>(v);
     }

@@ -13,6 +13,7 @@
 #include <cublasLt.h>
 
 #include "cuda_check.h"
+#include "env.h"
 #include "error.h"
 #include "gemm.h"
 #include "kernels_cuda.h"
@@ -74,7 +75,7 @@ gemm_ctx *gemm_create(size_t workspace_bytes) {
         return NULL;
     }
     g->workspace_bytes = workspace_bytes;
-    const char *env = getenv("FOLIO_GEMV");
+    const char *env = folio_env("FOLIO_GEMV");
     g->use_gemv = !(env && strcmp(env, "0") == 0);
     return g;
 }

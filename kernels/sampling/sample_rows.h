@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "hash.h"
+
 #ifdef __CUDACC__
 #define SR_FN static inline __host__ __device__
 #else
@@ -53,16 +55,12 @@ typedef struct {
     uint64_t counter;            /* the token's index in the sequence's output */
 } sample_row_params;
 
-/* splitmix64's finaliser */
-SR_FN uint64_t sr_mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+/* splitmix64's finaliser (base/hash.h: host and device share the one definition) */
+SR_FN uint64_t sr_mix64(uint64_t z) { return folio_mix64(z); }
 
 /* Uniform in [0, 1) from (key, counter). */
 SR_FN double sr_uniform(uint64_t key, uint64_t counter) {
-    uint64_t z = sr_mix64(key ^ sr_mix64(counter * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull));
+    uint64_t z = sr_mix64(key ^ sr_mix64(counter * FOLIO_GOLDEN64 + 0x632be59bd9b4e019ull));
     return (double)(z >> 11) * 0x1.0p-53;
 }
 

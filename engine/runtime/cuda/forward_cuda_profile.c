@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cuda_check.h"
+#include "env.h"
 #include "forward_cuda_internal.h"
 
 static const char *const PROF_NAMES[PROF_COUNT] = {
@@ -16,7 +17,7 @@ static const char *const PROF_NAMES[PROF_COUNT] = {
 
 /* On with FOLIO_PROFILE set (and not "0"): the events, and eager steps. */
 void fc_prof_init(forward_cuda *f) {
-    const char *env = getenv("FOLIO_PROFILE");
+    const char *env = folio_env("FOLIO_PROFILE");
     f->prof.on = env && strcmp(env, "0") != 0;
     if (!f->prof.on) return;
     f->o.enforce_eager = true; /* events between launches: eager steps */

@@ -10,9 +10,11 @@
 
 #include "attention_cuda.h"
 #include "cuda_check.h"
+#include "env.h"
 #include "error.h"
 #include "forward_cuda_internal.h"
 #include "rope_tables.h"
+#include "step_watchdog.h"
 
 _Static_assert((int)PEER_MAX_RANKS == (int)ONESHOT_MAX_RANKS,
                "peer memory and one-shot rank limits");
@@ -94,12 +96,12 @@ static void alloc_workspace(forward_cuda *f) {
     memset(f->h_plan, 0, f->lay.total);
 }
 
-/* paged_attention_cuda (kernels/paged_attention*.cu) where it supports the shape (head_dim 64
+/* paged_attention_cuda (kernels/attention/paged_attention*.cu) where it supports the shape (head_dim 64
  * or 128, up to 8 query heads per KV head), else the simple kernel; FOLIO_ATTENTION=simple
  * forces the simple one (for comparisons). Sizes the workspace for the largest step. */
 static void choose_attention(forward_cuda *f) {
     const shard_plan *sh = &f->w->shard;
-    const char *env = getenv("FOLIO_ATTENTION");
+    const char *env = folio_env("FOLIO_ATTENTION");
     const int ratio = sh->n_kv_heads ? sh->n_heads / sh->n_kv_heads : 0;
     f->paged_attention = !(env && strcmp(env, "simple") == 0) &&
                          (f->cfg->head_dim == 64 || f->cfg->head_dim == 128) && ratio >= 1 &&
@@ -153,7 +155,7 @@ static int open_oneshot(forward_cuda *f) {
                     why);
         return 0;
     }
-    const char *env = getenv("FOLIO_ONESHOT_MAX_BYTES");
+    const char *env = folio_env("FOLIO_ONESHOT_MAX_BYTES");
     f->oneshot_max_bytes = env ? (size_t)strtoull(env, NULL, 10)
                                : ONESHOT_PEER_READ_BYTES / (size_t)(comm->world - 1);
     f->use_oneshot = true;
@@ -188,7 +190,7 @@ forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w
     f->comm = comm;
     CUDA_CHECK(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
     fc_prof_init(f);
-    if (comm->world > 1 && nccl_init(&f->nccl, comm, f->stream, 600.0) != 0) goto fail;
+    if (comm->world > 1 && nccl_init(&f->nccl, comm, f->stream, STEP_TIMEOUT_DEFAULT_S) != 0) goto fail;
     if (open_oneshot(f) != 0) goto fail;
     f->gemm = gemm_create(GEMM_WORKSPACE_BYTES);
     if (!f->gemm || fc_kv_pool_alloc(f) != 0) goto fail;

@@ -1,0 +1,42 @@
+/* The FOLIO_* environment registry (env.h). */
+#include "env.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+static const folio_env_var VARS[] = {
+    {"FOLIO_ATTENTION", "the paged kernels where they support the shape",
+     "'simple' forces the simple CUDA attention kernel (for comparisons)"},
+    {"FOLIO_ONESHOT_MAX_BYTES", "the peer-read budget divided by (ranks - 1)",
+     "largest all-reduce, in bytes, that uses the one-shot peer-memory kernel (NCCL above)"},
+    {"FOLIO_PROFILE", "off",
+     "set (and not '0'): time each CUDA forward stage with events (eager steps) and print it"},
+    {"FOLIO_FAULT", "no fault",
+     "inject failures for tests: 'RANK:POINT[:N]' entries separated by commas"},
+    {"FOLIO_STEP_TIMEOUT", "600",
+     "seconds one step (forward and collectives) may take before the job ends; 0 = off"},
+    {"FOLIO_GEMV", "on", "'0' turns off the GEMV kernel for small batches (cuBLASLt for all)"},
+    {"FOLIO_PDL", "on",
+     "'0' turns off programmatic dependent launch (kernels launched the ordinary way)"},
+};
+#define N_VARS (int)(sizeof VARS / sizeof VARS[0])
+
+const char *folio_env(const char *name) {
+    for (int i = 0; i < N_VARS; i++)
+        if (strcmp(VARS[i].name, name) == 0) return getenv(name);
+    FOLIO_BUG("environment variable %s is read but not registered (engine/base/env.c)", name);
+}
+
+const folio_env_var *folio_env_vars(int *n) {
+    *n = N_VARS;
+    return VARS;
+}
+
+void folio_env_print(FILE *out) {
+    fprintf(out, "environment variables read by folio:\n");
+    for (int i = 0; i < N_VARS; i++)
+        fprintf(out, "  %s\n      %s\n      unset: %s\n", VARS[i].name, VARS[i].meaning,
+                VARS[i].def);
+}
