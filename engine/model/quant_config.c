@@ -232,22 +232,6 @@ void quant_config_free(quant_config *q) {
 
 /* ---- the entry point ---- */
 
-/* Every Linear's input size (hidden, n_heads * head_dim, intermediate) must divide into
- * groups. */
-static int check_group_size(const json_src *src, const model_config *c) {
-    const int g = c->quant.group_size;
-    const struct { const char *what; int in; } ins[] = {
-        {"hidden_size", c->hidden},
-        {"num_attention_heads * head_dim", c->n_heads * c->head_dim},
-        {"intermediate_size", c->intermediate},
-    };
-    for (int i = 0; g > 0 && i < 3; i++)
-        if (ins[i].in % g != 0)
-            return folio_fail("%s: field '%s.group_size': %d does not divide %s (%d)",
-                              src->origin, src->object, g, ins[i].what, ins[i].in);
-    return 0;
-}
-
 int quant_config_read(const json_t *root, const json_src *src, model_config *cfg) {
     const json_t *o = json_object_get(root, "quantization_config");
     memset(&cfg->quant, 0, sizeof cfg->quant);
@@ -272,5 +256,5 @@ int quant_config_read(const json_t *root, const json_src *src, model_config *cfg
         q->method = QUANT_CT;
         rc = read_ct(o, &qs, q);
     }
-    return rc < 0 ? -1 : check_group_size(&qs, cfg);
+    return rc < 0 ? -1 : 0;
 }
