@@ -1,7 +1,9 @@
 /* Correctness against Hugging Face transformers: for every committed fixture (every family
  * and feature), the CPU engine's logits at every prompt position match transformers' float64
  * logits within 1e-4 (max |diff| / max |ref|), and its 16-token greedy continuation is
- * identical. stories260K (a real trained model) reproduces its float64 greedy reference. */
+ * identical. The quantized fixtures (AWQ, GPTQ incl. act-order and 8-bit, compressed-tensors)
+ * pass the same checks against transformers' run of their dequantized weights. stories260K
+ * (a real trained model) reproduces its float64 greedy reference. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -84,12 +86,14 @@ static void test_stories_logits(void **state) {
 
 int main(void) {
     comm_init_single(&g_comm);
-    struct CMUnitTest tests[32];
+    struct CMUnitTest tests[48];
     int n = 0;
-    for (const char *const *f = fixture_names(); *f; f++) {
-        tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(test_fixture, (void *)*f);
-        tests[n++].name = *f;
-    }
+    const char *const *lists[] = {fixture_names(), quant_fixture_names()};
+    for (int l = 0; l < 2; l++)
+        for (const char *const *f = lists[l]; *f; f++) {
+            tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(test_fixture, (void *)*f);
+            tests[n++].name = *f;
+        }
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_stories_greedy);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_stories_logits);
     return _cmocka_run_group_tests("hf_fixtures", tests, n, NULL, NULL);

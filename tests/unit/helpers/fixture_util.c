@@ -18,7 +18,14 @@ static const char *const NAMES[] = {
     "llama_linear_mqa", "llama_bf16", "llama_f16", "llama_bias", "llama_sharded",
     "mistral_swa_headdim", "qwen2_bias_tied", "qwen2_swa", "qwen2_yarn", "qwen3_qknorm", NULL};
 
+/* tests/fixtures/make_quant_fixtures.py's checkpoints (AWQ, GPTQ, compressed-tensors) */
+static const char *const QUANT_NAMES[] = {
+    "quant_awq_g32", "quant_awq_g64_tp", "quant_gptq_v1_sym_g32", "quant_gptq_v2_asym_g32",
+    "quant_gptq_actorder_g32", "quant_gptq_8bit_g64", "quant_ct_sym_g32_bf16",
+    "quant_ct_asym_g128_tp", "quant_ct_asym_g32", "quant_ct_channel", "quant_ct_8bit_g32", NULL};
+
 const char *const *fixture_names(void) { return NAMES; }
+const char *const *quant_fixture_names(void) { return QUANT_NAMES; }
 
 static int32_t *read_ids(json_t *root, const char *key, int *n) {
     json_t *arr = json_object_get(root, key);

@@ -38,5 +38,8 @@ void open_stories_or_skip(comm_ctx *comm, device_model *m);
 
 /* The fixture names under FIXTURE_MODELS (NULL-terminated, static). */
 const char *const *fixture_names(void);
+/* The quantized fixtures (make_quant_fixtures.py): their references are transformers' run of
+ * the dequantized weights. */
+const char *const *quant_fixture_names(void);
 
 #endif
