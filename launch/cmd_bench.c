@@ -31,6 +31,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
+#include "hash.h"
 
 #ifndef FOLIO_HAVE_CUDA
 int cmd_bench(int argc, char **argv, comm_ctx *comm) {
@@ -225,13 +226,10 @@ static double median(double *v, int n) {
 }
 
 static uint64_t g_rng = 88172645463325252ull;
-static uint64_t g_ids_hash = 1469598103934665603ull; /* FNV-1a of every greedy id seen */
+static uint64_t g_ids_hash = FOLIO_FNV64_OFFSET; /* FNV-1a (a word a step) of the greedy ids */
 
 static void hash_ids(const int32_t *ids, int n) {
-    for (int i = 0; i < n; i++) {
-        g_ids_hash ^= (uint32_t)ids[i];
-        g_ids_hash *= 1099511628211ull;
-    }
+    for (int i = 0; i < n; i++) g_ids_hash = (g_ids_hash ^ (uint32_t)ids[i]) * FOLIO_FNV64_PRIME;
 }
 
 /* Under mpirun: fails unless every rank saw the same ids (so ran the same plans). */

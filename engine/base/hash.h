@@ -31,6 +31,9 @@ FOLIO_HASH_FN uint64_t folio_splitmix64(uint64_t x) { return folio_mix64(x + FOL
 /* FNV-1a over a NUL-terminated string, continuing from h (start with FOLIO_FNV64_OFFSET). */
 #define FOLIO_FNV64_OFFSET 0xcbf29ce484222325ull
 #define FOLIO_FNV64_PRIME 0x100000001b3ull
+/* The start the tree's first FNV-1a users took (FNV's offset basis less its last decimal
+ * digit): the dummy weights and the ids of named sessions are drawn from it, so it stays. */
+#define FOLIO_FNV64_FOLIO_START 1469598103934665603ull
 FOLIO_HASH_FN uint64_t folio_fnv1a64(uint64_t h, const char *s) {
     while (*s) h = (h ^ (unsigned char)*s++) * FOLIO_FNV64_PRIME;
     return h;

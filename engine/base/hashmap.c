@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "grow.h"
 #include "hash.h"
 #include "hashmap.h"
 
@@ -22,14 +23,8 @@ uint64_t hash_bytes(const void *data, size_t len) {
     return folio_mix64(h);
 }
 
-static size_t pow2_at_least(size_t n) {
-    size_t c = 16;
-    while (c < n) c *= 2;
-    return c;
-}
-
 void strmap_init(strmap *m, size_t expected) {
-    m->cap = pow2_at_least(expected * 2 + 1);
+    m->cap = folio_grow_cap(0, expected * 2 + 1); /* a power of two, at least 16 */
     m->count = 0;
     m->slots = folio_xcalloc(m->cap, sizeof *m->slots);
 }
@@ -86,7 +81,7 @@ bool strmap_get(const strmap *m, const char *key, size_t len, int32_t *value) {
 }
 
 void u64map_init(u64map *m, size_t expected) {
-    m->cap = pow2_at_least(expected * 2 + 1);
+    m->cap = folio_grow_cap(0, expected * 2 + 1); /* a power of two, at least 16 */
     m->count = 0;
     m->keys = folio_xmalloc(m->cap * sizeof *m->keys);
     m->values = folio_xmalloc(m->cap * sizeof *m->values);

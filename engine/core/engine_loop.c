@@ -5,6 +5,8 @@
 
 #include "engine_loop.h"
 #include "error.h"
+#include "grow.h"
+#include "hash.h"
 #include "progress.h"
 
 struct engine {
@@ -143,7 +145,7 @@ static int check_length(const engine *e, int n_ctx, int max_tokens) {
 }
 
 static uint64_t sample_seed(uint64_t seed, int sample) {
-    return seed ^ ((uint64_t)sample * 0x9e3779b97f4a7c15ull);
+    return seed ^ ((uint64_t)sample * FOLIO_GOLDEN64);
 }
 
 /* ---- output text: one stream per sequence, stop strings found as the text grows ---- */
@@ -163,12 +165,7 @@ static void text_begin(const engine *e, sequence *q) {
 
 static void text_append(sequence *q, const text_piece *piece) {
     if (piece->len == 0) return;
-    size_t need = (size_t)q->text_len + piece->len + 1;
-    if (need > (size_t)q->text_cap) {
-        size_t cap = 2 * (size_t)q->text_cap;
-        q->text_cap = (int)(cap > need ? cap : need);
-        q->text = folio_xrealloc(q->text, (size_t)q->text_cap);
-    }
+    FOLIO_GROW(q->text, q->text_cap, (size_t)q->text_len + piece->len + 1);
     memcpy(q->text + q->text_len, piece->s, piece->len);
     q->text_len += (int)piece->len;
     q->text[q->text_len] = '\0';
@@ -279,10 +276,7 @@ static int start_request(engine *e, request *r) {
 }
 
 static void live_push(engine *e, request *r) {
-    if (e->n_live == e->cap_live) {
-        e->cap_live = e->cap_live ? 2 * e->cap_live : 64;
-        e->live = folio_xrealloc(e->live, sizeof *e->live * e->cap_live);
-    }
+    FOLIO_GROW(e->live, e->cap_live, e->n_live + 1);
     e->live[e->n_live++] = r;
 }
 
@@ -450,10 +444,7 @@ static void row_params(engine *e, const sequence *q, sample_row_params *prm, int
     const request_params *p = &q->req->p;
     const int bound = sampler_entries_bound(&p->proc, q->n_prompt, sequence_generated(q),
                                             e->cfg.n_eos);
-    if (*n_entries + bound > e->cap_entries) {
-        e->cap_entries = 2 * (*n_entries + bound);
-        e->entries = folio_xrealloc(e->entries, sizeof *e->entries * e->cap_entries);
-    }
+    FOLIO_GROW(e->entries, e->cap_entries, *n_entries + bound);
     const int n = sampler_entries_build(e->entries + *n_entries, &p->proc, q->tokens,
                                         q->n_prompt, q->tokens + q->n_prompt,
                                         sequence_generated(q), e->cfg.eos_ids, e->cfg.n_eos,

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "hash.h"
 #include "request_json.h"
 
 int request_json_ids(const json_t *arr, const char *key, const json_src *src, int vocab,
@@ -77,8 +78,7 @@ static int read_session(const json_t *obj, const json_src *src, request_params *
         return 0;
     }
     if (json_is_string(v)) { /* a name: hashed to a non-negative id */
-        uint64_t h = 1469598103934665603ull;
-        for (const char *c = json_string_value(v); *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+        const uint64_t h = folio_fnv1a64(FOLIO_FNV64_FOLIO_START, json_string_value(v));
         p->session_id = (int64_t)(h >> 1);
         return 0;
     }

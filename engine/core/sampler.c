@@ -8,7 +8,7 @@
 #include "sampler.h"
 
 void sampler_rng_seed(sampler_rng *r, uint64_t seed) {
-    r->key = sr_mix64(seed + 0x9e3779b97f4a7c15ull);
+    r->key = folio_splitmix64(seed);
     r->counter = 0;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "grow.h"
 #include "scheduler.h"
 
 typedef struct {
@@ -35,11 +36,7 @@ struct scheduler {
 
 /* ---- sequence lists ---- */
 
-static void list_reserve(seq_list *l, int n) {
-    if (n <= l->cap) return;
-    l->cap = n < 2 * l->cap ? 2 * l->cap : n + 16;
-    l->items = folio_xrealloc(l->items, sizeof *l->items * l->cap);
-}
+static void list_reserve(seq_list *l, int n) { FOLIO_GROW(l->items, l->cap, n); }
 
 static void list_push(seq_list *l, sequence *s) {
     list_reserve(l, l->n + 1);
@@ -400,10 +397,7 @@ void sched_park(scheduler *s, sequence *seq, int64_t session_id) {
     if ((i = list_find(&s->scheduled, seq)) >= 0) list_remove_at(&s->scheduled, i);
     session_slot *old = find_session(s, session_id);
     if (old) session_unlink(s, old);
-    if (s->n_sessions == s->cap_sessions) {
-        s->cap_sessions = s->cap_sessions ? 2 * s->cap_sessions : 16;
-        s->sessions = folio_xrealloc(s->sessions, sizeof *s->sessions * s->cap_sessions);
-    }
+    FOLIO_GROW(s->sessions, s->cap_sessions, s->n_sessions + 1);
     seq->status = SEQ_PARKED;
     seq->step_new = 0;
     seq->req = NULL;

@@ -13,6 +13,7 @@
 #include "ct_pack.h"
 #include "dtype.h"
 #include "error.h"
+#include "grow.h"
 #include "json_util.h"
 #include "progress.h"
 #include "quantize.h"
@@ -22,8 +23,8 @@
 typedef struct {
     const quantize_options *o;
     st_writer *w;
-    char **ignore;               /* module names kept in float */
-    int n_ignore;
+    char **ignore;               /* [cap_ignore] module names kept in float */
+    int n_ignore, cap_ignore;
     quantize_report *rep;
 } qm_run;
 
@@ -99,7 +100,7 @@ static int copy_tensor(qm_run *run, const st_tensor *t) {
 /* The module name kept in float goes to the ignore list; the weight is copied. */
 static int keep_float(qm_run *run, const st_tensor *t) {
     const size_t n = strlen(t->name) - strlen(".weight");
-    run->ignore = folio_xrealloc(run->ignore, (size_t)(run->n_ignore + 1) * sizeof(char *));
+    FOLIO_GROW(run->ignore, run->cap_ignore, run->n_ignore + 1);
     char *mod = folio_xmalloc(n + 1);
     memcpy(mod, t->name, n);
     mod[n] = '\0';

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "grow.h"
 #include "safetensors_write.h"
 
 struct st_writer {
@@ -56,7 +57,7 @@ static int flush_shard(st_writer *w) {
     w->n_shards++;
     for (int i = 0; i < w->n_pending; i++) {
         if (w->n_names == w->names_cap) {
-            w->names_cap = w->names_cap ? 2 * w->names_cap : 64;
+            w->names_cap = (int)folio_grow_cap((size_t)w->names_cap, (size_t)w->n_names + 1);
             w->names = folio_xrealloc(w->names, (size_t)w->names_cap * sizeof *w->names);
             w->shard_of = folio_xrealloc(w->shard_of, (size_t)w->names_cap * sizeof(int));
         }
@@ -73,10 +74,7 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim,
         return folio_fail("tensor '%s': %d dimensions (at most %d)", name, ndim, ST_MAX_DIMS);
     if (w->n_pending && w->pending_bytes + nbytes > w->max_bytes && flush_shard(w) != 0)
         return -1;
-    if (w->n_pending == w->cap) {
-        w->cap = w->cap ? 2 * w->cap : 64;
-        w->pending = folio_xrealloc(w->pending, (size_t)w->cap * sizeof *w->pending);
-    }
+    FOLIO_GROW(w->pending, w->cap, w->n_pending + 1);
     st_out_tensor *t = &w->pending[w->n_pending++];
     *t = (st_out_tensor){.name = folio_xstrdup(name), .dtype = dtype, .ndim = ndim,
                          .nbytes = nbytes};

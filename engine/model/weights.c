@@ -132,12 +132,8 @@ size_t weights_bytes_f32(const model_config *cfg, const shard_plan *shard) {
 /* ---- dummy values: a pure function of (seed, tensor name, element index in the FULL tensor),
  * so every rank draws the same model whatever the sharding ---- */
 
-/* FNV-1a from this start value (not FNV's usual offset basis, but the one the dummy models have
- * always been drawn with: kept so they stay the same). */
-#define DUMMY_NAME_HASH_START 1469598103934665603ull
-
 uint64_t weights_dummy_key(uint64_t seed, const char *name) {
-    return folio_splitmix64(seed ^ folio_fnv1a64(DUMMY_NAME_HASH_START, name));
+    return folio_splitmix64(seed ^ folio_fnv1a64(FOLIO_FNV64_FOLIO_START, name));
 }
 
 float weights_dummy_scale(const tensor_spec *s) {

@@ -13,6 +13,7 @@
 #include <microhttpd.h>
 
 #include "error.h"
+#include "grow.h"
 #include "hash.h"
 #include "http_server.h"
 #include "json_util.h"
@@ -431,9 +432,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             cx->too_big = true;
             return MHD_YES;
         }
-        if (cx->len + n + 1 > cx->cap) {
-            cx->cap = (cx->len + n + 1) * 2;
-            if (cx->cap > s->cfg.max_body + 1) cx->cap = s->cfg.max_body + 1;
+        if (cx->len + n + 1 > cx->cap) { /* doubled, but never past the largest body */
+            size_t cap = folio_grow_cap(cx->cap, cx->len + n + 1);
+            cx->cap = cap < s->cfg.max_body + 1 ? cap : s->cfg.max_body + 1;
             cx->body = folio_xrealloc(cx->body, cx->cap);
         }
         memcpy(cx->body + cx->len, upload_data, n);

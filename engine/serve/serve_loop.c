@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "grow.h"
 #include "progress.h"
 #include "serve_loop.h"
 #include "tokenizer.h"
@@ -287,10 +288,7 @@ char *job_failure(serve_job *j) {
 /* ---- engine callbacks (engine thread) ---- */
 
 static void push_ptr(serve_job ***arr, int *n, int *cap, serve_job *j) {
-    if (*n == *cap) {
-        *cap = *cap ? 2 * *cap : 64;
-        *arr = folio_xrealloc(*arr, sizeof **arr * *cap);
-    }
+    FOLIO_GROW(*arr, *cap, *n + 1);
     (*arr)[(*n)++] = j;
 }
 
@@ -312,7 +310,7 @@ static void on_token(const request *r, const sequence *q, const char *text, int 
         c->n_chars += (int)utf8_count(text, (size_t)n_text);
     }
     if (c->n_tok == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 16;
+        c->cap = (int)folio_grow_cap((size_t)c->cap, (size_t)c->n_tok + 1);
         c->ids = folio_xrealloc(c->ids, sizeof *c->ids * c->cap);
         c->ends = folio_xrealloc(c->ends, sizeof *c->ends * c->cap);
         if (r->p.logprobs >= 0) {
@@ -592,11 +590,7 @@ void serve_loop_cancel(serve_loop *L, serve_job *j) {
     if (already) return;
     job_ref(j);
     pthread_mutex_lock(&L->mu);
-    if (L->n_cancels == L->cap_cancels) {
-        L->cap_cancels = L->cap_cancels ? 2 * L->cap_cancels : 64;
-        L->cancels = folio_xrealloc(L->cancels, sizeof *L->cancels * L->cap_cancels);
-    }
-    L->cancels[L->n_cancels++] = j;
+    push_ptr(&L->cancels, &L->n_cancels, &L->cap_cancels, j);
     pthread_cond_signal(&L->cv);
     pthread_mutex_unlock(&L->mu);
 }

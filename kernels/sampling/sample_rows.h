@@ -55,12 +55,10 @@ typedef struct {
     uint64_t counter;            /* the token's index in the sequence's output */
 } sample_row_params;
 
-/* splitmix64's finaliser (base/hash.h: host and device share the one definition) */
-SR_FN uint64_t sr_mix64(uint64_t z) { return folio_mix64(z); }
-
-/* Uniform in [0, 1) from (key, counter). */
+/* Uniform in [0, 1) from (key, counter): folio_mix64 (base/hash.h) is the one definition host
+ * and device share. */
 SR_FN double sr_uniform(uint64_t key, uint64_t counter) {
-    uint64_t z = sr_mix64(key ^ sr_mix64(counter * FOLIO_GOLDEN64 + 0x632be59bd9b4e019ull));
+    uint64_t z = folio_mix64(key ^ folio_mix64(counter * FOLIO_GOLDEN64 + 0x632be59bd9b4e019ull));
     return (double)(z >> 11) * 0x1.0p-53;
 }
 

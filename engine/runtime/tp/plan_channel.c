@@ -4,6 +4,8 @@
 
 #include "error.h"
 #include "fault.h"
+#include "grow.h"
+#include "hash.h"
 #include "plan_channel.h"
 
 #define PLAN_MAGIC 0x4e4c5046u   /* "FPLN" */
@@ -23,26 +25,21 @@ _Static_assert(sizeof(wire_header) == 40, "wire_header is packed as 40 bytes");
 _Static_assert(PLAN_INLINE_BYTES >= sizeof(wire_header), "the header fits the first bcast");
 
 uint64_t plan_checksum(const void *data, size_t n, uint64_t seed) {
-    const uint64_t prime = 0x100000001b3ull;
     const unsigned char *p = data;
-    uint64_t h = seed ^ 0xcbf29ce484222325ull;
+    uint64_t h = seed ^ FOLIO_FNV64_OFFSET;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, p + i, 8);
-        h = (h ^ w) * prime;
+        h = (h ^ w) * FOLIO_FNV64_PRIME;
         h ^= h >> 29;
     }
-    for (; i < n; i++) h = (h ^ p[i]) * prime;
-    h ^= (uint64_t)n;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
+    for (; i < n; i++) h = (h ^ p[i]) * FOLIO_FNV64_PRIME;
+    return folio_mix64(h ^ (uint64_t)n);
 }
 
 static uint64_t header_checksum(const wire_header *h) {
-    return plan_checksum(h, offsetof(wire_header, header_check), 0x9e3779b97f4a7c15ull);
+    return plan_checksum(h, offsetof(wire_header, header_check), FOLIO_GOLDEN64);
 }
 
 void plan_channel_init(plan_channel *ch, comm_ctx *comm) {
@@ -57,11 +54,7 @@ void plan_channel_free(plan_channel *ch) {
     memset(ch, 0, sizeof *ch);
 }
 
-static void reserve(plan_channel *ch, size_t n) {
-    if (n <= ch->cap) return;
-    while (ch->cap < n) ch->cap *= 2;
-    ch->buf = folio_xrealloc(ch->buf, ch->cap);
-}
+static void reserve(plan_channel *ch, size_t n) { FOLIO_GROW(ch->buf, ch->cap, n); }
 
 /* Broadcasts ch->buf holding total bytes: the inline part, then the rest if any. */
 static int bcast_message(plan_channel *ch, size_t total) {

@@ -4,26 +4,18 @@
 #include <string.h>
 
 #include "mock_model.h"
+#include "hash.h"
 #include "sample_rows.h"
-
-static uint64_t mix(uint64_t z) {
-    z ^= z >> 31;
-    z *= 0x7fb5d329728ea185ull;
-    z ^= z >> 27;
-    z *= 0x81dadef4bc2dd44dull;
-    z ^= z >> 33;
-    return z;
-}
 
 static uint64_t history_hash(const int32_t *ids, int n) {
     uint64_t h = 0x1234567ull;
-    for (int i = 0; i < n; i++) h = mix(h ^ (uint64_t)(uint32_t)ids[i]) + (uint64_t)i;
+    for (int i = 0; i < n; i++) h = folio_mix64(h ^ (uint64_t)(uint32_t)ids[i]) + (uint64_t)i;
     return h;
 }
 
 static void logits_of_hash(uint64_t h, int vocab, float *row) {
     for (int v = 0; v < vocab; v++)
-        row[v] = (float)(mix(h + (uint64_t)v * 0x9e3779b97f4a7c15ull) >> 40) * (8.0f / 16777216.0f);
+        row[v] = (float)(folio_mix64(h + (uint64_t)v * FOLIO_GOLDEN64) >> 40) * (8.0f / 16777216.0f);
 }
 
 void mock_logits(const int32_t *ids, int n, int vocab, float *row) {
