@@ -75,10 +75,11 @@ void kv_write_cpu(float *k_cache, float *v_cache, const float *k, const float *v
 void gather_rows_cpu(float *out, const float *x, const int32_t *rows, int m, int dim);
 
 /* W[r][perm ? perm[c] : c] = (q - z) * s of a quantized matrix (quant_layout.h, host
- * pointers, bits 4 or 8), in float. w: [m->rows][m->cols], input-column order. */
+ * pointers, bits 4 or 8), in float. w: [m->rows][m->in_cols], input-column order; padding
+ * columns (perm QL_PAD) are skipped. */
 void w4a16_dequant_cpu(float *w, const quant_matrix *m);
 
-/* out[n][m->rows] = x[n][m->cols] @ W^T (+ bias[m->rows] if bias), W as w4a16_dequant_cpu
+/* out[n][m->rows] = x[n][m->in_cols] @ W^T (+ bias[m->rows] if bias), W as w4a16_dequant_cpu
  * makes it (twin of w4a16_gemv_cuda and w4a16_gemm_cuda). Returns -1 when the float copy of W
  * cannot be allocated, else 0. */
 int w4a16_cpu(float *out, const float *x, const quant_matrix *m, const float *bias, int n);

@@ -84,8 +84,9 @@ void gemv_cuda(void *y, folio_dtype y_type, const void *x, const void *w, const 
 
 /* W4A16 products over a quantized matrix m (quant_layout.h; device pointers, bits 4,
  * group_size a multiple of 32 dividing cols, cols a multiple of 32, qweight 16-byte aligned):
- * y[n][m->rows] = x[n][m->cols] @ W^T (+ bias[m->rows]), W[r][perm ? perm[c] : c] =
- * (q - z) * s, x (input-column order), y and bias of dtype DTYPE_BF16 or DTYPE_F16, float
+ * y[n][m->rows] = x[n][m->in_cols] @ W^T (+ bias[m->rows]), W[r][perm ? perm[c] : c] =
+ * (q - z) * s (a padding column, perm QL_PAD, gathers 0 and contributes nothing), x
+ * (input-column order), y and bias of dtype DTYPE_BF16 or DTYPE_F16, float
  * accumulation (twin: w4a16_cpu). w4a16_supported() says whether m and dtype qualify (8-bit
  * matrices do not: CPU twin only). Larger batches: w4a16_gemm_cuda (gemm.h). */
 #define W4A16_GEMV_MAX_N 8
@@ -94,7 +95,7 @@ int w4a16_supported(const quant_matrix *m, folio_dtype dtype);
 void w4a16_gemv_cuda(void *y, const void *x, const quant_matrix *m, const void *bias,
                      folio_dtype dtype, int n, cudaStream_t stream);
 /* w[r][perm ? perm[c] : c] = (q - z) * s rounded to dtype (twin: w4a16_dequant_cpu).
- * w: [m->rows][m->cols], 16-byte aligned. */
+ * w: [m->rows][m->in_cols], 16-byte aligned; padding columns write nothing. */
 void w4a16_dequant_cuda(void *w, const quant_matrix *m, folio_dtype dtype, cudaStream_t stream);
 
 /* paged_attention_cuda's contract in a simple kernel, no workspace (the fallback for shapes

@@ -10,6 +10,8 @@
  *
  *     W[r][perm ? perm[c] : c] = (q[r][c] - zeros[r][g]) * scales[r][g]
  *
+ * (padding columns, perm[c] = QL_PAD, stand for no input and are skipped).
+ *
  *   qweight  uint32 [rows][cols / per_word]: per_word = 32 / bits values of row r, kernel
  *            columns per_word*j .. per_word*j + per_word-1 in word j. 4 bits: the nibble order
  *            is 0 2 4 6 1 3 5 7 (bits 0-3 hold column 8j, bits 4-7 column 8j+2, bits 8-11
@@ -24,6 +26,17 @@
  *   perm     int32 [cols] or NULL: act-order (GPTQ desc_act, compressed-tensors actorder):
  *            kernel column c multiplies input perm[c]; the load sorts the columns by group so
  *            every group is contiguous, and the kernels gather the activation through perm.
+ *            perm[c] = QL_PAD (-1) marks a padding column: it has no input, the kernels
+ *            gather 0 for it (so it contributes nothing whatever its weight) and dequantizing
+ *            writes nothing for it. Its q equals its group's zero (weight exactly 0) anyway.
+ *   in_cols  the matrix's input count: x is [n][in_cols] and W [rows][in_cols]. in_cols = cols
+ *            unless the matrix has padding columns (then in_cols < cols and perm is set).
+ *
+ * Padding exists for act-order row-parallel shards: g_idx scatters every group over the
+ * whole input, so a rank's slice of the inputs holds part of most groups. The load sorts the
+ * slice's columns by group (stable) and pads each partial group with QL_PAD columns up to
+ * group_size, so every group is still group_size contiguous kernel columns; each rank's
+ * partial sum of the row-parallel product is exact, and the all-reduce adds them.
  *
  * Kernel columns and input columns are the same thing when perm is NULL. */
 #ifndef FOLIO_QUANT_LAYOUT_H
@@ -38,14 +51,18 @@
 #endif
 
 typedef struct {
-    int rows, cols;              /* out, in (this rank's shard) */
+    int rows, cols;              /* out, kernel columns (this rank's shard, padding included) */
+    int in_cols;                 /* inputs (this rank's shard): cols less the padding columns */
     int bits;                    /* 4 or 8 */
     int group_size;              /* divides cols */
     uint32_t *qweight;           /* [rows][cols * bits / 32] */
     uint16_t *scales;            /* IEEE half bits [rows][cols / group_size] */
     uint8_t *zeros;              /* [rows][cols / group_size] */
-    int32_t *perm;               /* [cols] or NULL */
+    int32_t *perm;               /* [cols] or NULL; QL_PAD: a padding column */
 } quant_matrix;
+
+/* perm's mark of a padding column: no input, contributes nothing. */
+#define QL_PAD (-1)
 
 QL_FN int ql_per_word(int bits) { return 32 / bits; }
 QL_FN int ql_groups(const quant_matrix *m) { return m->cols / m->group_size; }

@@ -1,5 +1,5 @@
-/* A quant_matrix dequantized into float32, W[r][perm ? perm[c] : c] = (q - zero) * scale, and
- * its release. */
+/* A quant_matrix dequantized into float32, W[r][perm ? perm[c] : c] = (q - zero) * scale
+ * (padding columns skipped), and its release. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,11 +12,11 @@ void quant_matrix_dequantize(const quant_matrix *m, float *out) {
     for (int r = 0; r < m->rows; r++) {
         const uint8_t *z = m->zeros + (size_t)r * groups;
         const uint16_t *s = m->scales + (size_t)r * groups;
-        float *row = out + (size_t)r * m->cols;
+        float *row = out + (size_t)r * m->in_cols;
         for (int c = 0; c < m->cols; c++) {
-            const int g = c / m->group_size;
-            const float w = (float)(ql_get(m, r, c) - (int)z[g]) * f16_to_f32(s[g]);
-            row[m->perm ? m->perm[c] : c] = w;
+            const int in_c = m->perm ? m->perm[c] : c, g = c / m->group_size;
+            if (in_c == QL_PAD) continue;
+            row[in_c] = (float)(ql_get(m, r, c) - (int)z[g]) * f16_to_f32(s[g]);
         }
     }
 }

@@ -28,13 +28,15 @@ int quant_spec_quantized(const quant_config *qc, const tensor_spec *spec);
 
 /* The quant_matrix of this rank's shard of spec (rows: spec's rows or its row slice; columns:
  * spec's columns or its column slice), read from the checkpoint's tensors of spec's module.
- * Malformed tensors (missing, wrong dtype or shape, out-of-range zeros or g_idx) and
- * row-parallel splits that cut a group: -1 with a message naming the file, the tensor, what
+ * Act-order: a row-parallel shard's partial groups are padded (quant_layout.h). Malformed
+ * tensors (missing, wrong dtype or shape, out-of-range zeros or g_idx) and row-parallel splits
+ * that cut a group without act-order: -1 with a message naming the file, the tensor, what
  * was expected and what was found. The caller frees *m with quant_matrix_free. */
 int quant_load_matrix(quant_loader *ql, const tensor_spec *spec, quant_matrix *m);
 
-/* out [rows][cols] in input column order: W[r][perm ? perm[c] : c] = (q - zero) * scale, each
- * value exact in float32 (|q - zero| < 256 times an fp16 scale). */
+/* out [rows][in_cols] in input column order: W[r][perm ? perm[c] : c] = (q - zero) * scale
+ * (padding columns, perm QL_PAD, skipped), each value exact in float32 (|q - zero| < 256
+ * times an fp16 scale). */
 void quant_matrix_dequantize(const quant_matrix *m, float *out);
 
 void quant_matrix_free(quant_matrix *m);

@@ -1,6 +1,7 @@
 /* This rank's quant_matrix from an unpacked Linear weight: its input columns (a row-parallel
- * layer keeps a slice of whole groups), sorted by group so each group is contiguous (perm set
- * when that reorders them), and packed in Folio's layout (quant_layout.h). */
+ * layer keeps a slice: whole groups, or with act-order any columns, each partial group padded
+ * to group_size), sorted by group so each group is contiguous (perm set when that reorders
+ * them), and packed in Folio's layout (quant_layout.h). */
 #include <stdlib.h>
 
 #include "error.h"
@@ -24,12 +25,31 @@ static int check_g_idx(const quant_unpacked *u, int *count) {
     return 0;
 }
 
-/* Counts the shard's columns of each group; a row-parallel shard must hold groups whole
- * (per-channel scales split freely). */
+/* The shard's kernel columns: n_local groups of gs columns each. */
+typedef struct {
+    int gs, n_local, cols;
+    int *global;                 /* [n_local]: the checkpoint group of each local group */
+    int *order;                  /* [cols]: the shard input column of kernel column k, QL_PAD */
+    int identity;                /* order is 0 .. cols - 1 (no perm needed) */
+} shard_layout;
+
+/* Whether u's groups are scattered over the inputs (act-order): the config says so, or the
+ * stored g_idx is not the default c / group_size. */
+static int scattered(const quant_loader *ql, const quant_unpacked *u) {
+    if (ql->qc->act_order) return 1;
+    for (int c = 0; u->g_idx_name && c < u->in; c++)
+        if (u->g_idx[c] != c / u->group_size) return 1;
+    return 0;
+}
+
+/* Counts the shard's columns of each group. A partial group (per-channel scales split freely)
+ * is padded with act-order; without it, groups are contiguous and a row-parallel split must
+ * fall on group boundaries. */
 static int shard_groups(const quant_loader *ql, const quant_unpacked *u, int c0, int nc,
                         int *count) {
     for (int c = c0; c < c0 + nc; c++) count[u->g_idx[c]]++;
-    for (int g = 0; u->groups > 1 && g < u->groups; g++)
+    if (u->groups == 1 || scattered(ql, u)) return 0;
+    for (int g = 0; g < u->groups; g++)
         if (count[g] != 0 && count[g] != u->group_size)
             return folio_fail("%s: layer '%s': the row-parallel split over %d ranks cuts "
                               "quantization group %d (group_size %d): input columns %d .. %d "
@@ -39,49 +59,62 @@ static int shard_groups(const quant_loader *ql, const quant_unpacked *u, int c0,
     return 0;
 }
 
-/* order[k]: the shard input column of kernel column k (a stable sort by group); local[g]: the
- * shard's index of global group g. Returns whether the order is the identity. */
-static int sort_columns(const quant_unpacked *u, int c0, int nc, const int *count,
-                        int *local, int *order, int *n_local) {
-    int *start = folio_xcalloc((size_t)u->groups + 1, sizeof *start);
-    *n_local = 0;
-    for (int g = 0, at = 0; g < u->groups; g++) {
-        local[g] = count[g] ? (*n_local)++ : -1;
-        start[g] = at;
-        at += count[g];
+/* Local groups in checkpoint-group order, each gs kernel columns: the group's shard columns
+ * in input order (a stable sort by group), then QL_PAD up to gs. */
+static void sort_columns(const quant_unpacked *u, int c0, int nc, const int *count,
+                         shard_layout *L) {
+    int *start = folio_xcalloc((size_t)u->groups, sizeof *start);
+    L->gs = u->groups == 1 ? nc : u->group_size;
+    L->global = folio_xmalloc((size_t)u->groups * sizeof *L->global);
+    L->n_local = 0;
+    for (int g = 0; g < u->groups; g++) {
+        if (!count[g]) continue;
+        start[g] = L->n_local * L->gs;
+        L->global[L->n_local++] = g;
     }
-    int identity = 1;
+    L->cols = L->n_local * L->gs;
+    L->order = folio_xmalloc((size_t)L->cols * sizeof *L->order);
+    for (int k = 0; k < L->cols; k++) L->order[k] = QL_PAD;
+    L->identity = L->cols == nc;
     for (int c = 0; c < nc; c++) {
         int k = start[u->g_idx[c0 + c]]++;
-        order[k] = c;
-        identity &= k == c;
+        L->order[k] = c;
+        L->identity &= k == c;
     }
     free(start);
-    return identity;
 }
 
-static void pack(const quant_unpacked *u, int c0, const int *order, const int *local,
-                 quant_matrix *m) {
-    const int lg = ql_groups(m);
+/* Padding columns take their group's zero: their weight is exactly 0. */
+static void pack(const quant_unpacked *u, int c0, const shard_layout *L, quant_matrix *m) {
     for (int r = 0; r < m->rows; r++) {
         const uint8_t *q = u->q + (size_t)r * u->in + c0;
-        for (int k = 0; k < m->cols; k++) ql_set(m, r, k, q[order[k]]);
-        for (int g = 0; g < u->groups; g++) {
-            if (local[g] < 0) continue;
-            m->zeros[(size_t)r * lg + local[g]] = u->zeros[(size_t)r * u->groups + g];
-            m->scales[(size_t)r * lg + local[g]] = u->scales[(size_t)r * u->groups + g];
+        const uint8_t *z = u->zeros + (size_t)r * u->groups;
+        const uint16_t *s = u->scales + (size_t)r * u->groups;
+        for (int l = 0; l < L->n_local; l++) {
+            m->zeros[(size_t)r * L->n_local + l] = z[L->global[l]];
+            m->scales[(size_t)r * L->n_local + l] = s[L->global[l]];
+        }
+        for (int k = 0; k < m->cols; k++) {
+            const int c = L->order[k];
+            ql_set(m, r, k, c == QL_PAD ? z[L->global[k / L->gs]] : q[c]);
         }
     }
 }
 
-static void alloc_matrix(const quant_unpacked *u, int nc, int group_size, quant_matrix *m) {
+static void alloc_matrix(const quant_unpacked *u, int nc, const shard_layout *L,
+                         quant_matrix *m) {
     m->rows = u->rows;
-    m->cols = nc;
+    m->cols = L->cols;
+    m->in_cols = nc;
     m->bits = u->bits;
-    m->group_size = group_size;
+    m->group_size = L->gs;
     m->qweight = folio_xcalloc((size_t)m->rows * ql_words_per_row(m), sizeof *m->qweight);
     m->zeros = folio_xmalloc((size_t)m->rows * ql_groups(m));
     m->scales = folio_xmalloc((size_t)m->rows * ql_groups(m) * sizeof *m->scales);
+    if (!L->identity) {
+        m->perm = folio_xmalloc((size_t)m->cols * sizeof *m->perm);
+        for (int k = 0; k < m->cols; k++) m->perm[k] = L->order[k];
+    }
 }
 
 int quant_build(const quant_loader *ql, const quant_unpacked *u, const tensor_spec *spec,
@@ -90,26 +123,20 @@ int quant_build(const quant_loader *ql, const quant_unpacked *u, const tensor_sp
     const int nc = spec->slice == SLICE_COLS ? (int)spec->count : u->in;
     int *count = folio_xcalloc((size_t)u->groups, sizeof *count);
     int *shard = folio_xcalloc((size_t)u->groups, sizeof *shard);
-    int *local = folio_xmalloc((size_t)u->groups * sizeof *local);
-    int *order = folio_xmalloc((size_t)nc * sizeof *order);
+    shard_layout L = {0};
     int rc = check_g_idx(u, count);
     if (rc == 0) rc = shard_groups(ql, u, c0, nc, shard);
-    if (rc == 0 && nc % ql_per_word(u->bits) != 0)
+    if (rc == 0) sort_columns(u, c0, nc, shard, &L);
+    if (rc == 0 && L.cols % ql_per_word(u->bits) != 0)
         rc = folio_fail("%s: layer '%s': this rank's %d input columns do not fill whole "
-                        "%d-bit words", u->file, u->module, nc, u->bits);
+                        "%d-bit words", u->file, u->module, L.cols, u->bits);
     if (rc == 0) {
-        int n_local = 0;
-        int identity = sort_columns(u, c0, nc, shard, local, order, &n_local);
-        alloc_matrix(u, nc, nc / n_local, m);
-        pack(u, c0, order, local, m);
-        if (!identity) {
-            m->perm = folio_xmalloc((size_t)nc * sizeof *m->perm);
-            for (int k = 0; k < nc; k++) m->perm[k] = order[k];
-        }
+        alloc_matrix(u, nc, &L, m);
+        pack(u, c0, &L, m);
     }
     free(count);
     free(shard);
-    free(local);
-    free(order);
+    free(L.global);
+    free(L.order);
     return rc;
 }

@@ -51,8 +51,9 @@ int quant_read_g_idx(quant_loader *ql, quant_unpacked *u, const char *name);
 /* Records note (the first one only) in ql->note. */
 void quant_note(quant_loader *ql, const char *fmt, ...);
 
-/* This rank's quant_matrix from u: spec's column slice (row-parallel: whole groups only),
- * columns sorted by group (perm set where that reorders them). */
+/* This rank's quant_matrix from u: spec's column slice (row-parallel: whole groups only,
+ * except with act-order, where partial groups are padded to group_size with QL_PAD columns),
+ * columns sorted by group (perm set where that reorders them or pads). */
 int quant_build(const quant_loader *ql, const quant_unpacked *u, const tensor_spec *spec,
                 quant_matrix *m);
 

@@ -35,10 +35,10 @@ void gemm_run(gemm_ctx *g, void *y, folio_dtype y_type, const void *x, const voi
               const void *bias, folio_dtype dtype, int n, int in_f, int out_f,
               cudaStream_t stream);
 
-/* W4A16 product at any batch: y[n][m->rows] = x[n][m->cols] @ W^T (+ bias), as
+/* W4A16 product at any batch: y[n][m->rows] = x[n][m->in_cols] @ W^T (+ bias), as
  * w4a16_gemv_cuda (kernels_cuda.h). n <= W4A16_GEMV_MAX_N runs w4a16_gemv_cuda (scratch
  * unused, may be NULL). Larger n is the INTERIM path until a tensor-core mixed-input GEMM
- * exists: w4a16_dequant_cuda writes W in dtype into scratch (m->rows * m->cols elements,
+ * exists: w4a16_dequant_cuda writes W in dtype into scratch (m->rows * m->in_cols elements,
  * 16-byte aligned, the caller's), then gemm_run; scratch is in use until the stream passes. */
 void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const quant_matrix *m,
                      const void *bias, folio_dtype dtype, int n, void *scratch,

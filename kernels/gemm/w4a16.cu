@@ -1,6 +1,6 @@
 /* W4A16 products over Folio's quantized layout (engine/base/quant_layout.h): y[n][rows] =
- * x[n][cols] @ W^T (+ bias), W[r][perm ? perm[c] : c] = (q - z) * s, 16-bit activations,
- * float accumulation.
+ * x[n][in_cols] @ W^T (+ bias), W[r][perm ? perm[c] : c] = (q - z) * s (a padding column,
+ * perm QL_PAD, gathers x = 0), 16-bit activations, float accumulation.
  *
  * Decode (n = 1..8): w4a16_gemv_kernel. A block of 8 warps owns 16 rows (one m16 tile) and
  * splits the columns between its warps in slots of 128 columns. In a slot, lane (g = lane/4,
@@ -122,10 +122,11 @@ __device__ __forceinline__ int swz(int p) { return p ^ ((p >> 2) & 2); }
 
 __device__ __forceinline__ float half_bits_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
-/* xs[b][swz(p)] = packs of x[b] at kernel columns c0 + 8p .., gathered through perm, zeros
- * past cols. Every thread of the block calls it. */
+/* xs[b][swz(p)] = packs of x[b] ([n][in_cols]) at kernel columns c0 + 8p .., gathered
+ * through perm, zeros past cols and at padding columns (perm QL_PAD). Without perm in_cols =
+ * cols. Every thread of the block calls it. */
 __device__ __forceinline__ void stage_x(uint4 *xs, const uint16_t *x, const int32_t *perm,
-                                        int n, int cols, int c0) {
+                                        int n, int cols, int in_cols, int c0) {
     if (!perm) {
         for (int i = threadIdx.x; i < n * kChunkPacks; i += kThreads) {
             const int b = i / kChunkPacks, p = i % kChunkPacks, c = c0 + 8 * p;
@@ -138,7 +139,8 @@ __device__ __forceinline__ void stage_x(uint4 *xs, const uint16_t *x, const int3
     uint16_t *xe = reinterpret_cast<uint16_t *>(xs);
     for (int i = threadIdx.x; i < n * kChunk; i += kThreads) {
         const int b = i / kChunk, k = i % kChunk, c = c0 + k;
-        const uint16_t v = c < cols ? x[(size_t)b * cols + __ldg(perm + c)] : (uint16_t)0;
+        const int in_c = c < cols ? __ldg(perm + c) : QL_PAD;
+        const uint16_t v = in_c != QL_PAD ? x[(size_t)b * in_cols + in_c] : (uint16_t)0;
         xe[(b * kStride + swz(k / 8)) * 8 + k % 8] = v;
     }
 }
@@ -227,12 +229,12 @@ __device__ __forceinline__ void store_out(T *y, const T *bias, int r, int b, flo
 template <typename T, bool kPost>
 __global__ void __launch_bounds__(kThreads, 2)
 w4a16_gemv_kernel(T *y,                  /* [n][rows] */
-                  const uint16_t *x,     /* [n][cols] bits of T */
+                  const uint16_t *x,     /* [n][in_cols] bits of T */
                   const uint32_t *qw,    /* [rows][cols / 8] */
                   const uint16_t *scales, const uint8_t *zeros, /* [rows][groups] */
-                  const int32_t *perm,   /* [cols] or NULL */
+                  const int32_t *perm,   /* [cols] or NULL; QL_PAD: padding */
                   const T *bias,         /* [rows] or NULL */
-                  int rows, int cols, int group_size, int n) {
+                  int rows, int cols, int in_cols, int group_size, int n) {
     extern __shared__ uint4 xs[]; /* [n][kStride] */
     __shared__ float4 partial[kWarps][kWarp];
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
@@ -253,7 +255,7 @@ w4a16_gemv_kernel(T *y,                  /* [n][rows] */
             pdl_launch_dependents();
         }
         __syncthreads(); /* the previous round's readers of xs are done */
-        stage_x(xs, x, perm, n, cols, slot0 * kSlotCols);
+        stage_x(xs, x, perm, n, cols, in_cols, slot0 * kSlotCols);
         __syncthreads();
 #pragma unroll
         for (int u = 0; u < kUnroll; u++)
@@ -278,12 +280,12 @@ w4a16_gemv_kernel(T *y,                  /* [n][rows] */
     store_out(y, bias, row0 + g + 8, 2 * t + 1, v.w, rows, n);
 }
 
-/* w[r][perm ? perm[c] : c] = (q - z) * s rounded to T, one 32-bit word (8 columns) per
- * thread and step. */
+/* w[r][perm ? perm[c] : c] = (q - z) * s rounded to T (w: [rows][in_cols]; padding columns
+ * write nothing), one 32-bit word (8 columns) per thread and step. */
 template <typename T>
 __global__ void __launch_bounds__(256)
 w4a16_dequant_kernel(T *w, const uint32_t *qw, const uint16_t *scales, const uint8_t *zeros,
-                     const int32_t *perm, int rows, int cols, int group_size) {
+                     const int32_t *perm, int rows, int cols, int in_cols, int group_size) {
     const int words = cols / 8, groups = cols / group_size;
     const int64_t total = (int64_t)rows * words;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -296,12 +298,15 @@ w4a16_dequant_kernel(T *w, const uint32_t *qw, const uint16_t *scales, const uin
 #pragma unroll
         for (int k = 0; k < 8; k++)
             v.v[k] = from_f32<T>((float)((int)((q >> ql_shift(4, k)) & 15u) - z) * s);
-        T *wr = w + (size_t)r * cols;
+        T *wr = w + (size_t)r * in_cols;
         if (!perm) {
             *reinterpret_cast<Pack<T, 8> *>(wr + c) = v;
         } else {
 #pragma unroll
-            for (int k = 0; k < 8; k++) wr[__ldg(perm + c + k)] = v.v[k];
+            for (int k = 0; k < 8; k++) {
+                const int in_c = __ldg(perm + c + k);
+                if (in_c != QL_PAD) wr[in_c] = v.v[k];
+            }
         }
     }
 }
@@ -335,7 +340,7 @@ void launch_gemv(void *y, const void *x, const quant_matrix *m, const void *bias
                                   static_cast<const uint8_t *>(m->zeros),
                                   static_cast<const int32_t *>(m->perm),
                                   static_cast<const T *>(bias), m->rows, m->cols,
-                                  m->group_size, n));
+                                  m->in_cols, m->group_size, n));
     CUDA_CHECK_LAUNCH();
 }
 
@@ -346,8 +351,13 @@ void launch_dequant(void *w, const quant_matrix *m, cudaStream_t stream) {
     const int blocks = (int)(want < (1 << 20) ? want : (1 << 20));
     w4a16_dequant_kernel<T><<<blocks, 256, 0, stream>>>(static_cast<T *>(w), m->qweight,
                                                          m->scales, m->zeros, m->perm, m->rows,
-                                                         m->cols, m->group_size);
+                                                         m->cols, m->in_cols, m->group_size);
     CUDA_CHECK_LAUNCH();
+}
+
+/* Padding columns only through perm. */
+bool in_cols_ok(const quant_matrix *m) {
+    return m->in_cols >= 1 && m->in_cols <= m->cols && (m->perm || m->in_cols == m->cols);
 }
 
 /* The preconditions both kernels share; aborts with the first that fails. */
@@ -360,6 +370,7 @@ void require_matrix(const quant_matrix *m, folio_dtype dtype) {
     CUDA_REQUIRE(m->group_size >= 32 && m->group_size % 32 == 0 && m->cols % m->group_size == 0,
                  "w4a16: group_size a multiple of 32 dividing cols");
     CUDA_REQUIRE(aligned16(m->qweight), "w4a16: qweight 16-byte aligned");
+    CUDA_REQUIRE(in_cols_ok(m), "w4a16: 1 <= in_cols <= cols, in_cols = cols without perm");
 }
 
 } // namespace
@@ -367,7 +378,8 @@ void require_matrix(const quant_matrix *m, folio_dtype dtype) {
 extern "C" int w4a16_supported(const quant_matrix *m, folio_dtype dtype) {
     return m->bits == 4 && (dtype == DTYPE_BF16 || dtype == DTYPE_F16) && m->rows >= 1 &&
            m->cols >= 32 && m->cols % 32 == 0 && m->group_size >= 32 &&
-           m->group_size % 32 == 0 && m->cols % m->group_size == 0 && aligned16(m->qweight);
+           m->group_size % 32 == 0 && m->cols % m->group_size == 0 && aligned16(m->qweight) &&
+           in_cols_ok(m);
 }
 
 extern "C" void w4a16_gemv_cuda(void *y, const void *x, const quant_matrix *m, const void *bias,

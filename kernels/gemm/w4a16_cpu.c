@@ -15,16 +15,17 @@ void w4a16_dequant_cpu(float *w, const quant_matrix *m) {
             const float s = f16_to_f32(m->scales[(int64_t)r * groups + g]);
             const int z = m->zeros[(int64_t)r * groups + g];
             const int in_c = m->perm ? m->perm[c] : c;
-            w[(int64_t)r * m->cols + in_c] = (float)(ql_get(m, r, c) - z) * s;
+            if (in_c == QL_PAD) continue; /* no input */
+            w[(int64_t)r * m->in_cols + in_c] = (float)(ql_get(m, r, c) - z) * s;
         }
     }
 }
 
 int w4a16_cpu(float *out, const float *x, const quant_matrix *m, const float *bias, int n) {
-    float *w = malloc(sizeof(float) * (size_t)m->rows * (size_t)m->cols);
+    float *w = malloc(sizeof(float) * (size_t)m->rows * (size_t)m->in_cols);
     if (!w) return -1;
     w4a16_dequant_cpu(w, m);
-    matmul_cpu(out, x, w, bias, n, m->cols, m->rows);
+    matmul_cpu(out, x, w, bias, n, m->in_cols, m->rows);
     free(w);
     return 0;
 }

@@ -14,9 +14,9 @@ void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const quant_matrix *m,
         w4a16_gemv_cuda(y, x, m, bias, dtype, n, stream);
         return;
     }
-    CUDA_REQUIRE(scratch != NULL, "w4a16_gemm_cuda: n > 8 needs a rows x cols scratch");
+    CUDA_REQUIRE(scratch != NULL, "w4a16_gemm_cuda: n > 8 needs a rows x in_cols scratch");
     w4a16_dequant_cuda(scratch, m, dtype, stream);
-    gemm_run(g, y, dtype, x, scratch, bias, dtype, n, m->cols, m->rows, stream);
+    gemm_run(g, y, dtype, x, scratch, bias, dtype, n, m->in_cols, m->rows, stream);
 }
 
 #else

@@ -3,6 +3,9 @@
 # broadcasts every step plan; the others follow) prints exactly what one rank prints.
 #   - greedy ids: every fixture at TP 2, the fixtures whose sizes divide at TP 4 (KV heads
 #     replicated where there are fewer than ranks), stories260K at TP 2 and 4 (its reference);
+#   - quantized fixtures (quant_*), each listed in QUANT_TP: the same greedy ids as one rank
+#     where every row-parallel shard holds whole groups or the checkpoint is act-order (partial
+#     groups padded), else a refusal naming the cut quantization group;
 #   - seeded sampling (temperature, top-p, top-k) on stories260K: the same ids at TP 2 (one
 #     sampler on every backend);
 #   - a TP size that does not divide fails at start naming the dimension;
@@ -50,6 +53,7 @@ start=$(date +%s)
 for dir in "$FIXTURES"/*/ "$STORIES/"; do
   [ -f "$dir/config.json" ] || continue
   name=$(basename "$dir")
+  case "$name" in quant_*) continue ;; esac # QUANT_TP below
   ref=$(gen 1 "$dir") || { fail "$name: one rank failed: $(tail -1 "$TMP/err.1")"; continue; }
   for np in 2 4; do
     if ! divides "$dir/config.json" "$np"; then continue; fi
@@ -62,6 +66,43 @@ for dir in "$FIXTURES"/*/ "$STORIES/"; do
     else fail "$name TP $np: ids differ: '$got' vs '$ref'"; fi
   done
 done
+
+# Quantized fixtures: "name tp expectation" rows; same: TP ids equal one rank's; cut: refused,
+# the row-parallel inputs (48 or 96 per rank at TP 2, 64 at TP 4) cutting a group (32, 128).
+# Groups are contiguous there, so the split must fall on group boundaries; act-order
+# (quant_gptq_actorder_g32: g_idx scatters every group) pads the partial groups instead.
+QUANT_TP="quant_awq_g32 2 cut
+quant_awq_g64_tp 2 same
+quant_awq_g64_tp 4 same
+quant_ct_8bit_g32 2 cut
+quant_ct_asym_g128_tp 2 same
+quant_ct_asym_g128_tp 4 cut
+quant_ct_asym_g32 2 cut
+quant_ct_channel 2 same
+quant_ct_sym_g32_bf16 2 cut
+quant_gptq_8bit_g64 2 same
+quant_gptq_actorder_g32 2 same
+quant_gptq_actorder_g32 4 same
+quant_gptq_v1_sym_g32 2 cut
+quant_gptq_v2_asym_g32 2 cut"
+for dir in "$FIXTURES"/quant_*/; do
+  name=$(basename "$dir")
+  grep -q "^$name " <<<"$QUANT_TP" || fail "$name: a quantized fixture missing from QUANT_TP"
+done
+while read -r -u 3 name np want; do
+  dir="$FIXTURES/$name"
+  [ -f "$dir/config.json" ] || { fail "$name: QUANT_TP names a missing fixture"; continue; }
+  ref=$(gen 1 "$dir") || { fail "$name: one rank failed: $(tail -1 "$TMP/err.1")"; continue; }
+  got=$(gen "$np" "$dir")
+  rc=$?
+  if [ "$want" = cut ]; then
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -q "cuts quantization group" "$TMP/err.$np"; then
+      echo "ok: $name TP $np: refused, the split cuts a quantization group (exit $rc)"
+    else fail "$name TP $np: expected the 'cuts quantization group' error, exit $rc: $(grep error "$TMP/err.$np" | head -1)"; fi
+  elif [ "$rc" != 0 ]; then fail "$name TP $np: exit $rc: $(grep error "$TMP/err.$np" | head -2)"
+  elif [ "$got" = "$ref" ]; then echo "ok: $name TP $np: the same $TOK greedy ids"
+  else fail "$name TP $np: ids differ: '$got' vs '$ref'"; fi
+done 3<<<"$QUANT_TP"
 
 # stories260K against its float64 reference at TP 2 (all 199 ids, as in generate_stories.sh).
 if [ -d "$STORIES" ]; then

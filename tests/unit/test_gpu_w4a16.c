@@ -63,9 +63,44 @@ static void *to_dev(const void *h, size_t bytes) {
     return d;
 }
 
+/* A random permutation of perm[0 .. n-1]'s values. */
+static void shuffle(int32_t *perm, int n) {
+    for (int c = n - 1; c > 0; c--) {
+        const int j = rand_int(0, c), t = perm[c];
+        perm[c] = perm[j];
+        perm[j] = t;
+    }
+}
+
+/* Act-order with padding (as an act-order row-parallel shard): the last 0 .. group_size/2
+ * kernel columns of each group are padding (perm QL_PAD, q = the group's zero), the others
+ * take the in_cols inputs in a random order. */
+static void pad_groups(quant_matrix *h) {
+    h->in_cols = 0;
+    for (int c = 0; c < h->cols; c++) h->perm[c] = QL_PAD;
+    for (int g = 0; g < ql_groups(h); g++) {
+        const int real = h->group_size - rand_int(0, h->group_size / 2);
+        for (int k = 0; k < real; k++) h->perm[g * h->group_size + k] = h->in_cols++;
+    }
+    int32_t *inputs = folio_xmalloc(sizeof(int32_t) * h->in_cols);
+    for (int i = 0; i < h->in_cols; i++) inputs[i] = i;
+    shuffle(inputs, h->in_cols);
+    for (int c = 0; c < h->cols; c++) {
+        if (h->perm[c] == QL_PAD) {
+            for (int r = 0; r < h->rows; r++)
+                ql_set(h, r, c, h->zeros[(size_t)r * ql_groups(h) + c / h->group_size]);
+        } else {
+            h->perm[c] = inputs[h->perm[c]];
+        }
+    }
+    free(inputs);
+}
+
+/* act_order 0: no perm; 1: a permutation of all columns; 2: with padding (pad_groups). */
 static void qpair_make(qpair *p, int rows, int cols, int group_size, int act_order) {
     quant_matrix *h = &p->h;
-    *h = (quant_matrix){.rows = rows, .cols = cols, .bits = 4, .group_size = group_size};
+    *h = (quant_matrix){.rows = rows, .cols = cols, .in_cols = cols, .bits = 4,
+                        .group_size = group_size};
     const size_t words = (size_t)rows * ql_words_per_row(h), groups = (size_t)rows * ql_groups(h);
     h->qweight = folio_xmalloc(words * 4);
     h->scales = folio_xmalloc(groups * 2);
@@ -79,11 +114,8 @@ static void qpair_make(qpair *p, int rows, int cols, int group_size, int act_ord
     if (act_order) {
         h->perm = folio_xmalloc(sizeof(int32_t) * cols);
         for (int c = 0; c < cols; c++) h->perm[c] = c;
-        for (int c = cols - 1; c > 0; c--) {
-            const int j = rand_int(0, c), t = h->perm[c];
-            h->perm[c] = h->perm[j];
-            h->perm[j] = t;
-        }
+        shuffle(h->perm, cols);
+        if (act_order == 2) pad_groups(h);
     }
     p->d = *h;
     p->d.qweight = to_dev(h->qweight, words * 4);
@@ -128,21 +160,23 @@ static void check_product(int rows, int cols, int group_size, int n, int act_ord
                           folio_dtype t) {
     qpair q;
     qpair_make(&q, rows, cols, group_size, act_order);
-    float *x = gpu_test_rand((size_t)n * cols, -1, 1, t);
+    const int in_cols = q.h.in_cols;
+    float *x = gpu_test_rand((size_t)n * in_cols, -1, 1, t);
     float *b = bias ? gpu_test_rand(rows, -0.1f, 0.1f, t) : NULL;
-    void *d_x = gpu_test_to_device(x, (size_t)n * cols, t);
+    void *d_x = gpu_test_to_device(x, (size_t)n * in_cols, t);
     void *d_b = bias ? gpu_test_to_device(b, rows, t) : NULL, *d_y = NULL, *scratch = NULL;
     CUDA_CHECK(cudaMalloc(&d_y, (size_t)n * rows * 2));
     CUDA_CHECK(cudaMemset(d_y, 0xff, (size_t)n * rows * 2)); /* NaN in bf16 and fp16 */
-    if (n > W4A16_GEMV_MAX_N) CUDA_CHECK(cudaMalloc(&scratch, (size_t)rows * cols * 2));
+    if (n > W4A16_GEMV_MAX_N) CUDA_CHECK(cudaMalloc(&scratch, (size_t)rows * in_cols * 2));
     w4a16_gemm_cuda(g_gemm, d_y, d_x, &q.d, d_b, t, n, scratch, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
     float *got = folio_xmalloc(sizeof(float) * n * rows), *want = folio_xmalloc(sizeof(float) * n * rows);
     gpu_test_from_device(got, d_y, (size_t)n * rows, t);
     assert_int_equal(w4a16_cpu(want, x, &q.h, b, n), 0);
     char what[128];
-    snprintf(what, sizeof what, "w4a16 %s rows=%d cols=%d group=%d n=%d act_order=%d bias=%d",
-             dtype_name(t), rows, cols, group_size, n, act_order, bias);
+    snprintf(what, sizeof what,
+             "w4a16 %s rows=%d cols=%d in_cols=%d group=%d n=%d act_order=%d bias=%d",
+             dtype_name(t), rows, cols, in_cols, group_size, n, act_order, bias);
     expect_close(what, got, want, (size_t)n * rows, t == DTYPE_BF16 ? 8e-3 : 2e-3);
     void *dev[] = {d_x, d_b, d_y, scratch};
     for (int i = 0; i < 4; i++)
@@ -157,7 +191,8 @@ static void check_product(int rows, int cols, int group_size, int n, int act_ord
 static const int k_groups[] = {32, 64, 128, 0}; /* 0: per-channel (group = cols) */
 static const int k_batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, 64};
 
-/* Every group size x batch x dtype, random odd shapes, act-order and bias on alternate cases. */
+/* Every group size x batch x dtype, random odd shapes, act-order (every other one padded) and
+ * bias on alternate cases. */
 static void test_products_random(void **state) {
     (void)state;
     const folio_dtype types[] = {DTYPE_BF16, DTYPE_F16};
@@ -169,7 +204,8 @@ static void test_products_random(void **state) {
                 int cols = unit * rand_int(1, 5000 / unit);
                 const int gs = k_groups[gi] ? k_groups[gi] : cols;
                 const int rows = rand_int(1, 300) | 1;
-                check_product(rows, cols, gs, k_batches[bi], k % 2, k % 3 == 0, types[ti]);
+                const int act = k % 2 ? 1 + (k / 2) % 2 : 0;
+                check_product(rows, cols, gs, k_batches[bi], act, k % 3 == 0, types[ti]);
             }
 }
 
@@ -177,12 +213,14 @@ static void test_products_random(void **state) {
  * staging rounds with a partial one (14336 = 3.5 rounds), rows off the 16-row tile. */
 static void test_products_edges(void **state) {
     (void)state;
-    static const int cases[][4] = {/* rows, cols, group, act_order */
+    static const int cases[][4] = {/* rows, cols, group, act_order (2: padded) */
                                    {1, 32, 32, 0},       {1, 4096, 128, 1},
                                    {17, 160, 32, 1},     {33, 4096 + 32, 32, 0},
                                    {4096 + 7, 4096, 128, 0}, {40, 14336, 128, 1},
                                    {23, 8192, 64, 0},    {16, 3584, 3584, 1},
-                                   {250, 4224, 128, 1},  {1537, 2048, 128, 0}};
+                                   {250, 4224, 128, 1},  {1537, 2048, 128, 0},
+                                   {1, 64, 32, 2},       {40, 14336, 128, 2},
+                                   {17, 160, 32, 2},     {16, 3584, 3584, 2}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int n = 1; n <= 8; n += 7) {
             check_product(cases[i][0], cases[i][1], cases[i][2], n, cases[i][3], 0, DTYPE_BF16);
@@ -195,11 +233,11 @@ static void test_dequant(void **state) {
     (void)state;
     const folio_dtype types[] = {DTYPE_BF16, DTYPE_F16};
     for (int ti = 0; ti < 2; ti++)
-        for (int act = 0; act < 2; act++) {
+        for (int act = 0; act < 3; act++) {
             const int rows = 37, cols = 640, gs = act ? 64 : 128;
             qpair q;
             qpair_make(&q, rows, cols, gs, act);
-            const size_t n = (size_t)rows * cols;
+            const size_t n = (size_t)rows * q.h.in_cols;
             void *d_w = NULL;
             CUDA_CHECK(cudaMalloc(&d_w, n * 2));
             CUDA_CHECK(cudaMemset(d_w, 0xff, n * 2));

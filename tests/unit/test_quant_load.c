@@ -21,6 +21,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "fixture_util.h"
+#include "kernels_cpu.h"
 #include "quant.h"
 #include "sequence_runner.h"
 #include "st_writer.h"
@@ -471,8 +472,9 @@ static void test_8bit(void **state) {
     }
 }
 
-/* A random g_idx permutation: whole at world 1; permuted inside each half (so every
- * row-parallel shard holds whole groups) at world 2. */
+/* A random g_idx permutation over all inputs (at world 2 and 4 every row-parallel shard cuts
+ * every group: padded), and one permuted inside each half (whole groups per shard at world
+ * 2, no padding); 4- and 8-bit, groups 32 and 64. */
 static void test_act_order(void **state) {
     (void)state;
     for (int m = 0; m < 2; m++)
@@ -480,8 +482,11 @@ static void test_act_order(void **state) {
             qspec qs = {.method = m ? QUANT_CT : QUANT_GPTQ, .bits = 4, .group = 32,
                         .sym = half, .act_order = true, .v2_label = 1, .v2_data = 1,
                         .perm_block = half ? 128 : 0};
-            roundtrip(&DIMS_B, &qs, half ? W12 : W1);
+            roundtrip(&DIMS_B, &qs, half ? W12 : W124);
         }
+    qspec g64 = {.method = QUANT_GPTQ, .bits = 8, .group = 64, .act_order = true,
+                 .v2_label = 1, .v2_data = 1};
+    roundtrip(&DIMS_B, &g64, W124);
 }
 
 /* out 96 / in 192, two layers, group 32 (world 1) and 48 (world 2: whole groups per shard). */
@@ -561,6 +566,73 @@ static void test_quant_matrix_perm(void **state) {
     }
 }
 
+
+/* One local group of an act-order shard's quant_matrix (rank 1 of 2 of o_proj): its real
+ * kernel columns first, all of one checkpoint group (after the previous local group's), in
+ * input order; then padding (QL_PAD) whose q is the group's zero. Returns its real count. */
+static int check_padded_group(const quant_matrix *m, const truth *t, int c0, int l, int *prev) {
+    int real = 0, last = -1;
+    for (int k = l * m->group_size; k < (l + 1) * m->group_size; k++) {
+        const int in_c = m->perm[k];
+        if (in_c == QL_PAD) {
+            for (int r = 0; r < m->rows; r++)
+                assert_int_equal(ql_get(m, r, k), m->zeros[(size_t)r * ql_groups(m) + l]);
+            continue;
+        }
+        assert_int_equal(real, k - l * m->group_size); /* no input after padding */
+        assert_true(in_c > last && in_c < m->in_cols);
+        if (real == 0) assert_true(t->g_idx[c0 + in_c] > *prev);
+        else assert_int_equal(t->g_idx[c0 + in_c], *prev);
+        *prev = t->g_idx[c0 + in_c];
+        last = in_c;
+        real++;
+    }
+    return real;
+}
+
+/* The padding layout: every group exactly group_size kernel columns, every input once,
+ * padding dequantizes to 0 (dequantize writes [rows][in_cols], bit-exact). */
+static void test_padded_layout(void **state) {
+    (void)state;
+    qspec qs = {.method = QUANT_GPTQ, .bits = 4, .group = 32, .act_order = true,
+                .v2_label = 1, .v2_data = 1};
+    ckpt c;
+    write_ckpt(&c, &DIMS_B, &qs);
+    model_config cfg;
+    assert_int_equal(model_config_load(c.dir, &cfg), 0);
+    safetensors_model st;
+    assert_int_equal(safetensors_open_dir(c.dir, &st), 0);
+    quant_loader ql = {.st = &st, .dir = c.dir, .qc = &cfg.quant, .world = 2};
+    tensor_spec s = {.name = "model.layers.0.self_attn.o_proj.weight", .rows = 256,
+                     .cols = 256, .slice = SLICE_COLS, .start = 128, .count = 128,
+                     .init = INIT_MATRIX};
+    quant_matrix m;
+    assert_int_equal(quant_load_matrix(&ql, &s, &m), 0);
+    const truth *t = find_truth(&c, s.name);
+    assert_int_equal(m.group_size, 32);
+    assert_int_equal(m.in_cols, 128);
+    assert_true(m.cols > m.in_cols && m.cols % m.group_size == 0 && m.perm != NULL);
+    int real = 0, prev = -1;
+    for (int l = 0; l < ql_groups(&m); l++) {
+        const int n = check_padded_group(&m, t, 128, l, &prev);
+        assert_true(n >= 1 && n <= 32);
+        real += n;
+    }
+    assert_int_equal(real, m.in_cols); /* every input once (increasing, distinct per group) */
+    float *out = malloc(sizeof *out * 256 * 128);
+    quant_matrix_dequantize(&m, out);
+    for (int r = 0; r < 256; r++)
+        assert_memory_equal(out + r * 128, t->w + r * 256 + 128, sizeof *out * 128);
+    float *cpu = malloc(sizeof *cpu * 256 * 128);
+    w4a16_dequant_cpu(cpu, &m);
+    assert_memory_equal(cpu, out, sizeof *out * 256 * 128);
+    free(cpu);
+    free(out);
+    quant_matrix_free(&m);
+    safetensors_close(&st);
+    model_config_free(&cfg);
+    ckpt_free(&c);
+}
 
 /* ---- the forward ---- */
 
@@ -700,11 +772,16 @@ static void test_error_split_cuts_group(void **state) {
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
     expect_load_fail(&c, 4, "layer 'model.layers.0.self_attn.o_proj'", "over 4 ranks",
-                     "group_size 128", NULL);
+                     "cuts quantization group", "group_size 128", NULL);
     ckpt_free(&c);
-    qspec act = {.method = QUANT_GPTQ, .bits = 4, .group = 32, .act_order = true};
-    write_ckpt(&c, &DIMS_B, &act); /* a permutation over all inputs: shards cut groups */
-    expect_load_fail(&c, 2, "row-parallel split over 2 ranks cuts", NULL);
+    qspec ct = {.method = QUANT_CT, .bits = 4, .group = 128};
+    write_ckpt(&c, &DIMS_B, &ct);
+    expect_load_fail(&c, 4, "layer 'model.layers.0.self_attn.o_proj'", "over 4 ranks",
+                     "cuts quantization group", "group_size 128", NULL);
+    ckpt_free(&c);
+    qspec act = {.method = QUANT_GPTQ, .bits = 4, .group = 128, .act_order = true};
+    write_ckpt(&c, &DIMS_B, &act); /* act-order: the same cut is padded instead */
+    check_world(&c, 4);
     ckpt_free(&c);
 }
 
@@ -718,6 +795,7 @@ int main(void) {
         cmocka_unit_test(test_odd_sizes),
         cmocka_unit_test(test_gptq_mislabeled),
         cmocka_unit_test(test_quant_matrix_perm),
+        cmocka_unit_test(test_padded_layout),
         cmocka_unit_test(test_forward_is_dequantized_forward),
         cmocka_unit_test(test_error_missing_qzeros),
         cmocka_unit_test(test_error_wrong_shape),
