@@ -92,7 +92,7 @@ static void test_ct_pack(void **state) {
     uint8_t q[2 * 16], z[9 * 2];
     for (int i = 0; i < 32; i++) q[i] = (uint8_t)(i % 16);
     rtn_matrix m = {.rows = 2, .cols = 16, .bits = 4, .group_size = 8, .q = q};
-    uint32_t out[4];
+    uint32_t out[8]; /* 8-bit below: 2 rows of 4 words */
     ct_pack_weight(&m, out);
     assert_int_equal(out[0], 0x76543210u);
     assert_int_equal(out[1], 0xfedcba98u);
