@@ -27,6 +27,40 @@ constexpr int kWarps = 4;
 constexpr int kMaxPerLane = 8; /* head_dim <= 256 */
 constexpr int kMaxHeadDim = kWarp * kMaxPerLane;
 
+/* The sequence of token t: the last s with seq_start[s] <= t. */
+__device__ int seq_of_token(const int32_t *seq_start, int n_seqs, int t) {
+    int lo = 0, hi = n_seqs - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (seq_start[mid] <= t) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Element offset of key j's row of kv head kvh in the HND cache, through the block table. */
+__device__ size_t kv_row(const int32_t *table, int j, int n_kv, int kvh, int bs, int hd) {
+    return (((size_t)table[j / bs] * n_kv + kvh) * bs + j % bs) * hd;
+}
+
+/* Merges the kWarps partial results (running max s_m, sum s_l, accumulators s_acc rows of
+ * stride hd_stride) into orow[0..hd). */
+template <typename T>
+__device__ void merge_warps(T *orow, const float *s_m, const float *s_l, const float *s_acc,
+                            int hd_stride, int hd) {
+    float mm = -INFINITY;
+    for (int w = 0; w < kWarps; w++) mm = fmaxf(mm, s_m[w]);
+    float ll = 0.0f, f[kWarps];
+    for (int w = 0; w < kWarps; w++) {
+        f[w] = s_m[w] == -INFINITY ? 0.0f : expf(s_m[w] - mm);
+        ll += s_l[w] * f[w];
+    }
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0.0f;
+        for (int w = 0; w < kWarps; w++) o += s_acc[w * hd_stride + d] * f[w];
+        orow[d] = from_f32<T>(o / ll);
+    }
+}
+
 template <typename T, int VEC>
 __global__ void __launch_bounds__(kWarps * kWarp)
 attention_simple_kernel(T *out,                      /* [n_tokens][n_heads][hd] */
@@ -42,12 +76,7 @@ attention_simple_kernel(T *out,                      /* [n_tokens][n_heads][hd] 
     __shared__ float s_acc[kWarps][kMaxHeadDim];
     const int t = blockIdx.x, h = blockIdx.y, kvh = h / (n_heads / n_kv);
     const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    int lo_s = 0, hi_s = n_seqs - 1; /* sequence of token t: last s with seq_start[s] <= t */
-    while (lo_s < hi_s) {
-        const int mid = (lo_s + hi_s + 1) / 2;
-        if (seq_start[mid] <= t) lo_s = mid; else hi_s = mid - 1;
-    }
-    const int s = lo_s;
+    const int s = seq_of_token(seq_start, n_seqs, t);
     const int pos = context_lens[s] - (seq_start[s + 1] - t);
     const int first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
     const int32_t *table = block_tables + (size_t)s * max_blocks;
@@ -62,7 +91,7 @@ attention_simple_kernel(T *out,                      /* [n_tokens][n_heads][hd] 
         const int j = c0 + lane;
         float score = -INFINITY;
         if (j <= pos) {
-            const size_t off = (((size_t)table[j / bs] * n_kv + kvh) * bs + j % bs) * hd;
+            const size_t off = kv_row(table, j, n_kv, kvh, bs, hd);
             const Pack<T, VEC> *krow = reinterpret_cast<const Pack<T, VEC> *>(k_cache + off);
             float dot = 0.0f;
             for (int p = 0; p < hd / VEC; p++) {
@@ -82,7 +111,7 @@ attention_simple_kernel(T *out,                      /* [n_tokens][n_heads][hd] 
         for (int kk = 0; kk < n_keys; kk++) {
             const float pk = __shfl_sync(0xffffffffu, p, kk);
             const int jj = c0 + kk;
-            const T *vrow = v_cache + (((size_t)table[jj / bs] * n_kv + kvh) * bs + jj % bs) * hd;
+            const T *vrow = v_cache + kv_row(table, jj, n_kv, kvh, bs, hd);
 #pragma unroll
             for (int e = 0; e < kMaxPerLane; e++) {
                 const int d = lane + e * kWarp;
@@ -99,19 +128,7 @@ attention_simple_kernel(T *out,                      /* [n_tokens][n_heads][hd] 
     for (int e = 0; e < kMaxPerLane; e++)
         if (lane + e * kWarp < hd) s_acc[warp][lane + e * kWarp] = acc[e];
     __syncthreads();
-    float mm = -INFINITY;
-    for (int w = 0; w < kWarps; w++) mm = fmaxf(mm, s_m[w]);
-    float ll = 0.0f, f[kWarps];
-    for (int w = 0; w < kWarps; w++) {
-        f[w] = s_m[w] == -INFINITY ? 0.0f : expf(s_m[w] - mm);
-        ll += s_l[w] * f[w];
-    }
-    T *orow = out + ((size_t)t * n_heads + h) * hd;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float o = 0.0f;
-        for (int w = 0; w < kWarps; w++) o += s_acc[w][d] * f[w];
-        orow[d] = from_f32<T>(o / ll);
-    }
+    merge_warps(out + ((size_t)t * n_heads + h) * hd, s_m, s_l, &s_acc[0][0], kMaxHeadDim, hd);
 }
 
 template <typename T, int PACKS>
@@ -132,12 +149,7 @@ attention_chunk_kernel(T *out,                      /* [n_tokens][n_heads][hd] *
     const int t = blockIdx.x, h = blockIdx.y, kvh = h / (n_heads / n_kv);
     const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
     const int group = lane / PACKS, part = lane % PACKS; /* V phase: key group, 16-B part */
-    int lo_s = 0, hi_s = n_seqs - 1;
-    while (lo_s < hi_s) {
-        const int mid = (lo_s + hi_s + 1) / 2;
-        if (seq_start[mid] <= t) lo_s = mid; else hi_s = mid - 1;
-    }
-    const int s = lo_s;
+    const int s = seq_of_token(seq_start, n_seqs, t);
     const int pos = context_lens[s] - (seq_start[s + 1] - t);
     const int first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
     const int32_t *table = block_tables + (size_t)s * max_blocks;
@@ -150,8 +162,8 @@ attention_chunk_kernel(T *out,                      /* [n_tokens][n_heads][hd] *
     for (int e = 0; e < VEC; e++) acc[e] = 0.0f;
     for (int c0 = first + warp * kWarp; c0 <= pos; c0 += kWarps * kWarp) {
         const int j = c0 + lane, jc = j <= pos ? j : pos; /* clamped: always a valid row */
-        const P *krow = reinterpret_cast<const P *>(
-            k_cache + (((size_t)table[jc / bs] * n_kv + kvh) * bs + jc % bs) * HD);
+        const P *krow =
+            reinterpret_cast<const P *>(k_cache + kv_row(table, jc, n_kv, kvh, bs, HD));
         P kv[PACKS];
 #pragma unroll
         for (int p = 0; p < PACKS; p++) kv[p] = krow[p];
@@ -174,8 +186,9 @@ attention_chunk_kernel(T *out,                      /* [n_tokens][n_heads][hd] *
             const int kk = group + GROUPS * i;
             pk[i] = __shfl_sync(0xffffffffu, p_key, kk);
             const int jj = c0 + kk <= pos ? c0 + kk : pos;
-            vv[i] = reinterpret_cast<const P *>(
-                v_cache + (((size_t)table[jj / bs] * n_kv + kvh) * bs + jj % bs) * HD)[part];
+            const P *vrow =
+                reinterpret_cast<const P *>(v_cache + kv_row(table, jj, n_kv, kvh, bs, HD));
+            vv[i] = vrow[part];
         }
 #pragma unroll
         for (int i = 0; i < PACKS; i++)
@@ -195,19 +208,7 @@ attention_chunk_kernel(T *out,                      /* [n_tokens][n_heads][hd] *
 #pragma unroll
         for (int e = 0; e < VEC; e++) s_acc[warp][part * VEC + e] = acc[e];
     __syncthreads();
-    float mm = -INFINITY;
-    for (int w = 0; w < kWarps; w++) mm = fmaxf(mm, s_m[w]);
-    float ll = 0.0f, f[kWarps];
-    for (int w = 0; w < kWarps; w++) {
-        f[w] = s_m[w] == -INFINITY ? 0.0f : expf(s_m[w] - mm);
-        ll += s_l[w] * f[w];
-    }
-    T *orow = out + ((size_t)t * n_heads + h) * HD;
-    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-        float o = 0.0f;
-        for (int w = 0; w < kWarps; w++) o += s_acc[w][d] * f[w];
-        orow[d] = from_f32<T>(o / ll);
-    }
+    merge_warps(out + ((size_t)t * n_heads + h) * HD, s_m, s_l, &s_acc[0][0], HD, HD);
 }
 
 template <typename T>
