@@ -236,6 +236,13 @@ static int load_float(const char *dir, const safetensors_model *m, const tensor_
     return 0;
 }
 
+int weights_read_spec(const char *dir, const safetensors_model *m, const tensor_spec *s,
+                      float *dst) {
+    tensor_spec t = *s;
+    t.dest = &dst;
+    return load_float(dir, m, &t);
+}
+
 static int load_from_files(const char *dir, const model_config *cfg, const shard_plan *shard,
                            spec_list *l, const load_options *opt, model_weights *w) {
     safetensors_model m = {0};

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "model_config.h"
+#include "safetensors.h"
 #include "shard.h"
 
 typedef struct {
@@ -76,6 +77,12 @@ typedef struct {
  * here when NULL). Returns a malloc'd array of *n specs; the caller frees it. */
 tensor_spec *weights_specs(const model_config *cfg, const shard_plan *shard, model_weights *w,
                            int *n);
+
+/* Reads this rank's slice of the unquantized tensor s from the opened checkpoint m of DIR
+ * into dst (float32, tensor_spec_floats(s) elements), checking its presence, dtype and shape
+ * as weights_load does (the GPU upload of a quantized checkpoint's dense tensors). */
+int weights_read_spec(const char *dir, const safetensors_model *m, const tensor_spec *s,
+                      float *dst);
 
 /* Elements this rank keeps of a spec. */
 size_t tensor_spec_floats(const tensor_spec *s);

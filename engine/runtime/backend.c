@@ -63,20 +63,41 @@ static int open_gpu(const char *dir, const device_options *o, comm_ctx *comm,
 }
 #endif
 
-/* Quantized checkpoints load on the CPU only for now (dequantized at load); a config that
- * does not parse is left to the normal path to report. */
-static int refuse_quantized_gpu(const char *dir) {
+/* Quantized checkpoints on the GPU: 4-bit weights (AWQ, GPTQ, compressed-tensors) with group
+ * sizes that are multiples of 32 (or per channel), no act-order, run in bfloat16 or float16
+ * (weights_cuda keeps them packed; it checks each matrix, naming the layer). Refused here,
+ * before loading, with the reason: 8-bit, act-order, other group sizes, --dtype float32. A
+ * config that does not parse is left to the normal path to report. */
+static int refuse_quantized_gpu(const char *dir, const device_options *o) {
     model_config c;
     if (model_config_load(dir, &c) != 0) {
         folio_clear_error();
         return 0;
     }
-    quant_method q = c.quant.method;
+    const quant_config q = c.quant;
+    const char *method = quant_method_name(q.method);
+    int rc = 0;
+    if (q.method == QUANT_NONE)
+        rc = 0;
+    else if (q.bits != 4)
+        rc = folio_fail("--device cuda: %d-bit weights are not supported on the GPU yet (%s: "
+                        "quant_method %s; use --device cpu, which dequantizes them at load)",
+                        q.bits, dir, method);
+    else if (q.act_order)
+        rc = folio_fail("--device cuda: act-order 4-bit weights (GPTQ desc_act, "
+                        "compressed-tensors actorder) are not supported on the GPU yet: q/k/v "
+                        "and gate/up are fused there (%s: quant_method %s; use --device cpu)",
+                        dir, method);
+    else if (q.group_size > 0 && q.group_size % 32 != 0)
+        rc = folio_fail("--device cuda: 4-bit group size %d is not supported on the GPU (a "
+                        "multiple of 32 is; %s: quant_method %s; use --device cpu)",
+                        q.group_size, dir, method);
+    else if (!o->dtype_auto && o->dtype != DTYPE_BF16 && o->dtype != DTYPE_F16)
+        rc = folio_fail("--device cuda: 4-bit weights run in bfloat16 or float16 on the GPU, "
+                        "not %s (%s: quant_method %s; use --dtype bfloat16 or float16)",
+                        dtype_name(o->dtype), dir, method);
     model_config_free(&c);
-    if (q == QUANT_NONE) return 0;
-    return folio_fail("--device cuda: 4-bit weights are not supported on the GPU yet (%s: "
-                      "quant_method %s; use --device cpu, which dequantizes them at load)", dir,
-                      quant_method_name(q));
+    return rc;
 }
 
 int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
@@ -86,7 +107,7 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
     dm->enforce_eager = o->enforce_eager;
     dm->allreduce_nccl = o->allreduce_nccl;
     int rc;
-    if (o->device == DEVICE_CUDA && refuse_quantized_gpu(dir) != 0) {
+    if (o->device == DEVICE_CUDA && refuse_quantized_gpu(dir, o) != 0) {
         rc = -1;
     } else if (o->device == DEVICE_CUDA) {
 #ifdef FOLIO_HAVE_CUDA

@@ -5,6 +5,12 @@
  *            once with the decode CUDA graphs and once eager;
  *   bfloat16: our logits' error against the float64 reference at most 1.5x the error of
  *            transformers itself run in bfloat16 on the GPU (logits_bf16.f32);
+ * the quantized fixtures the GPU runs (4-bit, group a multiple of 32 or per channel, no
+ * act-order; weights kept packed, w4a16 kernels) in bfloat16: the same error ratio against
+ * transformers' run of the dequantized model (the prefill: dequantize + cuBLASLt), greedy ids
+ * identical with decode graphs and eager (the decode: the W4A16 GEMV), and every greedy id
+ * equal to the prefill's argmax where the prefill's top-2 gap exceeds 4x its measured error;
+ * the ones it refuses (8-bit, act-order) refused with a message;
  * stories260K's 199 greedy ids equal to reference.json in float32; and dummy models with the
  * head shapes of real models (paged_attention_cuda's path) against the CPU backend. Prints
  * the bf16 error ratios. Skips (77) without a GPU. */
@@ -17,11 +23,13 @@ int main(void) {
 }
 #else
 
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -125,6 +133,118 @@ static void test_bf16(void **state) {
     fixture_ref_free(&ref);
 }
 
+/* Quantized fixtures: which the GPU runs (4-bit, group a multiple of 32 or per channel, no
+ * act-order) and which it refuses. */
+static const char *const QUANT_GPU[] = {
+    "quant_awq_g32", "quant_awq_g64_tp", "quant_gptq_v1_sym_g32", "quant_gptq_v2_asym_g32",
+    "quant_ct_sym_g32_bf16", "quant_ct_asym_g128_tp", "quant_ct_asym_g32", "quant_ct_channel",
+    NULL};
+static const char *const QUANT_REFUSED[] = {"quant_gptq_8bit_g64", "quant_ct_8bit_g32",
+                                            "quant_gptq_actorder_g32", NULL};
+
+static int argmax_gap(const float *row, int vocab, float *gap) {
+    int best = 0;
+    for (int v = 1; v < vocab; v++)
+        if (row[v] > row[best]) best = v;
+    float second = -INFINITY;
+    for (int v = 0; v < vocab; v++)
+        if (v != best && row[v] > second) second = row[v];
+    *gap = row[best] - second;
+    return best;
+}
+
+static void test_quant_bf16(void **state) {
+    const char *name = *state;
+    char dir[1200], path[1300];
+    snprintf(dir, sizeof dir, "%s/%s", g_fixtures, name);
+    fixture_ref ref;
+    fixture_ref_read(dir, &ref);
+    device_model m;
+    open_gpu(dir, DTYPE_BF16, false, &m);
+    const int vocab = m.m.cfg.vocab;
+    const size_t n = (size_t)ref.n_prompt * vocab;
+    snprintf(path, sizeof path, "%s/logits.f32", dir);
+    float *want = read_f32_file(path, n);
+    snprintf(path, sizeof path, "%s/logits_bf16.f32", dir);
+    float *hf = read_f32_file(path, n), *got = score(dir, &m, &ref);
+    const double ours = max_rel_diff(got, want, n), theirs = max_rel_diff(hf, want, n);
+    printf("  %-24s 4-bit bfloat16 error: folio %.3e, transformers %.3e, ratio %.2f\n", name,
+           ours, theirs, ours / theirs);
+    if (!(ours <= BF16_RATIO * theirs))
+        fail_msg("%s: 4-bit bf16 logits error %.3g is more than %.1fx transformers' %.3g", name,
+                 ours, BF16_RATIO, theirs);
+    double max_ref = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)want[i]) > max_ref) max_ref = fabs((double)want[i]);
+    /* the decode (GEMV, n = 1): graphs and eager give the same ids */
+    enum { GEN = 16 };
+    run_options ro = {.max_tokens = GEN, .sampling = {.temperature = 0, .top_p = 1},
+                      .ignore_eos = true, .block_size = 16};
+    run_result rg, re;
+    if (run_sequence(&m, &g_comm, ref.prompt, ref.n_prompt, &ro, NULL, NULL, &rg) != 0)
+        fail_msg("%s: %s", dir, folio_last_error());
+    assert_int_equal(rg.n, GEN);
+    device_model_close(&m);
+    open_gpu(dir, DTYPE_BF16, true, &m);
+    if (run_sequence(&m, &g_comm, ref.prompt, ref.n_prompt, &ro, NULL, NULL, &re) != 0)
+        fail_msg("%s: %s", dir, folio_last_error());
+    assert_int_equal(re.n, GEN);
+    for (int i = 0; i < GEN; i++)
+        if (rg.ids[i] != re.ids[i])
+            fail_msg("%s: 4-bit greedy token %d is %d with graphs, %d eager", name, i,
+                     rg.ids[i], re.ids[i]);
+    /* the decode against the prefill (dequantize + cuBLASLt) of prompt + continuation */
+    const int total = ref.n_prompt + GEN - 1;
+    int32_t *ids = malloc(sizeof *ids * (size_t)total);
+    memcpy(ids, ref.prompt, sizeof *ids * (size_t)ref.n_prompt);
+    memcpy(ids + ref.n_prompt, rg.ids, sizeof *ids * (GEN - 1));
+    float *all = malloc(sizeof *all * (size_t)total * vocab);
+    if (score_sequence(&m, &g_comm, ids, total, 16, all) != 0)
+        fail_msg("%s: %s", dir, folio_last_error());
+    const float tol = (float)(4.0 * ours * max_ref);
+    int checked = 0;
+    for (int i = 0; i < GEN; i++) {
+        float gap;
+        const int best = argmax_gap(all + (size_t)(ref.n_prompt - 1 + i) * vocab, vocab, &gap);
+        if (gap <= tol) continue;
+        checked++;
+        if (best != rg.ids[i])
+            fail_msg("%s: 4-bit decode token %d is %d, the prefill's argmax is %d (gap %.3g > "
+                     "%.3g)", name, i, rg.ids[i], best, gap, tol);
+    }
+    printf("  %-24s 4-bit decode = prefill argmax at %d of %d tokens (gap > %.3g)\n", name,
+           checked, GEN, tol);
+    device_model_close(&m);
+    free(ids);
+    free(all);
+    free(rg.ids);
+    free(re.ids);
+    free(got);
+    free(hf);
+    free(want);
+    fixture_ref_free(&ref);
+}
+
+static void test_quant_refused(void **state) {
+    (void)state;
+    for (const char *const *f = QUANT_REFUSED; *f; f++) {
+        char dir[1200];
+        snprintf(dir, sizeof dir, "%s/%s", g_fixtures, *f);
+        const device_options o = {.device = DEVICE_CUDA, .format = LOAD_AUTO,
+                                  .dtype = DTYPE_BF16};
+        device_model m;
+        if (device_model_open(dir, &o, &g_comm, &m) == 0) {
+            device_model_close(&m);
+            fail_msg("%s: opened on the GPU; expected a refusal", *f);
+        }
+        const char *msg = folio_last_error();
+        printf("  %-24s refused: %s\n", *f, msg);
+        if (!strstr(msg, "not supported on the GPU"))
+            fail_msg("%s: unexpected refusal message: %s", *f, msg);
+        folio_clear_error();
+    }
+}
+
 /* A dummy model (weights drawn from the config, the same on the CPU and the GPU) with a head
  * shape paged_attention_cuda takes (head_dim 64 or 128): GPU float32 logits within 1e-4 of
  * the CPU reference, greedy ids equal (decode graphs), bfloat16 logits within 3e-2. */
@@ -224,6 +344,14 @@ int main(void) {
         tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(test_bf16, (void *)*f);
         tests[n++].name = names[1][i];
     }
+    static char qnames[16][64];
+    int qi = 0;
+    for (const char *const *f = QUANT_GPU; *f && qi < 16; f++, qi++) {
+        snprintf(qnames[qi], sizeof qnames[qi], "bf16 %s", *f);
+        tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(test_quant_bf16, (void *)*f);
+        tests[n++].name = qnames[qi];
+    }
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_quant_refused);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_stories_greedy);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_dummy_paged_attention);
     return _cmocka_run_group_tests("gpu_forward", tests, n, NULL, NULL);

@@ -676,7 +676,7 @@ static void logits_of(const char *dir, float *logits, int n) {
 }
 
 /* A W4A16 model's forward is exactly the forward of its dequantized weights; --device cuda
- * refuses it for now. */
+ * refuses it (act-order) for now. */
 static void test_forward_is_dequantized_forward(void **state) {
     (void)state;
     qspec qs = {.method = QUANT_CT, .bits = 4, .group = 32, .act_order = true};
@@ -696,7 +696,7 @@ static void test_forward_is_dequantized_forward(void **state) {
     const device_options gpu = {.device = DEVICE_CUDA, .format = LOAD_AUTO};
     assert_int_equal(device_model_open(c.dir, &gpu, &comm, &m), -1);
     assert_non_null(strstr(folio_last_error(),
-                           "--device cuda: 4-bit weights are not supported on the GPU yet"));
+                           "--device cuda: act-order 4-bit weights"));
     free(a);
     free(b);
     char path[128];

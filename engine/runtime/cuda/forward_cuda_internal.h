@@ -106,6 +106,9 @@ struct forward_cuda {
     double capture_ms;
     bool paged_attention;        /* the attention branch's kernel (else attention_simple) */
     void *attn_ws;               /* paged_attention_cuda's workspace */
+    void *w4_scratch;            /* 4-bit weights: the dequantized matrix of w4a16_gemm_cuda
+                                  * above W4A16_GEMV_MAX_N tokens (NULL: none needed) */
+    size_t w4_scratch_bytes;
     size_t attn_ws_bytes;
     profile prof;
     /* device sampling (forward_cuda_sample), allocated at first use */

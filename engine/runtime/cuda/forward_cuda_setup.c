@@ -13,6 +13,7 @@
 #include "env.h"
 #include "error.h"
 #include "forward_cuda_internal.h"
+#include "kernels_cuda.h"
 #include "rope_tables.h"
 #include "step_watchdog.h"
 
@@ -46,7 +47,7 @@ static size_t workspace_bytes(const forward_cuda *f) {
     }
     b += 2 * sizeof(float) * (size_t)c->max_position * (c->head_dim / 2);
     b += f->lay.total + GEMM_WORKSPACE_BYTES + ((size_t)64 << 20); /* + slack for cuBLAS */
-    return b + f->attn_ws_bytes;
+    return b + f->attn_ws_bytes + f->w4_scratch_bytes;
 }
 
 /* The rope tables, [max_position][head_dim / 2] cos and sin, built on the host and uploaded. */
@@ -90,6 +91,7 @@ static void alloc_workspace(forward_cuda *f) {
     f->ids = fc_dev_alloc(L * sizeof(int32_t));
     f->d_plan = fc_dev_alloc(f->lay.total);
     if (f->paged_attention) f->attn_ws = fc_dev_alloc(f->attn_ws_bytes);
+    if (f->w4_scratch_bytes) f->w4_scratch = fc_dev_alloc(f->w4_scratch_bytes);
     CUDA_CHECK(cudaMallocHost((void **)&f->h_plan, f->lay.total));
     CUDA_CHECK(cudaMallocHost((void **)&f->h_ids, L * sizeof(int32_t)));
     CUDA_CHECK(cudaMallocHost((void **)&f->h_logits, L * c->vocab * sizeof(float)));
@@ -130,6 +132,9 @@ static void init_sizes(forward_cuda *f, const model_config *cfg, const cuda_weig
     f->inter = w->shard.intermediate;
     f->lay = fc_plan_layout(o);
     choose_attention(f);
+    /* 4-bit weights: batches above the GEMV's dequantize the matrix into this scratch */
+    if (o->max_tokens > W4A16_GEMV_MAX_N && w->quant_scratch_elems)
+        f->w4_scratch_bytes = fc_align_up(w->quant_scratch_elems * dtype_size(f->dt));
 }
 
 /* The one-shot all-reduce's peer region, [barrier state][red embed][red attn][red mlp] on
@@ -208,7 +213,8 @@ void forward_cuda_free(forward_cuda *f) {
     fc_prof_free(f);
     void *dev[] = {f->cos, f->sin, f->x, f->xn, f->qkv, f->q, f->att, f->proj, f->gate_up,
                    f->act, f->last, f->logits, f->logits_full, f->ids, f->k_pool, f->v_pool,
-                   f->d_plan, f->attn_ws, f->d_sparams, f->d_lps, f->d_entries};
+                   f->d_plan, f->attn_ws, f->d_sparams, f->d_lps, f->d_entries,
+                   f->w4_scratch};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CUDA_CHECK(cudaFree(dev[i]));
     if (f->h_plan) CUDA_CHECK(cudaFreeHost(f->h_plan));

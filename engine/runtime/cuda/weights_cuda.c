@@ -4,6 +4,9 @@
  * without a copy, and a checkpoint's host arena uploads as one converted stream. */
 #ifdef FOLIO_HAVE_CUDA
 
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +16,7 @@
 #include "error.h"
 #include "kernels_cuda.h"
 #include "progress.h"
+#include "quant.h"
 #include "weights_cuda.h"
 
 static size_t total_elems(const tensor_spec *specs, int n) {
@@ -56,16 +60,25 @@ static void upload_f32(void *dst, const float *src, size_t n, folio_dtype dt) {
 }
 
 /* Device pointers of the fused per-layer tensors from the shadow (device addresses stored in
- * a model_weights' float pointers). */
+ * a model_weights' float pointers). Keeps the layers' quant matrices (the quantized load
+ * allocates w->layers first). */
 static void fuse_layers(const model_config *cfg, const model_weights *shadow, cuda_weights *w) {
-    w->layers = folio_xcalloc(cfg->n_layers, sizeof *w->layers);
+    if (!w->layers) w->layers = folio_xcalloc(cfg->n_layers, sizeof *w->layers);
     for (int i = 0; i < cfg->n_layers; i++) {
         const layer_weights *s = &shadow->layers[i];
-        w->layers[i] = (layer_weights_cuda){
-            .attn_norm = s->attn_norm, .w_qkv = s->wq, .b_qkv = s->bq, .q_norm = s->q_norm,
-            .k_norm = s->k_norm, .wo = s->wo, .bo = s->bo, .mlp_norm = s->mlp_norm,
-            .w_gate_up = s->w_gate, .b_gate_up = s->b_gate, .w_down = s->w_down,
-            .b_down = s->b_down};
+        layer_weights_cuda *d = &w->layers[i];
+        d->attn_norm = s->attn_norm;
+        d->w_qkv = s->wq;
+        d->b_qkv = s->bq;
+        d->q_norm = s->q_norm;
+        d->k_norm = s->k_norm;
+        d->wo = s->wo;
+        d->bo = s->bo;
+        d->mlp_norm = s->mlp_norm;
+        d->w_gate_up = s->w_gate;
+        d->b_gate_up = s->b_gate;
+        d->w_down = s->w_down;
+        d->b_down = s->b_down;
     }
     w->embed = shadow->embed;
     w->final_norm = shadow->final_norm;
@@ -90,14 +103,268 @@ static int alloc_arena(cuda_weights *w, size_t bytes) {
     return 0;
 }
 
+/* ---- quantized checkpoints: dense tensors uploaded one by one, 4-bit Linear weights as
+ * device quant matrices ---- */
+
+typedef enum { R_OTHER, R_Q, R_K, R_V, R_O, R_GATE, R_UP, R_DOWN } spec_role;
+
+/* Which layer Linear weight spec s is (its dest points into shadow's layers), else R_OTHER. */
+static spec_role role_of(const model_weights *shadow, int n_layers, const tensor_spec *s,
+                         int *layer) {
+    const uintptr_t base = (uintptr_t)shadow->layers, p = (uintptr_t)s->dest;
+    const size_t sz = sizeof(layer_weights);
+    *layer = -1;
+    if (p < base || p >= base + (uintptr_t)n_layers * sz) return R_OTHER;
+    const size_t off = (size_t)(p - base) % sz;
+    static const struct { size_t off; spec_role r; } map[] = {
+        {offsetof(layer_weights, wq), R_Q},         {offsetof(layer_weights, wk), R_K},
+        {offsetof(layer_weights, wv), R_V},         {offsetof(layer_weights, wo), R_O},
+        {offsetof(layer_weights, w_gate), R_GATE},  {offsetof(layer_weights, w_up), R_UP},
+        {offsetof(layer_weights, w_down), R_DOWN}};
+    for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
+        if (off == map[k].off) {
+            *layer = (int)((size_t)(p - base) / sz);
+            return map[k].r;
+        }
+    return R_OTHER;
+}
+
+/* What the GPU's 4-bit kernels take (w4a16_supported, less the device pointer's alignment);
+ * the message names the tensor. */
+static int check_gpu_quant(const quant_matrix *m, const char *name, bool fused, folio_dtype dt) {
+    if (m->bits != 4)
+        return folio_fail("--device cuda: %s is %d-bit: only 4-bit weights run on the GPU yet "
+                          "(use --device cpu, which dequantizes them at load)", name, m->bits);
+    if (fused && m->perm)
+        return folio_fail("--device cuda: %s has an act-order permutation (GPTQ desc_act, "
+                          "compressed-tensors actorder): not supported on the GPU yet for the "
+                          "fused q/k/v and gate/up products (use --device cpu)", name);
+    if (m->group_size < 32 || m->group_size % 32 || m->cols % 32 || m->cols % m->group_size)
+        return folio_fail("--device cuda: %s: group size %d over %d input columns: the GPU's "
+                          "4-bit kernels need both to be multiples of 32 (use --device cpu)",
+                          name, m->group_size, m->cols);
+    if (dt != DTYPE_BF16 && dt != DTYPE_F16)
+        return folio_fail("--device cuda: %s is 4-bit: the GPU runs 4-bit weights in bfloat16 "
+                          "or float16, not %s (--dtype)", name, dtype_name(dt));
+    return 0;
+}
+
+#define ALIGN256(v) (((v) + (size_t)255) & ~(size_t)255)
+
+/* Uploads parts[0..n) (this rank's host quant matrices, same cols / bits / group size; perm
+ * only when n == 1) as one device quant_matrix d of their rows concatenated, in one device
+ * allocation starting at d->qweight. */
+static int upload_quant(const quant_matrix *parts, int n, const char *name, folio_dtype dt,
+                        quant_matrix *out, size_t *bytes) {
+    quant_matrix t = parts[0], *d = &t;
+    t.rows = 0;
+    for (int k = 0; k < n; k++) {
+        const quant_matrix *p = &parts[k];
+        if (p->cols != parts[0].cols || p->bits != parts[0].bits ||
+            p->group_size != parts[0].group_size || (k > 0 && p->perm))
+            return folio_fail("--device cuda: %s: the fused matrices differ in width, bits, "
+                              "group size or permutation (use --device cpu)", name);
+        t.rows += p->rows;
+    }
+    const size_t wpr = (size_t)ql_words_per_row(d), groups = (size_t)ql_groups(d);
+    const size_t wb = ALIGN256((size_t)d->rows * wpr * sizeof(uint32_t));
+    const size_t sb = ALIGN256((size_t)d->rows * groups * sizeof(uint16_t));
+    const size_t zb = ALIGN256((size_t)d->rows * groups);
+    const size_t pb = parts[0].perm ? (size_t)d->cols * sizeof(int32_t) : 0;
+    char *base = NULL;
+    if (cudaMalloc((void **)&base, wb + sb + zb + pb + 16) != cudaSuccess) {
+        (void)cudaGetLastError();
+        char need[32];
+        return folio_fail("cannot allocate %s of GPU memory for %s (4-bit)",
+                          format_bytes((double)(wb + sb + zb + pb), need, sizeof need), name);
+    }
+    t.qweight = (uint32_t *)base;
+    t.scales = (uint16_t *)(base + wb);
+    t.zeros = (uint8_t *)(base + wb + sb);
+    t.perm = parts[0].perm ? (int32_t *)(base + wb + sb + zb) : NULL;
+    *out = t; /* owned by the weights from here (freed through out->qweight) */
+    size_t r0 = 0;
+    for (int k = 0; k < n; k++) {
+        const quant_matrix *p = &parts[k];
+        const size_t r = (size_t)p->rows;
+        CUDA_CHECK(cudaMemcpy(d->qweight + r0 * wpr, p->qweight, r * wpr * sizeof(uint32_t),
+                              cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(d->scales + r0 * groups, p->scales, r * groups * sizeof(uint16_t),
+                              cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(d->zeros + r0 * groups, p->zeros, r * groups,
+                              cudaMemcpyHostToDevice));
+        r0 += r;
+    }
+    if (d->perm)
+        CUDA_CHECK(cudaMemcpy(d->perm, parts[0].perm, pb, cudaMemcpyHostToDevice));
+    if (!w4a16_supported(d, dt))
+        return folio_fail("--device cuda: %s: the GPU's 4-bit kernels do not take this matrix "
+                          "(%d x %d, group %d)", name, d->rows, d->cols, d->group_size);
+    *bytes += wb + sb + zb + pb;
+    return 0;
+}
+
+/* Converts n host floats into dst (dtype dt) through the device float32 buffer d_tmp of
+ * chunk floats. */
+static void upload_f32_via(void *dst, const float *src, size_t n, folio_dtype dt, float *d_tmp,
+                           size_t chunk) {
+    if (dt == DTYPE_F32) {
+        CUDA_CHECK(cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyHostToDevice));
+        return;
+    }
+    for (size_t off = 0; off < n; off += chunk) {
+        const size_t m = n - off < chunk ? n - off : chunk;
+        CUDA_CHECK(cudaMemcpy(d_tmp, src + off, m * sizeof(float), cudaMemcpyHostToDevice));
+        convert_f32_cuda((char *)dst + off * dtype_size(dt), d_tmp, (int64_t)m, dt, 0);
+        CUDA_CHECK(cudaStreamSynchronize(0));
+    }
+}
+
+static quant_matrix *quant_slot(layer_weights_cuda *l, spec_role r) {
+    switch (r) {
+    case R_Q: case R_K: case R_V: return &l->q_qkv;
+    case R_O: return &l->q_o;
+    case R_GATE: case R_UP: return &l->q_gate_up;
+    default: return &l->q_down;
+    }
+}
+
+/* A quantized checkpoint (LOAD_AUTO): the dense arena holds every tensor but the 4-bit layer
+ * Linear weights (in spec order, so the fused biases stay adjacent); those load as
+ * quant_matrix and upload (q|k|v and gate|up concatenated); quantized tensors elsewhere (a
+ * quantized LM head) are dequantized into the arena. */
+static int load_quantized(const char *dir, const model_config *cfg, const load_options *opt,
+                          tensor_spec *specs, int n, const model_weights *shadow,
+                          cuda_weights *w) {
+    const folio_dtype dt = w->dtype;
+    const size_t esz = dtype_size(dt);
+    bool *isq = folio_xcalloc((size_t)n, sizeof *isq), *gq = folio_xcalloc((size_t)n, sizeof *gq);
+    spec_role *role = folio_xcalloc((size_t)n, sizeof *role);
+    int *layer = folio_xcalloc((size_t)n, sizeof *layer);
+    size_t dense = 0, max_floats = 1;
+    uint64_t total_bytes = 0;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        isq[i] = quant_spec_quantized(&cfg->quant, &specs[i]) != 0;
+        role[i] = role_of(shadow, cfg->n_layers, &specs[i], &layer[i]);
+        gq[i] = isq[i] && role[i] != R_OTHER;
+        const size_t fl = tensor_spec_floats(&specs[i]);
+        total_bytes += fl * sizeof(float);
+        if (!gq[i]) dense += fl;
+        if (fl > max_floats) max_floats = fl;
+    }
+    /* q/k/v and gate/up are fused: all quantized or none (spec order: q, k, v; gate, up) */
+    for (int i = 0; i < n && rc == 0; i++) {
+        const int m = role[i] == R_Q ? 3 : role[i] == R_GATE ? 2 : 1;
+        for (int k = 1; k < m && rc == 0; k++)
+            if (i + k >= n || role[i + k] != role[i] + k || gq[i + k] != gq[i])
+                rc = folio_fail("--device cuda: layer %d: %s is %squantized but %s is not "
+                                "alike: the GPU fuses q/k/v and gate/up (use --device cpu)",
+                                layer[i], specs[i].name, gq[i] ? "" : "not ",
+                                i + k < n ? specs[i + k].name : "its partner");
+    }
+    size_t qbytes = 0;
+    if (rc == 0) rc = alloc_arena(w, dense * esz);
+    if (rc == 0) {
+        size_t off = 0;
+        for (int i = 0; i < n; i++) {
+            if (gq[i]) {
+                *specs[i].dest = NULL;
+                continue;
+            }
+            *specs[i].dest = (float *)((char *)w->arena + off * esz);
+            off += tensor_spec_floats(&specs[i]);
+        }
+        w->layers = folio_xcalloc(cfg->n_layers, sizeof *w->layers);
+    }
+    safetensors_model m = {0};
+    if (rc == 0) rc = safetensors_open_dir(dir, &m);
+    if (rc == 0) {
+        quant_loader ql = {.st = &m, .dir = dir, .qc = &cfg->quant, .world = w->shard.world};
+        const size_t chunk = max_floats < ((size_t)16 << 20) ? max_floats : (size_t)16 << 20;
+        float *host = folio_xmalloc(max_floats * sizeof(float));
+        float *d_tmp = NULL;
+        CUDA_CHECK(cudaMalloc((void **)&d_tmp, chunk * sizeof(float)));
+        quant_matrix parts[3];
+        const char *first_name = "";
+        int np = 0;
+        progress_bar bar;
+        progress_start(&bar, "loading", total_bytes, "B", opt->show_progress);
+        for (int i = 0; i < n && rc == 0; i++) {
+            const tensor_spec *s = &specs[i];
+            const size_t fl = tensor_spec_floats(s);
+            if (!gq[i]) {
+                if (isq[i]) {
+                    quant_matrix qm;
+                    rc = quant_load_matrix(&ql, s, &qm);
+                    if (rc == 0) {
+                        quant_matrix_dequantize(&qm, host);
+                        quant_matrix_free(&qm);
+                    }
+                } else {
+                    rc = weights_read_spec(dir, &m, s, host);
+                }
+                if (rc == 0) upload_f32_via(*s->dest, host, fl, dt, d_tmp, chunk);
+            } else {
+                if (np == 0) first_name = s->name;
+                rc = quant_load_matrix(&ql, s, &parts[np]);
+                if (rc != 0) break;
+                np++;
+                const bool fused = role[i] != R_O && role[i] != R_DOWN;
+                rc = check_gpu_quant(&parts[np - 1], s->name, fused, dt);
+                const bool last = role[i] == R_V || role[i] == R_UP || !fused;
+                if (rc == 0 && last) {
+                    char name[300];
+                    snprintf(name, sizeof name, "%s%s", first_name,
+                             np > 1 ? (role[i] == R_V ? " (fused with k_proj, v_proj)"
+                                                      : " (fused with up_proj)") : "");
+                    rc = upload_quant(parts, np, name, dt,
+                                      quant_slot(&w->layers[layer[i]], role[i]), &qbytes);
+                    const quant_matrix *d = quant_slot(&w->layers[layer[i]], role[i]);
+                    const size_t el = (size_t)d->rows * (size_t)d->cols;
+                    if (rc == 0 && el > w->quant_scratch_elems) w->quant_scratch_elems = el;
+                }
+                if (last || rc != 0) {
+                    for (int k = 0; k < np; k++) quant_matrix_free(&parts[k]);
+                    np = 0;
+                }
+            }
+            if (rc == 0) progress_add(&bar, fl * sizeof(float));
+        }
+        for (int k = 0; k < np; k++) quant_matrix_free(&parts[k]);
+        progress_finish(&bar);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CUDA_CHECK(cudaFree(d_tmp));
+        free(host);
+        safetensors_close(&m);
+        if (rc == 0 && ql.note[0] && w->shard.rank == 0)
+            fprintf(stderr, "folio: warning: %s\n", ql.note);
+    }
+    w->bytes += qbytes;
+    free(isq);
+    free(gq);
+    free(role);
+    free(layer);
+    return rc;
+}
+
 int weights_cuda_load(const char *dir, const model_config *cfg, const shard_plan *shard,
                       const load_options *opt, folio_dtype dtype, cuda_weights *w) {
     memset(w, 0, sizeof *w);
+    w->n_layers = cfg->n_layers;
     w->dtype = dtype;
     w->shard = *shard;
     model_weights shadow = {0};
     int n = 0;
     tensor_spec *specs = weights_specs(cfg, shard, &shadow, &n);
+    if (opt->format != LOAD_DUMMY && cfg->quant.method != QUANT_NONE) {
+        int rc = load_quantized(dir, cfg, opt, specs, n, &shadow, w);
+        if (rc == 0) fuse_layers(cfg, &shadow, w);
+        free(specs);
+        free(shadow.layers);
+        if (rc != 0) weights_cuda_free(w);
+        return rc;
+    }
     const size_t elems = total_elems(specs, n), esz = dtype_size(dtype);
     int rc = alloc_arena(w, elems * esz);
     if (rc == 0) {
@@ -128,6 +395,13 @@ int weights_cuda_load(const char *dir, const model_config *cfg, const shard_plan
 
 void weights_cuda_free(cuda_weights *w) {
     if (w->arena) CUDA_CHECK(cudaFree(w->arena));
+    if (w->layers)
+        for (int i = 0; i < w->n_layers; i++) {
+            layer_weights_cuda *l = &w->layers[i];
+            quant_matrix *q[] = {&l->q_qkv, &l->q_o, &l->q_gate_up, &l->q_down};
+            for (int k = 0; k < 4; k++)
+                if (q[k]->qweight) CUDA_CHECK(cudaFree(q[k]->qweight));
+        }
     free(w->layers);
     memset(w, 0, sizeof *w);
 }

@@ -13,10 +13,15 @@
 
 #include "dtype.h"
 #include "model_config.h"
+#include "quant_layout.h"
 #include "shard.h"
 #include "weights.h"
 
-/* Device pointers of element type cuda_weights.dtype. */
+/* Device pointers of element type cuda_weights.dtype. A quantized checkpoint (4-bit, see
+ * quant_layout.h) keeps its q/k/v, o, gate/up and down Linear weights as device quant_matrix
+ * (q_* below: qweight != NULL; the dense pointer is then NULL): q|k|v and gate|up fused by
+ * concatenating their rows (same cols and group size, no act-order permutation). Biases,
+ * norms, embedding and LM head stay dense in dtype. */
 typedef struct {
     void *attn_norm;             /* [hidden] */
     void *w_qkv;                 /* [(n_heads_local + 2 n_kv_local) * head_dim][hidden] */
@@ -29,6 +34,8 @@ typedef struct {
     void *b_gate_up;             /* [2 * inter_local] or NULL */
     void *w_down;                /* [hidden][inter_local] */
     void *b_down;                /* [hidden] or NULL */
+    quant_matrix q_qkv, q_o, q_gate_up, q_down; /* device quant matrices (qweight NULL: dense);
+                                  * each one device allocation starting at qweight */
 } layer_weights_cuda;
 
 typedef struct {
@@ -38,14 +45,21 @@ typedef struct {
     void *final_norm;            /* [hidden] */
     void *lm_head;               /* [vocab_local][hidden]; == embed when tied */
     layer_weights_cuda *layers;  /* [n_layers] */
-    void *arena;                 /* one device allocation holding every tensor */
-    size_t bytes;
+    int n_layers;
+    void *arena;                 /* one device allocation holding every dense tensor */
+    size_t bytes;                /* dense arena + quant matrices */
+    size_t quant_scratch_elems;  /* the largest quant matrix's rows * cols (0: none): the
+                                  * dequantized scratch w4a16_gemm_cuda needs above
+                                  * W4A16_GEMV_MAX_N tokens */
 } cuda_weights;
 
 /* Bytes the weights take on the device in dtype. */
 size_t weights_cuda_bytes(const model_config *cfg, const shard_plan *shard, folio_dtype dtype);
 
-/* Loads (format LOAD_AUTO: from DIR's safetensors through the CPU loader) or draws
+/* Loads (format LOAD_AUTO: from DIR's safetensors through the CPU loader; a quantized
+ * checkpoint tensor by tensor, its 4-bit Linear weights uploaded as quant_matrix, failing
+ * with a message naming the layer for what the GPU does not run: 8-bit, act-order on q/k/v or
+ * gate/up, group sizes or widths not multiples of 32, float32 compute) or draws
  * (LOAD_DUMMY, on the device) this rank's weights in dtype on the current device. Fails with
  * a message naming --gpu-memory-utilization / --dtype when they do not fit. */
 int weights_cuda_load(const char *dir, const model_config *cfg, const shard_plan *shard,
