@@ -149,13 +149,11 @@ static int check_gpu_quant(const quant_matrix *m, const char *name, bool fused, 
     return 0;
 }
 
-#define ALIGN256(v) (((v) + (size_t)255) & ~(size_t)255)
-
 /* Uploads parts[0..n) (this rank's host quant matrices, same cols / bits / group size; perm
- * only when n == 1) as one device quant_matrix d of their rows concatenated, in one device
- * allocation starting at d->qweight. */
+ * only when n == 1) as one matrix of their rows concatenated, packed for the kernels into
+ * one device allocation starting at out->tiles. */
 static int upload_quant(const quant_matrix *parts, int n, const char *name, folio_dtype dt,
-                        quant_matrix *out, size_t *bytes) {
+                        w4a16_tiles *out, size_t *bytes) {
     quant_matrix t = parts[0], *d = &t;
     t.rows = 0;
     for (int k = 0; k < n; k++) {
@@ -166,23 +164,29 @@ static int upload_quant(const quant_matrix *parts, int n, const char *name, foli
                               "group size or permutation (use --device cpu)", name);
         t.rows += p->rows;
     }
+    if (!w4a16_supported(d, dt))
+        return folio_fail("--device cuda: %s: the GPU's 4-bit kernels do not take this matrix "
+                          "(%d x %d, group %d)", name, d->rows, d->cols, d->group_size);
+    /* the row-major matrix goes up first (one staging allocation), then is packed */
     const size_t wpr = (size_t)ql_words_per_row(d), groups = (size_t)ql_groups(d);
-    const size_t wb = ALIGN256((size_t)d->rows * wpr * sizeof(uint32_t));
-    const size_t sb = ALIGN256((size_t)d->rows * groups * sizeof(uint16_t));
-    const size_t zb = ALIGN256((size_t)d->rows * groups);
+    const size_t wb = (size_t)d->rows * wpr * sizeof(uint32_t);
+    const size_t sb = (size_t)d->rows * groups * sizeof(uint16_t), zb = (size_t)d->rows * groups;
     const size_t pb = parts[0].perm ? (size_t)d->cols * sizeof(int32_t) : 0;
-    char *base = NULL;
-    if (cudaMalloc((void **)&base, wb + sb + zb + pb + 16) != cudaSuccess) {
+    const size_t packed = w4a16_tiles_bytes(d);
+    char *stage = NULL, *mem = NULL;
+    if (cudaMalloc((void **)&mem, packed) != cudaSuccess ||
+        cudaMalloc((void **)&stage, wb + sb + zb + pb + 64) != cudaSuccess) {
         (void)cudaGetLastError();
+        if (mem) CUDA_CHECK(cudaFree(mem));
         char need[32];
         return folio_fail("cannot allocate %s of GPU memory for %s (4-bit)",
-                          format_bytes((double)(wb + sb + zb + pb), need, sizeof need), name);
+                          format_bytes((double)(packed + wb + sb + zb + pb), need, sizeof need),
+                          name);
     }
-    t.qweight = (uint32_t *)base;
-    t.scales = (uint16_t *)(base + wb);
-    t.zeros = (uint8_t *)(base + wb + sb);
-    t.perm = parts[0].perm ? (int32_t *)(base + wb + sb + zb) : NULL;
-    *out = t; /* owned by the weights from here (freed through out->qweight) */
+    t.qweight = (uint32_t *)stage;
+    t.scales = (uint16_t *)(stage + wb);
+    t.zeros = (uint8_t *)(stage + wb + sb);
+    t.perm = parts[0].perm ? (int32_t *)(stage + ((wb + sb + zb + 15) & ~(size_t)15)) : NULL;
     size_t r0 = 0;
     for (int k = 0; k < n; k++) {
         const quant_matrix *p = &parts[k];
@@ -197,10 +201,10 @@ static int upload_quant(const quant_matrix *parts, int n, const char *name, foli
     }
     if (d->perm)
         CUDA_CHECK(cudaMemcpy(d->perm, parts[0].perm, pb, cudaMemcpyHostToDevice));
-    if (!w4a16_supported(d, dt))
-        return folio_fail("--device cuda: %s: the GPU's 4-bit kernels do not take this matrix "
-                          "(%d x %d, group %d)", name, d->rows, d->cols, d->group_size);
-    *bytes += wb + sb + zb + pb;
+    w4a16_pack_cuda(out, mem, d, 0); /* owned by the weights from here (out->tiles) */
+    CUDA_CHECK(cudaStreamSynchronize(0));
+    CUDA_CHECK(cudaFree(stage));
+    *bytes += packed;
     return 0;
 }
 
@@ -220,7 +224,7 @@ static void upload_f32_via(void *dst, const float *src, size_t n, folio_dtype dt
     }
 }
 
-static quant_matrix *quant_slot(layer_weights_cuda *l, spec_role r) {
+static w4a16_tiles *quant_slot(layer_weights_cuda *l, spec_role r) {
     switch (r) {
     case R_Q: case R_K: case R_V: return &l->q_qkv;
     case R_O: return &l->q_o;
@@ -320,7 +324,7 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
                                                       : " (fused with up_proj)") : "");
                     rc = upload_quant(parts, np, name, dt,
                                       quant_slot(&w->layers[layer[i]], role[i]), &qbytes);
-                    const quant_matrix *d = quant_slot(&w->layers[layer[i]], role[i]);
+                    const w4a16_tiles *d = quant_slot(&w->layers[layer[i]], role[i]);
                     const size_t el = (size_t)d->rows * (size_t)d->cols;
                     if (rc == 0 && el > w->quant_scratch_elems) w->quant_scratch_elems = el;
                 }
@@ -398,9 +402,9 @@ void weights_cuda_free(cuda_weights *w) {
     if (w->layers)
         for (int i = 0; i < w->n_layers; i++) {
             layer_weights_cuda *l = &w->layers[i];
-            quant_matrix *q[] = {&l->q_qkv, &l->q_o, &l->q_gate_up, &l->q_down};
+            w4a16_tiles *q[] = {&l->q_qkv, &l->q_o, &l->q_gate_up, &l->q_down};
             for (int k = 0; k < 4; k++)
-                if (q[k]->qweight) CUDA_CHECK(cudaFree(q[k]->qweight));
+                if (q[k]->tiles) CUDA_CHECK(cudaFree(q[k]->tiles));
         }
     free(w->layers);
     memset(w, 0, sizeof *w);
