@@ -1,5 +1,6 @@
 /* Common command-line options and value parsers that name the option and the value. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,7 +77,15 @@ device_options cli_device_options(const common_options *o) {
 
 int cli_start_rank(const common_options *o, comm_ctx *comm) {
     if (bind_rank(comm, o->bind, o->verbose) != 0) return -1;
-    return step_watchdog_start(comm->rank, comm->host);
+    /* every rank's host and watchdog status port, so a stalled rank can ask the others */
+    probe_peer me = {.port = 0};
+    snprintf(me.host, sizeof me.host, "%s", comm->host);
+    if (step_watchdog_prepare(comm->world, &me.port) != 0) return -1;
+    probe_peer *peers = folio_xcalloc((size_t)comm->world, sizeof *peers);
+    int rc = comm_allgather(comm, &me, sizeof me, peers);
+    if (rc == 0) rc = step_watchdog_start(comm->rank, comm->world, peers);
+    free(peers);
+    return rc;
 }
 
 void cli_stop_rank(void) { step_watchdog_stop(); }

@@ -69,8 +69,9 @@ int cli_next_option(int argc, char **argv, const struct option *longopts, common
                     int (*more)(void *ctx, int id, const char *arg), void *ctx);
 
 /* Starts a model-running rank, before the model loads (a collective: every rank calls it):
- * binds it (--bind; prints the placement with --verbose) and starts the step watchdog
- * (FOLIO_STEP_TIMEOUT). 0, or -1 with a message. cli_stop_rank() undoes what it can. */
+ * binds it (--bind; prints the placement with --verbose), exchanges the ranks' host names and
+ * watchdog status ports, and starts the step watchdog (step_watchdog.h). 0, or -1 with a
+ * message. cli_stop_rank() undoes what it can. */
 int cli_start_rank(const common_options *o, comm_ctx *comm);
 void cli_stop_rank(void);
 
