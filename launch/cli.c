@@ -90,6 +90,24 @@ int cli_start_rank(const common_options *o, comm_ctx *comm) {
 
 void cli_stop_rank(void) { step_watchdog_stop(); }
 
+int cli_check_tokenizer(const tokenizer *tok, const model_config *cfg, const char *dir) {
+    if (!tok) return 0;
+    const struct {
+        const char *field;
+        int32_t id;
+    } special[] = {{"bos_token", tokenizer_bos_id(tok)}, {"eos_token", tokenizer_eos_id(tok)}};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        const int32_t id = special[i].id;
+        if (id < cfg->vocab) continue;
+        const char *text = tokenizer_token_text(tok, id);
+        return folio_fail("%s/tokenizer_config.json: field '%s': \"%.60s\" is token %d of "
+                          "tokenizer.json, outside the model's vocabulary (vocab_size %d in "
+                          "config.json)", dir, special[i].field, text ? text : "?", id,
+                          cfg->vocab);
+    }
+    return 0;
+}
+
 int cli_parse_int(const char *option, const char *arg, long long min, long long max,
                   long long *out) {
     char *end;
