@@ -1,5 +1,6 @@
 /* Common command-line options and value parsers that name the option and the value. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,10 +77,36 @@ device_options cli_device_options(const common_options *o) {
 
 int cli_start_rank(const common_options *o, comm_ctx *comm) {
     if (bind_rank(comm, o->bind, o->verbose) != 0) return -1;
-    return step_watchdog_start(comm->rank, comm->host);
+    /* every rank's host and watchdog status port, so a stalled rank can ask the others */
+    probe_peer me = {.port = 0};
+    snprintf(me.host, sizeof me.host, "%s", comm->host);
+    if (step_watchdog_prepare(comm->world, &me.port) != 0) return -1;
+    probe_peer *peers = folio_xcalloc((size_t)comm->world, sizeof *peers);
+    int rc = comm_allgather(comm, &me, sizeof me, peers);
+    if (rc == 0) rc = step_watchdog_start(comm->rank, comm->world, peers);
+    free(peers);
+    return rc;
 }
 
 void cli_stop_rank(void) { step_watchdog_stop(); }
+
+int cli_check_tokenizer(const tokenizer *tok, const model_config *cfg, const char *dir) {
+    if (!tok) return 0;
+    const struct {
+        const char *field;
+        int32_t id;
+    } special[] = {{"bos_token", tokenizer_bos_id(tok)}, {"eos_token", tokenizer_eos_id(tok)}};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        const int32_t id = special[i].id;
+        if (id < cfg->vocab) continue;
+        const char *text = tokenizer_token_text(tok, id);
+        return folio_fail("%s/tokenizer_config.json: field '%s': \"%.60s\" is token %d of "
+                          "tokenizer.json, outside the model's vocabulary (vocab_size %d in "
+                          "config.json)", dir, special[i].field, text ? text : "?", id,
+                          cfg->vocab);
+    }
+    return 0;
+}
 
 int cli_parse_int(const char *option, const char *arg, long long min, long long max,
                   long long *out) {

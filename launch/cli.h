@@ -12,6 +12,7 @@
 #include "binding.h"
 #include "comm.h"
 #include "dtype.h"
+#include "tokenizer.h"
 
 typedef struct {
     const char *model_dir;
@@ -69,10 +70,16 @@ int cli_next_option(int argc, char **argv, const struct option *longopts, common
                     int (*more)(void *ctx, int id, const char *arg), void *ctx);
 
 /* Starts a model-running rank, before the model loads (a collective: every rank calls it):
- * binds it (--bind; prints the placement with --verbose) and starts the step watchdog
- * (FOLIO_STEP_TIMEOUT). 0, or -1 with a message. cli_stop_rank() undoes what it can. */
+ * binds it (--bind; prints the placement with --verbose), exchanges the ranks' host names and
+ * watchdog status ports, and starts the step watchdog (step_watchdog.h). 0, or -1 with a
+ * message. cli_stop_rank() undoes what it can. */
 int cli_start_rank(const common_options *o, comm_ctx *comm);
 void cli_stop_rank(void);
+
+/* The tokenizer's special tokens (tokenizer_config.json's bos_token / eos_token) are inside
+ * the model's vocabulary (config.json's vocab_size). tok NULL: nothing to check. 0, or -1 with
+ * a message naming the file, field, token and id. */
+int cli_check_tokenizer(const tokenizer *tok, const model_config *cfg, const char *dir);
 
 /* Checks what every model-running command needs (a --model, a supported device/dtype). */
 int cli_common_check(const common_options *o, const char *command);

@@ -153,12 +153,18 @@ int backend_kv_blocks(const device_model *dm, const comm_ctx *comm, const backen
         if (backend_cuda_memory(&in.total_bytes, &in.free_bytes) != 0) return -1;
 #endif
     } else {
-        in.workspace_bytes = backend_cpu_workspace_bytes(c, s->max_tokens, s->max_logits);
-        if (k->num_blocks_override <= 0 && k->kv_cache_memory <= 0) {
-            if (kv_capacity_host_memory(&in.total_bytes, &in.free_bytes) != 0) return -1;
-            in.total_bytes /= (size_t)comm->local_size;
-            in.free_bytes /= (size_t)comm->local_size;
+        in.workspace_bytes = backend_cpu_workspace_bytes(c, s->max_tokens, s->max_logits,
+                                                         s->max_model_len);
+        /* host memory: needed to size the pool, and read anyway (when it can be) to check that
+         * the workspace fits */
+        const bool sized = k->num_blocks_override > 0 || k->kv_cache_memory > 0;
+        if (kv_capacity_host_memory(&in.total_bytes, &in.free_bytes) != 0) {
+            if (!sized) return -1;
+            folio_clear_error();
+            in.total_bytes = in.free_bytes = 0;
         }
+        in.total_bytes /= (size_t)comm->local_size;
+        in.free_bytes /= (size_t)comm->local_size;
     }
     return kv_capacity_blocks(&in, blocks);
 }
@@ -175,7 +181,7 @@ backend *backend_create(const device_model *dm, comm_ctx *comm, const backend_si
     else
 #endif
         rc = backend_cpu_create(&b->cpu, &dm->m, comm, s->num_blocks, s->block_size,
-                                s->max_tokens, s->max_logits);
+                                s->max_tokens, s->max_logits, s->max_model_len);
     if (rc != 0) {
         free(b);
         return NULL;

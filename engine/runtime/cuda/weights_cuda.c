@@ -284,6 +284,7 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
     safetensors_model m = {0};
     if (rc == 0) rc = safetensors_open_dir(dir, &m);
     if (rc == 0) {
+        rc = weights_check_layers(&m, cfg);
         quant_loader ql = {.st = &m, .dir = dir, .qc = &cfg->quant, .world = w->shard.world};
         const size_t chunk = max_floats < ((size_t)16 << 20) ? max_floats : (size_t)16 << 20;
         float *host = folio_xmalloc(max_floats * sizeof(float));
