@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "error.h"
@@ -19,6 +20,7 @@ void common_options_init(common_options *o) {
     o->load_format = LOAD_AUTO;
     o->gpu_memory_utilization = FOLIO_DEFAULT_MEMORY_UTILIZATION;
     o->bind = BIND_AUTO;
+    o->quant.group_size = DUMMY_QUANT_GROUP_DEFAULT;
 }
 
 int cli_common_option(common_options *o, int id, const char *arg) {
@@ -51,6 +53,23 @@ int cli_common_option(common_options *o, int id, const char *arg) {
         else if (strcmp(arg, "none") == 0) o->bind = BIND_NONE;
         else return folio_fail("--bind: unknown mode '%s' (expected auto or none)", arg);
         return 1;
+    case OPT_QUANTIZATION:
+        if (strcasecmp(arg, "w4a16") != 0)
+            return folio_fail("--quantization: '%s' is not supported (accepted: w4a16, with "
+                              "--load-format dummy)", arg);
+        o->quant.w4a16 = true;
+        return 1;
+    case OPT_GROUP_SIZE: {
+        long long g;
+        if (cli_parse_int("--group-size", arg, -1, 1 << 24, &g) != 0) return -1;
+        o->quant.group_size = g > 0 ? (int)g : -1;
+        o->quant_option_given = true;
+        return 1;
+    }
+    case OPT_SYM:
+        o->quant.sym = true;
+        o->quant_option_given = true;
+        return 1;
     case OPT_LOAD_FORMAT:
         if (strcmp(arg, "auto") == 0) o->load_format = LOAD_AUTO;
         else if (strcmp(arg, "dummy") == 0) o->load_format = LOAD_DUMMY;
@@ -62,6 +81,12 @@ int cli_common_option(common_options *o, int id, const char *arg) {
 
 int cli_common_check(const common_options *o, const char *command) {
     if (!o->model_dir) return folio_fail("%s: --model DIR is required", command);
+    if (o->quant_option_given && !o->quant.w4a16)
+        return folio_fail("%s: --group-size and --sym go with --quantization w4a16", command);
+    if (o->quant.w4a16 && o->load_format != LOAD_DUMMY)
+        return folio_fail("%s: --quantization w4a16 needs --load-format dummy (it draws random "
+                          "4-bit weights; a quantized checkpoint brings its own "
+                          "quantization_config)", command);
     if (o->device == DEVICE_CPU && !o->dtype_auto && o->dtype != DTYPE_F32)
         return folio_fail("%s: --dtype %s: the CPU backend computes in float32 only; use "
                           "--dtype auto or float32", command, dtype_name(o->dtype));
@@ -69,7 +94,7 @@ int cli_common_check(const common_options *o, const char *command) {
 }
 
 device_options cli_device_options(const common_options *o) {
-    return (device_options){.device = o->device, .format = o->load_format,
+    return (device_options){.device = o->device, .format = o->load_format, .quant = o->quant,
                             .dtype_auto = o->dtype_auto, .dtype = o->dtype,
                             .enforce_eager = o->enforce_eager,
                             .allreduce_nccl = o->allreduce_nccl, .verbose = o->verbose};

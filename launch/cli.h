@@ -26,11 +26,14 @@ typedef struct {
     bool enforce_eager;            /* --enforce-eager: CUDA, no CUDA graphs */
     bool allreduce_nccl;           /* --all-reduce nccl: no one-shot all-reduce */
     bind_mode bind;              /* --bind auto|none */
+    dummy_quant quant;           /* --quantization w4a16 [--group-size N] [--sym] (with
+                                  * --load-format dummy: a dummy 4-bit model) */
+    bool quant_option_given;     /* --group-size or --sym (without --quantization: an error) */
 } common_options;
 
 /* Option ids of the common options (above any subcommand's own ids). */
 enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND,
-       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE };
+       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE, OPT_QUANTIZATION, OPT_GROUP_SIZE, OPT_SYM };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -41,6 +44,9 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"enforce-eager", no_argument, 0, OPT_ENFORCE_EAGER},          \
     {"all-reduce", required_argument, 0, OPT_ALL_REDUCE},          \
     {"bind", required_argument, 0, OPT_BIND},                      \
+    {"quantization", required_argument, 0, OPT_QUANTIZATION},      \
+    {"group-size", required_argument, 0, OPT_GROUP_SIZE},          \
+    {"sym", no_argument, 0, OPT_SYM},                              \
     {"help", no_argument, 0, OPT_HELP}
 
 #define CLI_COMMON_HELP                                                                   \
@@ -52,6 +58,11 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     "  --all-reduce auto|nccl   CUDA under mpirun: one-shot all-reduce over NVLink peer memory\n" \
     "                           for decode steps, NCCL for the rest (auto), or NCCL only\n"   \
     "  --load-format auto|dummy weights from the files, or random with the config's shapes\n" \
+    "  --quantization w4a16     with --load-format dummy: every layer's q/k/v/o/gate/up/down\n" \
+    "                           weights random packed 4-bit (a checkpoint brings its own)\n" \
+    "  --group-size N           with --quantization: inputs per scale and zero (default 128;\n" \
+    "                           -1: per output channel)\n"                                 \
+    "  --sym                    with --quantization: symmetric, every zero 8\n"          \
     "  --bind auto|none         bind each rank to the cores/NUMA node nearest its GPU (no GPU:\n" \
     "                           an equal share of the host's cores); default auto\n"          \
     "  --verbose                more detail on stderr (with it, each rank's placement)\n"

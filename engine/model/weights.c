@@ -167,6 +167,22 @@ static void fill_dummy(const tensor_spec *s, float *dst, uint64_t seed) {
             dst[r * nc + c] = dummy_value(key, (uint64_t)(r0 + r) * s->cols + c0 + c, a);
 }
 
+/* A dummy model's tensor: a dummy 4-bit model's Linear weights (cfg->quant QUANT_DUMMY) are
+ * the dequantized quant_dummy_matrix of this rank's shard (quant_dummy.h's values), the rest
+ * as above. */
+static int fill_dummy_spec(const model_config *cfg, const shard_plan *shard, const tensor_spec *s,
+                           uint64_t seed) {
+    if (cfg->quant.method != QUANT_DUMMY || !quant_spec_quantized(&cfg->quant, s)) {
+        fill_dummy(s, *s->dest, seed);
+        return 0;
+    }
+    quant_matrix qm;
+    if (quant_dummy_matrix(&cfg->quant, seed, s, shard->world, &qm) != 0) return -1;
+    quant_matrix_dequantize(&qm, *s->dest);
+    quant_matrix_free(&qm);
+    return 0;
+}
+
 /* ---- loading from files ---- */
 
 static int to_folio_dtype(st_dtype t, folio_dtype *out) {
@@ -361,8 +377,12 @@ int weights_load(const char *dir, const model_config *cfg, const shard_plan *sha
         next += tensor_spec_floats(&l.items[i]);
     }
     int rc = 0;
-    if (opt->format == LOAD_DUMMY) {
-        for (int i = 0; i < l.n; i++) fill_dummy(&l.items[i], *l.items[i].dest, opt->dummy_seed);
+    if (cfg->quant.method == QUANT_DUMMY && opt->format != LOAD_DUMMY) {
+        rc = folio_fail("--quantization w4a16 draws a dummy model: it needs --load-format dummy "
+                        "(a checkpoint carries its own quantization_config)");
+    } else if (opt->format == LOAD_DUMMY) {
+        for (int i = 0; i < l.n && rc == 0; i++)
+            rc = fill_dummy_spec(cfg, shard, &l.items[i], opt->dummy_seed);
     } else {
         rc = load_from_files(dir, cfg, shard, &l, opt, w);
     }

@@ -98,7 +98,10 @@ size_t tensor_spec_floats(const tensor_spec *s);
 /* Dummy values: element (r, c) of the FULL tensor is
  *   scale * (u * 2^-52 - 1),  u = splitmix64(key + (r * cols + c) * 0xd1b54a32d192ed03) >> 11
  * (uniform in [-scale, scale)), key = weights_dummy_key(seed, name), scale =
- * weights_dummy_scale(spec); norms are 1, biases 0. The GPU fills the same values. */
+ * weights_dummy_scale(spec); norms are 1, biases 0. The GPU fills the same values. A dummy
+ * 4-bit model (cfg->quant.method QUANT_DUMMY, --quantization w4a16) draws its layers' Linear
+ * weights from the same key as packed 4-bit matrices instead (engine/base/quant_dummy.h,
+ * quant_dummy_matrix in quant.h); the CPU loader holds them dequantized. */
 uint64_t weights_dummy_key(uint64_t seed, const char *name);
 float weights_dummy_scale(const tensor_spec *s);
 

@@ -43,7 +43,7 @@ static int open_gpu(const char *dir, const device_options *o, comm_ctx *comm,
         return folio_fail("--device cuda: no CUDA device (%s); use --device cpu", why);
     int device = 0; /* this rank's GPU (local rank k: GPU k) before anything is allocated */
     if (comm_select_gpu(comm, &device) != 0) return -1;
-    if (model_open_config(dir, comm->rank, comm->world, &dm->m) != 0) return -1;
+    if (model_open_config(dir, &o->quant, comm->rank, comm->world, &dm->m) != 0) return -1;
     cuda_weights *w = folio_xcalloc(1, sizeof *w);
     load_options opt = {.format = o->format, .show_progress = comm->rank == 0, .dummy_seed = 0};
     dm->dtype = gpu_dtype(o, &dm->m.cfg);
@@ -107,7 +107,15 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
     dm->enforce_eager = o->enforce_eager;
     dm->allreduce_nccl = o->allreduce_nccl;
     int rc;
-    if (o->device == DEVICE_CUDA && refuse_quantized_gpu(dir, o) != 0) {
+    if (o->device == DEVICE_CUDA && o->quant.w4a16) {
+        /* TODO(#12): weights_cuda_load fills cfg.quant QUANT_DUMMY's layers from quant_dummy.h
+         * (until then it would draw dense dummy weights, which a benchmark must not take for
+         * 4-bit ones). The config and every layer's group size are checked first. */
+        rc = model_open_config(dir, &o->quant, comm->rank, comm->world, &dm->m);
+        if (rc == 0)
+            rc = folio_fail("--device cuda: --load-format dummy --quantization w4a16 is not "
+                            "wired on the GPU yet (--device cpu runs it)");
+    } else if (o->device == DEVICE_CUDA && refuse_quantized_gpu(dir, o) != 0) {
         rc = -1;
     } else if (o->device == DEVICE_CUDA) {
 #ifdef FOLIO_HAVE_CUDA
@@ -117,7 +125,8 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
 #endif
     } else {
         dm->dtype = DTYPE_F32;
-        rc = model_open(dir, o->format, comm->rank, comm->world, o->verbose, &dm->m);
+        rc = model_open(dir, o->format, &o->quant, comm->rank, comm->world, o->verbose,
+                        &dm->m);
     }
     if (rc != 0) device_model_close(dm);
     return rc;
