@@ -14,6 +14,7 @@
 #include "sample_rows.h"
 
 #include "dtype.h"
+#include "quant_dummy.h"
 #include "quant_layout.h"
 
 #ifdef __cplusplus
@@ -134,6 +135,9 @@ void attention_simple_cuda(void *out, const void *q, const void *k_cache, const 
 void dummy_fill_cuda(void *dst, int64_t rows, int64_t cols, int64_t row0, int64_t col0,
                      int64_t full_cols, uint64_t key, float scale, folio_dtype dtype,
                      cudaStream_t stream);
+/* m's arrays (DEVICE pointers, row-major quant_layout.h, m->rows x m->cols = the shard's)
+ * = the dummy 4-bit shard s (engine/base/quant_dummy.h: the CPU loader's same values). */
+void quant_dummy_fill_cuda(quant_matrix *m, const qd_shard *s, cudaStream_t stream);
 /* dst[0..n) = value. */
 void fill_cuda(void *dst, int64_t n, float value, folio_dtype dtype, cudaStream_t stream);
 /* dst[i] = (dtype) src[i], i < n; src: float [n]. */

@@ -107,15 +107,7 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
     dm->enforce_eager = o->enforce_eager;
     dm->allreduce_nccl = o->allreduce_nccl;
     int rc;
-    if (o->device == DEVICE_CUDA && o->quant.w4a16) {
-        /* TODO(#12): weights_cuda_load fills cfg.quant QUANT_DUMMY's layers from quant_dummy.h
-         * (until then it would draw dense dummy weights, which a benchmark must not take for
-         * 4-bit ones). The config and every layer's group size are checked first. */
-        rc = model_open_config(dir, &o->quant, comm->rank, comm->world, &dm->m);
-        if (rc == 0)
-            rc = folio_fail("--device cuda: --load-format dummy --quantization w4a16 is not "
-                            "wired on the GPU yet (--device cpu runs it)");
-    } else if (o->device == DEVICE_CUDA && refuse_quantized_gpu(dir, o) != 0) {
+    if (o->device == DEVICE_CUDA && !o->quant.w4a16 && refuse_quantized_gpu(dir, o) != 0) {
         rc = -1;
     } else if (o->device == DEVICE_CUDA) {
 #ifdef FOLIO_HAVE_CUDA

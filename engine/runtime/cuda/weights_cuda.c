@@ -151,9 +151,10 @@ static int check_gpu_quant(const quant_matrix *m, const char *name, bool fused, 
 
 /* Uploads parts[0..n) (this rank's host quant matrices, same cols / bits / group size; perm
  * only when n == 1) as one matrix of their rows concatenated, packed for the kernels into
- * one device allocation starting at out->tiles. */
-static int upload_quant(const quant_matrix *parts, int n, const char *name, folio_dtype dt,
-                        w4a16_tiles *out, size_t *bytes) {
+ * one device allocation starting at out->tiles. With shards (a dummy 4-bit model), the parts
+ * are shapes only (NULL arrays) and the values are drawn on the device from shards[k]. */
+static int upload_quant(const quant_matrix *parts, const qd_shard *shards, int n,
+                        const char *name, folio_dtype dt, w4a16_tiles *out, size_t *bytes) {
     quant_matrix t = parts[0], *d = &t;
     t.rows = 0;
     for (int k = 0; k < n; k++) {
@@ -191,6 +192,15 @@ static int upload_quant(const quant_matrix *parts, int n, const char *name, foli
     for (int k = 0; k < n; k++) {
         const quant_matrix *p = &parts[k];
         const size_t r = (size_t)p->rows;
+        if (shards) {
+            quant_matrix dst = *p;
+            dst.qweight = d->qweight + r0 * wpr;
+            dst.scales = d->scales + r0 * groups;
+            dst.zeros = d->zeros + r0 * groups;
+            quant_dummy_fill_cuda(&dst, &shards[k], 0);
+            r0 += r;
+            continue;
+        }
         CUDA_CHECK(cudaMemcpy(d->qweight + r0 * wpr, p->qweight, r * wpr * sizeof(uint32_t),
                               cudaMemcpyHostToDevice));
         CUDA_CHECK(cudaMemcpy(d->scales + r0 * groups, p->scales, r * groups * sizeof(uint16_t),
@@ -233,10 +243,22 @@ static w4a16_tiles *quant_slot(layer_weights_cuda *l, spec_role r) {
     }
 }
 
+/* The shape of a dummy 4-bit Linear weight's shard (arrays NULL: drawn on the device from
+ * *shard by upload_quant). */
+static int dummy_part(const model_config *cfg, const load_options *opt, const tensor_spec *s,
+                      int world, quant_matrix *part, qd_shard *shard) {
+    if (quant_dummy_plan(&cfg->quant, opt->dummy_seed, s, world, shard) != 0) return -1;
+    *part = (quant_matrix){.rows = shard->rows, .cols = shard->cols, .in_cols = shard->cols,
+                           .bits = 4, .group_size = shard->group_size};
+    return 0;
+}
+
 /* A quantized checkpoint (LOAD_AUTO): the dense arena holds every tensor but the 4-bit layer
  * Linear weights (in spec order, so the fused biases stay adjacent); those load as
  * quant_matrix and upload (q|k|v and gate|up concatenated); quantized tensors elsewhere (a
- * quantized LM head) are dequantized into the arena. */
+ * quantized LM head) are dequantized into the arena. A dummy 4-bit model (LOAD_DUMMY,
+ * QUANT_DUMMY) takes the same path with nothing read: the dense tensors are drawn on the device
+ * as dense dummy weights, the 4-bit ones from their quant_dummy.h shards. */
 static int load_quantized(const char *dir, const model_config *cfg, const load_options *opt,
                           tensor_spec *specs, int n, const model_weights *shadow,
                           cuda_weights *w) {
@@ -282,7 +304,8 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
         w->layers = folio_xcalloc(cfg->n_layers, sizeof *w->layers);
     }
     safetensors_model m = {0};
-    if (rc == 0) rc = safetensors_open_dir(dir, &m);
+    const bool dummy = opt->format == LOAD_DUMMY;
+    if (rc == 0 && !dummy) rc = safetensors_open_dir(dir, &m);
     if (rc == 0) {
         rc = weights_check_layers(&m, cfg);
         quant_loader ql = {.st = &m, .dir = dir, .qc = &cfg->quant, .world = w->shard.world};
@@ -291,6 +314,7 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
         float *d_tmp = NULL;
         CUDA_CHECK(cudaMalloc((void **)&d_tmp, chunk * sizeof(float)));
         quant_matrix parts[3];
+        qd_shard shards[3];
         const char *first_name = "";
         int np = 0;
         progress_bar bar;
@@ -298,7 +322,9 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
         for (int i = 0; i < n && rc == 0; i++) {
             const tensor_spec *s = &specs[i];
             const size_t fl = tensor_spec_floats(s);
-            if (!gq[i]) {
+            if (!gq[i] && dummy) {
+                fill_spec_dummy(s, *s->dest, opt->dummy_seed, dt);
+            } else if (!gq[i]) {
                 if (isq[i]) {
                     quant_matrix qm;
                     rc = quant_load_matrix(&ql, s, &qm);
@@ -312,7 +338,8 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
                 if (rc == 0) upload_f32_via(*s->dest, host, fl, dt, d_tmp, chunk);
             } else {
                 if (np == 0) first_name = s->name;
-                rc = quant_load_matrix(&ql, s, &parts[np]);
+                rc = dummy ? dummy_part(cfg, opt, s, w->shard.world, &parts[np], &shards[np])
+                           : quant_load_matrix(&ql, s, &parts[np]);
                 if (rc != 0) break;
                 np++;
                 const bool fused = role[i] != R_O && role[i] != R_DOWN;
@@ -323,7 +350,7 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
                     snprintf(name, sizeof name, "%s%s", first_name,
                              np > 1 ? (role[i] == R_V ? " (fused with k_proj, v_proj)"
                                                       : " (fused with up_proj)") : "");
-                    rc = upload_quant(parts, np, name, dt,
+                    rc = upload_quant(parts, dummy ? shards : NULL, np, name, dt,
                                       quant_slot(&w->layers[layer[i]], role[i]), &qbytes);
                     const w4a16_tiles *d = quant_slot(&w->layers[layer[i]], role[i]);
                     const size_t el = (size_t)d->rows * (size_t)d->cols;
@@ -341,7 +368,7 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
         CUDA_CHECK(cudaDeviceSynchronize());
         CUDA_CHECK(cudaFree(d_tmp));
         free(host);
-        safetensors_close(&m);
+        if (!dummy) safetensors_close(&m);
         if (rc == 0 && ql.note[0] && w->shard.rank == 0)
             fprintf(stderr, "folio: warning: %s\n", ql.note);
     }
@@ -362,7 +389,7 @@ int weights_cuda_load(const char *dir, const model_config *cfg, const shard_plan
     model_weights shadow = {0};
     int n = 0;
     tensor_spec *specs = weights_specs(cfg, shard, &shadow, &n);
-    if (opt->format != LOAD_DUMMY && cfg->quant.method != QUANT_NONE) {
+    if (cfg->quant.method != QUANT_NONE) {
         int rc = load_quantized(dir, cfg, opt, specs, n, &shadow, w);
         if (rc == 0) fuse_layers(cfg, &shadow, w);
         free(specs);
