@@ -60,7 +60,7 @@ int cli_common_option(common_options *o, int id, const char *arg) {
         o->quant.w4a16 = true;
         return 1;
     case OPT_GROUP_SIZE: {
-        long long g;
+        long long g = 0;
         if (cli_parse_int("--group-size", arg, -1, 1 << 24, &g) != 0) return -1;
         o->quant.group_size = g > 0 ? (int)g : -1;
         o->quant_option_given = true;
