@@ -256,6 +256,7 @@ def compare(what, got, ref, usage=None, ref_usage=None, ids=True):
 
 # ---------------------------------------------------------------------------- the workload
 
+PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom went to the park", "One day, a bird",
            "The sun was hot and", "Tim had a big red ball", "Sue liked to sing", "There was a tree"]
 
@@ -387,7 +388,7 @@ class Soak:
         body = dict(req, model="stories")
         if stream:
             body.update(stream=True, stream_options={"include_usage": True})
-        path = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+        path = PATHS[kind]
         try:
             h = Http(self.port)
         except OSError as e:
@@ -432,6 +433,20 @@ class Soak:
             return "error"
         finally:
             h.close()
+
+    def answer_checked(self, what, h, kind, req):
+        """Reads a whole (not streamed) answer from h and compares it with req's reference;
+        True when it was a 200."""
+        status, hdrs = h.head()
+        body = b"".join(h.body_pieces(hdrs))
+        if status != 200:
+            fail("status", f"{what}: status {status} {body[:200]!r}")
+            return False
+        o = json.loads(body)
+        ref = self.refs[self.key(kind, req)]
+        compare(f"{what} {json.dumps(req)[:100]}", from_response(kind, o), ref[0], o["usage"],
+                ref[1], ids=False)
+        return True
 
     @staticmethod
     def key(kind, req):
@@ -502,8 +517,7 @@ class Soak:
         """A non-streaming client that hangs up while its request runs."""
         kind, req = rng.choice(self.templates)
         h = Http(self.port)
-        h.send(request_bytes("POST", "/v1/chat/completions" if kind == "chat" else
-                             "/v1/completions", json.dumps(req).encode()))
+        h.send(request_bytes("POST", PATHS[kind], json.dumps(req).encode()))
         time.sleep(rng.random() * 0.2)
         h.vanish(rng.random() < 0.5)
         count("vanished_waits")
@@ -533,17 +547,10 @@ class Soak:
         try:
             for k in range(3):
                 kind, req = rng.choice(self.templates)
-                h.send(request_bytes("POST", "/v1/chat/completions" if kind == "chat" else
-                                     "/v1/completions", json.dumps(req).encode(), keep_alive=True))
-                status, hdrs = h.head()
-                body = b"".join(h.body_pieces(hdrs))
-                if status != 200:
-                    fail("status", f"keep-alive request {k}: status {status} {body[:200]!r}")
+                h.send(request_bytes("POST", PATHS[kind], json.dumps(req).encode(),
+                                     keep_alive=True))
+                if not self.answer_checked(f"keep-alive request {k}", h, kind, req):
                     return
-                o = json.loads(body)
-                ref = self.refs[self.key(kind, req)]
-                compare(f"keep-alive request {k} {json.dumps(req)[:100]}", from_response(kind, o),
-                        ref[0], o["usage"], ref[1], ids=False)
                 count("requests_ok")
         finally:
             h.close()
@@ -551,24 +558,15 @@ class Soak:
     def act_slow_upload(self, rng):
         """A valid request whose headers and body trickle in over about a second."""
         kind, req = rng.choice(self.templates)
-        data = request_bytes("POST", "/v1/chat/completions" if kind == "chat" else
-                             "/v1/completions", json.dumps(req).encode())
+        data = request_bytes("POST", PATHS[kind], json.dumps(req).encode())
         h = Http(self.port)
         try:
             step = max(1, len(data) // 20)
             for i in range(0, len(data), step):
                 h.send(data[i:i + step])
                 time.sleep(0.05)
-            status, hdrs = h.head()
-            body = b"".join(h.body_pieces(hdrs))
-            if status != 200:
-                fail("status", f"slow upload: status {status} {body[:200]!r}")
-                return
-            o = json.loads(body)
-            ref = self.refs[self.key(kind, req)]
-            compare(f"slow upload {json.dumps(req)[:120]}", from_response(kind, o), ref[0],
-                    o["usage"], ref[1], ids=False)
-            count("slow_uploads")
+            if self.answer_checked("slow upload", h, kind, req):
+                count("slow_uploads")
         except (OSError, EOFError, ValueError) as e:
             fail("status", f"slow upload: {type(e).__name__}: {e}")
         finally:
@@ -588,7 +586,7 @@ class Soak:
 
     def act_malformed(self, rng):
         body = rng.choice(self.MALFORMED)
-        path = "/v1/chat/completions" if body.startswith(b'{"messages"') else "/v1/completions"
+        path = PATHS["chat" if body.startswith(b'{"messages"') else "completions"]
         try:
             status, resp = exchange(self.port, "POST", path, body)
         except (OSError, EOFError) as e:
@@ -633,19 +631,13 @@ class Soak:
         for i in range(3):
             body[f"x_soak_{rng.randrange(10**9)}_" + "k" * 2000] = i
         body["\n" + FORGED + "\n"] = 1
+        h = Http(self.port)
         try:
-            status, resp = exchange(self.port, "POST", "/v1/completions", json.dumps(body).encode())
-        except (OSError, EOFError) as e:
-            fail("status", f"unknown fields: {type(e).__name__}: {e}")
-            return
-        if status != 200:
-            fail("status", f"unknown fields: status {status} {resp[:200]!r}")
-            return
-        o = json.loads(resp)
-        ref = self.refs[self.key(kind, req)]
-        compare("request with unknown fields", from_response(kind, o), ref[0], o["usage"], ref[1],
-                ids=False)
-        count("unknown_field_requests")
+            h.send(request_bytes("POST", PATHS[kind], json.dumps(body).encode()))
+            if self.answer_checked("request with unknown fields", h, kind, req):
+                count("unknown_field_requests")
+        finally:
+            h.close()
 
     def act_misc(self, rng):
         k = rng.randrange(3)
