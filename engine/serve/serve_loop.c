@@ -253,7 +253,7 @@ static void read_choice(serve_job *j, int i, void (*fn)(void *, const serve_outp
         int end = last ? c->safe_len : c->ends[k];
         if (end > c->safe_len) end = c->safe_len;
         if (end < c->read_len) end = c->read_len;
-        o.text = c->text.s + c->read_len;
+        o.text = (c->text.s ? c->text.s : "") + c->read_len; /* NULL: no text yet */
         o.len = (size_t)(end - c->read_len);
         o.ids = &c->ids[k];
         o.lps = lp ? &c->lps[k] : NULL;

@@ -60,7 +60,8 @@ tf=$(echo "$full" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cho
 # SIGTERM with a request in flight: it completes, then exit 0
 curl -s "$C" -H "$JSON" -d '{"prompt": "Once", "max_tokens": 300, "ignore_eos": true}' -o "$TMP/inflight.json" &
 cpid=$!
-sleep 0.2
+# SIGTERM once it runs (a fixed sleep lost the race on a loaded machine: the signal came first)
+for _ in $(seq 100); do [ "$(metric num_requests_running)" = 1 ] && break; sleep 0.05; done
 stop_server
 wait $cpid
 grep -q '"finish_reason":"length"' "$TMP/inflight.json" && echo "ok: in-flight request finished during shutdown" \
