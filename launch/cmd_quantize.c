@@ -32,6 +32,7 @@ typedef struct {
     bool clip;
     int samples;                 /* calibration tokens kept for the searches */
     bool verbose;
+    const char *awq_only;        /* an option given that only --method awq takes, or NULL */
 } awq_cli;
 
 /* Calibration windows: the model's context, at most this many tokens (AutoAWQ's 512). */
@@ -73,10 +74,11 @@ static int parse_size(const char *arg, uint64_t *out) {
 static int parse_option(int c, const char *arg, quantize_options *o, awq_cli *a) {
     long long v;
     switch (c) {
-    case Q_CALIBRATION: a->calibration = arg; return 0;
-    case Q_NO_CLIP: a->clip = false; return 0;
-    case Q_VERBOSE: a->verbose = true; return 0;
+    case Q_CALIBRATION: a->awq_only = "--calibration"; a->calibration = arg; return 0;
+    case Q_NO_CLIP: a->awq_only = "--no-clip"; a->clip = false; return 0;
+    case Q_VERBOSE: a->awq_only = "--verbose"; a->verbose = true; return 0;
     case Q_SAMPLES:
+        a->awq_only = "--calibration-samples";
         if (cli_parse_int("--calibration-samples", arg, 1, 1 << 20, &v) != 0) return -1;
         a->samples = (int)v;
         return 0;
@@ -224,8 +226,8 @@ int cmd_quantize(int argc, char **argv, comm_ctx *comm) {
     }
     if (!o.model_dir || !o.out_dir) return folio_fail("quantize: --model DIR and --out DIR are required");
     if (comm->world > 1) return folio_fail("quantize: runs on one process (not under mpirun)");
-    if (!a.awq && (a.calibration || !a.clip || a.verbose))
-        return folio_fail("quantize: --calibration, --no-clip and --verbose go with --method awq");
+    if (!a.awq && a.awq_only)
+        return folio_fail("quantize: %s goes with --method awq", a.awq_only);
     if (quantize_check(&o) != 0) return -1;
     quantize_report rep;
     double t0 = folio_now();

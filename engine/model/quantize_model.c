@@ -192,17 +192,23 @@ static int quantize_tensors(qm_run *run, const safetensors_model *in) {
 
 /* ---- the output directory: created empty, config.json, side files ---- */
 
-static int prepare_out_dir(const char *dir) {
+/* 0 when dir does not exist or is empty (*exists says which). */
+static int check_out_dir(const char *dir, bool *exists) {
     DIR *d = opendir(dir);
-    if (d) {
-        const struct dirent *e;
-        int n = 0;
-        while ((e = readdir(d)) != NULL)
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-        closedir(d);
-        return n == 0 ? 0 : folio_fail("%s: the output directory exists and is not empty", dir);
-    }
-    if (mkdir(dir, 0777) != 0)
+    *exists = d != NULL;
+    if (!d) return 0;
+    const struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+    closedir(d);
+    return n == 0 ? 0 : folio_fail("%s: the output directory exists and is not empty", dir);
+}
+
+static int prepare_out_dir(const char *dir) {
+    bool exists;
+    if (check_out_dir(dir, &exists) != 0) return -1;
+    if (!exists && mkdir(dir, 0777) != 0)
         return folio_fail("%s: cannot create the output directory: %s", dir, strerror(errno));
     return 0;
 }
@@ -264,9 +270,10 @@ static int read_input_config(const quantize_options *o, json_t **cfg) {
 
 int quantize_check(const quantize_options *o) {
     json_t *cfg;
+    bool exists;
     if (read_input_config(o, &cfg) != 0) return -1;
     json_decref(cfg);
-    return 0;
+    return check_out_dir(o->out_dir, &exists);
 }
 
 int quantize_model(const quantize_options *o, quantize_report *rep) {

@@ -46,7 +46,8 @@ typedef struct {
 } quantize_report;
 
 /* What quantize_model checks before any work: the input's config.json is readable and not
- * quantized already, bits is 4 or 8. 0, or -1 with a message. */
+ * quantized already, bits is 4 or 8, the output directory is new or empty. 0, or -1 with a
+ * message. */
 int quantize_check(const quantize_options *o);
 
 /* 0, or -1 with a message naming the file or tensor. */

@@ -131,7 +131,8 @@ static void check_fold_keeps_logits(const char *name) {
 
     awq_calib c;
     awq_calib_init(&c, cfg, N, 32);
-    if (calibrate_cpu(&m.m, &g_comm, ids, N, 16, &c, false) != 0) fail_msg("%s", folio_last_error());
+    if (calibrate_cpu(&m.m, &g_comm, ids, N, 16, &c, false) != 0)
+        fail_msg("%s", folio_last_error());
     const awq_options o = {.q = {.bits = 4, .group_size = 32, .sym = true}, .n_grid = 20,
                            .clip = false, .dense_dtype = cfg->dtype};
     awq_report rep;
