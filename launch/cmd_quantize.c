@@ -54,7 +54,8 @@ static const char QUANTIZE_HELP[] =
     "  --bits 4|8              bits per weight (default 4)\n"
     "  --max-shard-size SIZE   safetensors file size limit, e.g. 5GB (default), 500MB\n"
     "writes a compressed-tensors pack-quantized checkpoint: q/k/v/o/gate/up/down projection\n"
-    "weights quantized, everything else (embeddings, norms, lm_head) copied unchanged\n";
+    "weights quantized, everything else (embeddings, norms, lm_head) copied unchanged (AWQ:\n"
+    "the norms and v/up biases carry the folded scales)\n";
 
 /* "5GB", "500MB", "64KiB", "1000" -> bytes. */
 static int parse_size(const char *arg, uint64_t *out) {
