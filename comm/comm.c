@@ -8,6 +8,7 @@
 #include "comm.h"
 #include "error.h"
 #include "nccl_comm.h"
+#include "step_watchdog.h"
 
 int comm_mpi_fail(int rc, const char *call, const char *file, int line) {
     char msg[MPI_MAX_ERROR_STRING] = "";
@@ -78,8 +79,10 @@ void comm_abort(comm_ctx *ctx, int code) {
 
 int comm_allreduce_sum(comm_ctx *ctx, float *buf, size_t n) {
     if (ctx->world == 1) return 0;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, ctx->comm));
-    return 0;
+    step_watchdog_wait_begin("all-reduce");
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, ctx->comm);
+    step_watchdog_wait_end();
+    return rc == MPI_SUCCESS ? 0 : comm_mpi_fail(rc, "MPI_Allreduce", __FILE__, __LINE__);
 }
 
 int comm_gather_vocab(comm_ctx *ctx, const float *local, int n_rows, int shard, int total,
@@ -91,8 +94,10 @@ int comm_gather_vocab(comm_ctx *ctx, const float *local, int n_rows, int shard, 
     }
     size_t per_rank = (size_t)n_rows * shard;
     float *all = folio_xmalloc(sizeof(float) * per_rank * ctx->world);
+    step_watchdog_wait_begin("all-gather");
     int rc = MPI_Allgather(local, (int)per_rank, MPI_FLOAT, all, (int)per_rank, MPI_FLOAT,
                            ctx->comm);
+    step_watchdog_wait_end();
     if (rc != MPI_SUCCESS) {
         free(all);
         return comm_mpi_fail(rc, "MPI_Allgather(logits)", __FILE__, __LINE__);
@@ -111,6 +116,15 @@ int comm_gather_vocab(comm_ctx *ctx, const float *local, int n_rows, int shard, 
 int comm_broadcast(comm_ctx *ctx, void *buf, size_t n) {
     if (ctx->world == 1) return 0;
     MPI_CHECK(MPI_Bcast(buf, (int)n, MPI_BYTE, 0, ctx->comm));
+    return 0;
+}
+
+int comm_allgather(comm_ctx *ctx, const void *mine, size_t n, void *all) {
+    if (ctx->world == 1) {
+        memcpy(all, mine, n);
+        return 0;
+    }
+    MPI_CHECK(MPI_Allgather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, ctx->comm));
     return 0;
 }
 

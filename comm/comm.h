@@ -53,4 +53,7 @@ int comm_gather_vocab(comm_ctx *ctx, const float *local, int n_rows, int shard, 
 /* Broadcast of bytes from rank 0. */
 int comm_broadcast(comm_ctx *ctx, void *buf, size_t n);
 
+/* Every rank's n bytes mine into all[world][n] (start-up exchanges; not timed as a wait). */
+int comm_allgather(comm_ctx *ctx, const void *mine, size_t n, void *all);
+
 #endif

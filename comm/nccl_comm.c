@@ -139,7 +139,8 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int nccl_wait(nccl_ctx *n) {
+/* The wait itself (nccl_wait marks it as a wait for the other ranks). */
+static int wait_stream(nccl_ctx *n) {
     double deadline = now_s() + n->timeout_s;
     const struct timespec nap = {0, 20 * 1000};
     for (;;) {
@@ -165,6 +166,13 @@ int nccl_wait(nccl_ctx *n) {
         }
         nanosleep(&nap, NULL);
     }
+}
+
+int nccl_wait(nccl_ctx *n) {
+    step_watchdog_wait_begin("NCCL collectives");
+    int rc = wait_stream(n);
+    step_watchdog_wait_end();
+    return rc;
 }
 
 void nccl_describe(char *out, size_t n) {

@@ -14,6 +14,7 @@
 #include "sample_rows.h"
 
 #include "dtype.h"
+#include "quant_dummy.h"
 #include "quant_layout.h"
 
 #ifdef __cplusplus
@@ -82,21 +83,45 @@ int gemv_supported(int n, int in_f, folio_dtype dtype, const void *x, const void
 void gemv_cuda(void *y, folio_dtype y_type, const void *x, const void *w, const void *bias,
                folio_dtype dtype, int n, int in_f, int out_f, cudaStream_t stream);
 
-/* W4A16 products over a quantized matrix m (quant_layout.h; device pointers, bits 4,
- * group_size a multiple of 32 dividing cols, cols a multiple of 32, qweight 16-byte aligned):
- * y[n][m->rows] = x[n][m->in_cols] @ W^T (+ bias[m->rows]), W[r][perm ? perm[c] : c] =
- * (q - z) * s (a padding column, perm QL_PAD, gathers 0 and contributes nothing), x
- * (input-column order), y and bias of dtype DTYPE_BF16 or DTYPE_F16, float
- * accumulation (twin: w4a16_cpu). w4a16_supported() says whether m and dtype qualify (8-bit
- * matrices do not: CPU twin only). Larger batches: w4a16_gemm_cuda (gemm.h). */
-#define W4A16_GEMV_MAX_N 8
+/* W4A16 on the GPU. A quant_matrix (quant_layout.h, 4-bit, group_size a multiple of 32
+ * dividing cols, cols a multiple of 32) is packed once, at load, into w4a16_tiles: the layout
+ * the kernels stream (kernels/gemm/w4a16.cu explains it). w4a16_supported() says whether m
+ * and dtype qualify (8-bit matrices do not: CPU twin only). */
+typedef struct {
+    int rows, cols, in_cols, group_size; /* as the quant_matrix it was packed from */
+    int stripes, ktiles;                 /* ceil(rows / 16), ceil(cols / 64) */
+    uint32_t *tiles; /* [stripes][ktiles][32 lanes][4 words]: 16 rows x 64 columns per tile */
+    uint32_t *meta;  /* [stripes][groups][8][2]: scales of rows g | g+8 (half bits), zeros */
+    int32_t *perm;   /* [cols] or NULL (quant_layout.h) */
+    uint16_t *xg;    /* with perm: [W4A16_GEMV_MAX_N][cols], the GEMV's gathered x */
+} w4a16_tiles;
+
+#define W4A16_GEMV_MAX_N 16
 int w4a16_supported(const quant_matrix *m, folio_dtype dtype);
-/* Decode: 1 <= n <= W4A16_GEMV_MAX_N, x 16-byte aligned. */
-void w4a16_gemv_cuda(void *y, const void *x, const quant_matrix *m, const void *bias,
+/* Device bytes w4a16_pack_cuda needs for m (tiles, meta, and with perm the perm and the
+ * GEMV's gather buffer; each 256-byte aligned). The gather buffer makes an act-order
+ * matrix's products one stream at a time (Folio runs one stream per rank). */
+size_t w4a16_tiles_bytes(const quant_matrix *m);
+/* *out = m packed into mem (w4a16_tiles_bytes(m) device bytes, 256-byte aligned). m's arrays
+ * are DEVICE pointers in quant_layout.h's row-major layout; they may be freed once the stream
+ * has passed. */
+void w4a16_pack_cuda(w4a16_tiles *out, void *mem, const quant_matrix *m, cudaStream_t stream);
+/* y[n][m->rows] = x[n][m->in_cols] @ W^T (+ bias[m->rows]), W[r][perm ? perm[c] : c] =
+ * (q - z) * s (a padding column, perm QL_PAD, gathers 0 and contributes nothing), x, y and
+ * bias of dtype DTYPE_BF16 or DTYPE_F16, float accumulation (twin: w4a16_cpu). Decode:
+ * 1 <= n <= W4A16_GEMV_MAX_N, x 16-byte aligned. Larger batches: w4a16_gemm_cuda (gemm.h). */
+void w4a16_gemv_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bias,
                      folio_dtype dtype, int n, cudaStream_t stream);
+/* The same product for larger n on the tensor cores (kernels/gemm/w4a16_mma.cu), without an
+ * act-order permutation (m->perm NULL); x 16-byte aligned. workspace (workspace_bytes, may be
+ * 0) holds split-K partial sums when the grid is small; in use until the stream passes. */
+#define W4A16_MMA_MAX_N 128
+void w4a16_mma_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bias,
+                    folio_dtype dtype, int n, void *workspace, size_t workspace_bytes,
+                    cudaStream_t stream);
 /* w[r][perm ? perm[c] : c] = (q - z) * s rounded to dtype (twin: w4a16_dequant_cpu).
  * w: [m->rows][m->in_cols], 16-byte aligned; padding columns write nothing. */
-void w4a16_dequant_cuda(void *w, const quant_matrix *m, folio_dtype dtype, cudaStream_t stream);
+void w4a16_dequant_cuda(void *w, const w4a16_tiles *m, folio_dtype dtype, cudaStream_t stream);
 
 /* paged_attention_cuda's contract in a simple kernel, no workspace (the fallback for shapes
  * the paged kernels do not support, and FOLIO_ATTENTION=simple). head_dim <= 256. */
@@ -110,6 +135,9 @@ void attention_simple_cuda(void *out, const void *q, const void *k_cache, const 
 void dummy_fill_cuda(void *dst, int64_t rows, int64_t cols, int64_t row0, int64_t col0,
                      int64_t full_cols, uint64_t key, float scale, folio_dtype dtype,
                      cudaStream_t stream);
+/* m's arrays (DEVICE pointers, row-major quant_layout.h, m->rows x m->cols = the shard's)
+ * = the dummy 4-bit shard s (engine/base/quant_dummy.h: the CPU loader's same values). */
+void quant_dummy_fill_cuda(quant_matrix *m, const qd_shard *s, cudaStream_t stream);
 /* dst[0..n) = value. */
 void fill_cuda(void *dst, int64_t n, float value, folio_dtype dtype, cudaStream_t stream);
 /* dst[i] = (dtype) src[i], i < n; src: float [n]. */

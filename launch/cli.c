@@ -1,7 +1,9 @@
 /* Common command-line options and value parsers that name the option and the value. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "error.h"
@@ -18,6 +20,7 @@ void common_options_init(common_options *o) {
     o->load_format = LOAD_AUTO;
     o->gpu_memory_utilization = FOLIO_DEFAULT_MEMORY_UTILIZATION;
     o->bind = BIND_AUTO;
+    o->quant.group_size = DUMMY_QUANT_GROUP_DEFAULT;
 }
 
 int cli_common_option(common_options *o, int id, const char *arg) {
@@ -50,6 +53,23 @@ int cli_common_option(common_options *o, int id, const char *arg) {
         else if (strcmp(arg, "none") == 0) o->bind = BIND_NONE;
         else return folio_fail("--bind: unknown mode '%s' (expected auto or none)", arg);
         return 1;
+    case OPT_QUANTIZATION:
+        if (strcasecmp(arg, "w4a16") != 0)
+            return folio_fail("--quantization: '%s' is not supported (accepted: w4a16, with "
+                              "--load-format dummy)", arg);
+        o->quant.w4a16 = true;
+        return 1;
+    case OPT_GROUP_SIZE: {
+        long long g = 0;
+        if (cli_parse_int("--group-size", arg, -1, 1 << 24, &g) != 0) return -1;
+        o->quant.group_size = g > 0 ? (int)g : -1;
+        o->quant_option_given = true;
+        return 1;
+    }
+    case OPT_SYM:
+        o->quant.sym = true;
+        o->quant_option_given = true;
+        return 1;
     case OPT_LOAD_FORMAT:
         if (strcmp(arg, "auto") == 0) o->load_format = LOAD_AUTO;
         else if (strcmp(arg, "dummy") == 0) o->load_format = LOAD_DUMMY;
@@ -61,6 +81,12 @@ int cli_common_option(common_options *o, int id, const char *arg) {
 
 int cli_common_check(const common_options *o, const char *command) {
     if (!o->model_dir) return folio_fail("%s: --model DIR is required", command);
+    if (o->quant_option_given && !o->quant.w4a16)
+        return folio_fail("%s: --group-size and --sym go with --quantization w4a16", command);
+    if (o->quant.w4a16 && o->load_format != LOAD_DUMMY)
+        return folio_fail("%s: --quantization w4a16 needs --load-format dummy (it draws random "
+                          "4-bit weights; a quantized checkpoint brings its own "
+                          "quantization_config)", command);
     if (o->device == DEVICE_CPU && !o->dtype_auto && o->dtype != DTYPE_F32)
         return folio_fail("%s: --dtype %s: the CPU backend computes in float32 only; use "
                           "--dtype auto or float32", command, dtype_name(o->dtype));
@@ -68,7 +94,7 @@ int cli_common_check(const common_options *o, const char *command) {
 }
 
 device_options cli_device_options(const common_options *o) {
-    return (device_options){.device = o->device, .format = o->load_format,
+    return (device_options){.device = o->device, .format = o->load_format, .quant = o->quant,
                             .dtype_auto = o->dtype_auto, .dtype = o->dtype,
                             .enforce_eager = o->enforce_eager,
                             .allreduce_nccl = o->allreduce_nccl, .verbose = o->verbose};
@@ -76,10 +102,36 @@ device_options cli_device_options(const common_options *o) {
 
 int cli_start_rank(const common_options *o, comm_ctx *comm) {
     if (bind_rank(comm, o->bind, o->verbose) != 0) return -1;
-    return step_watchdog_start(comm->rank, comm->host);
+    /* every rank's host and watchdog status port, so a stalled rank can ask the others */
+    probe_peer me = {.port = 0};
+    snprintf(me.host, sizeof me.host, "%s", comm->host);
+    if (step_watchdog_prepare(comm->world, &me.port) != 0) return -1;
+    probe_peer *peers = folio_xcalloc((size_t)comm->world, sizeof *peers);
+    int rc = comm_allgather(comm, &me, sizeof me, peers);
+    if (rc == 0) rc = step_watchdog_start(comm->rank, comm->world, peers);
+    free(peers);
+    return rc;
 }
 
 void cli_stop_rank(void) { step_watchdog_stop(); }
+
+int cli_check_tokenizer(const tokenizer *tok, const model_config *cfg, const char *dir) {
+    if (!tok) return 0;
+    const struct {
+        const char *field;
+        int32_t id;
+    } special[] = {{"bos_token", tokenizer_bos_id(tok)}, {"eos_token", tokenizer_eos_id(tok)}};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        const int32_t id = special[i].id;
+        if (id < cfg->vocab) continue;
+        const char *text = tokenizer_token_text(tok, id);
+        return folio_fail("%s/tokenizer_config.json: field '%s': \"%.60s\" is token %d of "
+                          "tokenizer.json, outside the model's vocabulary (vocab_size %d in "
+                          "config.json)", dir, special[i].field, text ? text : "?", id,
+                          cfg->vocab);
+    }
+    return 0;
+}
 
 int cli_parse_int(const char *option, const char *arg, long long min, long long max,
                   long long *out) {

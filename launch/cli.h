@@ -12,6 +12,7 @@
 #include "binding.h"
 #include "comm.h"
 #include "dtype.h"
+#include "tokenizer.h"
 
 typedef struct {
     const char *model_dir;
@@ -25,11 +26,14 @@ typedef struct {
     bool enforce_eager;            /* --enforce-eager: CUDA, no CUDA graphs */
     bool allreduce_nccl;           /* --all-reduce nccl: no one-shot all-reduce */
     bind_mode bind;              /* --bind auto|none */
+    dummy_quant quant;           /* --quantization w4a16 [--group-size N] [--sym] (with
+                                  * --load-format dummy: a dummy 4-bit model) */
+    bool quant_option_given;     /* --group-size or --sym (without --quantization: an error) */
 } common_options;
 
 /* Option ids of the common options (above any subcommand's own ids). */
 enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND,
-       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE };
+       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE, OPT_QUANTIZATION, OPT_GROUP_SIZE, OPT_SYM };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -40,6 +44,9 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"enforce-eager", no_argument, 0, OPT_ENFORCE_EAGER},          \
     {"all-reduce", required_argument, 0, OPT_ALL_REDUCE},          \
     {"bind", required_argument, 0, OPT_BIND},                      \
+    {"quantization", required_argument, 0, OPT_QUANTIZATION},      \
+    {"group-size", required_argument, 0, OPT_GROUP_SIZE},          \
+    {"sym", no_argument, 0, OPT_SYM},                              \
     {"help", no_argument, 0, OPT_HELP}
 
 #define CLI_COMMON_HELP                                                                   \
@@ -51,6 +58,11 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     "  --all-reduce auto|nccl   CUDA under mpirun: one-shot all-reduce over NVLink peer memory\n" \
     "                           for decode steps, NCCL for the rest (auto), or NCCL only\n"   \
     "  --load-format auto|dummy weights from the files, or random with the config's shapes\n" \
+    "  --quantization w4a16     with --load-format dummy: every layer's q/k/v/o/gate/up/down\n" \
+    "                           weights random packed 4-bit (a checkpoint brings its own)\n" \
+    "  --group-size N           with --quantization: inputs per scale and zero (default 128;\n" \
+    "                           -1: per output channel)\n"                                 \
+    "  --sym                    with --quantization: symmetric, every zero 8\n"          \
     "  --bind auto|none         bind each rank to the cores/NUMA node nearest its GPU (no GPU:\n" \
     "                           an equal share of the host's cores); default auto\n"          \
     "  --verbose                more detail on stderr (with it, each rank's placement)\n"
@@ -69,10 +81,16 @@ int cli_next_option(int argc, char **argv, const struct option *longopts, common
                     int (*more)(void *ctx, int id, const char *arg), void *ctx);
 
 /* Starts a model-running rank, before the model loads (a collective: every rank calls it):
- * binds it (--bind; prints the placement with --verbose) and starts the step watchdog
- * (FOLIO_STEP_TIMEOUT). 0, or -1 with a message. cli_stop_rank() undoes what it can. */
+ * binds it (--bind; prints the placement with --verbose), exchanges the ranks' host names and
+ * watchdog status ports, and starts the step watchdog (step_watchdog.h). 0, or -1 with a
+ * message. cli_stop_rank() undoes what it can. */
 int cli_start_rank(const common_options *o, comm_ctx *comm);
 void cli_stop_rank(void);
+
+/* The tokenizer's special tokens (tokenizer_config.json's bos_token / eos_token) are inside
+ * the model's vocabulary (config.json's vocab_size). tok NULL: nothing to check. 0, or -1 with
+ * a message naming the file, field, token and id. */
+int cli_check_tokenizer(const tokenizer *tok, const model_config *cfg, const char *dir);
 
 /* Checks what every model-running command needs (a --model, a supported device/dtype). */
 int cli_common_check(const common_options *o, const char *command);

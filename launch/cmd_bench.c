@@ -11,7 +11,8 @@
  *               ever preempted), a step is either prefills (up to --max-num-batched-tokens) or
  *               one decode token for every running request; requests/s, output tokens/s, peak
  *               KV use.
- * Roofline: a decode step cannot beat weight bytes / copy bandwidth, a prefill cannot beat
+ * Roofline: a decode step cannot beat the weight bytes it reads (all on the device but an
+ * untied embedding table; 4-bit layers at their packed size) / copy bandwidth, a prefill cannot beat
  * its FLOPs / GEMM rate; both ceilings are measured here first (2 GiB device copy, 8192^3 bf16
  * GEMM). With FOLIO_PROFILE=1 the steps run eager with per-kernel CUDA-event times, printed
  * at the end (under mpirun, the NCCL all-reduce and logits all-gather are rows of their own:
@@ -53,6 +54,7 @@ int cmd_bench(int argc, char **argv, comm_ctx *comm) {
 #include "gemm.h"
 #include "model.h"
 #include "progress.h"
+#include "quant_config.h"
 #include "request_lengths.h"
 #include "step_plan.h"
 
@@ -215,6 +217,30 @@ static double gemm_params(const device_model *dm) {
     return per_layer * c->n_layers + h * c->vocab;
 }
 
+/* Weight bytes one decode step reads on this rank: everything on the device but an untied
+ * embedding table (a step reads one row of it per token). 4-bit layers count their packed
+ * bytes. */
+static double decode_weight_bytes(const device_model *dm) {
+    const cuda_weights *w = dm->gpu_weights;
+    const model_config *c = &dm->m.cfg;
+    const double embed = c->tie_embeddings ? 0.0
+                                           : (double)dm->m.shard.vocab * c->hidden * dtype_size(w->dtype);
+    return (double)w->bytes - embed;
+}
+
+/* ", 4-bit weights (METHOD, group N)" for a quantized model, else "". */
+static const char *weights_note(const device_model *dm, char *buf, size_t n) {
+    const quant_config *q = &dm->m.cfg.quant;
+    if (q->method == QUANT_NONE) return "";
+    if (q->group_size > 0)
+        snprintf(buf, n, ", %d-bit weights (%s, group %d)", q->bits, quant_method_name(q->method),
+                 q->group_size);
+    else
+        snprintf(buf, n, ", %d-bit weights (%s, per channel)", q->bits,
+                 quant_method_name(q->method));
+    return buf;
+}
+
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -364,21 +390,24 @@ static int bench_latency(const device_model *dm, comm_ctx *comm, const bench_arg
         const cuda_weights *w = dm->gpu_weights;
         const double kv_bytes = 2.0 * dm->m.cfg.n_layers * dm->m.shard.n_kv_heads * dm->m.cfg.head_dim *
                                 dtype_size(w->dtype) * B * (a->input_len + a->output_len / 2.0);
-        const double decode_floor = ((double)w->bytes + kv_bytes) / (c->copy_gbs * 1e9) * 1e3;
+        const double wbytes = decode_weight_bytes(dm);
+        const double decode_floor = (wbytes + kv_bytes) / (c->copy_gbs * 1e9) * 1e3;
         const double prefill_flops = 2.0 * gemm_params(dm) * B * a->input_len +
                                      2.0 * dm->m.cfg.n_layers * dm->m.cfg.n_heads * dm->m.cfg.head_dim *
                                          (double)a->input_len * a->input_len * B; /* causal QK+PV */
         const double prefill_floor = prefill_flops / (c->gemm_tflops * 1e12) * 1e3;
         const double mt = median(ttft, n), mp = median(tpot, n), ms = median(tps, n);
-        printf("latency: batch %d, input %d, output %d, %s, %s, TP %d (all-reduce: %s) "
+        char note[96];
+        printf("latency: batch %d, input %d, output %d, %s%s, %s, TP %d (all-reduce: %s) "
                "(median of %d runs after %d warm-up)\n", B, a->input_len, a->output_len,
-               dtype_name(w->dtype), dm->enforce_eager ? "eager" : "CUDA graphs", comm->world,
+               dtype_name(w->dtype), weights_note(dm, note, sizeof note),
+               dm->enforce_eager ? "eager" : "CUDA graphs", comm->world,
                forward_cuda_allreduce_name(f), n, a->warmup);
         printf("  time to first token  %9.2f ms   roofline %7.2f ms (%.2f TFLOP / %.0f TFLOP/s)"
                "  = %.0f%%\n", mt, prefill_floor, prefill_flops * 1e-12, c->gemm_tflops,
                100.0 * prefill_floor / mt);
         printf("  per output token     %9.3f ms   roofline %7.3f ms (%.2f GB / %.0f GB/s)"
-               "  = %.0f%%\n", mp, decode_floor, ((double)w->bytes + kv_bytes) * 1e-9,
+               "  = %.0f%%\n", mp, decode_floor, (wbytes + kv_bytes) * 1e-9,
                c->copy_gbs, 100.0 * decode_floor / mp);
         printf("  throughput           %9.1f tokens/s\n", ms);
         forward_cuda_profile_print(f, stdout);
@@ -532,16 +561,20 @@ static int bench_throughput(const device_model *dm, comm_ctx *comm, const bench_
         const double decode_steps = (double)total_out / S;
         const double floor_s = 2.0 * gemm_params(dm) * (double)(total_in + total_out) /
                                    (c->gemm_tflops * 1e12) +
-                               decode_steps * (double)w->bytes / (c->copy_gbs * 1e9);
+                               decode_steps * decode_weight_bytes(dm) / (c->copy_gbs * 1e9);
         if (a->requests)
             printf("throughput: %d requests from %s (%lld prompt + %lld output tokens), max %d "
                    "running, %s, %s, TP %d\n", N, a->requests, total_in, total_out, S,
                    dtype_name(w->dtype), dm->enforce_eager ? "eager" : "CUDA graphs", comm->world);
         else
-            printf("throughput: %d requests, input %d, output %d%s, max %d running, %s, %s, "
+        {
+            char note[96];
+            printf("throughput: %d requests, input %d, output %d%s, max %d running, %s%s, %s, "
                    "TP %d\n", N, a->input_len, a->output_len,
                    a->random_lengths ? " (random)" : "", S, dtype_name(w->dtype),
+                   weights_note(dm, note, sizeof note),
                    dm->enforce_eager ? "eager" : "CUDA graphs", comm->world);
+        }
         printf("  %.2f s: %.2f requests/s, %.0f output tokens/s, %.0f total tokens/s\n", secs,
                N / secs, out_tokens / secs, (double)(total_in + out_tokens) / secs);
         printf("  roofline %.2f s (all tokens' FLOPs / %.0f TFLOP/s + weight reads of %.0f "

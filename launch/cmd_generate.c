@@ -432,7 +432,7 @@ int cmd_generate(int argc, char **argv, comm_ctx *comm) {
         goto out;
     if (comm->rank != 0) {
         rc = rank_worker_run(&m, comm, &ch);
-    } else {
+    } else if (cli_check_tokenizer(a.tok, &m.m.cfg, a.common.model_dir) == 0) {
         if (a.requests) rc = run_requests(&a, &m, comm, &ch);
         else if (resolve_prompt(&a, &m.m.cfg) == 0) rc = run_single(&a, &m, comm, &ch);
         if (rc == 0) rc = plan_channel_send_stop(&ch);

@@ -216,7 +216,8 @@ int cmd_serve(int argc, char **argv, comm_ctx *comm) {
         rc = rank_worker_run(&m, comm, &ch);     /* until rank 0's stop */
     } else {
         install_signal_handlers();
-        rc = serve_rank0(&a, &m, comm, &ch, tok, ct);
+        rc = cli_check_tokenizer(tok, &m.m.cfg, a.common.model_dir);
+        if (rc == 0) rc = serve_rank0(&a, &m, comm, &ch, tok, ct);
         if (plan_channel_send_stop(&ch) != 0) rc = -1;
     }
 out:

@@ -69,12 +69,33 @@ uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | (r >> 13));
 }
 
-void dtype_to_f32(float *dst, const void *src, folio_dtype t, size_t n) {
+/* A value is NaN or infinite when its exponent bits are all set. */
+size_t dtype_to_f32(float *dst, const void *src, folio_dtype t, size_t n) {
     const uint16_t *h = src;
+    const unsigned char *b = src;
+    size_t bad = 0;
     switch (t) {
-    case DTYPE_F32: memcpy(dst, src, n * 4); break;
-    case DTYPE_F16: for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(h[i]); break;
-    case DTYPE_BF16: for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(h[i]); break;
+    case DTYPE_F32:
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, b + 4 * i, 4);
+            bad += (u & 0x7f800000u) == 0x7f800000u;
+            dst[i] = bits_to_f32(u);
+        }
+        break;
+    case DTYPE_F16:
+        for (size_t i = 0; i < n; i++) {
+            bad += (h[i] & 0x7c00u) == 0x7c00u;
+            dst[i] = f16_to_f32(h[i]);
+        }
+        break;
+    case DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            bad += (h[i] & 0x7f80u) == 0x7f80u;
+            dst[i] = bf16_to_f32(h[i]);
+        }
+        break;
     default: break;
     }
+    return bad;
 }

@@ -20,7 +20,8 @@ float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);                  /* round to nearest even */
 uint16_t f32_to_f16(float f);                   /* round to nearest even */
 
-/* Converts n elements of type t at src to float32 at dst. */
-void dtype_to_f32(float *dst, const void *src, folio_dtype t, size_t n);
+/* Converts n elements of type t at src (any alignment for float32) to float32 at dst and
+ * returns how many of them are NaN or infinite (counted in the same pass). */
+size_t dtype_to_f32(float *dst, const void *src, folio_dtype t, size_t n);
 
 #endif

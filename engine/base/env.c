@@ -16,8 +16,17 @@ static const folio_env_var VARS[] = {
     {"FOLIO_FAULT", "no fault",
      "inject failures for tests: 'RANK:POINT[:N]' entries separated by commas"},
     {"FOLIO_STEP_TIMEOUT", "600",
-     "seconds one step (forward and collectives) may take before the job ends; 0 = off"},
+     "seconds a warm-up step (the first 3) may take before the job ends, and the most any step "
+     "may; 0 = no watchdog"},
+    {"FOLIO_STEP_TIMEOUT_FLOOR", "30",
+     "least seconds a warm step may take before the job ends (the limit is 20 x the step's "
+     "measured time, between this floor and FOLIO_STEP_TIMEOUT)"},
+    {"FOLIO_HEALTH_STALL", "5",
+     "seconds without progress, with requests pending, after which /health answers 503 (or 5 "
+     "x the step's measured time, if longer)"},
     {"FOLIO_GEMV", "on", "'0' turns off the GEMV kernel for small batches (cuBLASLt for all)"},
+    {"FOLIO_W4A16_WARPS", "chosen by the matrix's shape (kernels/gemm/w4a16.cu)",
+     "2, 4, 8 or 16: the 4-bit GEMV's warps per 16-row stripe (for measurements)"},
     {"FOLIO_PDL", "on",
      "'0' turns off programmatic dependent launch (kernels launched the ordinary way)"},
 };

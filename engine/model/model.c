@@ -6,11 +6,14 @@
 #include "fault.h"
 #include "model.h"
 #include "progress.h"
+#include "quant.h"
 
-int model_open_config(const char *dir, int rank, int world, model *m) {
+int model_open_config(const char *dir, const dummy_quant *dq, int rank, int world, model *m) {
     memset(m, 0, sizeof *m);
     if (model_config_load(dir, &m->cfg) != 0) return -1;
-    if (shard_plan_make(&m->cfg, rank, world, &m->shard) != 0) {
+    if (dq && dq->w4a16) quant_config_dummy(&m->cfg.quant, dq);
+    if (shard_plan_make(&m->cfg, rank, world, &m->shard) != 0 ||
+        quant_dummy_check(&m->cfg, &m->shard) != 0) {
         model_close(m);
         return -1;
     }
@@ -27,7 +30,13 @@ static void print_summary(const model *m, const char *dir, load_format format, i
             world, world > 1 ? "s (this rank's share)" : "", seconds,
             format == LOAD_DUMMY ? " (dummy weights)" : "");
     const quant_config *q = &m->cfg.quant;
-    if (q->method != QUANT_NONE && format != LOAD_DUMMY)
+    if (q->method == QUANT_DUMMY) {
+        char group[32] = "per channel";
+        if (q->group_size > 0) snprintf(group, sizeof group, "group size %d", q->group_size);
+        fprintf(stderr, "folio: dummy 4-bit Linear weights (--quantization w4a16, %s, %s) "
+                        "dequantized to float32 at load\n", group,
+                q->sym ? "symmetric" : "asymmetric");
+    } else if (q->method != QUANT_NONE && format != LOAD_DUMMY)
         fprintf(stderr, "folio: %d-bit %s weights (group size %d%s) dequantized to float32 at "
                         "load\n", q->bits, quant_method_name(q->method), q->group_size,
                 q->act_order ? ", act-order" : "");
@@ -38,9 +47,13 @@ static void print_summary(const model *m, const char *dir, load_format format, i
                 m->cfg.intermediate, m->cfg.vocab, m->cfg.max_position, m->cfg.rope.theta);
 }
 
-int model_open(const char *dir, load_format format, int rank, int world, int verbose, model *m) {
+int model_open(const char *dir, load_format format, const dummy_quant *dq, int rank, int world,
+               int verbose, model *m) {
     double t0 = folio_now();
-    if (model_open_config(dir, rank, world, m) != 0) return -1;
+    if (dq && dq->w4a16 && format != LOAD_DUMMY)
+        return folio_fail("--quantization w4a16 draws a dummy model: it needs --load-format "
+                          "dummy (a checkpoint carries its own quantization_config)");
+    if (model_open_config(dir, dq, rank, world, m) != 0) return -1;
     load_options opt = {.format = format, .show_progress = rank == 0, .dummy_seed = 0};
     if (weights_load(dir, &m->cfg, &m->shard, &opt, &m->weights) != 0 ||
         fault_check("load", rank, -1) != 0) {

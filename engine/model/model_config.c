@@ -20,8 +20,11 @@
 #define MAX_INTERMEDIATE (1 << 22)
 #define MAX_LAYERS (1 << 12)
 #define MAX_HEADS (1 << 12)
-#define MAX_HEAD_DIM (1 << 12)
+#define MAX_HEAD_DIM MODEL_MAX_HEAD_DIM
 #define MAX_VOCAB (1 << 24)
+/* Above the longest published context (10M tokens); the engine sizes its tables from the
+ * context in use (--max-model-len), but the default context is this one. */
+#define MAX_POSITION (1 << 24)
 #define ANY_INT INT_MAX
 
 /* What transformers' config class of each family defaults to. */
@@ -133,7 +136,7 @@ static int read_sizes(const json_t *root, const json_src *src, const family *fam
     cfg->max_position = fam->max_position;
     cfg->rms_eps = DEFAULT_RMS_EPS;
     if (json_get_int(root, "vocab_size", src, 1, MAX_VOCAB, &cfg->vocab, true) < 0 ||
-        json_get_int(root, "max_position_embeddings", src, 1, ANY_INT, &cfg->max_position,
+        json_get_int(root, "max_position_embeddings", src, 1, MAX_POSITION, &cfg->max_position,
                      false) < 0 ||
         json_get_positive(root, "rms_norm_eps", src, &cfg->rms_eps, false) < 0)
         return -1;
@@ -399,15 +402,25 @@ static int read_rope(const json_t *root, const json_src *src, model_config *cfg)
 
 /* ---- special tokens ---- */
 
+/* A special token id v into *id: a non-negative integer inside the vocabulary. */
+static int token_id(const json_t *v, const char *key, const json_src *src, int vocab, int *id) {
+    if (json_value_int(v, key, src, 0, ANY_INT, id) < 0) return -1;
+    if (*id >= vocab)
+        return folio_fail("%s: field '%s': token id %d is outside the vocabulary (vocab_size %d: "
+                          "ids 0 to %d)", src->origin, key, *id, vocab, vocab - 1);
+    return 0;
+}
+
 /* eos_token_id: one id or a list of ids into ids[FOLIO_MAX_EOS] and *n; *found stays false (and
  * ids, *n untouched) when it is absent or null. */
-static int read_eos(const json_t *obj, const json_src *src, int *ids, int *n, bool *found) {
+static int read_eos(const json_t *obj, const json_src *src, int vocab, int *ids, int *n,
+                    bool *found) {
     const json_t *v = given(obj, "eos_token_id");
     *found = v != NULL;
     if (!v) return 0;
     if (!json_is_array(v)) {
         *n = 1;
-        return json_value_int(v, "eos_token_id", src, 0, ANY_INT, &ids[0]) < 0 ? -1 : 0;
+        return token_id(v, "eos_token_id", src, vocab, &ids[0]);
     }
     size_t count = json_array_size(v);
     if (count > FOLIO_MAX_EOS)
@@ -416,25 +429,27 @@ static int read_eos(const json_t *obj, const json_src *src, int *ids, int *n, bo
     for (size_t i = 0; i < count; i++) {
         char key[32];
         snprintf(key, sizeof key, "eos_token_id[%zu]", i);
-        if (json_value_int(json_array_get(v, i), key, src, 0, ANY_INT, &ids[i]) < 0) return -1;
+        if (token_id(json_array_get(v, i), key, src, vocab, &ids[i]) < 0) return -1;
     }
     *n = (int)count;
     return 0;
 }
 
 /* EOS: generation_config.json's when it names any, else config.json's. BOS: config.json's, else
- * generation_config.json's, else -1. */
+ * generation_config.json's, else -1. Every id given (in either file) must be inside the
+ * vocabulary. */
 static int read_tokens(const json_t *root, const json_t *gen, const json_src *src,
                        const json_src *gsrc, model_config *cfg) {
     bool found = false;
     cfg->bos_id = -1;
-    if (read_eos(root, src, cfg->eos_ids, &cfg->n_eos, &found) < 0 ||
-        read_eos(gen, gsrc, cfg->eos_ids, &cfg->n_eos, &found) < 0)
+    if (read_eos(root, src, cfg->vocab, cfg->eos_ids, &cfg->n_eos, &found) < 0 ||
+        read_eos(gen, gsrc, cfg->vocab, cfg->eos_ids, &cfg->n_eos, &found) < 0)
         return -1;
-    int r = json_get_int(root, "bos_token_id", src, 0, ANY_INT, &cfg->bos_id, false);
-    if (r == JSON_ABSENT)
-        r = json_get_int(gen, "bos_token_id", gsrc, 0, ANY_INT, &cfg->bos_id, false);
-    return r < 0 ? -1 : 0;
+    const json_t *bos = given(root, "bos_token_id"), *gen_bos = given(gen, "bos_token_id");
+    if (gen_bos && token_id(gen_bos, "bos_token_id", gsrc, cfg->vocab, &cfg->bos_id) < 0)
+        return -1;
+    if (bos && token_id(bos, "bos_token_id", src, cfg->vocab, &cfg->bos_id) < 0) return -1;
+    return 0;
 }
 
 /* ---- entry points ---- */

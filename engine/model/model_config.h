@@ -27,6 +27,8 @@ typedef struct {
 } rope_config;
 
 #define FOLIO_MAX_EOS 16
+/* The largest head_dim the loader accepts (rope_tables.c sizes its buffers from it). */
+#define MODEL_MAX_HEAD_DIM (1 << 12)
 
 typedef struct {
     model_arch arch;

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "quant_dummy.h"
 #include "quant_layout.h"
 #include "safetensors.h"
 #include "weights.h"
@@ -43,5 +44,24 @@ void quant_matrix_free(quant_matrix *m);
 
 /* Bytes of m's arrays. */
 size_t quant_matrix_bytes(const quant_matrix *m);
+
+/* ---- a dummy 4-bit model (qc->method QUANT_DUMMY: --load-format dummy --quantization
+ * w4a16): the values of engine/base/quant_dummy.h, key weights_dummy_key(seed, spec->name) ---- */
+
+/* This rank's shard of the Linear weight spec (a quant_spec_quantized spec) as a qd_shard:
+ * key, dense scale, row and column offsets, size and groups. -1 with a message naming the layer
+ * when the group size does not divide its input size, when a row-parallel shard (world ranks)
+ * would cut a group, or when the shard's columns do not fill whole 4-bit words. */
+int quant_dummy_plan(const quant_config *qc, uint64_t seed, const tensor_spec *spec, int world,
+                     qd_shard *out);
+
+/* That shard drawn as a host quant_matrix (no perm; the GPU may upload it as a checkpoint's).
+ * -1 with quant_dummy_plan's message. The caller frees *m with quant_matrix_free. */
+int quant_dummy_matrix(const quant_config *qc, uint64_t seed, const tensor_spec *spec, int world,
+                       quant_matrix *m);
+
+/* Plans every quantized Linear weight of this rank (cfg->quant QUANT_DUMMY; else nothing to
+ * do): 0, or quant_dummy_plan's message for the first layer that does not fit. */
+int quant_dummy_check(const model_config *cfg, const shard_plan *shard);
 
 #endif

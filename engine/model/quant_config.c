@@ -16,6 +16,7 @@ const char *quant_method_name(quant_method m) {
     case QUANT_AWQ: return "awq";
     case QUANT_GPTQ: return "gptq";
     case QUANT_CT: return "compressed-tensors";
+    case QUANT_DUMMY: return "dummy";
     default: return "none";
     }
 }
@@ -228,6 +229,14 @@ void quant_config_free(quant_config *q) {
     for (int i = 0; i < q->n_ignore; i++) free(q->ignore[i]);
     free(q->ignore);
     memset(q, 0, sizeof *q);
+}
+
+void quant_config_dummy(quant_config *q, const dummy_quant *d) {
+    quant_config_free(q);
+    q->method = QUANT_DUMMY;
+    q->bits = 4;
+    q->group_size = d->group_size > 0 ? d->group_size : -1;
+    q->sym = d->sym;
 }
 
 /* ---- the entry point ---- */

@@ -6,7 +6,10 @@
 
 #include <stdbool.h>
 
-typedef enum { QUANT_NONE = 0, QUANT_AWQ, QUANT_GPTQ, QUANT_CT } quant_method;
+/* QUANT_DUMMY: no checkpoint: --load-format dummy --quantization w4a16 draws the layers'
+ * Linear weights as random packed 4-bit matrices (engine/base/quant_dummy.h; bits 4,
+ * group_size, sym; no act-order, no lm_head, no ignore list). */
+typedef enum { QUANT_NONE = 0, QUANT_AWQ, QUANT_GPTQ, QUANT_CT, QUANT_DUMMY } quant_method;
 
 typedef struct {
     quant_method method;
@@ -22,7 +25,16 @@ typedef struct {
                                 * name containing it */
 } quant_config;
 
-/* "awq", "gptq", "compressed-tensors" ("none" for QUANT_NONE). */
+/* What --quantization asks of a dummy model (--load-format dummy). */
+typedef struct {
+    bool w4a16;                /* --quantization w4a16 (false: dense dummy weights) */
+    int group_size;            /* --group-size: > 0, or -1 per channel (default 128) */
+    bool sym;                  /* --sym: every zero 8 (default: zeros drawn in 4..11) */
+} dummy_quant;
+
+#define DUMMY_QUANT_GROUP_DEFAULT 128
+
+/* "awq", "gptq", "compressed-tensors", "dummy" ("none" for QUANT_NONE). */
 const char *quant_method_name(quant_method m);
 
 /* Whether the Linear module `module` ("model.layers.0.mlp.down_proj", "lm_head") is stored
@@ -30,5 +42,10 @@ const char *quant_method_name(quant_method m);
 bool quant_module_quantized(const quant_config *q, const char *module);
 
 void quant_config_free(quant_config *q);
+
+/* Replaces *q (freed) by the config of a dummy 4-bit model: method QUANT_DUMMY, bits 4, d's
+ * group size (-1 or 0: per channel, stored -1) and sym, nothing else quantized than the
+ * layers' Linear weights. */
+void quant_config_dummy(quant_config *q, const dummy_quant *d);
 
 #endif

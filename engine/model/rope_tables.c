@@ -53,7 +53,7 @@ static void yarn_adjust(const rope_config *r, int head_dim, double *f) {
 }
 
 void rope_inv_freq(const rope_config *rope, int head_dim, float *inv_freq) {
-    double f[1024];
+    double f[MODEL_MAX_HEAD_DIM / 2];
     int half = head_dim / 2;
     default_inv_freq(rope->theta, head_dim, f);
     switch (rope->kind) {
@@ -70,7 +70,7 @@ void rope_inv_freq(const rope_config *rope, int head_dim, float *inv_freq) {
 void rope_build_tables(const rope_config *rope, int head_dim, int n_positions, float *cos_table,
                        float *sin_table) {
     int half = head_dim / 2;
-    float inv_freq[512];
+    float inv_freq[MODEL_MAX_HEAD_DIM / 2];
     rope_inv_freq(rope, head_dim, inv_freq);
     double scale = rope->kind == ROPE_YARN ? rope->attention_factor : 1.0;
     for (int p = 0; p < n_positions; p++) {

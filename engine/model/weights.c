@@ -167,6 +167,22 @@ static void fill_dummy(const tensor_spec *s, float *dst, uint64_t seed) {
             dst[r * nc + c] = dummy_value(key, (uint64_t)(r0 + r) * s->cols + c0 + c, a);
 }
 
+/* A dummy model's tensor: a dummy 4-bit model's Linear weights (cfg->quant QUANT_DUMMY) are
+ * the dequantized quant_dummy_matrix of this rank's shard (quant_dummy.h's values), the rest
+ * as above. */
+static int fill_dummy_spec(const model_config *cfg, const shard_plan *shard, const tensor_spec *s,
+                           uint64_t seed) {
+    if (cfg->quant.method != QUANT_DUMMY || !quant_spec_quantized(&cfg->quant, s)) {
+        fill_dummy(s, *s->dest, seed);
+        return 0;
+    }
+    quant_matrix qm;
+    if (quant_dummy_matrix(&cfg->quant, seed, s, shard->world, &qm) != 0) return -1;
+    quant_matrix_dequantize(&qm, *s->dest);
+    quant_matrix_free(&qm);
+    return 0;
+}
+
 /* ---- loading from files ---- */
 
 static int to_folio_dtype(st_dtype t, folio_dtype *out) {
@@ -198,22 +214,73 @@ static int check_tensor(const tensor_spec *s, const st_tensor *t, folio_dtype *d
                       t->file, s->name, (long long)s->rows, found);
 }
 
-/* Copies this rank's rows or columns of t into dst, converting to float32. */
-static void copy_slice(const tensor_spec *s, const st_tensor *t, folio_dtype dt, float *dst) {
-    size_t es = dtype_size(dt);
+/* Copies this rank's rows or columns of t into dst, converting to float32; returns how many
+ * of the values are NaN or infinite (counted by the conversion itself). */
+static size_t copy_slice(const tensor_spec *s, const st_tensor *t, folio_dtype dt, float *dst) {
+    size_t es = dtype_size(dt), bad = 0;
     const char *src = t->data;
     int64_t cols = s->cols ? s->cols : 1;
     switch (s->slice) {
     case SLICE_ROWS:
-        dtype_to_f32(dst, src + (size_t)s->start * cols * es, dt, (size_t)s->count * cols);
-        break;
+        return dtype_to_f32(dst, src + (size_t)s->start * cols * es, dt, (size_t)s->count * cols);
     case SLICE_COLS:
         for (int64_t r = 0; r < s->rows; r++)
-            dtype_to_f32(dst + r * s->count, src + ((size_t)r * cols + s->start) * es, dt,
-                         (size_t)s->count);
-        break;
-    default: dtype_to_f32(dst, src, dt, (size_t)s->rows * cols); break;
+            bad += dtype_to_f32(dst + r * s->count, src + ((size_t)r * cols + s->start) * es, dt,
+                                (size_t)s->count);
+        return bad;
+    default: return dtype_to_f32(dst, src, dt, (size_t)s->rows * cols);
     }
+}
+
+/* At most this many tensors are named in NaN / Inf warnings of one load; a line counts the
+ * rest. */
+#define NONFINITE_WARNINGS 8
+
+/* What one load found: tensors with NaN or infinite values (this rank's slices). */
+typedef struct {
+    int tensors;
+    int rank, world;
+} nonfinite_log;
+
+/* A warning naming the tensor (weights stay as they are: a NaN reaches the logits, where the
+ * sampler and the user see it, rather than being hidden). */
+static void warn_nonfinite(nonfinite_log *log, const tensor_spec *s, const st_tensor *t,
+                           size_t bad) {
+    if (bad == 0) return;
+    if (log && log->tensors++ >= NONFINITE_WARNINGS) return;
+    char who[32] = "";
+    if (log && log->world > 1) snprintf(who, sizeof who, " (rank %d)", log->rank);
+    fprintf(stderr, "folio: warning%s: %s: tensor '%s' has %zu NaN or infinite value%s (of %zu "
+                    "loaded)\n", who, t->file, s->name, bad, bad == 1 ? "" : "s",
+            tensor_spec_floats(s));
+}
+
+/* The summary after a load that found more such tensors than it named. */
+static void warn_nonfinite_rest(const nonfinite_log *log) {
+    if (log->tensors > NONFINITE_WARNINGS)
+        fprintf(stderr, "folio: warning: %d more tensors have NaN or infinite values\n",
+                log->tensors - NONFINITE_WARNINGS);
+}
+
+int weights_check_layers(const safetensors_model *m, const model_config *cfg) {
+    const st_tensor *first = NULL;
+    long first_layer = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const char *name = m->tensors[i].name, *prefix = "model.layers.";
+        if (strncmp(name, prefix, strlen(prefix)) != 0) continue;
+        char *end;
+        long layer = strtol(name + strlen(prefix), &end, 10);
+        if (end == name + strlen(prefix) || *end != '.' || layer < cfg->n_layers) continue;
+        if (!first || layer < first_layer) {
+            first = &m->tensors[i];
+            first_layer = layer;
+        }
+    }
+    if (!first) return 0;
+    return folio_fail("%s: tensor '%s' belongs to layer %ld, but config.json says "
+                      "num_hidden_layers is %d (layers 0 to %d): the checkpoint has more layers "
+                      "than the config", first->file, first->name, first_layer, cfg->n_layers,
+                      cfg->n_layers - 1);
 }
 
 /* A quantized Linear weight: this rank's quant_matrix, dequantized into the arena. */
@@ -225,14 +292,15 @@ static int load_quantized(quant_loader *ql, const tensor_spec *s) {
     return 0;
 }
 
-static int load_float(const char *dir, const safetensors_model *m, const tensor_spec *s) {
+static int load_float(const char *dir, const safetensors_model *m, const tensor_spec *s,
+                      nonfinite_log *log) {
     const st_tensor *t = safetensors_find(m, s->name);
     folio_dtype dt = DTYPE_F32;
     if (!t)
         return folio_fail("%s: tensor '%s' is missing (the config says the model has it)", dir,
                           s->name);
     if (check_tensor(s, t, &dt) != 0) return -1;
-    copy_slice(s, t, dt, *s->dest);
+    warn_nonfinite(log, s, t, copy_slice(s, t, dt, *s->dest));
     return 0;
 }
 
@@ -240,14 +308,15 @@ int weights_read_spec(const char *dir, const safetensors_model *m, const tensor_
                       float *dst) {
     tensor_spec t = *s;
     t.dest = &dst;
-    return load_float(dir, m, &t);
+    return load_float(dir, m, &t, NULL);
 }
 
 static int load_from_files(const char *dir, const model_config *cfg, const shard_plan *shard,
                            spec_list *l, const load_options *opt, model_weights *w) {
     safetensors_model m = {0};
     if (safetensors_open_dir(dir, &m) != 0) return -1;
-    int rc = 0;
+    int rc = weights_check_layers(&m, cfg);
+    nonfinite_log log = {.rank = shard->rank, .world = shard->world};
     uint64_t bytes = 0;
     for (int i = 0; i < l->n; i++) bytes += tensor_spec_floats(&l->items[i]) * sizeof(float);
     quant_loader ql = {.st = &m, .dir = dir, .qc = &cfg->quant, .world = shard->world};
@@ -256,10 +325,11 @@ static int load_from_files(const char *dir, const model_config *cfg, const shard
     for (int i = 0; i < l->n && rc == 0; i++) {
         const tensor_spec *s = &l->items[i];
         rc = quant_spec_quantized(&cfg->quant, s) ? load_quantized(&ql, s)
-                                                  : load_float(dir, &m, s);
+                                                  : load_float(dir, &m, s, &log);
         if (rc == 0) progress_add(&bar, tensor_spec_floats(s) * sizeof(float));
     }
     progress_finish(&bar);
+    warn_nonfinite_rest(&log);
     safetensors_close(&m);
     snprintf(w->load_note, sizeof w->load_note, "%s", ql.note);
     if (rc == 0 && ql.note[0] && shard->rank == 0)
@@ -307,8 +377,12 @@ int weights_load(const char *dir, const model_config *cfg, const shard_plan *sha
         next += tensor_spec_floats(&l.items[i]);
     }
     int rc = 0;
-    if (opt->format == LOAD_DUMMY) {
-        for (int i = 0; i < l.n; i++) fill_dummy(&l.items[i], *l.items[i].dest, opt->dummy_seed);
+    if (cfg->quant.method == QUANT_DUMMY && opt->format != LOAD_DUMMY) {
+        rc = folio_fail("--quantization w4a16 draws a dummy model: it needs --load-format dummy "
+                        "(a checkpoint carries its own quantization_config)");
+    } else if (opt->format == LOAD_DUMMY) {
+        for (int i = 0; i < l.n && rc == 0; i++)
+            rc = fill_dummy_spec(cfg, shard, &l.items[i], opt->dummy_seed);
     } else {
         rc = load_from_files(dir, cfg, shard, &l, opt, w);
     }

@@ -51,7 +51,10 @@ typedef struct {
 
 /* Loads this rank's slice (shard decided by shard_plan_make) of every tensor from DIR.
  * Validates every tensor's presence, dtype and shape against the config (message: file,
- * tensor, expected versus found). The caller owns *w and frees it with weights_free(). */
+ * tensor, expected versus found) and that no tensor belongs to a layer beyond
+ * num_hidden_layers (weights_check_layers); warns on stderr, naming the tensor, of NaN or
+ * infinite values in this rank's slice (counted while converting, so at no extra pass). The
+ * caller owns *w and frees it with weights_free(). */
 int weights_load(const char *dir, const model_config *cfg, const shard_plan *shard,
                  const load_options *opt, model_weights *w);
 
@@ -80,9 +83,14 @@ tensor_spec *weights_specs(const model_config *cfg, const shard_plan *shard, mod
 
 /* Reads this rank's slice of the unquantized tensor s from the opened checkpoint m of DIR
  * into dst (float32, tensor_spec_floats(s) elements), checking its presence, dtype and shape
- * as weights_load does (the GPU upload of a quantized checkpoint's dense tensors). */
+ * as weights_load does (the GPU upload of a quantized checkpoint's dense tensors); a warning
+ * on stderr names it when it holds NaN or infinite values. */
 int weights_read_spec(const char *dir, const safetensors_model *m, const tensor_spec *s,
                       float *dst);
+
+/* A checkpoint with tensors of layers beyond cfg->n_layers (num_hidden_layers): -1 with a
+ * message naming the first such tensor (lowest layer), else 0. */
+int weights_check_layers(const safetensors_model *m, const model_config *cfg);
 
 /* Elements this rank keeps of a spec. */
 size_t tensor_spec_floats(const tensor_spec *s);
@@ -90,7 +98,10 @@ size_t tensor_spec_floats(const tensor_spec *s);
 /* Dummy values: element (r, c) of the FULL tensor is
  *   scale * (u * 2^-52 - 1),  u = splitmix64(key + (r * cols + c) * 0xd1b54a32d192ed03) >> 11
  * (uniform in [-scale, scale)), key = weights_dummy_key(seed, name), scale =
- * weights_dummy_scale(spec); norms are 1, biases 0. The GPU fills the same values. */
+ * weights_dummy_scale(spec); norms are 1, biases 0. The GPU fills the same values. A dummy
+ * 4-bit model (cfg->quant.method QUANT_DUMMY, --quantization w4a16) draws its layers' Linear
+ * weights from the same key as packed 4-bit matrices instead (engine/base/quant_dummy.h,
+ * quant_dummy_matrix in quant.h); the CPU loader holds them dequantized. */
 uint64_t weights_dummy_key(uint64_t seed, const char *name);
 float weights_dummy_scale(const tensor_spec *s);
 

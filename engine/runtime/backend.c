@@ -43,7 +43,7 @@ static int open_gpu(const char *dir, const device_options *o, comm_ctx *comm,
         return folio_fail("--device cuda: no CUDA device (%s); use --device cpu", why);
     int device = 0; /* this rank's GPU (local rank k: GPU k) before anything is allocated */
     if (comm_select_gpu(comm, &device) != 0) return -1;
-    if (model_open_config(dir, comm->rank, comm->world, &dm->m) != 0) return -1;
+    if (model_open_config(dir, &o->quant, comm->rank, comm->world, &dm->m) != 0) return -1;
     cuda_weights *w = folio_xcalloc(1, sizeof *w);
     load_options opt = {.format = o->format, .show_progress = comm->rank == 0, .dummy_seed = 0};
     dm->dtype = gpu_dtype(o, &dm->m.cfg);
@@ -107,7 +107,7 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
     dm->enforce_eager = o->enforce_eager;
     dm->allreduce_nccl = o->allreduce_nccl;
     int rc;
-    if (o->device == DEVICE_CUDA && refuse_quantized_gpu(dir, o) != 0) {
+    if (o->device == DEVICE_CUDA && !o->quant.w4a16 && refuse_quantized_gpu(dir, o) != 0) {
         rc = -1;
     } else if (o->device == DEVICE_CUDA) {
 #ifdef FOLIO_HAVE_CUDA
@@ -117,7 +117,8 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
 #endif
     } else {
         dm->dtype = DTYPE_F32;
-        rc = model_open(dir, o->format, comm->rank, comm->world, o->verbose, &dm->m);
+        rc = model_open(dir, o->format, &o->quant, comm->rank, comm->world, o->verbose,
+                        &dm->m);
     }
     if (rc != 0) device_model_close(dm);
     return rc;
@@ -153,12 +154,18 @@ int backend_kv_blocks(const device_model *dm, const comm_ctx *comm, const backen
         if (backend_cuda_memory(&in.total_bytes, &in.free_bytes) != 0) return -1;
 #endif
     } else {
-        in.workspace_bytes = backend_cpu_workspace_bytes(c, s->max_tokens, s->max_logits);
-        if (k->num_blocks_override <= 0 && k->kv_cache_memory <= 0) {
-            if (kv_capacity_host_memory(&in.total_bytes, &in.free_bytes) != 0) return -1;
-            in.total_bytes /= (size_t)comm->local_size;
-            in.free_bytes /= (size_t)comm->local_size;
+        in.workspace_bytes = backend_cpu_workspace_bytes(c, s->max_tokens, s->max_logits,
+                                                         s->max_model_len);
+        /* host memory: needed to size the pool, and read anyway (when it can be) to check that
+         * the workspace fits */
+        const bool sized = k->num_blocks_override > 0 || k->kv_cache_memory > 0;
+        if (kv_capacity_host_memory(&in.total_bytes, &in.free_bytes) != 0) {
+            if (!sized) return -1;
+            folio_clear_error();
+            in.total_bytes = in.free_bytes = 0;
         }
+        in.total_bytes /= (size_t)comm->local_size;
+        in.free_bytes /= (size_t)comm->local_size;
     }
     return kv_capacity_blocks(&in, blocks);
 }
@@ -175,7 +182,7 @@ backend *backend_create(const device_model *dm, comm_ctx *comm, const backend_si
     else
 #endif
         rc = backend_cpu_create(&b->cpu, &dm->m, comm, s->num_blocks, s->block_size,
-                                s->max_tokens, s->max_logits);
+                                s->max_tokens, s->max_logits, s->max_model_len);
     if (rc != 0) {
         free(b);
         return NULL;

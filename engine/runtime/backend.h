@@ -20,6 +20,7 @@ typedef enum { DEVICE_CPU, DEVICE_CUDA } device_kind;
 typedef struct {
     device_kind device;
     load_format format;
+    dummy_quant quant;           /* --quantization w4a16 (with LOAD_DUMMY): a dummy 4-bit model */
     bool dtype_auto;             /* CUDA: the checkpoint's 16-bit type, bfloat16 for float32 */
     folio_dtype dtype;           /* otherwise */
     bool enforce_eager;          /* CUDA: no CUDA graphs */

@@ -4,8 +4,38 @@
 
 #include "error.h"
 #include "kv_capacity.h"
+#include "progress.h"
+
+/* Not one block fits: what the memory went to, every figure a size (never a negative
+ * remainder). */
+static int no_room(const kv_capacity_in *in, const char *knob) {
+    char one[32], allowed[32], total[32], used[32], ws[32];
+    format_bytes((double)in->block_bytes, one, sizeof one);
+    if (in->kv_cache_memory > 0)
+        return folio_fail("%s %lld bytes is less than one KV block (%s, all layers, K and V): "
+                          "raise it", knob, in->kv_cache_memory, one);
+    const double in_use = in->total_bytes > in->free_bytes
+                              ? (double)(in->total_bytes - in->free_bytes) : 0.0;
+    format_bytes(in->utilization * (double)in->total_bytes, allowed, sizeof allowed);
+    format_bytes((double)in->total_bytes, total, sizeof total);
+    format_bytes(in_use, used, sizeof used);
+    format_bytes((double)in->workspace_bytes, ws, sizeof ws);
+    return folio_fail("no memory is left for the KV cache: %s %.2f allows %s of %s; %s is in use "
+                      "already (the weights among it) and the activation workspace needs %s (it "
+                      "grows with --max-num-batched-tokens and --max-model-len), which leaves "
+                      "less than one block of %s: raise %s or lower --max-num-batched-tokens or "
+                      "--max-model-len", knob, in->utilization, allowed, total, used, ws, one,
+                      knob);
+}
 
 int kv_capacity_blocks(const kv_capacity_in *in, int *num_blocks) {
+    if (in->free_bytes > 0 && in->workspace_bytes > in->free_bytes) {
+        char ws[32], avail[32];
+        return folio_fail("the activation workspace needs %s, more than the %s of memory free (it "
+                          "grows with --max-num-batched-tokens and --max-model-len): lower them",
+                          format_bytes((double)in->workspace_bytes, ws, sizeof ws),
+                          format_bytes((double)in->free_bytes, avail, sizeof avail));
+    }
     if (in->num_blocks_override > 0) {
         *num_blocks = in->num_blocks_override;
         return 0;
@@ -25,10 +55,7 @@ int kv_capacity_blocks(const kv_capacity_in *in, int *num_blocks) {
         knob = "--gpu-memory-utilization";
     }
     double blocks = budget / (double)in->block_bytes;
-    if (blocks < 1.0)
-        return folio_fail("no memory is left for the KV cache (%.0f bytes after weights and "
-                          "workspace; one block takes %zu): raise %s or lower "
-                          "--max-num-batched-tokens", budget, in->block_bytes, knob);
+    if (blocks < 1.0) return no_room(in, knob);
     if (in->max_useful_blocks > 0 && blocks > in->max_useful_blocks) blocks = in->max_useful_blocks;
     if (blocks > 1 << 30) blocks = 1 << 30;
     *num_blocks = (int)blocks;

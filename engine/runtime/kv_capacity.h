@@ -11,7 +11,7 @@
 
 typedef struct {
     size_t total_bytes;          /* device (or host) memory */
-    size_t free_bytes;           /* free now, after the weights are loaded */
+    size_t free_bytes;           /* free now, after the weights are loaded (0: unknown) */
     size_t workspace_bytes;      /* activations still to be allocated */
     double utilization;          /* --gpu-memory-utilization: fraction of total we may use */
     long long kv_cache_memory;   /* --kv-cache-memory BYTES (> 0 overrides the fraction) */
@@ -22,7 +22,9 @@ typedef struct {
 
 /* Blocks for the KV pool: override, else kv_cache_memory / block_bytes, else
  * (utilization * total - memory already in use - workspace) / block_bytes, capped at
- * max_useful_blocks. -1 with a message naming the knob when not even one block fits. */
+ * max_useful_blocks. -1 with a message naming the knob when not even one block fits (every
+ * figure in it a size, never a negative remainder), or when the workspace alone is larger
+ * than free_bytes (when known, > 0), whatever the override. */
 int kv_capacity_blocks(const kv_capacity_in *in, int *num_blocks);
 
 /* Host memory for the CPU backend: MemTotal and MemAvailable of /proc/meminfo. */

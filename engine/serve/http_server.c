@@ -451,6 +451,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case R_HEALTH: {
         const char *f = serve_loop_failure(s->L);
         if (f) return reply_error(cx, c, 503, f, "");
+        char stalled[256];
+        if (serve_loop_stalled(s->L, stalled, sizeof stalled))
+            return reply_error(cx, c, 503, stalled, "");
         return reply(cx, c, 200, "text/plain", folio_xstrdup(""));
     }
     case R_METRICS:

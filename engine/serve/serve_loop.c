@@ -11,6 +11,7 @@
 #include "grow.h"
 #include "progress.h"
 #include "serve_loop.h"
+#include "step_watchdog.h"
 #include "tokenizer.h"
 #include "utf8.h"
 
@@ -80,6 +81,8 @@ struct serve_loop {
     bool draining, quit, cancel_all;   /* mu */
     int in_flight;               /* mu */
     char *failure;               /* mu */
+    bool idle;                   /* mu: the engine thread waits for work */
+    double beat;                 /* mu: when the engine thread last took up its queue */
     pthread_t thread;
     bool started;
     /* engine thread only */
@@ -504,9 +507,12 @@ static void *loop_main(void *arg) {
     publish_metrics(L);
     for (;;) {
         pthread_mutex_lock(&L->mu);
+        L->idle = true;
         while (!L->head && L->n_cancels == 0 && !L->quit && !L->cancel_all && !L->failure &&
                !engine_busy(L->e))
             pthread_cond_wait(&L->cv, &L->mu);
+        L->idle = false;
+        L->beat = folio_now();
         serve_job *list = L->head;
         L->head = L->tail = NULL;
         int nc = L->n_cancels;
@@ -556,6 +562,7 @@ static void *loop_main(void *arg) {
 }
 
 int serve_loop_start(serve_loop *L) {
+    L->beat = folio_now();
     if (pthread_create(&L->thread, NULL, loop_main, L) != 0)
         return folio_fail("serve: cannot start the engine thread");
     L->started = true;
@@ -620,6 +627,29 @@ const char *serve_loop_failure(serve_loop *L) {
     const char *f = L->failure;
     pthread_mutex_unlock(&L->mu);
     return f;
+}
+
+bool serve_loop_stalled(serve_loop *L, char *why, size_t n) {
+    pthread_mutex_lock(&L->mu);
+    const int pending = L->in_flight;
+    const bool waiting = L->idle || !L->started || L->failure;
+    const double beat = L->beat;
+    pthread_mutex_unlock(&L->mu);
+    if (pending == 0 || waiting) return false;
+    step_progress p;
+    step_watchdog_progress(&p);
+    if (p.in_step && p.ran_s > p.stall_s) {
+        snprintf(why, n, "the engine has made no progress for %.1f s: step %lld is still running "
+                         "(stalled after %.1f s) with %d request%s in flight", p.ran_s, p.step,
+                 p.stall_s, pending, pending == 1 ? "" : "s");
+        return true;
+    }
+    double idle = folio_now() - beat;
+    if (p.since_step_s < idle) idle = p.since_step_s;
+    if (p.in_step || idle <= p.health_floor_s) return false;
+    snprintf(why, n, "the engine has made no progress for %.1f s (no step running) with %d "
+                     "request%s in flight", idle, pending, pending == 1 ? "" : "s");
+    return true;
 }
 
 void serve_loop_free(serve_loop *L) {

@@ -111,5 +111,11 @@ void serve_loop_cancel_all(serve_loop *L);
 void serve_loop_free(serve_loop *L);
 /* The engine failed (backend error): the message, or NULL while healthy. */
 const char *serve_loop_failure(serve_loop *L);
+/* Whether the engine has stopped making progress while requests are in flight (for /health):
+ * the step in progress has run longer than its stall limit (step_watchdog_progress:
+ * FOLIO_HEALTH_STALL seconds, or 5 x the step's measured time if longer), or the engine
+ * thread has run no step and taken up no work for FOLIO_HEALTH_STALL seconds. true with the
+ * reason in why[0..n). */
+bool serve_loop_stalled(serve_loop *L, char *why, size_t n);
 
 #endif

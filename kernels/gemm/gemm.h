@@ -15,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include "dtype.h"
+#include "kernels_cuda.h"
 #include "quant_layout.h"
 
 typedef struct gemm_ctx gemm_ctx;
@@ -40,7 +41,7 @@ void gemm_run(gemm_ctx *g, void *y, folio_dtype y_type, const void *x, const voi
  * unused, may be NULL). Larger n is the INTERIM path until a tensor-core mixed-input GEMM
  * exists: w4a16_dequant_cuda writes W in dtype into scratch (m->rows * m->in_cols elements,
  * 16-byte aligned, the caller's), then gemm_run; scratch is in use until the stream passes. */
-void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const quant_matrix *m,
+void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
                      const void *bias, folio_dtype dtype, int n, void *scratch,
                      cudaStream_t stream);
 

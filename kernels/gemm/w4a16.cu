@@ -1,220 +1,138 @@
-/* W4A16 products over Folio's quantized layout (engine/base/quant_layout.h): y[n][rows] =
- * x[n][in_cols] @ W^T (+ bias), W[r][perm ? perm[c] : c] = (q - z) * s (a padding column,
- * perm QL_PAD, gathers x = 0), 16-bit activations, float accumulation.
+/* W4A16 products on the GPU: y[n][rows] = x[n][in_cols] @ W^T (+ bias), W[r][perm ? perm[c] :
+ * c] = (q - z) * s (quant_layout.h; a padding column, perm QL_PAD, gathers x = 0), 16-bit
+ * activations, float accumulation. Twin: w4a16_cpu; check and bench: test_gpu_w4a16.c.
  *
- * Decode (n = 1..8): w4a16_gemv_kernel. A block of 8 warps owns 16 rows (one m16 tile) and
- * splits the columns between its warps in slots of 128 columns. In a slot, lane (g = lane/4,
- * t = lane%4) loads 16 bytes (32 columns) of row g and 16 bytes of row g+8 (coalesced: every
- * byte of the 64-byte runs is used), four slots per warp per round, so eight 16-byte loads
- * are in flight before the first is used; the scale and zero of the slot's group come with
- * them. Meanwhile the block stages x (gathered through perm) for the round's 4096 columns in
- * shared memory. Dequantization is the magic-number trick: (word >> 4i) & 0x000F000F |
- * magic gives two 16-bit floats 128 + q (bf16) or 1024 + q (fp16), one packed subtraction of
- * magic + z gives q - z exactly; those exact integers and x go through mma.m16n8k16 (rows x
- * batch, the batch padded to 8), whose float tile is scaled by the group's scale in float per
- * slot. So the weight costs ~1.5 integer/half2 instructions per element and the products run
- * on the tensor cores: the kernel is bound by the 4-bit bytes, not by instructions. The
+ * The layout (w4a16_tiles, packed once at load by w4a16_pack_kernel). Rows go in stripes of
+ * 16 (one m16 tile of mma.m16n8k16), columns in tiles of 64. A tile is 512 contiguous bytes:
+ * lane l = 4g + t of a warp holds, in 4 words j = 0..3, exactly the A operands of the 4 mma
+ * it runs for the tile. Within a tile, lane t's columns are c0 + 4j + 0..3 (c0 = 16t), and
+ * the mma's k positions 2t, 2t+1, 2t+8, 2t+9 stand for columns c0+4j, +1, +2, +3 (the k of
+ * a product may be numbered in any order, as long as A and B agree). Word j's nibbles, in
+ * the quant_layout.h pair order (pair i: bits 4i and 16 + 4i), are
+ *     pair 0: W[g][c0+4j], W[g][c0+4j+1]        pair 1: W[g+8][c0+4j], W[g+8][c0+4j+1]
+ *     pair 2: W[g][c0+4j+2], W[g][c0+4j+3]      pair 3: W[g+8][c0+4j+2], W[g+8][c0+4j+3]
+ * so (word >> 4i) & 0x000F000F | magic is the i-th A register as two 16-bit floats M + q,
+ * and one packed subtraction of M + z makes it q - z exactly. The B operands are x's columns
+ * c0 + 4j .. + 3, i.e. lane t reads 16 consecutive x values (two 16-byte loads) per tile.
+ * Scales and zeros of a (stripe, group) sit together: for lane group g one 8-byte word pair
+ * {s[g] | s[g+8] << 16, z[g] | z[g+8] << 16}.
+ *
+ * Why: a warp's weight load for a tile is one fully used 512-byte run, consecutive tiles of
+ * a stripe are consecutive in memory, and nothing is reshuffled in registers: the weight
+ * costs ~1.5 integer/half2 instructions per element and the products run on the tensor
+ * cores, so the kernel is bound by the 4-bit bytes.
+ *
+ * Decode (n = 1..16): w4a16_gemv_kernel (kNT = 1 or 2 batch tiles of 8 share each dequantized
+ * A operand). A block owns one stripe; each of its warps streams
+ * a contiguous run of the stripe's tiles through a ring of shared memory with cp.async
+ * (kStages - 1 steps of kStepTiles tiles in flight while it multiplies one; a lane reads
+ * back only the bytes it copied, so no barrier is needed). The warps per stripe are chosen
+ * so that the whole grid is resident at once (~24 warps per SM). x comes through the
+ * read-only cache into registers one step ahead of its use. Where a group
+ * spans whole tiles (group_size % 64 == 0) the mma multiplies the exact integers q - z and
+ * the float tile is scaled per tile; smaller groups scale the A operand in 16 bits. The
  * warps' tiles are summed in shared memory in a fixed order (deterministic).
  *
  * Larger batches (interim, until a tensor-core mixed-input GEMM exists): w4a16_dequant_kernel
- * writes W in 16 bits, input-column order, for the cuBLASLt GEMM (w4a16_gemm.c).
- *
- * bits = 4 only (8-bit matrices have the CPU twin, w4a16_cpu, and are refused here).
- * Twin: w4a16_cpu; check and timing: tests/unit/test_gpu_w4a16.c. */
-#include "cuda_types.cuh"
-#include "kernels_cuda.h"
-#include "quant_layout.h"
+ * writes W in 16 bits, input-column order, for the cuBLASLt GEMM (w4a16_gemm.c). */
+#include "w4a16_tile.cuh"
 
 namespace {
 
 using namespace folio;
+using namespace folio::w4;
 
-constexpr int kWarps = 8;                            /* warps per block, splitting the columns */
-constexpr int kThreads = kWarps * kWarp;
-constexpr int kRows = 16;                            /* rows per block: one m16 tile */
-constexpr int kSlotCols = 128;                       /* 4 lanes x 32 columns (16 bytes) */
-constexpr int kUnroll = 4;                           /* slots per warp per round */
-constexpr int kChunk = kWarps * kUnroll * kSlotCols; /* columns of x staged per round */
-constexpr int kChunkPacks = kChunk / 8;              /* 16-byte packs per batch row */
-constexpr int kStride = kChunkPacks + 1;             /* +1: odd batch rows use other banks */
+constexpr int kStepTiles = 2; /* tiles per warp per pipeline step */
+constexpr int kStages = 4;    /* steps in a warp's ring: kStages - 1 in flight */
 
-/* Two 16-bit floats M + q from two nibbles (q in the low bits of each half). */
-template <typename T> struct Magic;
-template <> struct Magic<__nv_bfloat16> { static constexpr uint32_t kHalf = 0x4300u; }; /* 128 */
-template <> struct Magic<__half> { static constexpr uint32_t kHalf = 0x6400u; };        /* 1024 */
-
-template <typename T> __device__ __forceinline__ uint32_t sub_x2(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t sub_x2<__nv_bfloat16>(uint32_t a, uint32_t b) {
-    uint32_t d;
-    asm("sub.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-    return d;
-}
-template <> __device__ __forceinline__ uint32_t sub_x2<__half>(uint32_t a, uint32_t b) {
-    uint32_t d;
-    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-    return d;
-}
-
-template <typename T> __device__ __forceinline__ uint32_t mul_x2(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t mul_x2<__nv_bfloat16>(uint32_t a, uint32_t b) {
-    uint32_t d;
-    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-    return d;
-}
-template <> __device__ __forceinline__ uint32_t mul_x2<__half>(uint32_t a, uint32_t b) {
-    uint32_t d;
-    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-    return d;
-}
-
-/* s rounded to T, in both halves. */
-template <typename T> __device__ __forceinline__ uint32_t splat_x2(float s) {
-    const uint16_t h = __bfloat16_as_ushort(__float2bfloat16_rn(s));
-    return h * 0x00010001u;
-}
-template <> __device__ __forceinline__ uint32_t splat_x2<__half>(float s) {
-    const uint16_t h = __half_as_ushort(__float2half_rn(s));
-    return h * 0x00010001u;
-}
-
-/* q - z of kernel columns 8j+2i and 8j+2i+1 of word q, as two exact 16-bit floats;
- * mz = (M + z) in both halves. */
-template <typename T>
-__device__ __forceinline__ uint32_t dequant_pair(uint32_t q, int i, uint32_t mz) {
-    const uint32_t m2 = Magic<T>::kHalf * 0x00010001u;
-    return sub_x2<T>(((q >> (4 * i)) & 0x000F000Fu) | m2, mz);
-}
-
-/* The mma's A operand for pair i of word q: q - z exactly (kPost: the scale is applied to
- * the float tile after the mma), else (q - z) * s rounded to T (s2: s in both halves). */
-template <typename T, bool kPost>
-__device__ __forceinline__ uint32_t weight_pair(uint32_t q, int i, uint32_t mz, uint32_t s2) {
-    const uint32_t d = dequant_pair<T>(q, i, mz);
-    return kPost ? d : mul_x2<T>(d, s2);
-}
-
-/* c[16 x 8] += a[16 x 16] b[16 x 8], float accumulation. */
-template <typename T>
-__device__ __forceinline__ void mma16816(float *c, uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void mma16816<__nv_bfloat16>(float *c, uint32_t a0, uint32_t a1,
-                                                        uint32_t a2, uint32_t a3, uint32_t b0,
-                                                        uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma16816<__half>(float *c, uint32_t a0, uint32_t a1,
-                                                 uint32_t a2, uint32_t a3, uint32_t b0,
-                                                 uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/* Shared-memory position of pack p (8 elements) of a staged x row: bit 1 flipped where bit
- * 3 is set, so the four lanes t of one g read four different bank quads. */
-__device__ __forceinline__ int swz(int p) { return p ^ ((p >> 2) & 2); }
-
-__device__ __forceinline__ float half_bits_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
-
-/* xs[b][swz(p)] = packs of x[b] ([n][in_cols]) at kernel columns c0 + 8p .., gathered
- * through perm, zeros past cols and at padding columns (perm QL_PAD). Without perm in_cols =
- * cols. Every thread of the block calls it. */
-__device__ __forceinline__ void stage_x(uint4 *xs, const uint16_t *x, const int32_t *perm,
-                                        int n, int cols, int in_cols, int c0) {
-    if (!perm) {
-        for (int i = threadIdx.x; i < n * kChunkPacks; i += kThreads) {
-            const int b = i / kChunkPacks, p = i % kChunkPacks, c = c0 + 8 * p;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (c < cols) v = *reinterpret_cast<const uint4 *>(x + (size_t)b * cols + c);
-            xs[b * kStride + swz(p)] = v;
-        }
+/* x[b][c .. c + 15] as 8 registers of two 16-bit values, zeros past cols. */
+__device__ __forceinline__ void load_x(uint32_t *xr, const uint16_t *x, int b, int c, int cols) {
+    if (c >= cols) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) xr[i] = 0;
         return;
     }
-    uint16_t *xe = reinterpret_cast<uint16_t *>(xs);
-    for (int i = threadIdx.x; i < n * kChunk; i += kThreads) {
-        const int b = i / kChunk, k = i % kChunk, c = c0 + k;
-        const int in_c = c < cols ? __ldg(perm + c) : QL_PAD;
-        const uint16_t v = in_c != QL_PAD ? x[(size_t)b * in_cols + in_c] : (uint16_t)0;
-        xe[(b * kStride + swz(k / 8)) * 8 + k % 8] = v;
-    }
+    const uint16_t *p = x + (size_t)b * cols + c;
+    const uint4 lo = __ldg(reinterpret_cast<const uint4 *>(p));
+    const uint4 hi = __ldg(reinterpret_cast<const uint4 *>(p + 8));
+    xr[0] = lo.x, xr[1] = lo.y, xr[2] = lo.z, xr[3] = lo.w;
+    xr[4] = hi.x, xr[5] = hi.y, xr[6] = hi.z, xr[7] = hi.w;
 }
 
-/* One round's weights of this lane: rows g and g+8 (a, b) of kUnroll slots, with the scale
- * and M + z of each slot's group. Columns past cols (and whole slots past the row) read as
- * q = z, scale 0. */
-struct Slots {
-    uint4 wa[kUnroll], wb[kUnroll];
-    float sa[kUnroll], sb[kUnroll];
-    uint32_t za[kUnroll], zb[kUnroll];
+/* A warp's ring of kStages steps of kStepTiles tiles: per tile, each lane's 16 weight bytes
+ * and its 8 bytes of scales and zeros. */
+struct Stage {
+    uint4 w[kStepTiles][kWarp];
+    uint2 meta[kStepTiles][kWarp];
 };
 
-template <typename T>
-__device__ __forceinline__ void load_slots(Slots &s, const uint32_t *qa, const uint32_t *qb,
-                                           const uint16_t *sca, const uint16_t *scb,
-                                           const uint8_t *zra, const uint8_t *zrb, int slot0,
-                                           int warp, int t, int cols, int group_size) {
-    const uint32_t m2 = Magic<T>::kHalf * 0x00010001u;
+/* Issues step `step` of this warp's tiles [kt0, kt1) into its stage; always commits a group
+ * (empty past the end) so the wait counts stay uniform. */
+__device__ __forceinline__ void issue_step(Stage *ring, int step, const uint4 *tiles,
+                                           const uint2 *meta, int kt0, int kt1, int lane,
+                                           int t, int group_size, int groups) {
+    Stage &st = ring[step % kStages];
 #pragma unroll
-    for (int u = 0; u < kUnroll; u++) {
-        const int col = (slot0 + u * kWarps + warp) * kSlotCols + 32 * t;
-        if (col < cols) {
-            s.wa[u] = __ldcs(reinterpret_cast<const uint4 *>(qa + col / 8));
-            s.wb[u] = __ldcs(reinterpret_cast<const uint4 *>(qb + col / 8));
-            const int grp = col / group_size;
-            s.sa[u] = half_bits_f32(__ldg(sca + grp));
-            s.sb[u] = half_bits_f32(__ldg(scb + grp));
-            s.za[u] = (Magic<T>::kHalf + __ldg(zra + grp)) * 0x00010001u;
-            s.zb[u] = (Magic<T>::kHalf + __ldg(zrb + grp)) * 0x00010001u;
-        } else {
-            s.wa[u] = s.wb[u] = make_uint4(0, 0, 0, 0);
-            s.sa[u] = s.sb[u] = 0.0f;
-            s.za[u] = s.zb[u] = m2;
+    for (int u = 0; u < kStepTiles; u++) {
+        const int kt = kt0 + step * kStepTiles + u;
+        if (kt < kt1) {
+            cp_async16(&st.w[u][lane], tiles + (size_t)kt * kWarp);
+            cp_async8(&st.meta[u][lane], meta + (size_t)tile_group(kt, t, group_size, groups) * 8);
         }
     }
+    cp_async_commit();
 }
 
-__device__ __forceinline__ uint32_t word(const uint4 &v, int j) {
-    return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
-}
-
-/* acc (rows g, g+8 x batch 2t, 2t+1) += this lane's slot u: 8 mma over its 32 columns of
- * rows g and g+8 against x[g] (zeros for g >= n). The k of one mma spans the 4 lanes t, so
- * the scale may come after the mma only when the slot's 128 columns share one group (kPost:
- * group_size % 128 == 0, the exact path); smaller groups scale the A operand in T.
- * Warp-uniform call. */
-template <typename T, bool kPost>
-__device__ __forceinline__ void slot_product(float *acc, const Slots &s, int u,
-                                             const uint4 *xs, int p0, int g, int n) {
-    uint4 xv[4];
+/* This lane's x registers for the kStepTiles tiles of step s of its run [kt0, kt1), for
+ * each of the kNT batch tiles: batch row 8 nt + g (zeros past n and past the run). */
+template <int kNT>
+__device__ __forceinline__ void load_x_step(uint32_t (*xr)[kNT][8], const uint16_t *x, int s,
+                                            int kt0, int kt1, int g, int t, int n, int cols) {
 #pragma unroll
-    for (int k = 0; k < 4; k++)
-        xv[k] = g < n ? xs[g * kStride + swz(p0 + k)] : make_uint4(0, 0, 0, 0);
-    const uint32_t sa2 = kPost ? 0u : splat_x2<T>(s.sa[u]);
-    const uint32_t sb2 = kPost ? 0u : splat_x2<T>(s.sb[u]);
-    const uint32_t za = s.za[u], zb = s.zb[u];
-    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int u = 0; u < kStepTiles; u++)
+#pragma unroll
+        for (int nt = 0; nt < kNT; nt++) {
+            const int kt = kt0 + s * kStepTiles + u, b = 8 * nt + g;
+            if (b < n && kt < kt1) {
+                load_x(xr[u][nt], x, b, kt * kTileCols + 16 * t, cols);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) xr[u][nt][i] = 0;
+            }
+        }
+}
+
+/* acc[nt] (rows g, g+8 x batch 8 nt + 2t, +1) += one tile's product for this lane: its A
+ * operands dequantized once, used for the kNT batch tiles. Warp-uniform. */
+template <typename T, bool kPost, int kNT>
+__device__ __forceinline__ void tile_product(float (*acc)[4], const uint4 &w, uint2 meta,
+                                             const uint32_t (*xr)[8]) {
+    const uint32_t za = (Magic<T>::kHalf + (meta.y & 0xFFFFu)) * 0x00010001u;
+    const uint32_t zb = (Magic<T>::kHalf + (meta.y >> 16)) * 0x00010001u;
+    const float sa = half_bits_f32(meta.x), sb = half_bits_f32(meta.x >> 16);
+    const uint32_t sa2 = kPost ? 0u : splat_x2<T>(sa), sb2 = kPost ? 0u : splat_x2<T>(sb);
+    float cf[kNT][4];
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++) cf[nt][0] = cf[nt][1] = cf[nt][2] = cf[nt][3] = 0.0f;
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        const uint32_t qa = word(s.wa[u], j), qb = word(s.wb[u], j);
-        /* k-lo of the mma = columns 8j+4h, +1 (pair 2h); k-hi = 8j+4h+2, +3 (pair 2h+1) */
-        mma16816<T>(c, weight_pair<T, kPost>(qa, 0, za, sa2), weight_pair<T, kPost>(qb, 0, zb, sb2),
-                    weight_pair<T, kPost>(qa, 1, za, sa2), weight_pair<T, kPost>(qb, 1, zb, sb2),
-                    xv[j].x, xv[j].y);
-        mma16816<T>(c, weight_pair<T, kPost>(qa, 2, za, sa2), weight_pair<T, kPost>(qb, 2, zb, sb2),
-                    weight_pair<T, kPost>(qa, 3, za, sa2), weight_pair<T, kPost>(qb, 3, zb, sb2),
-                    xv[j].z, xv[j].w);
+        const uint32_t q = word(w, j);
+        uint32_t a0 = dequant_pair<T>(q, 0, za), a1 = dequant_pair<T>(q, 1, zb);
+        uint32_t a2 = dequant_pair<T>(q, 2, za), a3 = dequant_pair<T>(q, 3, zb);
+        if (!kPost) {
+            a0 = mul_x2<T>(a0, sa2), a1 = mul_x2<T>(a1, sb2);
+            a2 = mul_x2<T>(a2, sa2), a3 = mul_x2<T>(a3, sb2);
+        }
+#pragma unroll
+        for (int nt = 0; nt < kNT; nt++)
+            mma16816<T>(cf[nt], a0, a1, a2, a3, xr[nt][2 * j], xr[nt][2 * j + 1]);
     }
-    const float fa = kPost ? s.sa[u] : 1.0f, fb = kPost ? s.sb[u] : 1.0f;
-    acc[0] += c[0] * fa;
-    acc[1] += c[1] * fa;
-    acc[2] += c[2] * fb;
-    acc[3] += c[3] * fb;
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++) {
+        const float fa = kPost ? sa : 1.0f, fb = kPost ? sb : 1.0f;
+        acc[nt][0] += cf[nt][0] * fa, acc[nt][1] += cf[nt][1] * fa;
+        acc[nt][2] += cf[nt][2] * fb, acc[nt][3] += cf[nt][3] * fb;
+    }
 }
 
 /* y[b][r] = v (+ bias[r]) where r < rows and b < n. */
@@ -224,183 +142,354 @@ __device__ __forceinline__ void store_out(T *y, const T *bias, int r, int b, flo
     if (r < rows && b < n) y[(size_t)b * rows + r] = from_f32<T>(v + (bias ? to_f32(bias[r]) : 0.0f));
 }
 
-/* Launched with programmatic dependent launch: the first round's weight, scale and zero
- * loads are issued before pdl_wait(); x is read after it. */
-template <typename T, bool kPost>
-__global__ void __launch_bounds__(kThreads, 2)
-w4a16_gemv_kernel(T *y,                  /* [n][rows] */
-                  const uint16_t *x,     /* [n][in_cols] bits of T */
-                  const uint32_t *qw,    /* [rows][cols / 8] */
-                  const uint16_t *scales, const uint8_t *zeros, /* [rows][groups] */
-                  const int32_t *perm,   /* [cols] or NULL; QL_PAD: padding */
-                  const T *bias,         /* [rows] or NULL */
-                  int rows, int cols, int in_cols, int group_size, int n) {
-    extern __shared__ uint4 xs[]; /* [n][kStride] */
-    __shared__ float4 partial[kWarps][kWarp];
+/* Launched with programmatic dependent launch: the first steps' weight and scale copies are
+ * issued before pdl_wait(); x ([n][cols]: already gathered where the matrix has a perm) is
+ * read after it. Block = one stripe; warp w streams the
+ * contiguous tiles [w * per, (w + 1) * per) of it through its ring (kStages - 1 steps in
+ * flight while it multiplies one). */
+template <typename T, bool kPost, int kWarps, int kNT>
+__global__ void __launch_bounds__(kWarps * kWarp)
+w4a16_gemv_kernel(T *y, const uint16_t *x, const w4a16_tiles m, const T *bias, int n) {
+    extern __shared__ Stage rings[]; /* [kWarps][kStages] */
+    __shared__ float4 partial[kWarps][kNT][kWarp];
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int g = lane / 4, t = lane % 4;
-    const int row0 = blockIdx.x * kRows;
-    const int ra = min(row0 + g, rows - 1), rb = min(row0 + g + 8, rows - 1);
-    const int words = cols / 8, groups = cols / group_size;
-    const uint32_t *qa = qw + (size_t)ra * words, *qb = qw + (size_t)rb * words;
-    const uint16_t *sca = scales + (size_t)ra * groups, *scb = scales + (size_t)rb * groups;
-    const uint8_t *zra = zeros + (size_t)ra * groups, *zrb = zeros + (size_t)rb * groups;
-    const int slots = (cols + kSlotCols - 1) / kSlotCols;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int slot0 = 0; slot0 < slots; slot0 += kWarps * kUnroll) {
-        Slots s;
-        load_slots<T>(s, qa, qb, sca, scb, zra, zrb, slot0, warp, t, cols, group_size);
-        if (slot0 == 0) {
-            pdl_wait();
-            pdl_launch_dependents();
-        }
-        __syncthreads(); /* the previous round's readers of xs are done */
-        stage_x(xs, x, perm, n, cols, in_cols, slot0 * kSlotCols);
-        __syncthreads();
+    const int groups = m.cols / m.group_size;
+    const uint4 *tiles = reinterpret_cast<const uint4 *>(m.tiles) +
+                         (size_t)blockIdx.x * m.ktiles * kWarp + lane;
+    const uint2 *meta = reinterpret_cast<const uint2 *>(m.meta) +
+                        (size_t)blockIdx.x * groups * 8 + g;
+    const int per = (m.ktiles + kWarps - 1) / kWarps;
+    const int kt0 = min(warp * per, m.ktiles), kt1 = min(kt0 + per, m.ktiles);
+    const int steps = (kt1 - kt0 + kStepTiles - 1) / kStepTiles;
+    Stage *ring = rings + warp * kStages;
 #pragma unroll
-        for (int u = 0; u < kUnroll; u++)
-            if (slot0 + u * kWarps + warp < slots)
-                slot_product<T, kPost>(acc, s, u, xs, (u * kWarps + warp) * (kSlotCols / 8) + 4 * t, g, n);
+    for (int s = 0; s < kStages - 1; s++)
+        issue_step(ring, s, tiles, meta, kt0, kt1, lane, t, m.group_size, groups);
+    pdl_wait();
+    pdl_launch_dependents();
+    float acc[kNT][4];
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    uint32_t xcur[kStepTiles][kNT][8], xnext[kStepTiles][kNT][8]; /* one step ahead */
+    load_x_step<kNT>(xcur, x, 0, kt0, kt1, g, t, n, m.cols);
+    for (int s = 0; s < steps; s++) {
+        cp_async_wait<kStages - 2>(); /* step s has landed */
+        issue_step(ring, s + kStages - 1, tiles, meta, kt0, kt1, lane, t, m.group_size, groups);
+        load_x_step<kNT>(xnext, x, s + 1, kt0, kt1, g, t, n, m.cols);
+        const Stage &st = ring[s % kStages];
+#pragma unroll
+        for (int u = 0; u < kStepTiles; u++)
+            if (kt0 + s * kStepTiles + u < kt1)
+                tile_product<T, kPost, kNT>(acc, st.w[u][lane], st.meta[u][lane], xcur[u]);
+#pragma unroll
+        for (int u = 0; u < kStepTiles; u++)
+#pragma unroll
+            for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+                for (int i = 0; i < 8; i++) xcur[u][nt][i] = xnext[u][nt][i];
     }
-    partial[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    cp_async_wait<0>();
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++)
+        partial[warp][nt][lane] = make_float4(acc[nt][0], acc[nt][1], acc[nt][2], acc[nt][3]);
     __syncthreads();
     if (warp != 0) return;
-    float4 v = partial[0][lane];
+    const int r = blockIdx.x * kRows + g;
 #pragma unroll
-    for (int w = 1; w < kWarps; w++) {
-        const float4 p = partial[w][lane];
-        v.x += p.x;
-        v.y += p.y;
-        v.z += p.z;
-        v.w += p.w;
+    for (int nt = 0; nt < kNT; nt++) {
+        float4 v = partial[0][nt][lane];
+#pragma unroll
+        for (int w = 1; w < kWarps; w++) {
+            const float4 p = partial[w][nt][lane];
+            v.x += p.x, v.y += p.y, v.z += p.z, v.w += p.w;
+        }
+        const int b = 8 * nt + 2 * t;
+        store_out(y, bias, r, b, v.x, m.rows, n);
+        store_out(y, bias, r, b + 1, v.y, m.rows, n);
+        store_out(y, bias, r + 8, b, v.z, m.rows, n);
+        store_out(y, bias, r + 8, b + 1, v.w, m.rows, n);
     }
-    store_out(y, bias, row0 + g, 2 * t, v.x, rows, n);
-    store_out(y, bias, row0 + g, 2 * t + 1, v.y, rows, n);
-    store_out(y, bias, row0 + g + 8, 2 * t, v.z, rows, n);
-    store_out(y, bias, row0 + g + 8, 2 * t + 1, v.w, rows, n);
 }
 
-/* w[r][perm ? perm[c] : c] = (q - z) * s rounded to T (w: [rows][in_cols]; padding columns
- * write nothing), one 32-bit word (8 columns) per thread and step. */
-template <typename T>
+/* q of (r, c) of the row-major matrix, 0 outside it. */
+__device__ __forceinline__ uint32_t q_at(const quant_matrix &m, int r, int c) {
+    if (r >= m.rows || c >= m.cols) return 0;
+    const uint32_t w = m.qweight[(size_t)r * (m.cols / 8) + c / 8];
+    return (w >> ql_shift(4, c % 8)) & 15u;
+}
+
+/* One thread per tile word: tiles[s][kt][lane][j] from the row-major qweight (header). */
 __global__ void __launch_bounds__(256)
-w4a16_dequant_kernel(T *w, const uint32_t *qw, const uint16_t *scales, const uint8_t *zeros,
-                     const int32_t *perm, int rows, int cols, int in_cols, int group_size) {
-    const int words = cols / 8, groups = cols / group_size;
-    const int64_t total = (int64_t)rows * words;
+w4a16_pack_kernel(uint32_t *tiles, const quant_matrix m, int stripes, int ktiles) {
+    const int64_t total = (int64_t)stripes * ktiles * kWarp * 4;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
-        const int r = (int)(i / words), c = (int)(i % words) * 8, grp = c / group_size;
-        const uint32_t q = __ldcs(qw + i);
-        const float s = half_bits_f32(__ldg(scales + (size_t)r * groups + grp));
-        const int z = __ldg(zeros + (size_t)r * groups + grp);
+        const int j = (int)(i % 4), lane = (int)(i / 4 % kWarp);
+        const int kt = (int)(i / (4 * kWarp) % ktiles), s = (int)(i / (4 * kWarp * ktiles));
+        const int g = lane / 4, t = lane % 4;
+        const int ra = s * kRows + g, rb = ra + 8, c = kt * kTileCols + 16 * t + 4 * j;
+        const uint32_t pair_r[4] = {(uint32_t)ra, (uint32_t)rb, (uint32_t)ra, (uint32_t)rb};
+        const int pair_c[4] = {c, c, c + 2, c + 2};
+        uint32_t w = 0;
+#pragma unroll
+        for (int p = 0; p < 4; p++) {
+            w |= q_at(m, (int)pair_r[p], pair_c[p]) << (4 * p);
+            w |= q_at(m, (int)pair_r[p], pair_c[p] + 1) << (16 + 4 * p);
+        }
+        tiles[i] = w;
+    }
+}
+
+/* One thread per (stripe, group, g): {s[g] | s[g+8] << 16, z[g] | z[g+8] << 16}; rows past
+ * the matrix get scale 0, zero 0. */
+__global__ void __launch_bounds__(256)
+w4a16_pack_meta_kernel(uint32_t *meta, const quant_matrix m, int stripes) {
+    const int groups = m.cols / m.group_size;
+    const int64_t total = (int64_t)stripes * groups * 8;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int g = (int)(i % 8), grp = (int)(i / 8 % groups), s = (int)(i / (8 * groups));
+        const int ra = s * kRows + g, rb = ra + 8;
+        uint32_t sv = 0, zv = 0;
+        if (ra < m.rows) {
+            sv |= m.scales[(size_t)ra * groups + grp];
+            zv |= m.zeros[(size_t)ra * groups + grp];
+        }
+        if (rb < m.rows) {
+            sv |= (uint32_t)m.scales[(size_t)rb * groups + grp] << 16;
+            zv |= (uint32_t)m.zeros[(size_t)rb * groups + grp] << 16;
+        }
+        meta[2 * i] = sv;
+        meta[2 * i + 1] = zv;
+    }
+}
+
+/* One thread per (row, 8 columns): (q - z) * s rounded to T, written at w[r][perm ? perm[c] :
+ * c] ([rows][in_cols]; consecutive threads write consecutive 16 bytes of a row). */
+template <typename T>
+__global__ void __launch_bounds__(256)
+w4a16_dequant_kernel(T *w, const w4a16_tiles m) {
+    const int groups = m.cols / m.group_size, chunks = m.cols / 8;
+    const int64_t total = (int64_t)m.rows * chunks;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int r = (int)(i / chunks), c = (int)(i % chunks) * 8;
+        const int s = r / kRows, g = r % 8, half = r % kRows / 8;
+        const int kt = c / kTileCols, t = c % kTileCols / 16, e = c % 16 / 8;
+        const size_t tile = ((size_t)s * m.ktiles + kt) * kWarp + 4 * g + t;
+        const uint2 q2 = reinterpret_cast<const uint2 *>(m.tiles)[tile * 2 + e];
+        const uint2 mt = reinterpret_cast<const uint2 *>(m.meta)[((size_t)s * groups + c / m.group_size) * 8 + g];
+        const float sc = half_bits_f32(mt.x >> (16 * half));
+        const int z = (int)((mt.y >> (16 * half)) & 0xFFFFu);
         Pack<T, 8> v;
 #pragma unroll
-        for (int k = 0; k < 8; k++)
-            v.v[k] = from_f32<T>((float)((int)((q >> ql_shift(4, k)) & 15u) - z) * s);
-        T *wr = w + (size_t)r * in_cols;
-        if (!perm) {
+        for (int k = 0; k < 8; k++) { /* word 2e + k / 4, column k % 4 of it */
+            const uint32_t q = k < 4 ? q2.x : q2.y;
+            const int pair = half + 2 * (k % 4 / 2);
+            v.v[k] = from_f32<T>((float)((int)((q >> (4 * pair + 16 * (k % 2))) & 15u) - z) * sc);
+        }
+        T *wr = w + (size_t)r * m.in_cols;
+        if (!m.perm) {
             *reinterpret_cast<Pack<T, 8> *>(wr + c) = v;
         } else {
 #pragma unroll
             for (int k = 0; k < 8; k++) {
-                const int in_c = __ldg(perm + c + k);
+                const int in_c = __ldg(m.perm + c + k);
                 if (in_c != QL_PAD) wr[in_c] = v.v[k];
             }
         }
     }
 }
 
-template <typename T, bool kPost>
-void launch_gemv(void *y, const void *x, const quant_matrix *m, const void *bias, int n,
-                 cudaStream_t stream) {
-    static bool configured = false; /* once per T: up to 8 staged rows of x (64 KiB) */
+/* Warps per stripe: the most (2 .. 16) that still give each warp a run of >= 8 tiles and
+ * keep the grid near or below ~40 warps per SM (5,200 on an H100; measured on the 8B/70B
+ * shapes and their TP shards, docs/benchmarks.md). FOLIO_W4A16_WARPS=2|4|8|16 overrides. */
+int gemv_warps(int stripes, int ktiles) {
+    static const int forced = [] {
+        const char *e = folio_env("FOLIO_W4A16_WARPS");
+        return e ? atoi(e) : 0;
+    }();
+    if (forced == 2 || forced == 4 || forced == 8 || forced == 16) return forced;
+    static const int sms = [] {
+        int dev = 0, v = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+        return v;
+    }();
+    int w = 16;
+    while (w > 2 && (ktiles < 8 * w || (int64_t)stripes * w > 40 * sms)) w /= 2;
+    return w;
+}
+
+template <typename T, bool kPost, int kWarps, int kNT>
+void launch_gemv_warps(void *y, const void *x, const w4a16_tiles *m, const void *bias, int n,
+                       cudaStream_t stream) {
+    const size_t smem = (size_t)kWarps * kStages * sizeof(Stage);
+    static bool configured = false; /* once per instantiation: above the 48 KiB default */
     if (!configured) {
-        CUDA_CHECK(cudaFuncSetAttribute(w4a16_gemv_kernel<T, kPost>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        W4A16_GEMV_MAX_N * kStride * (int)sizeof(uint4)));
+        CUDA_CHECK(cudaFuncSetAttribute(w4a16_gemv_kernel<T, kPost, kWarps, kNT>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         configured = true;
     }
-    const int blocks = (m->rows + kRows - 1) / kRows;
-    const size_t smem = (size_t)n * kStride * sizeof(uint4);
     cudaLaunchAttribute attr;
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr.val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(blocks);
-    cfg.blockDim = dim3(kThreads);
+    cfg.gridDim = dim3(m->stripes);
+    cfg.blockDim = dim3(kWarps * kWarp);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, w4a16_gemv_kernel<T, kPost>, static_cast<T *>(y),
-                                  static_cast<const uint16_t *>(x),
-                                  static_cast<const uint32_t *>(m->qweight),
-                                  static_cast<const uint16_t *>(m->scales),
-                                  static_cast<const uint8_t *>(m->zeros),
-                                  static_cast<const int32_t *>(m->perm),
-                                  static_cast<const T *>(bias), m->rows, m->cols,
-                                  m->in_cols, m->group_size, n));
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, w4a16_gemv_kernel<T, kPost, kWarps, kNT>,
+                                  static_cast<T *>(y), static_cast<const uint16_t *>(x), *m,
+                                  static_cast<const T *>(bias), n));
     CUDA_CHECK_LAUNCH();
+}
+
+template <typename T, bool kPost, int kNT>
+void launch_gemv(void *y, const void *x, const w4a16_tiles *m, const void *bias, int n,
+                 cudaStream_t stream) {
+    switch (gemv_warps(m->stripes, m->ktiles)) {
+    case 2: launch_gemv_warps<T, kPost, 2, kNT>(y, x, m, bias, n, stream); break;
+    case 4: launch_gemv_warps<T, kPost, 4, kNT>(y, x, m, bias, n, stream); break;
+    case 8: launch_gemv_warps<T, kPost, 8, kNT>(y, x, m, bias, n, stream); break;
+    default: launch_gemv_warps<T, kPost, 16, kNT>(y, x, m, bias, n, stream); break;
+    }
+}
+
+/* xg[b][c] = x[b][perm[c]] (0 at padding columns), b < n: the act-order gather. */
+template <typename T>
+__global__ void __launch_bounds__(256)
+w4a16_gather_kernel(uint16_t *xg, const uint16_t *x, const int32_t *perm, int n, int cols,
+                    int in_cols) {
+    const int64_t total = (int64_t)n * cols;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int b = (int)(i / cols), c = (int)(i % cols), in_c = __ldg(perm + c);
+        xg[i] = in_c != QL_PAD ? x[(size_t)b * in_cols + in_c] : (uint16_t)0;
+    }
 }
 
 template <typename T>
-void launch_dequant(void *w, const quant_matrix *m, cudaStream_t stream) {
-    const int64_t total = (int64_t)m->rows * (m->cols / 8);
+void launch_gemv_t(void *y, const void *x, const w4a16_tiles *m, const void *bias, int n,
+                   cudaStream_t stream) {
+    w4a16_tiles plain = *m;
+    if (m->perm) { /* gather x once into the matrix's buffer, then the plain product */
+        const int64_t total = (int64_t)n * m->cols;
+        const int blocks = (int)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
+        w4a16_gather_kernel<T><<<blocks, 256, 0, stream>>>(
+            m->xg, static_cast<const uint16_t *>(x), m->perm, n, m->cols, m->in_cols);
+        CUDA_CHECK_LAUNCH();
+        x = m->xg;
+        plain.perm = NULL;
+        plain.in_cols = m->cols;
+    }
+    const bool post = m->group_size % kTileCols == 0;
+    if (n <= 8) {
+        if (post) launch_gemv<T, true, 1>(y, x, &plain, bias, n, stream);
+        else launch_gemv<T, false, 1>(y, x, &plain, bias, n, stream);
+    } else {
+        if (post) launch_gemv<T, true, 2>(y, x, &plain, bias, n, stream);
+        else launch_gemv<T, false, 2>(y, x, &plain, bias, n, stream);
+    }
+}
+
+int grid_for(int64_t total) {
     const int64_t want = (total + 255) / 256;
-    const int blocks = (int)(want < (1 << 20) ? want : (1 << 20));
-    w4a16_dequant_kernel<T><<<blocks, 256, 0, stream>>>(static_cast<T *>(w), m->qweight,
-                                                         m->scales, m->zeros, m->perm, m->rows,
-                                                         m->cols, m->in_cols, m->group_size);
-    CUDA_CHECK_LAUNCH();
+    return (int)(want < (1 << 20) ? want : (1 << 20));
 }
 
 /* Padding columns only through perm. */
-bool in_cols_ok(const quant_matrix *m) {
-    return m->in_cols >= 1 && m->in_cols <= m->cols && (m->perm || m->in_cols == m->cols);
+bool in_cols_ok(int in_cols, int cols, bool perm) {
+    return in_cols >= 1 && in_cols <= cols && (perm || in_cols == cols);
 }
 
-/* The preconditions both kernels share; aborts with the first that fails. */
-void require_matrix(const quant_matrix *m, folio_dtype dtype) {
-    CUDA_REQUIRE(m->bits == 4, "w4a16: the CUDA kernels take 4-bit matrices only (8-bit: the "
-                               "CPU twin w4a16_cpu)");
+bool shape_ok(int rows, int cols, int group_size) {
+    return rows >= 1 && cols >= 32 && cols % 32 == 0 && group_size >= 32 &&
+           group_size % 32 == 0 && cols % group_size == 0;
+}
+
+size_t align256(size_t v) { return (v + 255) & ~(size_t)255; }
+
+void require_tiles(const w4a16_tiles *m, folio_dtype dtype) {
     CUDA_REQUIRE(dtype == DTYPE_BF16 || dtype == DTYPE_F16, "w4a16: activations bf16 or fp16");
-    CUDA_REQUIRE(m->rows >= 1 && m->cols >= 32 && m->cols % 32 == 0,
-                 "w4a16: rows >= 1, cols a positive multiple of 32");
-    CUDA_REQUIRE(m->group_size >= 32 && m->group_size % 32 == 0 && m->cols % m->group_size == 0,
-                 "w4a16: group_size a multiple of 32 dividing cols");
-    CUDA_REQUIRE(aligned16(m->qweight), "w4a16: qweight 16-byte aligned");
-    CUDA_REQUIRE(in_cols_ok(m), "w4a16: 1 <= in_cols <= cols, in_cols = cols without perm");
+    CUDA_REQUIRE(shape_ok(m->rows, m->cols, m->group_size),
+                 "w4a16: rows >= 1, cols a positive multiple of 32, group_size a multiple of "
+                 "32 dividing cols");
+    CUDA_REQUIRE(m->stripes == (m->rows + kRows - 1) / kRows &&
+                     m->ktiles == (m->cols + kTileCols - 1) / kTileCols,
+                 "w4a16: tiles not packed by w4a16_pack_cuda");
+    CUDA_REQUIRE(aligned16(m->tiles) && aligned16(m->meta), "w4a16: tiles 16-byte aligned");
+    CUDA_REQUIRE(in_cols_ok(m->in_cols, m->cols, m->perm != NULL),
+                 "w4a16: 1 <= in_cols <= cols, in_cols = cols without perm");
 }
 
 } // namespace
 
 extern "C" int w4a16_supported(const quant_matrix *m, folio_dtype dtype) {
-    return m->bits == 4 && (dtype == DTYPE_BF16 || dtype == DTYPE_F16) && m->rows >= 1 &&
-           m->cols >= 32 && m->cols % 32 == 0 && m->group_size >= 32 &&
-           m->group_size % 32 == 0 && m->cols % m->group_size == 0 && aligned16(m->qweight) &&
-           in_cols_ok(m);
+    return m->bits == 4 && (dtype == DTYPE_BF16 || dtype == DTYPE_F16) &&
+           shape_ok(m->rows, m->cols, m->group_size) &&
+           in_cols_ok(m->in_cols, m->cols, m->perm != NULL);
 }
 
-extern "C" void w4a16_gemv_cuda(void *y, const void *x, const quant_matrix *m, const void *bias,
+extern "C" size_t w4a16_tiles_bytes(const quant_matrix *m) {
+    const size_t stripes = (size_t)(m->rows + kRows - 1) / kRows;
+    const size_t ktiles = (size_t)(m->cols + kTileCols - 1) / kTileCols;
+    const size_t groups = (size_t)(m->cols / m->group_size);
+    return align256(stripes * ktiles * kWarp * 16) + align256(stripes * groups * 8 * 8) +
+           (m->perm ? align256((size_t)m->cols * sizeof(int32_t)) +
+                          align256((size_t)W4A16_GEMV_MAX_N * m->cols * sizeof(uint16_t))
+                    : 0);
+}
+
+extern "C" void w4a16_pack_cuda(w4a16_tiles *out, void *mem, const quant_matrix *m,
+                                cudaStream_t stream) {
+    CUDA_REQUIRE(m->bits == 4 && shape_ok(m->rows, m->cols, m->group_size) &&
+                     in_cols_ok(m->in_cols, m->cols, m->perm != NULL),
+                 "w4a16_pack_cuda: a 4-bit matrix w4a16_supported() takes");
+    CUDA_REQUIRE((uintptr_t)mem % 256 == 0, "w4a16_pack_cuda: mem 256-byte aligned");
+    w4a16_tiles t;
+    t.rows = m->rows, t.cols = m->cols, t.in_cols = m->in_cols, t.group_size = m->group_size;
+    t.stripes = (m->rows + kRows - 1) / kRows, t.ktiles = (m->cols + kTileCols - 1) / kTileCols;
+    const size_t groups = (size_t)(m->cols / m->group_size);
+    const size_t tile_bytes = align256((size_t)t.stripes * t.ktiles * kWarp * 16);
+    const size_t meta_bytes = align256((size_t)t.stripes * groups * 8 * 8);
+    t.tiles = static_cast<uint32_t *>(mem);
+    t.meta = reinterpret_cast<uint32_t *>(static_cast<char *>(mem) + tile_bytes);
+    char *rest = static_cast<char *>(mem) + tile_bytes + meta_bytes;
+    t.perm = m->perm ? reinterpret_cast<int32_t *>(rest) : NULL;
+    t.xg = m->perm ? reinterpret_cast<uint16_t *>(rest + align256((size_t)m->cols * 4)) : NULL;
+    const int64_t words = (int64_t)t.stripes * t.ktiles * kWarp * 4;
+    w4a16_pack_kernel<<<grid_for(words), 256, 0, stream>>>(t.tiles, *m, t.stripes, t.ktiles);
+    CUDA_CHECK_LAUNCH();
+    w4a16_pack_meta_kernel<<<grid_for((int64_t)t.stripes * groups * 8), 256, 0, stream>>>(
+        t.meta, *m, t.stripes);
+    CUDA_CHECK_LAUNCH();
+    if (m->perm)
+        CUDA_CHECK(cudaMemcpyAsync(t.perm, m->perm, (size_t)m->cols * sizeof(int32_t),
+                                   cudaMemcpyDeviceToDevice, stream));
+    *out = t;
+}
+
+extern "C" void w4a16_gemv_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bias,
                                 folio_dtype dtype, int n, cudaStream_t stream) {
-    require_matrix(m, dtype);
-    CUDA_REQUIRE(n >= 1 && n <= W4A16_GEMV_MAX_N, "w4a16_gemv_cuda: 1 <= n <= 8");
+    require_tiles(m, dtype);
+    CUDA_REQUIRE(n >= 1 && n <= W4A16_GEMV_MAX_N, "w4a16_gemv_cuda: 1 <= n <= 16");
     CUDA_REQUIRE(aligned16(x), "w4a16_gemv_cuda: x 16-byte aligned");
-    const bool post = m->group_size % kSlotCols == 0;
-    if (dtype == DTYPE_BF16) {
-        if (post) launch_gemv<__nv_bfloat16, true>(y, x, m, bias, n, stream);
-        else launch_gemv<__nv_bfloat16, false>(y, x, m, bias, n, stream);
-    } else {
-        if (post) launch_gemv<__half, true>(y, x, m, bias, n, stream);
-        else launch_gemv<__half, false>(y, x, m, bias, n, stream);
-    }
+    if (dtype == DTYPE_BF16) launch_gemv_t<__nv_bfloat16>(y, x, m, bias, n, stream);
+    else launch_gemv_t<__half>(y, x, m, bias, n, stream);
 }
 
-extern "C" void w4a16_dequant_cuda(void *w, const quant_matrix *m, folio_dtype dtype,
+extern "C" void w4a16_dequant_cuda(void *w, const w4a16_tiles *m, folio_dtype dtype,
                                    cudaStream_t stream) {
-    require_matrix(m, dtype);
+    require_tiles(m, dtype);
     CUDA_REQUIRE(aligned16(w), "w4a16_dequant_cuda: w 16-byte aligned");
-    if (dtype == DTYPE_BF16) launch_dequant<__nv_bfloat16>(w, m, stream);
-    else launch_dequant<__half>(w, m, stream);
+    const int blocks = grid_for((int64_t)m->rows * (m->cols / 8));
+    if (dtype == DTYPE_BF16)
+        w4a16_dequant_kernel<__nv_bfloat16><<<blocks, 256, 0, stream>>>(static_cast<__nv_bfloat16 *>(w), *m);
+    else
+        w4a16_dequant_kernel<__half><<<blocks, 256, 0, stream>>>(static_cast<__half *>(w), *m);
+    CUDA_CHECK_LAUNCH();
 }

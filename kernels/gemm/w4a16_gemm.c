@@ -1,12 +1,13 @@
 /* W4A16 at any batch (see gemm.h): the decode kernel up to W4A16_GEMV_MAX_N rows of
- * activations, else the interim dequantize-then-cuBLASLt path. */
+ * activations, the tensor-core mixed-input GEMM up to W4A16_MMA_MAX_N, else (prefill, and
+ * act-order matrices above the GEMV) dequantize into the scratch and run cuBLASLt. */
 #ifdef FOLIO_HAVE_CUDA
 
 #include "cuda_check.h"
 #include "gemm.h"
 #include "kernels_cuda.h"
 
-void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const quant_matrix *m,
+void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
                      const void *bias, folio_dtype dtype, int n, void *scratch,
                      cudaStream_t stream) {
     if (n == 0) return;
@@ -14,7 +15,12 @@ void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const quant_matrix *m,
         w4a16_gemv_cuda(y, x, m, bias, dtype, n, stream);
         return;
     }
-    CUDA_REQUIRE(scratch != NULL, "w4a16_gemm_cuda: n > 8 needs a rows x in_cols scratch");
+    CUDA_REQUIRE(scratch != NULL, "w4a16_gemm_cuda: n > W4A16_GEMV_MAX_N needs a rows x in_cols scratch");
+    if (n <= W4A16_MMA_MAX_N && !m->perm) {
+        const size_t bytes = (size_t)m->rows * (size_t)m->in_cols * 2; /* 16-bit */
+        w4a16_mma_cuda(y, x, m, bias, dtype, n, scratch, bytes, stream);
+        return;
+    }
     w4a16_dequant_cuda(scratch, m, dtype, stream);
     gemm_run(g, y, dtype, x, scratch, bias, dtype, n, m->in_cols, m->rows, stream);
 }

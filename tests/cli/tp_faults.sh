@@ -39,8 +39,9 @@ for r in 0 1; do
   fault 2 "$STORIES" "$r:step:3" "error (rank $r on $HOST): injected fault (FOLIO_FAULT=$r:step:3): rank $r fails at step 3"
   # a corrupted plan, sent (rank 0) or received (rank 1): rank 1's checksum refuses it
   fault 2 "$STORIES" "$r:plan:2" "error (rank 1 on $HOST): plan channel: message 3 from rank 0"
-  # a rank that stops making progress: the step watchdog ends the job
-  fault 2 "$STORIES" "$r:hang:2" "step 2 made no progress for 3 s (watchdog"
+  # a rank that stops making progress in a warm-up step: the step watchdog ends the job after
+  # FOLIO_STEP_TIMEOUT, naming the rank (tests/cli/rank_watchdog.sh: warm steps, /health)
+  fault 2 "$STORIES" "$r:hang:2" "FOLIO_STEP_TIMEOUT=3 s while warming up): rank $r on $HOST stopped answering"
 done
 # the last of four ranks (KV heads replicated), mid-generation
 fault 4 "$FIXTURES/llama_mha_f32" "3:step:5" "error (rank 3 on $HOST): injected fault (FOLIO_FAULT=3:step:5): rank 3 fails at step 5"

@@ -686,6 +686,9 @@ static void test_error_sizes(void **state) {
                       "'head_dim'", "hidden_size (4000)", "num_attention_heads (48)");
     EXPECT_PATCH_FAIL("{\"head_dim\": \"128\"}", "'head_dim'", "\"128\"");
     EXPECT_PATCH_FAIL("{\"max_position_embeddings\": -1}", "'max_position_embeddings'", "-1");
+    /* absurd: accepted, it once sized 32 GB rope tables and aborted (issue 13) */
+    EXPECT_PATCH_FAIL("{\"max_position_embeddings\": 2147483647}", "'max_position_embeddings'",
+                      "at most 16777216", "found 2147483647");
     EXPECT_PATCH_FAIL("{\"rms_norm_eps\": 0}", "'rms_norm_eps'", "a positive number", "found 0");
     EXPECT_PATCH_FAIL("{\"rms_norm_eps\": \"1e-5\"}", "'rms_norm_eps'", "\"1e-5\"");
 }
@@ -758,7 +761,16 @@ static void test_error_eos(void **state) {
     EXPECT_PATCH_FAIL("{\"eos_token_id\": [128001, \"128009\"]}", "'eos_token_id[1]'",
                       "\"128009\"");
     EXPECT_PATCH_FAIL("{\"bos_token_id\": -5}", "'bos_token_id'", "-5");
+    /* ids outside the vocabulary (vocab_size 128256), in either file */
+    EXPECT_PATCH_FAIL("{\"bos_token_id\": 128256}", "config.json: field 'bos_token_id'",
+                      "token id 128256 is outside the vocabulary (vocab_size 128256");
+    EXPECT_PATCH_FAIL("{\"eos_token_id\": [128001, 999999]}", "field 'eos_token_id[1]'",
+                      "token id 999999 is outside the vocabulary");
     char *t = read_text(BENCH "llama-3-8b/config.json");
+    EXPECT_FAIL(t, "{\"eos_token_id\": 128256}", "generation_config.json: field 'eos_token_id'",
+                "token id 128256");
+    EXPECT_FAIL(t, "{\"bos_token_id\": 200000}", "generation_config.json: field 'bos_token_id'",
+                "token id 200000");
     EXPECT_FAIL(t, "{\"eos_token_id\": {\"id\": 2}}", "generation_config.json",
                 "'eos_token_id'", "{\"id\":2}");
     EXPECT_FAIL(t, "{\"eos_token_id\": [1,]}", "generation_config.json", "invalid JSON",

@@ -17,14 +17,16 @@ typedef struct {
 } backend_cpu;
 
 /* A pool of num_blocks blocks and a workspace for steps of up to max_tokens tokens and
- * max_logits logits rows. 0, or -1 with a message. */
+ * max_logits logits rows, over contexts of up to max_model_len tokens. 0, or -1 with a
+ * message. */
 int backend_cpu_create(backend_cpu *b, const model *m, comm_ctx *comm, int num_blocks,
-                       int block_size, int max_tokens, int max_logits);
+                       int block_size, int max_tokens, int max_logits, int max_model_len);
 void backend_cpu_free(backend_cpu *b);
 engine_backend backend_cpu_iface(backend_cpu *b);
 
 /* Bytes of activation workspace forward_cpu_create takes for max_tokens tokens (estimate,
- * for capacity planning). */
-size_t backend_cpu_workspace_bytes(const model_config *c, int max_tokens, int max_logits);
+ * for capacity planning), its rope tables for max_model_len positions included. */
+size_t backend_cpu_workspace_bytes(const model_config *c, int max_tokens, int max_logits,
+                                   int max_model_len);
 
 #endif

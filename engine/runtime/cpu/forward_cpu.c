@@ -36,7 +36,7 @@ struct forward_cpu {
 };
 
 forward_cpu *forward_cpu_create(const model_config *cfg, const model_weights *w, comm_ctx *comm,
-                                int max_tokens, int max_logits) {
+                                int max_tokens, int max_logits, int n_positions) {
     const shard_plan *s = &w->shard;
     forward_cpu *f = folio_xcalloc(1, sizeof *f);
     size_t T = (size_t)max_tokens, hd = (size_t)cfg->head_dim;
@@ -45,7 +45,7 @@ forward_cpu *forward_cpu_create(const model_config *cfg, const model_weights *w,
     f->comm = comm;
     f->max_tokens = max_tokens;
     f->max_logits = max_logits;
-    f->n_positions = cfg->max_position;
+    f->n_positions = n_positions;
     f->cos = folio_xmalloc(sizeof(float) * f->n_positions * (hd / 2));
     f->sin = folio_xmalloc(sizeof(float) * f->n_positions * (hd / 2));
     rope_build_tables(&cfg->rope, cfg->head_dim, f->n_positions, f->cos, f->sin);
@@ -165,8 +165,9 @@ static int check_plan(const forward_cpu *f, const kv_cache *kv, const step_plan 
                           p->block_size, kv->block_size);
     for (int t = 0; t < p->n_tokens; t++)
         if (p->positions[t] < 0 || p->positions[t] >= f->n_positions)
-            return folio_fail("forward: position %d is outside the model's context of %d "
-                              "(max_position_embeddings)", p->positions[t], f->n_positions);
+            return folio_fail("forward: position %d is outside the context of %d tokens this "
+                              "backend was built for (--max-model-len)", p->positions[t],
+                              f->n_positions);
     return step_plan_validate(p, kv->num_blocks);
 }
 

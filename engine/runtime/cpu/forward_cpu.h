@@ -13,9 +13,10 @@
 typedef struct forward_cpu forward_cpu;
 
 /* Creates the workspace for steps of up to max_tokens new tokens and max_logits logits rows,
- * and the rope tables for max_position positions. The caller owns it. */
+ * and the rope tables for positions 0 .. n_positions - 1 (the context in use, --max-model-len,
+ * not the model's max_position_embeddings). The caller owns it. */
 forward_cpu *forward_cpu_create(const model_config *cfg, const model_weights *w, comm_ctx *comm,
-                                int max_tokens, int max_logits);
+                                int max_tokens, int max_logits, int n_positions);
 void forward_cpu_free(forward_cpu *f);
 
 /* The inputs of a layer's Linears, as a tap sees them (x [n_tokens][dim], this rank's part):

@@ -70,11 +70,11 @@ static const void *gemm_bias(const forward_cuda *f, const void *bias) {
 }
 
 /* y[T][n] = x[T][k] @ W^T (+ bias): the dense GEMM, or the 4-bit product where the layer's
- * weight is a quant_matrix (qm->qweight set; w4a16_gemm_cuda, dequantizing into the scratch
+ * weight is 4-bit (qm->tiles set; w4a16_gemm_cuda, dequantizing into the scratch
  * above W4A16_GEMV_MAX_N tokens). */
 static void linear(forward_cuda *f, void *y, const void *x, const void *w,
-                   const quant_matrix *qm, const void *bias, int T, int k, int n) {
-    if (qm->qweight)
+                   const w4a16_tiles *qm, const void *bias, int T, int k, int n) {
+    if (qm->tiles)
         w4a16_gemm_cuda(f->gemm, y, x, qm, bias, f->dt, T, f->w4_scratch, f->stream);
     else
         gemm_run(f->gemm, y, f->dt, x, w, bias, f->dt, T, k, n, f->stream);

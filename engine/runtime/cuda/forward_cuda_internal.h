@@ -72,7 +72,7 @@ struct forward_cuda {
     int q_dim, kv_dim, qkv_dim, inter;
     cudaStream_t stream;
     gemm_ctx *gemm;
-    float *cos, *sin;            /* [max_position][head_dim / 2] device */
+    float *cos, *sin;            /* [fc_rope_positions][head_dim / 2] device */
     void *x, *xn;                /* [max_tokens][hidden] residual stream, normalised */
     void *qkv;                   /* [max_tokens][qkv_dim] fused GEMM output */
     void *q, *att;               /* [max_tokens][q_dim] */
@@ -136,6 +136,8 @@ void fc_graphs_free(forward_cuda *f);
 
 /* forward_cuda_setup.c: cudaMalloc of at least 16 bytes (CUDA_CHECK). */
 void *fc_dev_alloc(size_t bytes);
+/* forward_cuda_setup.c: positions the rope tables hold (the block tables' longest context). */
+int fc_rope_positions(const forward_cuda *f);
 
 /* forward_cuda_kv.c: the pool of f->o.num_blocks blocks. 0, or -1 with a message. */
 int fc_kv_pool_alloc(forward_cuda *f);

@@ -37,11 +37,12 @@ int fc_check_plan(const forward_cuda *f, const step_plan *p) {
     if (p->block_size != f->o.block_size)
         return folio_fail("forward (cuda): plan block size %d differs from the KV cache's %d",
                           p->block_size, f->o.block_size);
+    const int n_positions = fc_rope_positions(f);
     for (int t = 0; t < p->n_tokens; t++)
-        if (p->positions[t] < 0 || p->positions[t] >= f->cfg->max_position)
-            return folio_fail("forward: position %d is outside the model's context of %d "
-                              "(max_position_embeddings)", p->positions[t],
-                              f->cfg->max_position);
+        if (p->positions[t] < 0 || p->positions[t] >= n_positions)
+            return folio_fail("forward: position %d is outside the context of %d tokens this "
+                              "backend was built for (--max-model-len)", p->positions[t],
+                              n_positions);
     return step_plan_validate(p, f->num_blocks);
 }
 

@@ -32,6 +32,10 @@ void *fc_dev_alloc(size_t bytes) {
     return p;
 }
 
+/* Positions the rope tables hold: the longest context the block tables allow (--max-model-len
+ * rounded up to whole blocks), not the model's max_position_embeddings. */
+int fc_rope_positions(const forward_cuda *f) { return f->o.max_blocks_per_seq * f->o.block_size; }
+
 /* Bytes of the activation workspace (everything but weights and KV pool). */
 static size_t workspace_bytes(const forward_cuda *f) {
     const model_config *c = f->cfg;
@@ -45,18 +49,20 @@ static size_t workspace_bytes(const forward_cuda *f) {
         b += L * sizeof(float) * ((size_t)f->w->shard.world * f->w->shard.vocab_shard +
                                   (size_t)c->vocab) - L * f->w->shard.vocab_shard * sizeof(float);
     }
-    b += 2 * sizeof(float) * (size_t)c->max_position * (c->head_dim / 2);
+    b += 2 * sizeof(float) * (size_t)fc_rope_positions(f) * (c->head_dim / 2);
     b += f->lay.total + GEMM_WORKSPACE_BYTES + ((size_t)64 << 20); /* + slack for cuBLAS */
     return b + f->attn_ws_bytes + f->w4_scratch_bytes;
 }
 
-/* The rope tables, [max_position][head_dim / 2] cos and sin, built on the host and uploaded. */
+/* The rope tables, [fc_rope_positions][head_dim / 2] cos and sin, built on the host and
+ * uploaded. */
 static void upload_rope_tables(forward_cuda *f) {
     const model_config *c = f->cfg;
-    const size_t half = (size_t)c->max_position * (c->head_dim / 2);
+    const int n_positions = fc_rope_positions(f);
+    const size_t half = (size_t)n_positions * (c->head_dim / 2);
     float *h_cos = folio_xmalloc(sizeof(float) * half);
     float *h_sin = folio_xmalloc(sizeof(float) * half);
-    rope_build_tables(&c->rope, c->head_dim, c->max_position, h_cos, h_sin);
+    rope_build_tables(&c->rope, c->head_dim, n_positions, h_cos, h_sin);
     f->cos = fc_dev_alloc(sizeof(float) * half);
     f->sin = fc_dev_alloc(sizeof(float) * half);
     CUDA_CHECK(cudaMemcpy(f->cos, h_cos, sizeof(float) * half, cudaMemcpyHostToDevice));

@@ -6,6 +6,7 @@
 
 #include "cuda_check.h"
 #include "forward_cuda_internal.h"
+#include "step_watchdog.h"
 
 /* The eager step's shape: the plan's counts and its longest query. */
 static step_shape eager_shape(const step_plan *p) {
@@ -28,7 +29,12 @@ static void copy_back(forward_cuda *f, int L, float *logits, int32_t *greedy_ids
     if (want_logits)
         CUDA_CHECK(cudaMemcpyAsync(f->h_logits, f->logits_full ? f->logits_full : f->logits,
                                    logits_bytes, cudaMemcpyDeviceToHost, f->stream));
+    /* with several ranks the stream holds the step's collectives: stuck here, this rank waits
+     * for the others (the step watchdog asks them who stopped) */
+    const bool tp = f->comm->world > 1;
+    if (tp) step_watchdog_wait_begin("the GPU stream (kernels and collectives)");
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
+    if (tp) step_watchdog_wait_end();
     if (greedy_ids && L) memcpy(greedy_ids, f->h_ids, sizeof(int32_t) * L);
     if (want_logits) memcpy(logits, f->h_logits, logits_bytes);
 }

@@ -149,13 +149,12 @@ static int check_gpu_quant(const quant_matrix *m, const char *name, bool fused, 
     return 0;
 }
 
-#define ALIGN256(v) (((v) + (size_t)255) & ~(size_t)255)
-
 /* Uploads parts[0..n) (this rank's host quant matrices, same cols / bits / group size; perm
- * only when n == 1) as one device quant_matrix d of their rows concatenated, in one device
- * allocation starting at d->qweight. */
-static int upload_quant(const quant_matrix *parts, int n, const char *name, folio_dtype dt,
-                        quant_matrix *out, size_t *bytes) {
+ * only when n == 1) as one matrix of their rows concatenated, packed for the kernels into
+ * one device allocation starting at out->tiles. With shards (a dummy 4-bit model), the parts
+ * are shapes only (NULL arrays) and the values are drawn on the device from shards[k]. */
+static int upload_quant(const quant_matrix *parts, const qd_shard *shards, int n,
+                        const char *name, folio_dtype dt, w4a16_tiles *out, size_t *bytes) {
     quant_matrix t = parts[0], *d = &t;
     t.rows = 0;
     for (int k = 0; k < n; k++) {
@@ -166,27 +165,42 @@ static int upload_quant(const quant_matrix *parts, int n, const char *name, foli
                               "group size or permutation (use --device cpu)", name);
         t.rows += p->rows;
     }
+    if (!w4a16_supported(d, dt))
+        return folio_fail("--device cuda: %s: the GPU's 4-bit kernels do not take this matrix "
+                          "(%d x %d, group %d)", name, d->rows, d->cols, d->group_size);
+    /* the row-major matrix goes up first (one staging allocation), then is packed */
     const size_t wpr = (size_t)ql_words_per_row(d), groups = (size_t)ql_groups(d);
-    const size_t wb = ALIGN256((size_t)d->rows * wpr * sizeof(uint32_t));
-    const size_t sb = ALIGN256((size_t)d->rows * groups * sizeof(uint16_t));
-    const size_t zb = ALIGN256((size_t)d->rows * groups);
+    const size_t wb = (size_t)d->rows * wpr * sizeof(uint32_t);
+    const size_t sb = (size_t)d->rows * groups * sizeof(uint16_t), zb = (size_t)d->rows * groups;
     const size_t pb = parts[0].perm ? (size_t)d->cols * sizeof(int32_t) : 0;
-    char *base = NULL;
-    if (cudaMalloc((void **)&base, wb + sb + zb + pb + 16) != cudaSuccess) {
+    const size_t packed = w4a16_tiles_bytes(d);
+    char *stage = NULL, *mem = NULL;
+    if (cudaMalloc((void **)&mem, packed) != cudaSuccess ||
+        cudaMalloc((void **)&stage, wb + sb + zb + pb + 64) != cudaSuccess) {
         (void)cudaGetLastError();
+        if (mem) CUDA_CHECK(cudaFree(mem));
         char need[32];
         return folio_fail("cannot allocate %s of GPU memory for %s (4-bit)",
-                          format_bytes((double)(wb + sb + zb + pb), need, sizeof need), name);
+                          format_bytes((double)(packed + wb + sb + zb + pb), need, sizeof need),
+                          name);
     }
-    t.qweight = (uint32_t *)base;
-    t.scales = (uint16_t *)(base + wb);
-    t.zeros = (uint8_t *)(base + wb + sb);
-    t.perm = parts[0].perm ? (int32_t *)(base + wb + sb + zb) : NULL;
-    *out = t; /* owned by the weights from here (freed through out->qweight) */
+    t.qweight = (uint32_t *)stage;
+    t.scales = (uint16_t *)(stage + wb);
+    t.zeros = (uint8_t *)(stage + wb + sb);
+    t.perm = parts[0].perm ? (int32_t *)(stage + ((wb + sb + zb + 15) & ~(size_t)15)) : NULL;
     size_t r0 = 0;
     for (int k = 0; k < n; k++) {
         const quant_matrix *p = &parts[k];
         const size_t r = (size_t)p->rows;
+        if (shards) {
+            quant_matrix dst = *p;
+            dst.qweight = d->qweight + r0 * wpr;
+            dst.scales = d->scales + r0 * groups;
+            dst.zeros = d->zeros + r0 * groups;
+            quant_dummy_fill_cuda(&dst, &shards[k], 0);
+            r0 += r;
+            continue;
+        }
         CUDA_CHECK(cudaMemcpy(d->qweight + r0 * wpr, p->qweight, r * wpr * sizeof(uint32_t),
                               cudaMemcpyHostToDevice));
         CUDA_CHECK(cudaMemcpy(d->scales + r0 * groups, p->scales, r * groups * sizeof(uint16_t),
@@ -197,10 +211,10 @@ static int upload_quant(const quant_matrix *parts, int n, const char *name, foli
     }
     if (d->perm)
         CUDA_CHECK(cudaMemcpy(d->perm, parts[0].perm, pb, cudaMemcpyHostToDevice));
-    if (!w4a16_supported(d, dt))
-        return folio_fail("--device cuda: %s: the GPU's 4-bit kernels do not take this matrix "
-                          "(%d x %d, group %d)", name, d->rows, d->cols, d->group_size);
-    *bytes += wb + sb + zb + pb;
+    w4a16_pack_cuda(out, mem, d, 0); /* owned by the weights from here (out->tiles) */
+    CUDA_CHECK(cudaStreamSynchronize(0));
+    CUDA_CHECK(cudaFree(stage));
+    *bytes += packed;
     return 0;
 }
 
@@ -220,7 +234,7 @@ static void upload_f32_via(void *dst, const float *src, size_t n, folio_dtype dt
     }
 }
 
-static quant_matrix *quant_slot(layer_weights_cuda *l, spec_role r) {
+static w4a16_tiles *quant_slot(layer_weights_cuda *l, spec_role r) {
     switch (r) {
     case R_Q: case R_K: case R_V: return &l->q_qkv;
     case R_O: return &l->q_o;
@@ -229,10 +243,22 @@ static quant_matrix *quant_slot(layer_weights_cuda *l, spec_role r) {
     }
 }
 
+/* The shape of a dummy 4-bit Linear weight's shard (arrays NULL: drawn on the device from
+ * *shard by upload_quant). */
+static int dummy_part(const model_config *cfg, const load_options *opt, const tensor_spec *s,
+                      int world, quant_matrix *part, qd_shard *shard) {
+    if (quant_dummy_plan(&cfg->quant, opt->dummy_seed, s, world, shard) != 0) return -1;
+    *part = (quant_matrix){.rows = shard->rows, .cols = shard->cols, .in_cols = shard->cols,
+                           .bits = 4, .group_size = shard->group_size};
+    return 0;
+}
+
 /* A quantized checkpoint (LOAD_AUTO): the dense arena holds every tensor but the 4-bit layer
  * Linear weights (in spec order, so the fused biases stay adjacent); those load as
  * quant_matrix and upload (q|k|v and gate|up concatenated); quantized tensors elsewhere (a
- * quantized LM head) are dequantized into the arena. */
+ * quantized LM head) are dequantized into the arena. A dummy 4-bit model (LOAD_DUMMY,
+ * QUANT_DUMMY) takes the same path with nothing read: the dense tensors are drawn on the device
+ * as dense dummy weights, the 4-bit ones from their quant_dummy.h shards. */
 static int load_quantized(const char *dir, const model_config *cfg, const load_options *opt,
                           tensor_spec *specs, int n, const model_weights *shadow,
                           cuda_weights *w) {
@@ -278,14 +304,17 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
         w->layers = folio_xcalloc(cfg->n_layers, sizeof *w->layers);
     }
     safetensors_model m = {0};
-    if (rc == 0) rc = safetensors_open_dir(dir, &m);
+    const bool dummy = opt->format == LOAD_DUMMY;
+    if (rc == 0 && !dummy) rc = safetensors_open_dir(dir, &m);
     if (rc == 0) {
+        rc = weights_check_layers(&m, cfg);
         quant_loader ql = {.st = &m, .dir = dir, .qc = &cfg->quant, .world = w->shard.world};
         const size_t chunk = max_floats < ((size_t)16 << 20) ? max_floats : (size_t)16 << 20;
         float *host = folio_xmalloc(max_floats * sizeof(float));
         float *d_tmp = NULL;
         CUDA_CHECK(cudaMalloc((void **)&d_tmp, chunk * sizeof(float)));
         quant_matrix parts[3];
+        qd_shard shards[3];
         const char *first_name = "";
         int np = 0;
         progress_bar bar;
@@ -293,7 +322,9 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
         for (int i = 0; i < n && rc == 0; i++) {
             const tensor_spec *s = &specs[i];
             const size_t fl = tensor_spec_floats(s);
-            if (!gq[i]) {
+            if (!gq[i] && dummy) {
+                fill_spec_dummy(s, *s->dest, opt->dummy_seed, dt);
+            } else if (!gq[i]) {
                 if (isq[i]) {
                     quant_matrix qm;
                     rc = quant_load_matrix(&ql, s, &qm);
@@ -307,7 +338,8 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
                 if (rc == 0) upload_f32_via(*s->dest, host, fl, dt, d_tmp, chunk);
             } else {
                 if (np == 0) first_name = s->name;
-                rc = quant_load_matrix(&ql, s, &parts[np]);
+                rc = dummy ? dummy_part(cfg, opt, s, w->shard.world, &parts[np], &shards[np])
+                           : quant_load_matrix(&ql, s, &parts[np]);
                 if (rc != 0) break;
                 np++;
                 const bool fused = role[i] != R_O && role[i] != R_DOWN;
@@ -318,9 +350,9 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
                     snprintf(name, sizeof name, "%s%s", first_name,
                              np > 1 ? (role[i] == R_V ? " (fused with k_proj, v_proj)"
                                                       : " (fused with up_proj)") : "");
-                    rc = upload_quant(parts, np, name, dt,
+                    rc = upload_quant(parts, dummy ? shards : NULL, np, name, dt,
                                       quant_slot(&w->layers[layer[i]], role[i]), &qbytes);
-                    const quant_matrix *d = quant_slot(&w->layers[layer[i]], role[i]);
+                    const w4a16_tiles *d = quant_slot(&w->layers[layer[i]], role[i]);
                     const size_t el = (size_t)d->rows * (size_t)d->cols;
                     if (rc == 0 && el > w->quant_scratch_elems) w->quant_scratch_elems = el;
                 }
@@ -336,7 +368,7 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
         CUDA_CHECK(cudaDeviceSynchronize());
         CUDA_CHECK(cudaFree(d_tmp));
         free(host);
-        safetensors_close(&m);
+        if (!dummy) safetensors_close(&m);
         if (rc == 0 && ql.note[0] && w->shard.rank == 0)
             fprintf(stderr, "folio: warning: %s\n", ql.note);
     }
@@ -357,7 +389,7 @@ int weights_cuda_load(const char *dir, const model_config *cfg, const shard_plan
     model_weights shadow = {0};
     int n = 0;
     tensor_spec *specs = weights_specs(cfg, shard, &shadow, &n);
-    if (opt->format != LOAD_DUMMY && cfg->quant.method != QUANT_NONE) {
+    if (cfg->quant.method != QUANT_NONE) {
         int rc = load_quantized(dir, cfg, opt, specs, n, &shadow, w);
         if (rc == 0) fuse_layers(cfg, &shadow, w);
         free(specs);
@@ -398,9 +430,9 @@ void weights_cuda_free(cuda_weights *w) {
     if (w->layers)
         for (int i = 0; i < w->n_layers; i++) {
             layer_weights_cuda *l = &w->layers[i];
-            quant_matrix *q[] = {&l->q_qkv, &l->q_o, &l->q_gate_up, &l->q_down};
+            w4a16_tiles *q[] = {&l->q_qkv, &l->q_o, &l->q_gate_up, &l->q_down};
             for (int k = 0; k < 4; k++)
-                if (q[k]->qweight) CUDA_CHECK(cudaFree(q[k]->qweight));
+                if (q[k]->tiles) CUDA_CHECK(cudaFree(q[k]->tiles));
         }
     free(w->layers);
     memset(w, 0, sizeof *w);

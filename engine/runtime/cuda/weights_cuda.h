@@ -12,16 +12,17 @@
 #include <stddef.h>
 
 #include "dtype.h"
+#include "kernels_cuda.h"
 #include "model_config.h"
 #include "quant_layout.h"
 #include "shard.h"
 #include "weights.h"
 
 /* Device pointers of element type cuda_weights.dtype. A quantized checkpoint (4-bit, see
- * quant_layout.h) keeps its q/k/v, o, gate/up and down Linear weights as device quant_matrix
- * (q_* below: qweight != NULL; the dense pointer is then NULL): q|k|v and gate|up fused by
- * concatenating their rows (same cols and group size, no act-order permutation). Biases,
- * norms, embedding and LM head stay dense in dtype. */
+ * quant_layout.h) keeps its q/k/v, o, gate/up and down Linear weights packed for the GPU's
+ * kernels (w4a16_tiles, kernels_cuda.h; q_* below: tiles != NULL, the dense pointer is then
+ * NULL): q|k|v and gate|up fused by concatenating their rows (same cols and group size, no
+ * act-order permutation). Biases, norms, embedding and LM head stay dense in dtype. */
 typedef struct {
     void *attn_norm;             /* [hidden] */
     void *w_qkv;                 /* [(n_heads_local + 2 n_kv_local) * head_dim][hidden] */
@@ -34,8 +35,8 @@ typedef struct {
     void *b_gate_up;             /* [2 * inter_local] or NULL */
     void *w_down;                /* [hidden][inter_local] */
     void *b_down;                /* [hidden] or NULL */
-    quant_matrix q_qkv, q_o, q_gate_up, q_down; /* device quant matrices (qweight NULL: dense);
-                                  * each one device allocation starting at qweight */
+    w4a16_tiles q_qkv, q_o, q_gate_up, q_down; /* packed 4-bit weights (tiles NULL: dense);
+                                  * each one device allocation starting at tiles */
 } layer_weights_cuda;
 
 typedef struct {

@@ -1,4 +1,5 @@
 /* Rank 0's broadcasting backend and the other ranks' worker loop. */
+#include <signal.h>
 #include <unistd.h>
 
 #include "backend_tp.h"
@@ -9,16 +10,17 @@
 
 /* Before a rank runs a plan: the fault hooks, then the watchdog starts timing the step
  * (step_watchdog_leave() when it is done). */
-static int enter_step(int rank, int64_t step) {
-    if (fault_check("step", rank, step) != 0) return -1;
-    step_watchdog_enter(step);
-    while (fault_armed("hang", rank, step)) sleep(1);
+static int enter_step(int rank, const step_plan *plan) {
+    if (fault_check("step", rank, plan->step) != 0) return -1;
+    step_watchdog_enter(plan->step, plan->n_tokens);
+    while (fault_armed("hang", rank, plan->step)) sleep(1);
+    if (fault_armed("stop", rank, plan->step)) raise(SIGSTOP); /* its watchdog stops too */
     return 0;
 }
 
 /* What every rank does with a plan it holds: the hooks, then the local step, watched. */
 static int run_local(engine_backend local, int rank, const step_plan *plan, float *logits) {
-    if (enter_step(rank, plan->step) != 0) return -1;
+    if (enter_step(rank, plan) != 0) return -1;
     int rc = local.step(local.self, plan, logits);
     step_watchdog_leave();
     return rc;
@@ -46,7 +48,7 @@ static int tp_step_sample(void *self, const step_plan *plan, const sample_row_pa
                           float *logprobs) {
     backend_tp *b = self;
     if (send_plan(b, plan) != 0) return -1;
-    if (enter_step(b->rank, plan->step) != 0) return -1;
+    if (enter_step(b->rank, plan) != 0) return -1;
     int rc = b->local.step_sample(b->local.self, plan, params, entries, n_entries, ids,
                                   logprobs);
     step_watchdog_leave();
