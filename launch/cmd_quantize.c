@@ -1,6 +1,8 @@
 /* folio quantize: a float Hugging Face checkpoint into a compressed-tensors pack-quantized
- * one (weight-only RTN, engine/model/quantize_model.h).
- *   folio quantize --model DIR --out DIR [--group-size 128] [--sym | --asym] [--method rtn]
+ * one (weight-only, engine/model/quantize_model.h): round to nearest, or AWQ (awq.h) with
+ * scales searched on Folio's own CPU forward over a calibration text (calibrate_cpu.h).
+ *   folio quantize --model DIR --out DIR [--group-size 128] [--sym | --asym]
+ *                  [--method rtn | awq [--calibration FILE.txt] [--no-clip]]
  *                  [--bits 4] [--max-shard-size 5GB] */
 #include <getopt.h>
 #include <stdio.h>
@@ -8,13 +10,33 @@
 #include <string.h>
 #include <strings.h>
 
+#include "awq.h"
+#include "calibrate_cpu.h"
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
+#include "model.h"
 #include "progress.h"
 #include "quantize_model.h"
+#include "tokenizer.h"
 
-enum { Q_MODEL = 1, Q_OUT, Q_GROUP, Q_SYM, Q_ASYM, Q_METHOD, Q_BITS, Q_SHARD, Q_HELP };
+#include "calibration_text.h" /* DEFAULT_CALIBRATION_TEXT: configs/calibration/stories.txt */
+
+enum { Q_MODEL = 1, Q_OUT, Q_GROUP, Q_SYM, Q_ASYM, Q_METHOD, Q_BITS, Q_SHARD, Q_CALIBRATION,
+       Q_NO_CLIP, Q_SAMPLES, Q_VERBOSE, Q_HELP };
+
+/* AWQ's settings beside quantize_options. */
+typedef struct {
+    bool awq;
+    const char *calibration;     /* a text file, or NULL: the built-in text */
+    bool clip;
+    int samples;                 /* calibration tokens kept for the searches */
+    bool verbose;
+    const char *awq_only;        /* an option given that only --method awq takes, or NULL */
+} awq_cli;
+
+/* Calibration windows: the model's context, at most this many tokens (AutoAWQ's 512). */
+#define AWQ_WINDOW 512
 
 static const char QUANTIZE_HELP[] =
     "usage: folio quantize --model DIR --out DIR [options]\n"
@@ -22,11 +44,18 @@ static const char QUANTIZE_HELP[] =
     "  --out DIR               output directory (created; must be new or empty)\n"
     "  --group-size N          input columns per scale (default 128; -1: per output channel)\n"
     "  --sym | --asym          symmetric (zero 2^(bits-1), default) or with a zero point\n"
-    "  --method rtn            round to nearest (the only method so far)\n"
+    "  --method rtn|awq        round to nearest (default), or activation-aware (AWQ): per-channel\n"
+    "                          scales searched on a calibration run and folded into the norms\n"
+    "  --calibration FILE      AWQ: the calibration text (default: a built-in few KB of short\n"
+    "                          stories, configs/calibration/stories.txt)\n"
+    "  --calibration-samples N AWQ: calibration tokens the searches use (default 512)\n"
+    "  --no-clip               AWQ: scales only, no clipping search\n"
+    "  --verbose               AWQ: the exponent chosen for every layer and group\n"
     "  --bits 4|8              bits per weight (default 4)\n"
     "  --max-shard-size SIZE   safetensors file size limit, e.g. 5GB (default), 500MB\n"
     "writes a compressed-tensors pack-quantized checkpoint: q/k/v/o/gate/up/down projection\n"
-    "weights quantized, everything else (embeddings, norms, lm_head) copied unchanged\n";
+    "weights quantized, everything else (embeddings, norms, lm_head) copied unchanged (AWQ:\n"
+    "the norms and v/up biases carry the folded scales)\n";
 
 /* "5GB", "500MB", "64KiB", "1000" -> bytes. */
 static int parse_size(const char *arg, uint64_t *out) {
@@ -43,9 +72,17 @@ static int parse_size(const char *arg, uint64_t *out) {
     return folio_fail("--max-shard-size: expected a size such as 5GB or 500MB, found '%s'", arg);
 }
 
-static int parse_option(int c, const char *arg, quantize_options *o) {
+static int parse_option(int c, const char *arg, quantize_options *o, awq_cli *a) {
     long long v;
     switch (c) {
+    case Q_CALIBRATION: a->awq_only = "--calibration"; a->calibration = arg; return 0;
+    case Q_NO_CLIP: a->awq_only = "--no-clip"; a->clip = false; return 0;
+    case Q_VERBOSE: a->awq_only = "--verbose"; a->verbose = true; return 0;
+    case Q_SAMPLES:
+        a->awq_only = "--calibration-samples";
+        if (cli_parse_int("--calibration-samples", arg, 1, 1 << 20, &v) != 0) return -1;
+        a->samples = (int)v;
+        return 0;
     case Q_MODEL: o->model_dir = arg; return 0;
     case Q_OUT: o->out_dir = arg; return 0;
     case Q_SYM: o->sym = true; return 0;
@@ -62,13 +99,91 @@ static int parse_option(int c, const char *arg, quantize_options *o) {
         o->bits = (int)v;
         return 0;
     case Q_METHOD:
-        if (strcmp(arg, "rtn") == 0) return 0;
-        if (strcmp(arg, "awq") == 0 || strcmp(arg, "gptq") == 0)
-            return folio_fail("--method %s: not yet supported (calibrated quantization is "
-                              "planned; use --method rtn)", arg);
-        return folio_fail("--method: unknown method '%s' (rtn)", arg);
+        a->awq = strcmp(arg, "awq") == 0;
+        if (a->awq || strcmp(arg, "rtn") == 0) return 0;
+        if (strcmp(arg, "gptq") == 0)
+            return folio_fail("--method gptq: not yet supported (use --method awq or rtn)");
+        return folio_fail("--method: unknown method '%s' (rtn or awq)", arg);
     default: return 1;
     }
+}
+
+/* The calibration text's ids (BOS first where the tokenizer adds one). */
+static int calibration_ids(const char *model_dir, const awq_cli *a, token_ids *ids) {
+    text_buf file = {0};
+    const char *text = DEFAULT_CALIBRATION_TEXT;
+    if (a->calibration) {
+        if (text_buf_read_file(&file, a->calibration) != 0) return -1;
+        text = file.s;
+    }
+    tokenizer *tok;
+    int rc = tokenizer_load(model_dir, &tok);
+    if (rc == 0) {
+        rc = tokenizer_encode(tok, text, strlen(text), true, ids);
+        tokenizer_free(tok);
+    }
+    text_buf_free(&file);
+    if (rc == 0 && ids->n < 16)
+        return folio_fail("--calibration %s: %zu tokens; AWQ needs a text of at least 16",
+                          a->calibration ? a->calibration : "(built in)", ids->n);
+    return rc;
+}
+
+static void print_awq(const awq_cli *a, const model_config *cfg, const awq_report *r,
+                      size_t n_tokens, int samples) {
+    printf("awq: calibrated on %zu tokens of %s (%d sampled for the searches); scaled %d groups "
+           "(%d left unscaled, their Linears kept in float), clip-searched %d Linears; "
+           "output error on the calibration samples %.3fx RTN's\n", n_tokens,
+           a->calibration ? a->calibration : "the built-in text", samples, r->n_scaled,
+           r->n_skipped, r->n_clipped, r->err_rtn > 0 ? r->err_awq / r->err_rtn : 1.0);
+    for (int l = 0; a->verbose && l < cfg->n_layers; l++) {
+        static const char *const NAMES[AWQ_N_GROUPS] = {"q/k/v", "o", "gate/up", "down"};
+        printf("awq: layer %d alpha", l);
+        for (int g = 0; g < AWQ_N_GROUPS; g++) {
+            const float alpha = r->alpha[l * AWQ_N_GROUPS + g];
+            if (alpha < 0) printf("  %s -", NAMES[g]);
+            else printf("  %s %.2f", NAMES[g], alpha);
+        }
+        printf("\n");
+    }
+}
+
+/* AWQ: the float model in memory, the calibration forward, the searches folded into its
+ * weights; then *values lists every tensor of it for quantize_model (*specs owns the names;
+ * the caller frees it and closes m). */
+static int awq_prepare(quantize_options *o, const awq_cli *a, comm_ctx *comm, model *m,
+                       tensor_spec **specs) {
+    token_ids ids = {0};
+    if (calibration_ids(o->model_dir, a, &ids) != 0) {
+        token_ids_free(&ids);
+        return -1;
+    }
+    if (model_open(o->model_dir, LOAD_AUTO, 0, 1, 0, m) != 0) {
+        token_ids_free(&ids);
+        return -1;
+    }
+    awq_calib calib;
+    awq_calib_init(&calib, &m->cfg, (long long)ids.n, a->samples);
+    const int window = m->cfg.max_position < AWQ_WINDOW ? m->cfg.max_position : AWQ_WINDOW;
+    int rc = calibrate_cpu(m, comm, ids.ids, (int)ids.n, window, &calib, o->progress);
+    const awq_options ao = {.q = {.bits = o->bits, .group_size = o->group_size, .sym = o->sym},
+                            .n_grid = 20, .clip = a->clip, .dense_dtype = m->cfg.dtype};
+    awq_report rep = {0};
+    if (rc == 0) rc = awq_apply(&m->weights, &m->cfg, &calib, &ao, o->progress, &rep);
+    if (rc == 0) print_awq(a, &m->cfg, &rep, ids.n, calib.act[0].n);
+    awq_report_free(&rep);
+    awq_calib_free(&calib);
+    token_ids_free(&ids);
+    if (rc != 0) return -1;
+    int n;
+    *specs = weights_specs(&m->cfg, &m->shard, &m->weights, &n);
+    quantize_values *v = folio_xmalloc(sizeof *v * n);
+    for (int i = 0; i < n; i++)
+        v[i] = (quantize_values){.name = (*specs)[i].name, .data = *(*specs)[i].dest,
+                                 .numel = (int64_t)tensor_spec_floats(&(*specs)[i])};
+    o->values = v;
+    o->n_values = n;
+    return 0;
 }
 
 static void print_report(const quantize_options *o, const quantize_report *r, double secs) {
@@ -91,10 +206,14 @@ int cmd_quantize(int argc, char **argv, comm_ctx *comm) {
         {"group-size", required_argument, 0, Q_GROUP}, {"sym", no_argument, 0, Q_SYM},
         {"asym", no_argument, 0, Q_ASYM}, {"method", required_argument, 0, Q_METHOD},
         {"bits", required_argument, 0, Q_BITS},
-        {"max-shard-size", required_argument, 0, Q_SHARD}, {"help", no_argument, 0, Q_HELP},
-        {0, 0, 0, 0}};
+        {"max-shard-size", required_argument, 0, Q_SHARD},
+        {"calibration", required_argument, 0, Q_CALIBRATION},
+        {"calibration-samples", required_argument, 0, Q_SAMPLES},
+        {"no-clip", no_argument, 0, Q_NO_CLIP}, {"verbose", no_argument, 0, Q_VERBOSE},
+        {"help", no_argument, 0, Q_HELP}, {0, 0, 0, 0}};
     quantize_options o = {.bits = 4, .group_size = 128, .sym = true,
                           .max_shard_bytes = 5000000000ull, .progress = true};
+    awq_cli a = {.clip = true, .samples = 512};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -102,15 +221,24 @@ int cmd_quantize(int argc, char **argv, comm_ctx *comm) {
             fputs(QUANTIZE_HELP, stdout);
             return 0;
         }
-        int r = c == '?' ? 1 : parse_option(c, optarg, &o);
+        int r = c == '?' ? 1 : parse_option(c, optarg, &o, &a);
         if (r < 0) return -1;
         if (r == 1) return cli_bad_option("quantize", argv);
     }
     if (!o.model_dir || !o.out_dir) return folio_fail("quantize: --model DIR and --out DIR are required");
     if (comm->world > 1) return folio_fail("quantize: runs on one process (not under mpirun)");
+    if (!a.awq && a.awq_only)
+        return folio_fail("quantize: %s goes with --method awq", a.awq_only);
+    if (quantize_check(&o) != 0) return -1;
     quantize_report rep;
     double t0 = folio_now();
-    if (quantize_model(&o, &rep) != 0) return -1;
-    print_report(&o, &rep, folio_now() - t0);
-    return 0;
+    model m = {0};
+    tensor_spec *specs = NULL;
+    int rc = a.awq ? awq_prepare(&o, &a, comm, &m, &specs) : 0;
+    if (rc == 0) rc = quantize_model(&o, &rep);
+    if (rc == 0) print_report(&o, &rep, folio_now() - t0);
+    free((void *)o.values);
+    free(specs);
+    model_close(&m);
+    return rc;
 }

@@ -25,18 +25,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int read_file(const char *path, text_buf *out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return folio_fail("%s: cannot open", path);
-    char chunk[1 << 16];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) text_buf_append(out, chunk, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (!out->s) text_buf_append(out, "", 0);
-    return bad ? folio_fail("%s: read error", path) : 0;
-}
-
 static void print_ids(const token_ids *ids, text_buf *line) {
     line->len = 0;
     char num[16];
@@ -51,7 +39,7 @@ static void print_ids(const token_ids *ids, text_buf *line) {
 static int tokenize_jsonl(tokenizer *tok, const char *path, bool special) {
     text_buf data = {0}, text = {0}, line = {0};
     token_ids ids = {0};
-    int rc = read_file(path, &data);
+    int rc = text_buf_read_file(&data, path);
     size_t pos = 0, lineno = 0;
     while (rc == 0 && pos < data.len) {
         const char *nl = memchr(data.s + pos, '\n', data.len - pos);
@@ -79,7 +67,7 @@ static int bench(const char *model_dir, const char *path) {
     double load_s = now_s() - t0;
     text_buf data = {0}, out = {0};
     token_ids ids = {0};
-    int rc = read_file(path, &data);
+    int rc = text_buf_read_file(&data, path);
     double enc_s = 0, dec_s = 0, whole_s = 0;
     if (rc == 0) {
         t0 = now_s();
@@ -196,7 +184,7 @@ static int parse_id_line(const char *s, size_t len, const char *where, token_ids
 static int detokenize_file(tokenizer *tok, const char *path, bool skip) {
     text_buf data = {0}, text = {0}, line = {0};
     token_ids ids = {0};
-    int rc = read_file(path, &data);
+    int rc = text_buf_read_file(&data, path);
     size_t pos = 0, lineno = 0;
     while (rc == 0 && pos < data.len) {
         const char *nl = memchr(data.s + pos, '\n', data.len - pos);

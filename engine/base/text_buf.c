@@ -61,3 +61,15 @@ void text_buf_free(text_buf *b) {
     free(b->s);
     memset(b, 0, sizeof *b);
 }
+
+int text_buf_read_file(text_buf *out, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return folio_fail("%s: cannot open", path);
+    char chunk[1 << 16];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) text_buf_append(out, chunk, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (!out->s) text_buf_append(out, "", 0);
+    return bad ? folio_fail("%s: read error", path) : 0;
+}

@@ -25,4 +25,8 @@ void text_buf_reset(text_buf *b);
 char *text_buf_take(text_buf *b);
 void text_buf_free(text_buf *b);
 
+/* Appends the whole file at path (an empty file appends "", so out->s is set). 0, or -1 with
+ * a message naming the path. */
+int text_buf_read_file(text_buf *out, const char *path);
+
 #endif

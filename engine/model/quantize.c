@@ -75,6 +75,27 @@ int rtn_quantize(const float *w, int rows, int cols, const rtn_params *p, const 
     return 0;
 }
 
+int rtn_roundtrip(const float *w, int rows, int cols, const rtn_params *p, float *out) {
+    const int group = p->group_size;
+    uint8_t *q = folio_xmalloc((size_t)group);
+    int rc = 0;
+    for (size_t at = 0; at < (size_t)rows * cols && rc == 0; at += (size_t)group) {
+        uint16_t scale;
+        int z;
+        rc = group_params(w + at, group, p, &scale, &z);
+        if (rc != 0) break;
+        const float s = f16_to_f32(scale);
+        quantize_group(w + at, group, s, z, p->bits, q);
+        for (int i = 0; i < group; i++) out[at + i] = (float)(q[i] - z) * s;
+    }
+    free(q);
+    return rc;
+}
+
+bool rtn_fits(int cols, int bits, int group_size) {
+    return cols % (group_size > 0 ? group_size : cols) == 0 && cols % (32 / bits) == 0;
+}
+
 double rtn_dequant(const rtn_matrix *m, int r, int c) {
     const int groups = m->cols / m->group_size, g = c / m->group_size;
     const int q = m->q[(size_t)r * m->cols + c], z = m->zeros[r * groups + g];

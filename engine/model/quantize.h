@@ -40,6 +40,15 @@ int rtn_check(const rtn_params *p, int cols, const char *what);
 int rtn_quantize(const float *w, int rows, int cols, const rtn_params *p, const char *what,
                  rtn_matrix *m);
 
+/* What rtn_quantize then rtn_dequant give, element by element, without keeping the codes:
+ * out [rows][cols] (may be w itself). The fake quantization that AWQ's searches measure, equal
+ * to what the checkpoint will hold. 0, or -1 when a scale does not fit a half (no message). */
+int rtn_roundtrip(const float *w, int rows, int cols, const rtn_params *p, float *out);
+
+/* Whether `folio quantize` quantizes a matrix of cols input columns: the group size (<= 0:
+ * per channel) and 32 / bits both divide cols. Otherwise the matrix stays in float. */
+bool rtn_fits(int cols, int bits, int group_size);
+
 /* (q - z) * s of (r, c). */
 double rtn_dequant(const rtn_matrix *m, int r, int c);
 

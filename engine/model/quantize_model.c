@@ -97,8 +97,47 @@ static int copy_tensor(qm_run *run, const st_tensor *t) {
     return st_writer_add(run->w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes);
 }
 
-/* The module name kept in float goes to the ignore list; the weight is copied. */
-static int keep_float(qm_run *run, const st_tensor *t) {
+/* The float32 values o->values gives for t, or NULL (*rc -1 with a message when their size
+ * disagrees with the tensor's). */
+static const float *given_values(const qm_run *run, const st_tensor *t, int *rc) {
+    *rc = 0;
+    for (int i = 0; i < run->o->n_values; i++) {
+        const quantize_values *v = &run->o->values[i];
+        if (strcmp(v->name, t->name) != 0) continue;
+        int64_t numel = 1;
+        for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
+        if (numel == v->numel) return v->data;
+        *rc = folio_fail("%s: tensor '%s' has %lld elements, the values given for it %lld",
+                         t->file, t->name, (long long)numel, (long long)v->numel);
+        return NULL;
+    }
+    return NULL;
+}
+
+/* t with the values v instead of its own, in t's dtype. */
+static int write_values(qm_run *run, const st_tensor *t, const float *v) {
+    const size_t n = t->nbytes / st_dtype_size(t->dtype);
+    if (t->dtype == ST_F32) {
+        run->rep->n_copied++;
+        run->rep->out_bytes += t->nbytes;
+        return st_writer_add(run->w, t->name, t->dtype, t->ndim, t->shape, v, t->nbytes);
+    }
+    if (t->dtype != ST_BF16 && t->dtype != ST_F16)
+        return folio_fail("%s: tensor '%s': dtype %s cannot take new values (F32, F16 or BF16)",
+                          t->file, t->name, st_dtype_name(t->dtype));
+    uint16_t *h = folio_xmalloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++)
+        h[i] = t->dtype == ST_BF16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+    run->rep->n_copied++;
+    run->rep->out_bytes += t->nbytes;
+    int rc = st_writer_add(run->w, t->name, t->dtype, t->ndim, t->shape, h, t->nbytes);
+    free(h);
+    return rc;
+}
+
+/* The module name kept in float goes to the ignore list; the weight is copied (or written
+ * from v). */
+static int keep_float(qm_run *run, const st_tensor *t, const float *v) {
     const size_t n = strlen(t->name) - strlen(".weight");
     FOLIO_GROW(run->ignore, run->cap_ignore, run->n_ignore + 1);
     char *mod = folio_xmalloc(n + 1);
@@ -108,20 +147,21 @@ static int keep_float(qm_run *run, const st_tensor *t) {
     if (run->rep->n_kept++ == 0)
         snprintf(run->rep->first_kept, sizeof run->rep->first_kept, "%s", t->name);
     run->rep->n_copied--;
-    return copy_tensor(run, t);
+    return v ? write_values(run, t, v) : copy_tensor(run, t);
 }
 
-static int quantize_tensor(qm_run *run, const st_tensor *t) {
+/* v: the values to quantize instead of t's own, or NULL. */
+static int quantize_tensor(qm_run *run, const st_tensor *t, const float *v) {
     const int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    if (!rtn_fits(cols, run->o->bits, run->o->group_size)) return keep_float(run, t, v);
     const int group = run->o->group_size > 0 ? run->o->group_size : cols;
-    if (cols % group != 0 || cols % (32 / run->o->bits) != 0) return keep_float(run, t);
-    float *w = folio_xmalloc((size_t)rows * cols * sizeof *w);
+    float *w = v ? NULL : folio_xmalloc((size_t)rows * cols * sizeof *w);
     rtn_params p = {.bits = run->o->bits, .group_size = group, .sym = run->o->sym};
     rtn_matrix m;
     char what[1100];
     snprintf(what, sizeof what, "%s: tensor '%s'", t->file, t->name);
-    int rc = to_f32(t, w);
-    if (rc == 0) rc = rtn_quantize(w, rows, cols, &p, what, &m);
+    int rc = v ? 0 : to_f32(t, w);
+    if (rc == 0) rc = rtn_quantize(v ? v : w, rows, cols, &p, what, &m);
     free(w);
     if (rc != 0) return -1;
     char module[1024];
@@ -139,7 +179,11 @@ static int quantize_tensors(qm_run *run, const safetensors_model *in) {
     for (int i = 0; i < in->n_tensors && rc == 0; i++) {
         const st_tensor *t = &in->tensors[i];
         run->rep->in_bytes += t->nbytes;
-        rc = is_target(t) ? quantize_tensor(run, t) : copy_tensor(run, t);
+        const float *v = given_values(run, t, &rc);
+        if (rc == 0)
+            rc = is_target(t) ? quantize_tensor(run, t, v)
+                 : v          ? write_values(run, t, v)
+                              : copy_tensor(run, t);
         progress_add(&bar, t->nbytes);
     }
     progress_finish(&bar);
@@ -148,17 +192,23 @@ static int quantize_tensors(qm_run *run, const safetensors_model *in) {
 
 /* ---- the output directory: created empty, config.json, side files ---- */
 
-static int prepare_out_dir(const char *dir) {
+/* 0 when dir does not exist or is empty (*exists says which). */
+static int check_out_dir(const char *dir, bool *exists) {
     DIR *d = opendir(dir);
-    if (d) {
-        const struct dirent *e;
-        int n = 0;
-        while ((e = readdir(d)) != NULL)
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-        closedir(d);
-        return n == 0 ? 0 : folio_fail("%s: the output directory exists and is not empty", dir);
-    }
-    if (mkdir(dir, 0777) != 0)
+    *exists = d != NULL;
+    if (!d) return 0;
+    const struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+    closedir(d);
+    return n == 0 ? 0 : folio_fail("%s: the output directory exists and is not empty", dir);
+}
+
+static int prepare_out_dir(const char *dir) {
+    bool exists;
+    if (check_out_dir(dir, &exists) != 0) return -1;
+    if (!exists && mkdir(dir, 0777) != 0)
         return folio_fail("%s: cannot create the output directory: %s", dir, strerror(errno));
     return 0;
 }
@@ -216,6 +266,14 @@ static int read_input_config(const quantize_options *o, json_t **cfg) {
         return folio_fail("--bits %d: 4 or 8 bits are supported", o->bits);
     }
     return 0;
+}
+
+int quantize_check(const quantize_options *o) {
+    json_t *cfg;
+    bool exists;
+    if (read_input_config(o, &cfg) != 0) return -1;
+    json_decref(cfg);
+    return check_out_dir(o->out_dir, &exists);
 }
 
 int quantize_model(const quantize_options *o, quantize_report *rep) {

@@ -1,4 +1,5 @@
 /* One sequence through a backend of its own: prefill, then decode token by token. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,61 @@ int score_sequence(const device_model *dm, comm_ctx *comm, const int32_t *ids, i
     int rc = step_plan_add(&s.plan, ids, n, 0, s.table, s.n_blocks, 1, 1) < 0
                  ? -1
                  : s.iface.step(s.iface.self, &s.plan, logits);
+    seq_state_free(&s);
+    return rc;
+}
+
+double token_nll(const float *logits, int vocab, int32_t id) {
+    float max = logits[0];
+    for (int i = 1; i < vocab; i++)
+        if (logits[i] > max) max = logits[i];
+    double sum = 0.0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - max);
+    return -((double)logits[id] - max - log(sum));
+}
+
+/* Steps of a window: at most this many new tokens (and logits rows) at a time. */
+#define SCORE_CHUNK 256
+
+int score_windows(const device_model *dm, comm_ctx *comm, const int32_t *ids, int n, int window,
+                  int stride, int block_size, bool progress, double *nll) {
+    const int vocab = dm->m.cfg.vocab;
+    *nll = 0.0;
+    if (n < 2) return folio_fail("the text has %d token(s); a perplexity needs at least 2", n);
+    if (window < 2 || window > dm->m.cfg.max_position)
+        return folio_fail("a window of %d tokens: expected 2 .. %d (the model's context)", window,
+                          dm->m.cfg.max_position);
+    if (stride < 1 || stride > window)
+        return folio_fail("a stride of %d tokens: expected 1 .. %d (the window)", stride, window);
+    const int chunk = window < SCORE_CHUNK ? window : SCORE_CHUNK;
+    seq_state s;
+    if (seq_state_create(&s, dm, comm, window, chunk, chunk, block_size) != 0) {
+        seq_state_free(&s);
+        return -1;
+    }
+    float *logits = folio_xmalloc(sizeof(float) * chunk * vocab);
+    progress_bar bar;
+    progress_start(&bar, "scoring", (uint64_t)(n - 1), "tokens", progress && comm->rank == 0);
+    int rc = 0, done = 1; /* ids[0 .. done) need no more predictions */
+    int64_t step = 0;
+    for (int begin = 0; done < n && rc == 0; begin += stride) {
+        const int end = begin + window < n ? begin + window : n;
+        for (int at = begin; at < end && rc == 0; at += chunk) {
+            const int len = end - at < chunk ? end - at : chunk;
+            step_plan_reset(&s.plan, step++);
+            rc = step_plan_add(&s.plan, ids + at, len, at - begin, s.table, s.n_blocks, 1, 1) < 0
+                     ? -1
+                     : s.iface.step(s.iface.self, &s.plan, logits);
+            /* row j predicts ids[at + j + 1]: only those not predicted yet */
+            for (int j = 0; rc == 0 && j < len && at + j + 1 < end; j++)
+                if (at + j + 1 >= done)
+                    *nll += token_nll(logits + (size_t)j * vocab, vocab, ids[at + j + 1]);
+        }
+        if (rc == 0) progress_add(&bar, (uint64_t)(end - done));
+        done = end;
+    }
+    progress_finish(&bar);
+    free(logits);
     seq_state_free(&s);
     return rc;
 }

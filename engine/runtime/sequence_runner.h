@@ -38,4 +38,18 @@ int run_sequence(const device_model *dm, comm_ctx *comm, const int32_t *prompt, 
 int score_sequence(const device_model *dm, comm_ctx *comm, const int32_t *ids, int n,
                    int block_size, float *logits);
 
+/* -log p(id) under one row of logits [vocab] (log-softmax, in double). */
+double token_nll(const float *logits, int vocab, int32_t id);
+
+/* The perplexity of a long text: ids [n] in windows of at most `window` tokens, the next
+ * starting `stride` tokens later (stride <= window), each window a sequence of its own from
+ * position 0. A window predicts only the tokens past the previous window's end (the first: all
+ * but its first token), so each of ids[1..n) is predicted once, with at least window - stride
+ * tokens of context where the text allows (Hugging Face's sliding-window perplexity).
+ * Windows run in steps of at most 256 tokens, so the logits held are 256 rows.
+ * *nll: the summed negative log-likelihood of the n - 1 predicted tokens. progress: a bar on
+ * stderr (rank 0). */
+int score_windows(const device_model *dm, comm_ctx *comm, const int32_t *ids, int n, int window,
+                  int stride, int block_size, bool progress, double *nll);
+
 #endif

@@ -32,7 +32,8 @@ assert q["format"] == "pack-quantized" and w["num_bits"] == 4 and w["group_size"
 assert not w["symmetric"] and q["ignore"][0] == "lm_head", q
 assert "model.layers.4.mlp.down_proj" in q["ignore"], q["ignore"]
 PY
-expect_error "awq not yet" "--method awq: not yet" -- quantize --model "$STORIES" --out "$TMP/a" --method awq
+expect_error "gptq not yet" "--method gptq: not yet" -- quantize --model "$STORIES" --out "$TMP/a" --method gptq
+expect_error "calibration without awq" "--calibration goes with --method awq" -- quantize --model "$STORIES" --out "$TMP/a" --calibration x.txt
 expect_error "bits 3" "--bits" -- quantize --model "$STORIES" --out "$TMP/b" --bits 3
 expect_error "output not empty" "not empty" -- quantize --model "$STORIES" --out "$OUT"
 expect_error "no model" "config.json" -- quantize --model "$TMP/none" --out "$TMP/c"

@@ -31,6 +31,8 @@ struct forward_cpu {
     float *gate, *up;            /* [max_tokens][inter_local] */
     float *last;                 /* [max_logits][hidden] */
     float *logits_local;         /* [max_logits][vocab_shard] */
+    forward_tap_fn tap;          /* calibration observer, or NULL */
+    void *tap_user;
 };
 
 forward_cpu *forward_cpu_create(const model_config *cfg, const model_weights *w, comm_ctx *comm,
@@ -69,6 +71,15 @@ void forward_cpu_free(forward_cpu *f) {
     free(f);
 }
 
+void forward_cpu_set_tap(forward_cpu *f, forward_tap_fn fn, void *user) {
+    f->tap = fn;
+    f->tap_user = user;
+}
+
+static void tap(const forward_cpu *f, int layer, forward_tap at, const float *x, int n, int dim) {
+    if (f->tap) f->tap(f->tap_user, layer, at, x, n, dim);
+}
+
 static void add_bias_rows(float *x, const float *bias, int n, int dim) {
     if (!bias) return;
     for (int t = 0; t < n; t++)
@@ -89,6 +100,7 @@ static int attention_block(forward_cpu *f, kv_cache *kv, const step_plan *p, int
     int T = p->n_tokens, hd = c->head_dim, hidden = c->hidden;
     int q_dim = s->n_heads * hd, kv_dim = s->n_kv_heads * hd;
 
+    tap(f, layer, FWD_TAP_ATTN_IN, f->xn, T, hidden);
     matmul_cpu(f->q, f->xn, lw->wq, lw->bq, T, hidden, q_dim);
     matmul_cpu(f->k, f->xn, lw->wk, lw->bk, T, hidden, kv_dim);
     matmul_cpu(f->v, f->xn, lw->wv, lw->bv, T, hidden, kv_dim);
@@ -105,6 +117,7 @@ static int attention_block(forward_cpu *f, kv_cache *kv, const step_plan *p, int
                         p->seq_start, p->positions, p->n_seqs, s->n_heads, s->n_kv_heads, hd,
                         p->block_size, c->sliding_window[layer], 1.0f / sqrtf((float)hd));
 
+    tap(f, layer, FWD_TAP_O_IN, f->att, T, q_dim);
     matmul_cpu(f->proj, f->att, lw->wo, NULL, T, q_dim, hidden);
     return reduce_rows(f, f->proj, lw->bo, T);
 }
@@ -113,9 +126,11 @@ static int mlp_block(forward_cpu *f, int layer, int T) {
     const model_config *c = f->cfg;
     const layer_weights *lw = &f->w->layers[layer];
     int inter = f->w->shard.intermediate;
+    tap(f, layer, FWD_TAP_MLP_IN, f->xn, T, c->hidden);
     matmul_cpu(f->gate, f->xn, lw->w_gate, lw->b_gate, T, c->hidden, inter);
     matmul_cpu(f->up, f->xn, lw->w_up, lw->b_up, T, c->hidden, inter);
     silu_mul_cpu(f->gate, f->gate, f->up, T, inter);
+    tap(f, layer, FWD_TAP_DOWN_IN, f->gate, T, inter);
     matmul_cpu(f->proj, f->gate, lw->w_down, NULL, T, inter, c->hidden);
     return reduce_rows(f, f->proj, lw->b_down, T);
 }
