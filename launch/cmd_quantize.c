@@ -158,7 +158,7 @@ static int awq_prepare(quantize_options *o, const awq_cli *a, comm_ctx *comm, mo
         token_ids_free(&ids);
         return -1;
     }
-    if (model_open(o->model_dir, LOAD_AUTO, 0, 1, 0, m) != 0) {
+    if (model_open(o->model_dir, LOAD_AUTO, NULL, 0, 1, 0, m) != 0) {
         token_ids_free(&ids);
         return -1;
     }
