@@ -24,27 +24,44 @@
 #include "tokenizer_codec.h"
 
 enum { OPT_HOST = 1, OPT_PORT, OPT_API_KEY, OPT_SERVED_NAME, OPT_MAX_QUEUE, OPT_SHUTDOWN_TIMEOUT,
-       OPT_LOG_REQUESTS, OPT_CORS, OPT_MAX_BODY };
+       OPT_LOG_REQUESTS, OPT_CORS, OPT_MAX_BODY, OPT_MAX_QUEUE_TOKENS, OPT_MAX_CONNECTIONS,
+       OPT_IDLE_TIMEOUT, OPT_HTTP_THREADS, OPT_MAX_BUFFERED, OPT_MAX_BUFFERED_CLIENT,
+       OPT_MAX_TOKENIZE };
 
 static const char USAGE[] =
     "usage: folio serve --model DIR [options]   (OpenAI-compatible HTTP server)\n"
     "  --host ADDR              address to listen on (default 127.0.0.1)\n"
     "  --port N                 port (default 8000; 0 = any free port, printed)\n"
-    "  --api-key KEY            require 'Authorization: Bearer KEY' on /v1/ routes\n"
+    "  --api-key KEY            require 'Authorization: Bearer KEY' on every route but\n"
+    "                           /health and /metrics\n"
     "  --served-model-name NAME the model name clients use (default: --model as given)\n"
-    "  --max-queue N            requests waiting beyond --max-num-seqs running before 429\n"
-    "                           (default 1024)\n"
+    "  --max-queue N            sequences (prompts x n) waiting beyond --max-num-seqs running\n"
+    "                           before 429 (default 1024)\n"
+    "  --max-queue-tokens N     tokens (prompt + max_tokens of every sequence) in flight\n"
+    "                           before 429 (default: 16 x the KV cache's tokens)\n"
     "  --shutdown-timeout S     on SIGTERM/SIGINT, seconds to finish in-flight requests\n"
     "                           (default 30)\n"
     "  --log-requests           log each request's parameters with its line\n"
     "  --cors                   allow cross-origin requests (off by default)\n"
     "  --max-body-bytes N       largest request body (default 33554432)\n"
+    "  --max-tokenize-bytes N   largest /tokenize or /detokenize body (default: a full\n"
+    "                           context's worth, 8 bytes a token, at least 65536)\n"
+    "  --max-buffered-bytes N   request body bytes held at once, all clients (503 beyond;\n"
+    "                           default 268435456)\n"
+    "  --max-buffered-bytes-per-client N\n"
+    "                           the same for one client address (429 beyond; default\n"
+    "                           67108864)\n"
+    "  --max-connections N      connections served at once (503 beyond; default: what the\n"
+    "                           open-file limit allows, raised to its hard limit at start)\n"
+    "  --idle-timeout S         close a connection silent for S seconds (default 30)\n"
+    "  --http-threads N         threads serving the sockets (default 4)\n"
     ENGINE_KNOBS_HELP CLI_COMMON_HELP;
 
 typedef struct {
     common_options common;
     const char *host, *api_key, *served_name;
-    long long port, max_queue, shutdown_timeout, max_body;
+    long long port, max_queue, shutdown_timeout, max_body, max_queue_tokens, max_connections,
+        idle_timeout, http_threads, max_buffered, max_buffered_client, max_tokenize;
     bool log_requests, cors;
     engine_options knobs;
 } serve_args;
@@ -60,6 +77,13 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"log-requests", no_argument, 0, OPT_LOG_REQUESTS},
         {"cors", no_argument, 0, OPT_CORS},
         {"max-body-bytes", required_argument, 0, OPT_MAX_BODY},
+        {"max-queue-tokens", required_argument, 0, OPT_MAX_QUEUE_TOKENS},
+        {"max-connections", required_argument, 0, OPT_MAX_CONNECTIONS},
+        {"idle-timeout", required_argument, 0, OPT_IDLE_TIMEOUT},
+        {"http-threads", required_argument, 0, OPT_HTTP_THREADS},
+        {"max-buffered-bytes", required_argument, 0, OPT_MAX_BUFFERED},
+        {"max-buffered-bytes-per-client", required_argument, 0, OPT_MAX_BUFFERED_CLIENT},
+        {"max-tokenize-bytes", required_argument, 0, OPT_MAX_TOKENIZE},
         ENGINE_KNOB_OPTIONS,
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
@@ -69,6 +93,10 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     a->max_queue = 1024;
     a->shutdown_timeout = 30;
     a->max_body = 32 << 20;
+    a->max_buffered = 256 << 20;
+    a->max_buffered_client = 64 << 20;
+    a->idle_timeout = 30;
+    a->http_threads = 4;
     engine_options_init(&a->knobs);
     int id;
     optind = 1;
@@ -91,6 +119,14 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         INT_OPT(OPT_MAX_QUEUE, "--max-queue", 0, 1 << 24, max_queue)
         INT_OPT(OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", 0, 86400, shutdown_timeout)
         INT_OPT(OPT_MAX_BODY, "--max-body-bytes", 1024, 1LL << 32, max_body)
+        INT_OPT(OPT_MAX_QUEUE_TOKENS, "--max-queue-tokens", 1, 1LL << 40, max_queue_tokens)
+        INT_OPT(OPT_MAX_CONNECTIONS, "--max-connections", 1, 1 << 20, max_connections)
+        INT_OPT(OPT_IDLE_TIMEOUT, "--idle-timeout", 1, 86400, idle_timeout)
+        INT_OPT(OPT_HTTP_THREADS, "--http-threads", 1, 256, http_threads)
+        INT_OPT(OPT_MAX_BUFFERED, "--max-buffered-bytes", 1024, 1LL << 40, max_buffered)
+        INT_OPT(OPT_MAX_BUFFERED_CLIENT, "--max-buffered-bytes-per-client", 1024, 1LL << 40,
+                max_buffered_client)
+        INT_OPT(OPT_MAX_TOKENIZE, "--max-tokenize-bytes", 64, 1LL << 32, max_tokenize)
 #undef INT_OPT
         default: return cli_bad_option("serve", argv);
         }
@@ -98,6 +134,13 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     if (optind < argc)
         return folio_fail("serve: unexpected argument '%s' (see folio serve --help)", argv[optind]);
     if (cli_common_check(&a->common, "serve") != 0) return -1;
+    if (a->max_buffered_client > a->max_buffered)
+        return folio_fail("serve: --max-buffered-bytes-per-client %lld is more than "
+                          "--max-buffered-bytes %lld", a->max_buffered_client, a->max_buffered);
+    if (a->max_body > a->max_buffered_client)
+        return folio_fail("serve: --max-body-bytes %lld is more than one client may hold "
+                          "(--max-buffered-bytes-per-client %lld): no body that large could be "
+                          "read", a->max_body, a->max_buffered_client);
     if (!a->served_name) a->served_name = a->common.model_dir;
     return 0;
 }
@@ -157,12 +200,40 @@ static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *co
     mt = metrics_create(a->served_name);
     if (!(L = serve_loop_create(&ec, rank_engine_backend(&re, ch), mt))) goto out;
     if (serve_loop_start(L) != 0) goto out;
+    /* the token budget of the queue: 16 KV caches' worth, and always one full batch */
+    int64_t queue_tokens = a->max_queue_tokens;
+    if (queue_tokens == 0) {
+        queue_tokens = 16 * (int64_t)sc->num_blocks * sc->block_size;
+        int64_t batch = (int64_t)sc->max_num_seqs * sc->max_model_len;
+        if (queue_tokens < batch) queue_tokens = batch;
+    }
+    /* /tokenize and /detokenize: a full context's text or ids (8 bytes a token) */
+    int64_t tokenize_bytes = a->max_tokenize;
+    if (tokenize_bytes == 0) {
+        tokenize_bytes = 8 * (int64_t)sc->max_model_len;
+        if (tokenize_bytes < 65536) tokenize_bytes = 65536;
+    }
     http_config hc = {.host = a->host, .port = (int)a->port, .api_key = a->api_key,
                       .served_name = a->served_name, .max_queue = (int)a->max_queue,
-                      .max_n = sc->max_num_seqs, .max_model_len = sc->max_model_len,
-                      .vocab = dm->m.cfg.vocab, .max_body = (size_t)a->max_body, .cors = a->cors,
-                      .log_requests = a->log_requests};
+                      .max_queue_tokens = queue_tokens, .max_n = sc->max_num_seqs,
+                      .max_model_len = sc->max_model_len, .vocab = dm->m.cfg.vocab,
+                      .max_body = (size_t)a->max_body,
+                      .max_tokenize_body = (size_t)tokenize_bytes,
+                      .max_buffered = (size_t)a->max_buffered,
+                      .max_buffered_client = (size_t)a->max_buffered_client,
+                      .max_connections = (int)a->max_connections,
+                      .idle_timeout_s = (int)a->idle_timeout, .threads = (int)a->http_threads,
+                      .cors = a->cors, .log_requests = a->log_requests};
     if (!(h = http_server_start(&hc, L, tok, ct, mt))) goto out;
+    unsigned served, held;
+    http_server_connection_limits(h, &served, &held);
+    fprintf(stderr, "folio: serve: limits: %u connections served at once (%u held open), idle "
+                    "timeout %lld s; %lld sequences and %lld tokens in flight; request bodies "
+                    "%lld bytes each (%lld for /tokenize), %lld in memory at once (%lld per "
+                    "client)\n",
+            served, held, a->idle_timeout, (long long)sc->max_num_seqs + a->max_queue,
+            (long long)queue_tokens, a->max_body, (long long)tokenize_bytes, a->max_buffered,
+            a->max_buffered_client);
     fprintf(stderr, "folio: serving %s as '%s' on http://%s:%d (OpenAI API under /v1)%s; "
                     "pid %d (SIGTERM or SIGINT stops it gracefully)\n",
             a->common.model_dir, a->served_name, a->host, http_server_port(h),

@@ -23,7 +23,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Kept within CI's time: the 1,000-request stream runs in full above, a shorter one here (still
 # far more than the KV pool holds); the two oracle comparisons (every corpus line through the
 # tokenizer, every chat render) run above only: under the sanitizers their code is exercised by
-# test_tokenizer and test_jinja.
-export FOLIO_REQUESTS_N=250 FOLIO_REQUESTS_ALONE=12
-ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "cpu|cli" --timeout 1800 \
+# test_tokenizer and test_jinja. The soak test (label soak) runs its short version here too:
+# 10 s of load, about 45 s in all.
+export FOLIO_REQUESTS_N=250 FOLIO_REQUESTS_ALONE=12 FOLIO_SOAK_SECONDS=10
+ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "cpu|cli|soak" --timeout 1800 \
   -E "cli_tokenizer_oracle|cli_chat_render"

@@ -131,6 +131,13 @@ chat_template *chat_template_load(const char *model_dir) {
     return NULL;
 }
 
+/* The template file's name without its folder: rendering errors reach the server's clients,
+ * who have no business knowing where the model lies (loading errors name the whole path). */
+static const char *file_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 /* transformers' choice among named templates: "tool_use" when tools are given and it exists,
  * else "default"; a single template is always used. */
 static const jinja_template *pick(const chat_template *ct, bool have_tools) {
@@ -139,7 +146,7 @@ static const jinja_template *pick(const chat_template *ct, bool have_tools) {
         if (strcmp(ct->names[k], "tool_use") == 0) return ct->tpl[k];
     for (int k = 0; k < ct->n; k++)
         if (strcmp(ct->names[k], "default") == 0) return ct->tpl[k];
-    folio_fail("%s: several chat templates and none named 'default'", ct->source);
+    folio_fail("%s: several chat templates and none named 'default'", file_name(ct->source));
     return NULL;
 }
 
@@ -155,7 +162,7 @@ int chat_template_render(const chat_template *ct, const json_t *messages, const 
     if (ct->eos_token) json_object_set_new(ctx, "eos_token", json_string(ct->eos_token));
     int rc = jinja_render(t, ctx, out, out_len);
     json_decref(ctx);
-    return rc == 0 ? 0 : folio_fail_context("%s", ct->source);
+    return rc == 0 ? 0 : folio_fail_context("%s", file_name(ct->source));
 }
 
 void chat_template_free(chat_template *ct) {

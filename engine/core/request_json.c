@@ -32,22 +32,30 @@ static int read_float(const json_t *obj, const char *key, const json_src *src, f
     return rc < 0 ? -1 : 0;
 }
 
+/* stop: "text" or ["a", "b"]: non-empty strings, at most FOLIO_MAX_STOP_STRINGS of them and
+ * FOLIO_MAX_STOP_BYTES in all. */
 static int read_stop(const json_t *obj, const json_src *src, request_params *p) {
     json_t *v = json_object_get(obj, "stop");
     if (!v || json_is_null(v)) return 0;
-    if (json_is_string(v)) {
-        p->stop = folio_xmalloc(sizeof *p->stop);
-        p->stop[p->n_stop++] = folio_xstrdup(json_string_value(v));
-        return 0;
-    }
-    if (!json_is_array(v)) return json_fail_field(src, "stop", "a string or an array of strings", v);
-    p->stop = folio_xmalloc(sizeof *p->stop * (json_array_size(v) + 1));
-    for (size_t i = 0; i < json_array_size(v); i++) {
-        json_t *s = json_array_get(v, i);
+    if (!json_is_string(v) && !json_is_array(v))
+        return json_fail_field(src, "stop", "a string or an array of strings", v);
+    size_t n = json_is_string(v) ? 1 : json_array_size(v), bytes = 0;
+    if (n > FOLIO_MAX_STOP_STRINGS)
+        return folio_fail("%s: field 'stop': %zu stop strings; at most %d are allowed",
+                          src->origin, n, FOLIO_MAX_STOP_STRINGS);
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_is_string(v) ? v : json_array_get(v, i);
         if (!json_is_string(s) || json_string_length(s) == 0)
             return json_fail_field(src, "stop", "non-empty strings", s);
-        p->stop[p->n_stop++] = folio_xstrdup(json_string_value(s));
+        bytes += json_string_length(s);
     }
+    if (bytes > FOLIO_MAX_STOP_BYTES)
+        return folio_fail("%s: field 'stop': the stop strings have %zu bytes in all; at most %d "
+                          "are allowed", src->origin, bytes, FOLIO_MAX_STOP_BYTES);
+    p->stop = folio_xmalloc(sizeof *p->stop * n);
+    for (size_t i = 0; i < n; i++)
+        p->stop[p->n_stop++] =
+            folio_xstrdup(json_string_value(json_is_string(v) ? v : json_array_get(v, i)));
     return 0;
 }
 
@@ -64,7 +72,11 @@ static int read_bias(const json_t *obj, const json_src *src, int vocab, request_
         if (*key == '\0' || *end != '\0' || id < 0 || id >= vocab || !json_is_number(v))
             return json_fail_field(src, "logit_bias", "{\"token id\": number} with ids inside "
                                    "the vocabulary", b);
-        p->owned_bias[p->proc.n_bias++] = (logit_bias_entry){(int32_t)id, (float)json_number_value(v)};
+        /* clamped to [-100, 100], as OpenAI documents it and vLLM does */
+        double bias = json_number_value(v);
+        if (bias > FOLIO_MAX_LOGIT_BIAS) bias = FOLIO_MAX_LOGIT_BIAS;
+        if (bias < -FOLIO_MAX_LOGIT_BIAS) bias = -FOLIO_MAX_LOGIT_BIAS;
+        p->owned_bias[p->proc.n_bias++] = (logit_bias_entry){(int32_t)id, (float)bias};
     }
     p->proc.bias = p->owned_bias;
     return 0;
@@ -104,7 +116,14 @@ int request_params_from_json(const json_t *obj, const json_src *src, int vocab, 
         read_bias(obj, src, vocab, p) < 0 || read_session(obj, src, p) < 0)
         return -1;
     if (p->sampling.top_k < 0) p->sampling.top_k = 0; /* -1 = off, as in vLLM */
+    /* 0 turns the penalty off inside the engine; asked for, it must be a real penalty */
+    json_t *rp = json_object_get(obj, "repetition_penalty");
+    if (rp && !json_is_null(rp) && !(p->proc.repetition_penalty > 0.0f))
+        return json_fail_field(src, "repetition_penalty", "a number > 0", rp);
     if (json_get_array(obj, "stop_token_ids", src, &arr, false) < 0) return -1;
+    if (arr && json_array_size(arr) > FOLIO_MAX_STOP_TOKEN_IDS)
+        return folio_fail("%s: field 'stop_token_ids': %zu ids; at most %d are allowed",
+                          src->origin, json_array_size(arr), FOLIO_MAX_STOP_TOKEN_IDS);
     if (arr && request_json_ids(arr, "stop_token_ids", src, vocab, &p->stop_ids, &p->n_stop_ids) != 0)
         return -1;
     json_t *lp = json_object_get(obj, "logprobs");

@@ -12,6 +12,14 @@
 #include "json_util.h"
 #include "sequence.h"
 
+/* Bounds on what one request may ask for, each a 400 naming the field beyond it: stop strings
+ * are searched in the text at every token (OpenAI allows 4), stop ids checked at every token;
+ * a logit bias beyond +-100 is clamped to it (OpenAI's range; vLLM clamps too). */
+#define FOLIO_MAX_STOP_STRINGS 64
+#define FOLIO_MAX_STOP_BYTES 4096
+#define FOLIO_MAX_STOP_TOKEN_IDS 1024
+#define FOLIO_MAX_LOGIT_BIAS 100.0
+
 /* The request parameters of obj: fields absent keep p's values; seed: used when the object
  * has none. 0, or -1 with a message naming the field (src's origin first). */
 int request_params_from_json(const json_t *obj, const json_src *src, int vocab, uint64_t seed,

@@ -144,6 +144,9 @@ static int read_flags(const json_t *obj, oai_request *r) {
         json_get_object(obj, "stream_options", &SRC, &so, false) < 0)
         return -1;
     if (so) {
+        if (!r->stream) /* as vLLM */
+            return json_fail_unsupported(&SRC, "stream_options", "stream_options without "
+                                         "\"stream\": true", so);
         json_src s2 = {.origin = "request body", .object = "stream_options"};
         if (json_get_bool(so, "include_usage", &s2, &r->include_usage, false) < 0) return -1;
     }
@@ -200,8 +203,16 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_lim
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v) {
-        if (!known(key) && out->n_unknown < OAI_MAX_UNKNOWN)
-            out->unknown[out->n_unknown++] = folio_xstrdup(key);
+        if (known(key)) continue;
+        out->n_unknown_total++;
+        if (out->n_unknown == OAI_MAX_UNKNOWN) continue;
+        size_t klen = strlen(key);
+        int k = out->n_unknown++;
+        out->unknown_cut[k] = klen > OAI_UNKNOWN_NAME_MAX;
+        if (out->unknown_cut[k]) klen = OAI_UNKNOWN_NAME_MAX;
+        memcpy(out->unknown[k], key, klen);
+        out->unknown[k][klen] = '\0';
+        out->unknown_len[k] = klen;
     }
     if (read_flags(obj, out) != 0) goto done;
     if (kind == OAI_CHAT) {
@@ -234,9 +245,20 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_lim
     if (mrc == JSON_OK) out->p.max_tokens = mct;
     const json_t *mt = json_object_get(obj, "max_tokens");
     out->max_tokens_given = mrc == JSON_OK || (mt && !json_is_null(mt));
-    if (out->p.n > lim->max_n) {
-        folio_fail("request body: field 'n': %d is more than this server runs at once (%d, "
-                   "--max-num-seqs)", out->p.n, lim->max_n);
+    int n_prompts = kind == OAI_CHAT ? 1 : out->n_prompts;
+    if ((int64_t)out->p.n * n_prompts > lim->max_n) {
+        if (n_prompts > 1)
+            folio_fail("request body: field 'n': n = %d for each of %d prompts is %lld "
+                       "sequences, more than this server runs at once (%d, --max-num-seqs)",
+                       out->p.n, n_prompts, (long long)out->p.n * n_prompts, lim->max_n);
+        else
+            folio_fail("request body: field 'n': %d is more than this server runs at once (%d, "
+                       "--max-num-seqs)", out->p.n, lim->max_n);
+        goto done;
+    }
+    if (out->max_tokens_given && out->p.proc.min_tokens > out->p.max_tokens) {
+        folio_fail("request body: field 'min_tokens': %d is more than max_tokens (%d)",
+                   out->p.proc.min_tokens, out->p.max_tokens);
         goto done;
     }
     if (out->echo && out->p.logprobs >= 0) {
@@ -269,7 +291,6 @@ void oai_request_free(oai_request *r) {
     free(r->n_prompt_ids);
     json_decref(r->messages);
     free(r->model);
-    for (int i = 0; i < r->n_unknown; i++) free(r->unknown[i]);
     request_params_free(&r->p);
     memset(r, 0, sizeof *r);
 }

@@ -4,7 +4,8 @@
  * shapes around them: prompt as a string, a list of strings, a list of ids or a list of id
  * lists; messages; max_completion_tokens; logprobs/top_logprobs; stream and stream_options;
  * echo, skip_special_tokens, add_generation_prompt, priority, user, model, return_token_ids.
- * Unknown fields are returned to the caller (the server logs each name once).
+ * Unknown fields are counted, and the first few names returned to the caller cut short (the
+ * server logs each name once, escaped).
  *
  * Pure: no tokenizer, no engine, so it can be fuzzed (tests/fuzz/fuzz_openai_request.c). */
 #ifndef FOLIO_OPENAI_API_H
@@ -21,7 +22,8 @@
 typedef enum { OAI_COMPLETION, OAI_CHAT } oai_kind;
 
 #define OAI_MAX_PROMPTS 64
-#define OAI_MAX_UNKNOWN 8
+#define OAI_MAX_UNKNOWN 8        /* unknown field names kept of one request */
+#define OAI_UNKNOWN_NAME_MAX 64  /* bytes kept of each (the rest is cut) */
 
 typedef struct {
     oai_kind kind;
@@ -34,13 +36,17 @@ typedef struct {
     request_params p;
     bool max_tokens_given;
     bool stream, include_usage, echo, skip_special, add_generation_prompt, return_token_ids;
-    char *unknown[OAI_MAX_UNKNOWN];   /* names of unknown fields (owned) */
-    int n_unknown;
+    char unknown[OAI_MAX_UNKNOWN][OAI_UNKNOWN_NAME_MAX + 1];  /* the first unknown field
+                                  * names, cut to OAI_UNKNOWN_NAME_MAX bytes (not escaped) */
+    size_t unknown_len[OAI_MAX_UNKNOWN];   /* their lengths as kept */
+    bool unknown_cut[OAI_MAX_UNKNOWN];     /* the name was longer */
+    int n_unknown;               /* names in unknown[] */
+    int n_unknown_total;         /* unknown fields in the body */
 } oai_request;
 
 typedef struct {
     int vocab;                   /* ids must be in [0, vocab) */
-    int max_n;                   /* n <= max_n (--max-num-seqs) */
+    int max_n;                   /* n x prompts <= max_n (--max-num-seqs) */
 } oai_limits;
 
 /* Parses and checks a body of len bytes (need not be NUL-terminated). 0, or -1 with an

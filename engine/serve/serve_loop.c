@@ -57,7 +57,10 @@ struct serve_job {
     bool skip_special;
     bool stream;
     double t_arrival;
+    int64_t cost_seqs, cost_tokens;   /* what serve_loop_submit counted */
     /* mu */
+    void (*notify)(void *user);  /* job_set_notify */
+    void *notify_user;
     job_state state;
     char *error;                 /* FAILED: the message (400) */
     int subs_added, subs_done;
@@ -79,7 +82,8 @@ struct serve_loop {
     serve_job **cancels;         /* mu: jobs to cancel (each holds a reference) */
     int n_cancels, cap_cancels;
     bool draining, quit, cancel_all;   /* mu */
-    int in_flight;               /* mu */
+    int in_flight;               /* mu: jobs */
+    int64_t seqs_in_flight, tokens_in_flight;   /* mu: their job_cost */
     char *failure;               /* mu */
     bool idle;                   /* mu: the engine thread waits for work */
     double beat;                 /* mu: when the engine thread last took up its queue */
@@ -162,6 +166,27 @@ static void job_ref(serve_job *j) {
     pthread_mutex_unlock(&j->mu);
 }
 
+/* With j->mu held, after a change a waiter may be looking for: wakes job_wait and calls the
+ * notifier. */
+static void job_changed(serve_job *j) {
+    pthread_cond_broadcast(&j->cv);
+    if (j->notify) j->notify(j->notify_user);
+}
+
+void job_set_notify(serve_job *j, void (*fn)(void *user), void *user) {
+    pthread_mutex_lock(&j->mu);
+    j->notify = fn;
+    j->notify_user = user;
+    pthread_mutex_unlock(&j->mu);
+}
+
+void job_cost(const serve_job *j, int64_t *seqs, int64_t *tokens) {
+    *seqs = (int64_t)j->n_sub * j->p.n;
+    *tokens = 0;
+    for (int i = 0; i < j->n_sub; i++)
+        *tokens += ((int64_t)j->n_prompts[i] + j->p.max_tokens) * j->p.n;
+}
+
 /* ---- the HTTP side: waiting and reading ---- */
 
 static bool job_over(const serve_job *j) { return j->state == JOB_DONE || j->state == JOB_FAILED; }
@@ -184,7 +209,7 @@ static bool wait_met(const serve_job *j, job_wait_for until) {
     }
 }
 
-static void wait_slice(serve_job *j) {
+void serve_wait_slice(pthread_cond_t *cv, pthread_mutex_t *mu) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_nsec += SERVE_WAIT_SLICE_MS * 1000000L;
@@ -192,13 +217,13 @@ static void wait_slice(serve_job *j) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    pthread_cond_timedwait(cv, mu, &ts);
 }
 
 bool job_wait(serve_job *j, job_wait_for until, bool (*gone)(void *user), void *user) {
     pthread_mutex_lock(&j->mu);
     while (!wait_met(j, until)) {
-        wait_slice(j);
+        serve_wait_slice(&j->cv, &j->mu);
         if (wait_met(j, until)) break;
         pthread_mutex_unlock(&j->mu);
         if (gone && gone(user)) return false;
@@ -206,6 +231,13 @@ bool job_wait(serve_job *j, job_wait_for until, bool (*gone)(void *user), void *
     }
     pthread_mutex_unlock(&j->mu);
     return true;
+}
+
+bool job_ready(serve_job *j, job_wait_for until) {
+    pthread_mutex_lock(&j->mu);
+    bool met = wait_met(j, until);
+    pthread_mutex_unlock(&j->mu);
+    return met;
 }
 
 /* Hands fn the pieces of choice i the reader has not taken (j->mu held). */
@@ -221,7 +253,7 @@ static void read_choice(serve_job *j, int i, void (*fn)(void *, const serve_outp
         int end = last ? c->safe_len : c->ends[k];
         if (end > c->safe_len) end = c->safe_len;
         if (end < c->read_len) end = c->read_len;
-        o.text = c->text.s + c->read_len;
+        o.text = (c->text.s ? c->text.s : "") + c->read_len; /* NULL: no text yet */
         o.len = (size_t)(end - c->read_len);
         o.ids = &c->ids[k];
         o.lps = lp ? &c->lps[k] : NULL;
@@ -347,8 +379,8 @@ static void on_token(const request *r, const sequence *q, const char *text, int 
         j->overflow = true;
         drop = true;
     }
+    job_changed(j);
     pthread_mutex_unlock(&j->mu);
-    pthread_cond_broadcast(&j->cv);
     if (first) {
         metrics_observe(L->m, HIST_TTFT, now - j->t_arrival);
         double queued = now - j->t_arrival - L->last_step_s;
@@ -379,12 +411,14 @@ static void job_finish(serve_loop *L, serve_job *j) {
     pthread_mutex_lock(&j->mu);
     j->state = j->error ? JOB_FAILED : JOB_DONE;
     j->t_done = folio_now();
+    job_changed(j);
     pthread_mutex_unlock(&j->mu);
-    pthread_cond_broadcast(&j->cv);
     if (!j->error) metrics_observe(L->m, HIST_E2E, j->t_done - j->t_arrival);
     running_remove(L, j);
     pthread_mutex_lock(&L->mu);
     L->in_flight--;
+    L->seqs_in_flight -= j->cost_seqs;
+    L->tokens_in_flight -= j->cost_tokens;
     pthread_mutex_unlock(&L->mu);
     job_release(j);
 }
@@ -412,8 +446,8 @@ static void on_done(const request *r, void *user) {
     }
     j->subs_done++;
     bool finished = job_finished_locked(j);
+    job_changed(j);
     pthread_mutex_unlock(&j->mu);
-    pthread_cond_broadcast(&j->cv);
     if (!r->error)
         metrics_request_done(L->m, r->n_prompt, generated,
                              strcmp(why, "cancelled") == 0 ? "abort" : why);
@@ -476,6 +510,7 @@ static void add_job(serve_loop *L, serve_job *j) {
     else free(err);
     j->adding = false;
     bool finished = job_finished_locked(j);
+    job_changed(j); /* accepted */
     pthread_mutex_unlock(&j->mu);
     if (finished) job_finish(L, j);
 }
@@ -569,18 +604,25 @@ int serve_loop_start(serve_loop *L) {
     return 0;
 }
 
-int serve_loop_submit(serve_loop *L, serve_job *j, int max_jobs) {
+int serve_loop_submit(serve_loop *L, serve_job *j, const serve_admission *lim) {
+    job_cost(j, &j->cost_seqs, &j->cost_tokens);
     pthread_mutex_lock(&L->mu);
-    if (L->draining || L->quit || L->failure) {
+    int rc = 0;
+    if (L->draining || L->quit || L->failure) rc = -1;
+    else if (lim && L->in_flight > 0 && lim->max_seqs > 0 &&
+             L->seqs_in_flight + j->cost_seqs > lim->max_seqs)
+        rc = -2;
+    else if (lim && L->in_flight > 0 && lim->max_tokens > 0 &&
+             L->tokens_in_flight + j->cost_tokens > lim->max_tokens)
+        rc = -3;
+    if (rc != 0) {
         pthread_mutex_unlock(&L->mu);
-        return -1;
-    }
-    if (max_jobs > 0 && L->in_flight >= max_jobs) {
-        pthread_mutex_unlock(&L->mu);
-        return -2;
+        return rc;
     }
     job_ref(j);
     L->in_flight++;
+    L->seqs_in_flight += j->cost_seqs;
+    L->tokens_in_flight += j->cost_tokens;
     if (L->tail) L->tail->next = j;
     else L->head = j;
     L->tail = j;
@@ -599,6 +641,13 @@ void serve_loop_cancel(serve_loop *L, serve_job *j) {
     pthread_mutex_lock(&L->mu);
     push_ptr(&L->cancels, &L->n_cancels, &L->cap_cancels, j);
     pthread_cond_signal(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+}
+
+void serve_loop_load(serve_loop *L, int64_t *seqs, int64_t *tokens) {
+    pthread_mutex_lock(&L->mu);
+    *seqs = L->seqs_in_flight;
+    *tokens = L->tokens_in_flight;
     pthread_mutex_unlock(&L->mu);
 }
 
@@ -668,8 +717,8 @@ void serve_loop_free(serve_loop *L) {
         pthread_mutex_lock(&j->mu);
         if (!j->error) j->error = folio_xstrdup("the server is shutting down");
         j->state = JOB_FAILED;
+        job_changed(j);
         pthread_mutex_unlock(&j->mu);
-        pthread_cond_broadcast(&j->cv);
         job_release(j);
     }
     for (int i = 0; i < L->n_cancels; i++) job_release(L->cancels[i]);

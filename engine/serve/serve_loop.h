@@ -47,6 +47,19 @@ typedef enum { JOB_WAIT_ACCEPTED, JOB_WAIT_OVER, JOB_WAIT_OUTPUT } job_wait_for;
  * once it says the client went away (the caller cancels). */
 bool job_wait(serve_job *j, job_wait_for until, bool (*gone)(void *user), void *user);
 
+/* Waits on cv (mu held) until signalled or SERVE_WAIT_SLICE_MS pass. */
+void serve_wait_slice(pthread_cond_t *cv, pthread_mutex_t *mu);
+
+/* Whether `until` holds now (never blocks): for an event loop that parks the client and is
+ * told when to look again (job_set_notify). */
+bool job_ready(serve_job *j, job_wait_for until);
+
+/* fn(user) is called whenever the job may meet a job_wait_for it did not meet before (it is
+ * accepted, has new output, is over), from the engine thread (or the one freeing the loop),
+ * under the job's lock: fn must be quick and must not call back into the job. NULL detaches:
+ * once that returns, fn is not running and will not run again. */
+void job_set_notify(serve_job *j, void (*fn)(void *user), void *user);
+
 /* Some of one choice's output: a whole finished choice (job_output), or one streamed piece
  * (job_read): one token and the text it made final, or the end of a choice that ended
  * without a token of its own (n_tok 0). */
@@ -95,9 +108,24 @@ typedef struct serve_loop serve_loop;
  * NULL with a message. */
 serve_loop *serve_loop_create(const engine_config *c, engine_backend be, metrics *m);
 int serve_loop_start(serve_loop *L);
-/* Queues a job for the next step (takes a reference). -1 when shutting down. max_jobs > 0:
- * -2 when that many jobs are already in flight (the caller answers 429). */
-int serve_loop_submit(serve_loop *L, serve_job *j, int max_jobs);
+/* What may be in flight at once (submitted, not finished), counted over every job's
+ * sequences: prompts x n, and their tokens: (prompt + max_tokens) x n. 0: no limit. A job is
+ * always admitted when nothing else is in flight. */
+typedef struct {
+    int64_t max_seqs;            /* --max-num-seqs + --max-queue */
+    int64_t max_tokens;          /* --max-queue-tokens */
+} serve_admission;
+
+/* The sequences and the token budget (prompt + max_tokens, each sequence) of a job whose
+ * prompts and parameters are set. */
+void job_cost(const serve_job *j, int64_t *seqs, int64_t *tokens);
+
+/* Queues a job for the next step (takes a reference). -1 when shutting down; with lim (NULL:
+ * no limit) -2 when its sequences would pass lim->max_seqs, -3 when its tokens would pass
+ * lim->max_tokens (the caller answers 429). */
+int serve_loop_submit(serve_loop *L, serve_job *j, const serve_admission *lim);
+/* Sequences and tokens in flight now (as counted by serve_loop_submit). */
+void serve_loop_load(serve_loop *L, int64_t *seqs, int64_t *tokens);
 /* Cancels a job (its blocks are freed at the start of the next step). */
 void serve_loop_cancel(serve_loop *L, serve_job *j);
 /* Jobs submitted and not finished. */

@@ -11,7 +11,7 @@
 struct sse_stream {
     serve_job *job;
     const oai_response_ctx *x;
-    bool (*gone)(void *);
+    sse_park_result (*park)(void *);
     void *user;
     bool *started;               /* [choices] the role (chat) or echo chunk is out */
     text_buf out;                /* formatted, not yet sent from out_off */
@@ -19,12 +19,12 @@ struct sse_stream {
     bool ended;
 };
 
-sse_stream *sse_stream_create(serve_job *j, const oai_response_ctx *x, bool (*gone)(void *),
-                              void *user) {
+sse_stream *sse_stream_create(serve_job *j, const oai_response_ctx *x,
+                              sse_park_result (*park)(void *), void *user) {
     sse_stream *s = folio_xcalloc(1, sizeof *s);
     s->job = j;
     s->x = x;
-    s->gone = gone;
+    s->park = park;
     s->user = user;
     s->started = folio_xcalloc(job_n_choices(j), sizeof *s->started);
     return s;
@@ -98,10 +98,14 @@ ssize_t sse_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         s->out.len = s->out_off = 0;
         if (s->ended) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (!job_wait(s->job, JOB_WAIT_OUTPUT, s->gone, s->user))
-            return MHD_CONTENT_READER_END_WITH_ERROR;
         int rc = job_read(s->job, on_piece, s);
         if (rc < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
         if (rc > 0) finish_stream(s);
+        if (s->out.len > 0) continue;
+        switch (s->park(s->user)) {
+        case SSE_PARKED: return 0;
+        case SSE_RETRY: continue;
+        default: return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
     }
 }

@@ -10,6 +10,7 @@ set -uo pipefail
 . "$(dirname "$0")/server.inc"
 command -v node >/dev/null || { echo "SKIPPED: node not installed"; exit 77; }
 N=${FOLIO_LOAD_CLIENTS:-200}
+JSON='Content-Type: application/json'
 
 start_server "$TMP/server.log" --max-num-seqs 64 --num-kv-blocks 512 || { echo "FAIL: server start"; exit 1; }
 start=$(date +%s.%N)
@@ -25,7 +26,7 @@ gen=$(metric generation_tokens_total)
 echo "generation tokens: $gen"
 
 # disconnect mid-stream: the request is cancelled and its blocks freed
-curl -sN -m 0.5 "$BASE/v1/completions" -d '{"prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true, "stream": true}' >/dev/null 2>&1
+curl -sN -m 0.5 "$BASE/v1/completions" -H "$JSON" -d '{"prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true, "stream": true}' >/dev/null 2>&1
 for _ in $(seq 20); do [ "$(metric kv_cache_blocks_used)" = 0 ] && break; sleep 0.05; done
 [ "$(metric kv_cache_blocks_used)" = 0 ] && [ "$(metric num_requests_running)" = 0 ] \
   && echo "ok: a disconnected stream frees its blocks" || fail "disconnect: $(metric kv_cache_blocks_used) blocks still used"
@@ -33,10 +34,10 @@ grep -q "finish abort" "$TMP/server.log" && echo "ok: disconnect logged as abort
 
 # sessions: turn 2 prefills only its new tokens and answers as the full request would
 C=$BASE/v1/completions
-r1=$(curl -s "$C" -d '{"prompt": [1, 403, 407, 261, 378], "max_tokens": 12, "temperature": 0, "session_id": 42, "return_token_ids": true, "ignore_eos": true}')
+r1=$(curl -s "$C" -H "$JSON" -d '{"prompt": [1, 403, 407, 261, 378], "max_tokens": 12, "temperature": 0, "session_id": 42, "return_token_ids": true, "ignore_eos": true}')
 out1=$(echo "$r1" | python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["choices"][0]["token_ids"])))')
 q0=$(metric prefix_cache_queries_total); h0=$(metric prefix_cache_hits_total)
-r2=$(curl -s "$C" -d '{"prompt": [13, 450, 2], "max_tokens": 12, "temperature": 0, "session_id": 42, "return_token_ids": true, "ignore_eos": true}')
+r2=$(curl -s "$C" -H "$JSON" -d '{"prompt": [13, 450, 2], "max_tokens": 12, "temperature": 0, "session_id": 42, "return_token_ids": true, "ignore_eos": true}')
 q1=$(metric prefix_cache_queries_total); h1=$(metric prefix_cache_hits_total)
 p2=$(echo "$r2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["usage"]["prompt_tokens"])')
 [ "$p2" = 3 ] && echo "ok: session turn 2 reports 3 prompt tokens" || fail "turn 2 prompt_tokens $p2: $r2"
@@ -51,15 +52,16 @@ c2=$(echo "$r2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["usage
 [ "$c2" -gt 0 ] && [ "$c2" = $(( (q1 - q0) - computed )) ] \
   && echo "ok: turn 2 usage reports $c2 cached tokens (context $((q1 - q0)) - prefilled $computed)" \
   || fail "turn 2 cached_tokens $c2, expected $(( (q1 - q0) - computed )): $r2"
-full=$(curl -s "$C" -d "{\"prompt\": [1, 403, 407, 261, 378, $out1, 13, 450, 2], \"max_tokens\": 12, \"temperature\": 0, \"return_token_ids\": true, \"ignore_eos\": true}")
+full=$(curl -s "$C" -H "$JSON" -d "{\"prompt\": [1, 403, 407, 261, 378, $out1, 13, 450, 2], \"max_tokens\": 12, \"temperature\": 0, \"return_token_ids\": true, \"ignore_eos\": true}")
 t2=$(echo "$r2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["token_ids"])')
 tf=$(echo "$full" | python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["token_ids"])')
 [ "$t2" = "$tf" ] && echo "ok: session turn 2 == the full request ($t2)" || fail "session turn 2 $t2 vs full $tf"
 
 # SIGTERM with a request in flight: it completes, then exit 0
-curl -s "$C" -d '{"prompt": "Once", "max_tokens": 300, "ignore_eos": true}' -o "$TMP/inflight.json" &
+curl -s "$C" -H "$JSON" -d '{"prompt": "Once", "max_tokens": 300, "ignore_eos": true}' -o "$TMP/inflight.json" &
 cpid=$!
-sleep 0.2
+# SIGTERM once it runs (a fixed sleep lost the race on a loaded machine: the signal came first)
+for _ in $(seq 100); do [ "$(metric num_requests_running)" = 1 ] && break; sleep 0.05; done
 stop_server
 wait $cpid
 grep -q '"finish_reason":"length"' "$TMP/inflight.json" && echo "ok: in-flight request finished during shutdown" \
@@ -70,12 +72,12 @@ grep -q '"finish_reason":"length"' "$TMP/inflight.json" && echo "ok: in-flight r
 start_server "$TMP/server2.log" --max-num-seqs 1 --max-queue 0 || fail "server start"
 pids=
 for k in $(seq 24); do
-  curl -s "$BASE/v1/completions" -d '{"prompt": "Once", "max_tokens": 500, "ignore_eos": true}' -o /dev/null &
+  curl -s "$BASE/v1/completions" -H "$JSON" -d '{"prompt": "Once", "max_tokens": 500, "ignore_eos": true}' -o /dev/null &
   pids="$pids $!"
 done
 code=
 for _ in $(seq 100); do  # probe until the background requests fill the queue
-  code=$(curl -s -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' "$BASE/v1/completions" -d '{"prompt": "a", "max_tokens": 2}')
+  code=$(curl -s -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' "$BASE/v1/completions" -H "$JSON" -d '{"prompt": "a", "max_tokens": 2}')
   [ "$code" = 429 ] && break
   sleep 0.02
 done

@@ -14,15 +14,6 @@ if [ -n "$NM" ]; then
   NODE_PATH=$NM node "$SRC/tests/server/openai_client.js" "$BASE" || fail "openai client checks"
 fi
 
-# expect_http NAME STATUS SUBSTRING curl-args...: the status and a body containing SUBSTRING.
-expect_http() {
-  local name=$1 want=$2 sub=$3; shift 3
-  local code
-  code=$(curl -s -o "$TMP/body" -w '%{http_code}' "$@")
-  if [ "$code" != "$want" ]; then fail "$name: status $code, expected $want: $(head -c 300 "$TMP/body")"; return; fi
-  if [ -n "$sub" ] && ! grep -qF -- "$sub" "$TMP/body"; then fail "$name: body lacks '$sub': $(head -c 300 "$TMP/body")"; return; fi
-  echo "ok: $name -> $code $(head -c 160 "$TMP/body")"
-}
 C=$BASE/v1/completions
 H=(-H 'Content-Type: application/json')
 expect_http "malformed JSON" 400 'invalid JSON' "${H[@]}" -d '{"prompt": "a",' "$C"
