@@ -94,6 +94,10 @@ expect_http "8: n x prompts over --max-num-seqs" 400 '"param":"n"' "${K[@]}" "${
 queue_full() {
   local name=$1 bg=$2 want=$3 code= cpid
   curl -s "${K[@]}" "${JSON[@]}" -d "$bg" "$C" -o "$TMP/bg.json" & cpid=$!
+  for _ in $(seq 100); do  # the background request in the engine first
+    [ "$(metric num_requests_running)" != 0 ] && break
+    sleep 0.02
+  done
   for _ in $(seq 100); do
     code=$(curl -s -o "$TMP/body" -w '%{http_code}' "${K[@]}" "${JSON[@]}" \
       -d '{"prompt": "Once", "max_tokens": 480, "ignore_eos": true}' "$C")

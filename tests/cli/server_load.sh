@@ -70,19 +70,20 @@ grep -q '"finish_reason":"length"' "$TMP/inflight.json" && echo "ok: in-flight r
 
 # --max-queue: beyond max-num-seqs running + max-queue waiting -> 429 with Retry-After
 start_server "$TMP/server2.log" --max-num-seqs 1 --max-queue 0 || fail "server start"
-pids=
-for k in $(seq 24); do
-  curl -s "$BASE/v1/completions" -H "$JSON" -d '{"prompt": "Once", "max_tokens": 500, "ignore_eos": true}' -o /dev/null &
-  pids="$pids $!"
-done
+# the one slot kept busy (one long request after another) until a probe has seen the 429
+(while [ ! -e "$TMP/probed" ]; do
+  curl -s "$BASE/v1/completions" -H "$JSON" -d '{"prompt": "Once", "max_tokens": 500, "ignore_eos": true}' -o /dev/null
+done) &
+busy=$!
 code=
 for _ in $(seq 100); do  # probe until the background requests fill the queue
   code=$(curl -s -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' "$BASE/v1/completions" -H "$JSON" -d '{"prompt": "a", "max_tokens": 2}')
   [ "$code" = 429 ] && break
   sleep 0.02
 done
+touch "$TMP/probed"
 [ "$code" = 429 ] && grep -qi '^Retry-After:' "$TMP/hdr" && echo "ok: 429 with Retry-After" \
   || fail "queue full: status $code $(cat "$TMP/body")"
-wait $pids
+wait $busy
 stop_server
 finish
