@@ -38,12 +38,13 @@ static folio_dtype gpu_dtype(const device_options *o, const model_config *c) {
 static int open_gpu(const char *dir, const device_options *o, comm_ctx *comm,
                     device_model *dm) {
     const double t0 = folio_now();
+    /* the config (and a dummy 4-bit model's group sizes) first: its errors do not need a GPU */
+    if (model_open_config(dir, &o->quant, comm->rank, comm->world, &dm->m) != 0) return -1;
     const char *why = "";
     if (cuda_device_count_or_zero(&why) == 0)
         return folio_fail("--device cuda: no CUDA device (%s); use --device cpu", why);
     int device = 0; /* this rank's GPU (local rank k: GPU k) before anything is allocated */
     if (comm_select_gpu(comm, &device) != 0) return -1;
-    if (model_open_config(dir, &o->quant, comm->rank, comm->world, &dm->m) != 0) return -1;
     cuda_weights *w = folio_xcalloc(1, sizeof *w);
     load_options opt = {.format = o->format, .show_progress = comm->rank == 0, .dummy_seed = 0};
     dm->dtype = gpu_dtype(o, &dm->m.cfg);
