@@ -24,7 +24,7 @@
 #include "tokenizer_codec.h"
 
 enum { OPT_HOST = 1, OPT_PORT, OPT_API_KEY, OPT_SERVED_NAME, OPT_MAX_QUEUE, OPT_SHUTDOWN_TIMEOUT,
-       OPT_LOG_REQUESTS, OPT_CORS, OPT_MAX_BODY };
+       OPT_LOG_REQUESTS, OPT_CORS, OPT_MAX_BODY, OPT_TOOL_PARSER, OPT_AUTO_TOOL_CHOICE };
 
 static const char USAGE[] =
     "usage: folio serve --model DIR [options]   (OpenAI-compatible HTTP server)\n"
@@ -39,11 +39,14 @@ static const char USAGE[] =
     "  --log-requests           log each request's parameters with its line\n"
     "  --cors                   allow cross-origin requests (off by default)\n"
     "  --max-body-bytes N       largest request body (default 33554432)\n"
+    "  --tool-call-parser NAME  how tool calls are read from the output: auto (from the chat\n"
+    "                           template, the default), hermes, llama3_json, mistral, none\n"
+    "  --enable-auto-tool-choice  accepted for vLLM's command lines (always on here)\n"
     ENGINE_KNOBS_HELP CLI_COMMON_HELP;
 
 typedef struct {
     common_options common;
-    const char *host, *api_key, *served_name;
+    const char *host, *api_key, *served_name, *tool_parser;
     long long port, max_queue, shutdown_timeout, max_body;
     bool log_requests, cors;
     engine_options knobs;
@@ -60,6 +63,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"log-requests", no_argument, 0, OPT_LOG_REQUESTS},
         {"cors", no_argument, 0, OPT_CORS},
         {"max-body-bytes", required_argument, 0, OPT_MAX_BODY},
+        {"tool-call-parser", required_argument, 0, OPT_TOOL_PARSER},
+        {"enable-auto-tool-choice", no_argument, 0, OPT_AUTO_TOOL_CHOICE},
         ENGINE_KNOB_OPTIONS,
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
@@ -83,6 +88,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         case OPT_SERVED_NAME: a->served_name = optarg; break;
         case OPT_LOG_REQUESTS: a->log_requests = true; break;
         case OPT_CORS: a->cors = true; break;
+        case OPT_TOOL_PARSER: a->tool_parser = optarg; break;
+        case OPT_AUTO_TOOL_CHOICE: break;
 #define INT_OPT(ID, NAME, MIN, MAX, FIELD)                                          \
         case ID:                                                                   \
             if (cli_parse_int(NAME, optarg, MIN, MAX, &a->FIELD) != 0) return -1;  \
@@ -98,6 +105,10 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     if (optind < argc)
         return folio_fail("serve: unexpected argument '%s' (see folio serve --help)", argv[optind]);
     if (cli_common_check(&a->common, "serve") != 0) return -1;
+    tool_format tf;
+    if (a->tool_parser && strcmp(a->tool_parser, "auto") != 0 &&
+        tool_format_parse(a->tool_parser, &tf) != 0)
+        return folio_fail_context("serve: --tool-call-parser");
     if (!a->served_name) a->served_name = a->common.model_dir;
     return 0;
 }
@@ -140,6 +151,22 @@ static int serve_until_signal(const serve_args *a, http_server *h, serve_loop *L
     return 0;
 }
 
+/* How tool calls will be read (--tool-call-parser, or the chat template), said once. */
+static int setup_tools(const serve_args *a, const tokenizer *tok, const chat_template *ct,
+                       serve_tools *st) {
+    if (serve_tools_resolve(a->tool_parser, ct, tok, st) != 0) return -1;
+    if (st->format != TOOL_FORMAT_NONE)
+        fprintf(stderr, "folio: serve: tool calls read in the %s format (%s)%s\n",
+                tool_format_name(st->format),
+                st->from_template ? "from the chat template" : "--tool-call-parser",
+                st->keep_special ? "; requests with tools keep special tokens" : "");
+    else if (ct && !a->tool_parser)
+        fprintf(stderr, "folio: serve: the chat template shows no tool-call format: requests "
+                        "with tools get 400 unless tool_choice is \"none\" (see "
+                        "--tool-call-parser)\n");
+    return 0;
+}
+
 /* Rank 0: the engine thread and the HTTP front end over the broadcasting backend, until a
  * signal; returns after the engine thread has stopped. */
 static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *comm, plan_channel *ch,
@@ -162,6 +189,7 @@ static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *co
                       .max_n = sc->max_num_seqs, .max_model_len = sc->max_model_len,
                       .vocab = dm->m.cfg.vocab, .max_body = (size_t)a->max_body, .cors = a->cors,
                       .log_requests = a->log_requests};
+    if (setup_tools(a, tok, ct, &hc.tools) != 0) goto out;
     if (!(h = http_server_start(&hc, L, tok, ct, mt))) goto out;
     fprintf(stderr, "folio: serving %s as '%s' on http://%s:%d (OpenAI API under /v1)%s; "
                     "pid %d (SIGTERM or SIGINT stops it gracefully)\n",

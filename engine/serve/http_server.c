@@ -337,6 +337,10 @@ static enum MHD_Result do_generate(conn_ctx *cx, struct MHD_Connection *c) {
     prompt_set ps = {0};
     enum MHD_Result res;
     if (!read_request(cx, c, &rq, &res)) goto out;
+    if (oai_tools_prepare(&rq, &cx->s->cfg.tools, &cx->x.tools) != 0) {
+        res = reply_error(cx, c, 400, folio_last_error(), NULL);
+        goto out;
+    }
     cx->job = job_create(cx->kind == OAI_CHAT ? 1 : rq.n_prompts);
     if (prompt_build(&cx->s->pb, &rq, &ps) != 0) {
         res = reply_error(cx, c, 400, folio_last_error(), NULL);

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "serve_loop.h"
 #include "tokenizer.h"
+#include "tool_calls.h"
 
 typedef struct {
     const char *host;            /* address to bind (default 127.0.0.1) */
@@ -29,6 +30,7 @@ typedef struct {
     size_t max_body;             /* bytes; larger bodies get 413 before being read */
     bool cors;
     bool log_requests;           /* log each request's parameters too */
+    serve_tools tools;           /* how tool calls are read from the output */
 } http_config;
 
 typedef struct http_server http_server;
