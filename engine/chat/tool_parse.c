@@ -159,14 +159,23 @@ void tp_open_segment(tool_stream *s, size_t open, size_t body) {
     s->text_ws = 0;
 }
 
+void tp_begin_json(tool_stream *s, int phase) {
+    s->json_start = s->pos;
+    tp_jscan_begin(&s->js);
+    s->phase = phase;
+}
+
+bool tp_skip_after_call(tool_stream *s) {
+    if (!s->after_call) return true;
+    size_t n = 0;
+    while (n < s->pend.len && tp_is_ws((unsigned char)s->pend.s[n])) n++;
+    tp_drop(s, n);
+    s->after_call = s->pend.len == 0; /* more whitespace may come */
+    return !s->after_call;
+}
+
 int tp_text_step_markers(tool_stream *s, bool final, const char *const *openers) {
-    if (s->after_call) {
-        size_t n = 0;
-        while (n < s->pend.len && tp_is_ws((unsigned char)s->pend.s[n])) n++;
-        tp_drop(s, n);
-        if (s->pend.len == 0) return TP_STOP;
-        s->after_call = false;
-    }
+    if (!tp_skip_after_call(s)) return TP_STOP;
     size_t len = s->pend.len, run = 0; /* pend[run..i) is the whitespace just before i */
     for (size_t i = s->text_ws; i < len; i++) {
         if (tp_is_ws((unsigned char)s->pend.s[i])) continue;

@@ -20,9 +20,7 @@ static int segment_step(tool_stream *s, bool final) {
                 break;
             }
             if (c != '{') return SEG_FAIL;
-            s->json_start = s->pos;
-            tp_jscan_begin(&s->js);
-            s->phase = H_JSON;
+            tp_begin_json(s, H_JSON);
             break;
         case H_JSON: {
             int r = tp_jscan_byte(&s->js, c);

@@ -85,6 +85,10 @@ void tp_drop(tool_stream *s, size_t n);
 /* Opens a segment whose lead is pend[0..open) and opener pend[open..body); the segment step
  * starts reading at body in its phase 0. */
 void tp_open_segment(tool_stream *s, size_t open, size_t body);
+/* The segment's JSON value starts at pos: scanned from there in `phase`. */
+void tp_begin_json(tool_stream *s, int phase);
+/* After a call, drops the whitespace that follows it; true when bytes are left to read. */
+bool tp_skip_after_call(tool_stream *s);
 
 /* The text step of families whose calls may follow any text: releases text up to a marker of
  * openers (NULL-terminated), holding back a possible start of one and the whitespace before

@@ -11,13 +11,7 @@ static const char TAG[] = "<|python_tag|>";
 
 /* At the start of the output, or right after a call: the next call, or plain text. */
 static int text_step(tool_stream *s, bool final) {
-    if (s->after_call) { /* the whitespace after a call is dropped */
-        size_t n = 0;
-        while (n < s->pend.len && tp_is_ws((unsigned char)s->pend.s[n])) n++;
-        tp_drop(s, n);
-        s->after_call = s->pend.len == 0;
-        if (s->after_call) return TP_STOP;
-    }
+    if (!tp_skip_after_call(s)) return TP_STOP;
     size_t i = 0, len = s->pend.len;
     while (i < len && tp_is_ws((unsigned char)s->pend.s[i])) i++;
     if (i < len && s->pend.s[i] == ';' && s->out.n_calls > 0) {
@@ -32,9 +26,7 @@ static int text_step(tool_stream *s, bool final) {
     }
     if (s->pend.s[i] == '{') {
         tp_open_segment(s, i, i);
-        s->phase = L_JSON;
-        s->json_start = i;
-        tp_jscan_begin(&s->js);
+        tp_begin_json(s, L_JSON);
         return TP_GO;
     }
     switch (tp_match(s, i, TAG)) {
@@ -57,9 +49,7 @@ static int segment_step(tool_stream *s, bool final) {
                 continue;
             }
             if (c != '{') return SEG_FAIL;
-            s->json_start = s->pos;
-            tp_jscan_begin(&s->js);
-            s->phase = L_JSON;
+            tp_begin_json(s, L_JSON);
         }
         int r = tp_jscan_byte(&s->js, c);
         s->pos++;

@@ -18,20 +18,13 @@ static bool name_char(unsigned char c) {
 
 static int text_step(tool_stream *s, bool final) { return tp_text_step_markers(s, final, OPENERS); }
 
-/* Starts scanning the JSON value at pos. */
-static void begin_json(tool_stream *s, int phase) {
-    s->json_start = s->pos;
-    tp_jscan_begin(&s->js);
-    s->phase = phase;
-}
-
 static int segment_step(tool_stream *s, bool final) {
     while (s->pos < s->pend.len) {
         unsigned char c = (unsigned char)s->pend.s[s->pos];
         switch (s->phase) {
         case M_LEAD:
             if (tp_is_ws(c)) s->pos++;
-            else if (c == '[' || c == '{') begin_json(s, M_JSON);
+            else if (c == '[' || c == '{') tp_begin_json(s, M_JSON);
             else if (name_char(c)) {
                 s->name_start = s->pos;
                 s->phase = M_NAME;
@@ -63,7 +56,7 @@ static int segment_step(tool_stream *s, bool final) {
             break;
         case M_ARGS_LEAD:
             if (tp_is_ws(c)) s->pos++;
-            else if (c == '{') begin_json(s, M_ARGS_JSON);
+            else if (c == '{') tp_begin_json(s, M_ARGS_JSON);
             else return SEG_FAIL;
             break;
         default: { /* M_JSON, M_ARGS_JSON */
