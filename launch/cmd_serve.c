@@ -26,7 +26,7 @@
 enum { OPT_HOST = 1, OPT_PORT, OPT_API_KEY, OPT_SERVED_NAME, OPT_MAX_QUEUE, OPT_SHUTDOWN_TIMEOUT,
        OPT_LOG_REQUESTS, OPT_CORS, OPT_MAX_BODY, OPT_MAX_QUEUE_TOKENS, OPT_MAX_CONNECTIONS,
        OPT_IDLE_TIMEOUT, OPT_HTTP_THREADS, OPT_MAX_BUFFERED, OPT_MAX_BUFFERED_CLIENT,
-       OPT_MAX_TOKENIZE };
+       OPT_MAX_TOKENIZE, OPT_TOOL_PARSER, OPT_AUTO_TOOL_CHOICE };
 
 static const char USAGE[] =
     "usage: folio serve --model DIR [options]   (OpenAI-compatible HTTP server)\n"
@@ -55,11 +55,14 @@ static const char USAGE[] =
     "                           open-file limit allows, raised to its hard limit at start)\n"
     "  --idle-timeout S         close a connection silent for S seconds (default 30)\n"
     "  --http-threads N         threads serving the sockets (default 4)\n"
+    "  --tool-call-parser NAME  how tool calls are read from the output: auto (from the chat\n"
+    "                           template, the default), hermes, llama3_json, mistral, none\n"
+    "  --enable-auto-tool-choice  accepted for vLLM's command lines (always on here)\n"
     ENGINE_KNOBS_HELP CLI_COMMON_HELP;
 
 typedef struct {
     common_options common;
-    const char *host, *api_key, *served_name;
+    const char *host, *api_key, *served_name, *tool_parser;
     long long port, max_queue, shutdown_timeout, max_body, max_queue_tokens, max_connections,
         idle_timeout, http_threads, max_buffered, max_buffered_client, max_tokenize;
     bool log_requests, cors;
@@ -84,6 +87,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"max-buffered-bytes", required_argument, 0, OPT_MAX_BUFFERED},
         {"max-buffered-bytes-per-client", required_argument, 0, OPT_MAX_BUFFERED_CLIENT},
         {"max-tokenize-bytes", required_argument, 0, OPT_MAX_TOKENIZE},
+        {"tool-call-parser", required_argument, 0, OPT_TOOL_PARSER},
+        {"enable-auto-tool-choice", no_argument, 0, OPT_AUTO_TOOL_CHOICE},
         ENGINE_KNOB_OPTIONS,
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
@@ -111,6 +116,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         case OPT_SERVED_NAME: a->served_name = optarg; break;
         case OPT_LOG_REQUESTS: a->log_requests = true; break;
         case OPT_CORS: a->cors = true; break;
+        case OPT_TOOL_PARSER: a->tool_parser = optarg; break;
+        case OPT_AUTO_TOOL_CHOICE: break;
 #define INT_OPT(ID, NAME, MIN, MAX, FIELD)                                          \
         case ID:                                                                   \
             if (cli_parse_int(NAME, optarg, MIN, MAX, &a->FIELD) != 0) return -1;  \
@@ -141,6 +148,10 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         return folio_fail("serve: --max-body-bytes %lld is more than one client may hold "
                           "(--max-buffered-bytes-per-client %lld): no body that large could be "
                           "read", a->max_body, a->max_buffered_client);
+    tool_format tf;
+    if (a->tool_parser && strcmp(a->tool_parser, "auto") != 0 &&
+        tool_format_parse(a->tool_parser, &tf) != 0)
+        return folio_fail_context("serve: --tool-call-parser");
     if (!a->served_name) a->served_name = a->common.model_dir;
     return 0;
 }
@@ -180,6 +191,22 @@ static int serve_until_signal(const serve_args *a, http_server *h, serve_loop *L
     /* let the connection threads send what they have */
     double until = folio_now() + 5.0;
     while (http_server_active(h) > 0 && folio_now() < until) sleep_ms(20);
+    return 0;
+}
+
+/* How tool calls will be read (--tool-call-parser, or the chat template), said once. */
+static int setup_tools(const serve_args *a, const tokenizer *tok, const chat_template *ct,
+                       serve_tools *st) {
+    if (serve_tools_resolve(a->tool_parser, ct, tok, st) != 0) return -1;
+    if (st->format != TOOL_FORMAT_NONE)
+        fprintf(stderr, "folio: serve: tool calls read in the %s format (%s)%s\n",
+                tool_format_name(st->format),
+                st->from_template ? "from the chat template" : "--tool-call-parser",
+                st->keep_special ? "; requests with tools keep special tokens" : "");
+    else if (ct && !a->tool_parser)
+        fprintf(stderr, "folio: serve: the chat template shows no tool-call format: requests "
+                        "with tools get 400 unless tool_choice is \"none\" (see "
+                        "--tool-call-parser)\n");
     return 0;
 }
 
@@ -224,6 +251,7 @@ static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *co
                       .max_connections = (int)a->max_connections,
                       .idle_timeout_s = (int)a->idle_timeout, .threads = (int)a->http_threads,
                       .cors = a->cors, .log_requests = a->log_requests};
+    if (setup_tools(a, tok, ct, &hc.tools) != 0) goto out;
     if (!(h = http_server_start(&hc, L, tok, ct, mt))) goto out;
     unsigned served, held;
     http_server_connection_limits(h, &served, &held);

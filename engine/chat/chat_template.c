@@ -14,6 +14,7 @@
 struct chat_template {
     char *names[MAX_TEMPLATES]; /* "default" for a single template */
     jinja_template *tpl[MAX_TEMPLATES];
+    char *src[MAX_TEMPLATES];   /* their Jinja sources */
     int n;
     char *bos_token, *eos_token; /* NULL when the config has none */
     char *source;                /* the file the templates came from, for messages */
@@ -35,6 +36,7 @@ static int add_template(chat_template *ct, const char *name, const char *src) {
         return folio_fail_context("%s", ct->source);
     }
     ct->names[ct->n] = folio_xstrdup(name);
+    ct->src[ct->n] = folio_xstrdup(src);
     ct->tpl[ct->n++] = t;
     return 0;
 }
@@ -165,10 +167,15 @@ int chat_template_render(const chat_template *ct, const json_t *messages, const 
     return rc == 0 ? 0 : folio_fail_context("%s", file_name(ct->source));
 }
 
+const char *chat_template_source(const chat_template *ct, int i) {
+    return ct && i >= 0 && i < ct->n ? ct->src[i] : NULL;
+}
+
 void chat_template_free(chat_template *ct) {
     if (!ct) return;
     for (int k = 0; k < ct->n; k++) {
         free(ct->names[k]);
+        free(ct->src[k]);
         jinja_free(ct->tpl[k]);
     }
     free(ct->bos_token);

@@ -23,6 +23,9 @@ chat_template *chat_template_load(const char *model_dir);
 int chat_template_render(const chat_template *ct, const json_t *messages, const json_t *tools,
                          bool add_generation_prompt, char **out, size_t *out_len);
 
+/* The Jinja source of template i (0 <= i), or NULL past the last one. */
+const char *chat_template_source(const chat_template *ct, int i);
+
 void chat_template_free(chat_template *ct);
 
 #endif

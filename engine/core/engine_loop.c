@@ -424,7 +424,8 @@ static bool in_list(const int32_t *ids, int n, int32_t id) {
 }
 
 /* The finish reason token t (q's newest) gives q; its text goes into q->text (all of it,
- * final, when q finishes). */
+ * final, when q finishes), except a stop token's (EOS, stop_token_ids): as in vLLM, the token
+ * that stops a sequence is not part of its text, even with special tokens kept. */
 static finish_reason stop_check(engine *e, sequence *q, int32_t t) {
     const request_params *p = &q->req->p;
     finish_reason why = FINISH_NONE;
@@ -434,7 +435,7 @@ static finish_reason stop_check(engine *e, sequence *q, int32_t t) {
     else if (sequence_generated(q) >= p->max_tokens ||
              q->n_tokens >= e->cfg.sched.max_model_len)
         why = FINISH_LENGTH;
-    bool hit = text_push(e, q, t);
+    bool hit = why == FINISH_STOP ? false : text_push(e, q, t);
     if (hit || why != FINISH_NONE) hit |= text_finish(e, q, hit);
     return hit ? FINISH_STOP : why;
 }

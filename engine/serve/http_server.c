@@ -533,6 +533,10 @@ static void prep_generate(conn_ctx *cx) {
     oai_request rq;
     prompt_set ps = {0};
     if (!read_request(cx, &rq)) goto out;
+    if (oai_tools_prepare(&rq, &s->cfg.tools, &cx->x.tools) != 0) {
+        answer_error(cx, 400, folio_last_error(), NULL);
+        goto out;
+    }
     if (prompt_build(&s->pb, &rq, &ps) != 0) {
         answer_error(cx, 400, folio_last_error(), NULL);
         goto out;

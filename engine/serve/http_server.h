@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "serve_loop.h"
 #include "tokenizer.h"
+#include "tool_calls.h"
 
 typedef struct {
     const char *host;            /* address to bind (default 127.0.0.1) */
@@ -44,6 +45,7 @@ typedef struct {
     int threads;                 /* libmicrohttpd's threads */
     bool cors;
     bool log_requests;           /* log each request's parameters too */
+    serve_tools tools;           /* how tool calls are read from the output */
 } http_config;
 
 typedef struct http_server http_server;

@@ -17,12 +17,16 @@ static const char *const KNOWN[] = {
     "logprobs", "top_logprobs", "echo", "user", "stream", "stream_options", "top_k", "min_p",
     "repetition_penalty", "stop_token_ids", "ignore_eos", "min_tokens", "skip_special_tokens",
     "add_generation_prompt", "priority", "session_id", "return_token_ids", NULL};
+/* Known to chat requests only (unknown, so logged, in a completion request). */
+static const char *const CHAT_ONLY[] = {"tools", "tool_choice", "parallel_tool_calls", NULL};
 
 static const char *const ROLES[] = {"system", "user", "assistant", "tool", "developer", NULL};
 
-static bool known(const char *key) {
+static bool known(const char *key, oai_kind kind) {
     for (int k = 0; KNOWN[k]; k++)
         if (strcmp(KNOWN[k], key) == 0) return true;
+    for (int k = 0; kind == OAI_CHAT && CHAT_ONLY[k]; k++)
+        if (strcmp(CHAT_ONLY[k], key) == 0) return true;
     return false;
 }
 
@@ -107,6 +111,36 @@ static int check_content(const json_t *m, size_t i) {
     return 0;
 }
 
+/* An assistant message's tool_calls: [{"id", "type": "function", "function": {"name",
+ * "arguments"}}], arguments a string holding JSON (or an object, or absent), as a client
+ * sends back the calls it was given. */
+static int check_tool_calls(const json_t *m, size_t i) {
+    const json_t *tc = json_object_get(m, "tool_calls");
+    char name[96];
+    snprintf(name, sizeof name, "messages[%zu].tool_calls", i);
+    if (!tc || json_is_null(tc)) return 0;
+    if (!json_is_array(tc)) return json_fail_field(&SRC, name, "a list of tool calls", tc);
+    for (size_t k = 0; k < json_array_size(tc); k++) {
+        const json_t *call = json_array_get(tc, k), *f = json_object_get(call, "function");
+        const json_t *args = json_object_get(f, "arguments");
+        snprintf(name, sizeof name, "messages[%zu].tool_calls[%zu]", i, k);
+        if (!json_is_object(call) || !json_is_object(f) ||
+            !json_is_string(json_object_get(f, "name")))
+            return json_fail_field(&SRC, name, "{\"type\": \"function\", \"function\": "
+                                   "{\"name\": ..., \"arguments\": ...}}", call);
+        snprintf(name, sizeof name, "messages[%zu].tool_calls[%zu].function.arguments", i, k);
+        if (args && !json_is_null(args) && !json_is_string(args) && !json_is_object(args))
+            return json_fail_field(&SRC, name, "a JSON string", args);
+        if (json_is_string(args) && json_string_length(args) > 0) { /* the template gets it */
+            json_t *parsed = json_loadb(json_string_value(args), json_string_length(args),
+                                        JSON_DECODE_ANY, NULL);
+            if (!parsed) return json_fail_field(&SRC, name, "a string holding JSON", args);
+            json_decref(parsed);
+        }
+    }
+    return 0;
+}
+
 static int read_messages(const json_t *obj, oai_request *r) {
     const json_t *v = json_object_get(obj, "messages");
     if (!v || json_is_null(v)) return json_fail_field(&SRC, "messages", "a list of messages", NULL);
@@ -126,9 +160,80 @@ static int read_messages(const json_t *obj, oai_request *r) {
         if (!ROLES[k])
             return json_fail_unsupported(&SRC, name, "this role (system, user, assistant, "
                                          "tool, developer are)", role);
-        if (check_content(m, i) != 0) return -1;
+        if (check_content(m, i) != 0 || check_tool_calls(m, i) != 0) return -1;
     }
     r->messages = json_incref((json_t *)v);
+    return 0;
+}
+
+/* tools: [{"type": "function", "function": {"name", "description"?, "parameters"?,
+ * "strict"?}}]. */
+static int read_tool_list(const json_t *obj, oai_request *r) {
+    const json_t *v = json_object_get(obj, "tools");
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_array(v)) return json_fail_field(&SRC, "tools", "a list of tools", v);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        const json_t *t = json_array_get(v, i), *type = json_object_get(t, "type");
+        const json_t *f = json_object_get(t, "function"), *fname = json_object_get(f, "name");
+        const json_t *params = json_object_get(f, "parameters");
+        char name[48];
+        snprintf(name, sizeof name, "tools[%zu]", i);
+        if (!json_is_object(t)) return json_fail_field(&SRC, name, "an object", t);
+        if (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0)
+            return json_fail_unsupported(&SRC, name, "a tool whose type is not \"function\"",
+                                         type);
+        snprintf(name, sizeof name, "tools[%zu].function", i);
+        if (!json_is_object(f)) return json_fail_field(&SRC, name, "an object", f);
+        snprintf(name, sizeof name, "tools[%zu].function.name", i);
+        if (!json_is_string(fname) || json_string_length(fname) == 0)
+            return json_fail_field(&SRC, name, "a non-empty string", fname);
+        snprintf(name, sizeof name, "tools[%zu].function.parameters", i);
+        if (params && !json_is_null(params) && !json_is_object(params))
+            return json_fail_field(&SRC, name, "a JSON schema object", params);
+    }
+    if (json_array_size(v) > 0) r->tools = json_incref((json_t *)v);
+    return 0;
+}
+
+static bool has_tool(const json_t *tools, const char *name) {
+    for (size_t i = 0; i < json_array_size(tools); i++) {
+        const json_t *f = json_object_get(json_array_get(tools, i), "function");
+        if (strcmp(json_string_value(json_object_get(f, "name")), name) == 0) return true;
+    }
+    return false;
+}
+
+/* tools, tool_choice and parallel_tool_calls, checked against each other as OpenAI does. */
+static int read_tools(const json_t *obj, oai_request *r) {
+    if (read_tool_list(obj, r) != 0 ||
+        json_get_bool(obj, "parallel_tool_calls", &SRC, &r->parallel_tool_calls, false) < 0)
+        return -1;
+    const json_t *v = json_object_get(obj, "tool_choice");
+    r->tool_choice = r->tools ? OAI_TOOLS_AUTO : OAI_TOOLS_NONE;
+    if (!v || json_is_null(v)) return 0;
+    static const char *const EXPECTED =
+        "\"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}";
+    if (json_is_string(v)) {
+        const char *c = json_string_value(v);
+        if (strcmp(c, "none") == 0) r->tool_choice = OAI_TOOLS_NONE;
+        else if (strcmp(c, "auto") == 0) r->tool_choice = OAI_TOOLS_AUTO;
+        else if (strcmp(c, "required") == 0) r->tool_choice = OAI_TOOLS_REQUIRED;
+        else return json_fail_field(&SRC, "tool_choice", EXPECTED, v);
+    } else {
+        const json_t *type = json_object_get(v, "type"), *f = json_object_get(v, "function");
+        const json_t *name = json_object_get(f, "name");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0 ||
+            !json_is_string(name))
+            return json_fail_field(&SRC, "tool_choice", EXPECTED, v);
+        r->tool_choice = OAI_TOOLS_NAMED;
+        r->tool_name = folio_xstrdup(json_string_value(name));
+    }
+    if (!r->tools && (r->tool_choice == OAI_TOOLS_REQUIRED || r->tool_choice == OAI_TOOLS_NAMED))
+        return json_fail_field(&SRC, "tool_choice", "tools to choose from (field 'tools')", v);
+    if (r->tool_choice == OAI_TOOLS_NAMED && !has_tool(r->tools, r->tool_name)) {
+        return folio_fail("request body: field 'tool_choice': the function '%.200s' is not one "
+                          "of the tools", r->tool_name);
+    }
     return 0;
 }
 
@@ -189,6 +294,8 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_lim
     out->kind = kind;
     out->skip_special = true;
     out->add_generation_prompt = true;
+    out->tool_choice = OAI_TOOLS_NONE;
+    out->parallel_tool_calls = true;
     request_params_init(&out->p);
     json_error_t jerr;
     json_t *obj = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -203,7 +310,7 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_lim
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v) {
-        if (known(key)) continue;
+        if (known(key, kind)) continue;
         out->n_unknown_total++;
         if (out->n_unknown == OAI_MAX_UNKNOWN) continue;
         size_t klen = strlen(key);
@@ -221,7 +328,7 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_lim
                                   json_object_get(obj, "prompt"));
             goto done;
         }
-        if (read_messages(obj, out) != 0) goto done;
+        if (read_messages(obj, out) != 0 || read_tools(obj, out) != 0) goto done;
         if (out->echo) {
             json_fail_unsupported(&SRC, "echo", "echo in a chat request",
                                   json_object_get(obj, "echo"));
@@ -290,6 +397,8 @@ void oai_request_free(oai_request *r) {
     free(r->prompt_ids);
     free(r->n_prompt_ids);
     json_decref(r->messages);
+    json_decref(r->tools);
+    free(r->tool_name);
     free(r->model);
     request_params_free(&r->p);
     memset(r, 0, sizeof *r);

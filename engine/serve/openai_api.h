@@ -3,9 +3,10 @@
  * (requests_jsonl.c, shared with `folio generate --requests`); this file adds the OpenAI
  * shapes around them: prompt as a string, a list of strings, a list of ids or a list of id
  * lists; messages; max_completion_tokens; logprobs/top_logprobs; stream and stream_options;
- * echo, skip_special_tokens, add_generation_prompt, priority, user, model, return_token_ids.
- * Unknown fields are counted, and the first few names returned to the caller cut short (the
- * server logs each name once, escaped).
+ * echo, skip_special_tokens, add_generation_prompt, priority, user, model, return_token_ids;
+ * chat's tools, tool_choice and parallel_tool_calls (OpenAI's shapes, checked here; whether
+ * the server can read calls is tool_calls.h's business). Unknown fields are counted, and the
+ * first few names returned to the caller cut short (the server logs each name once, escaped).
  *
  * Pure: no tokenizer, no engine, so it can be fuzzed (tests/fuzz/fuzz_openai_request.c). */
 #ifndef FOLIO_OPENAI_API_H
@@ -21,6 +22,10 @@
 
 typedef enum { OAI_COMPLETION, OAI_CHAT } oai_kind;
 
+/* tool_choice: "auto" (the default with tools), "none" (the default without), "required", or
+ * {"type": "function", "function": {"name": ...}}. */
+typedef enum { OAI_TOOLS_AUTO, OAI_TOOLS_NONE, OAI_TOOLS_REQUIRED, OAI_TOOLS_NAMED } oai_tool_choice;
+
 #define OAI_MAX_PROMPTS 64
 #define OAI_MAX_UNKNOWN 8        /* unknown field names kept of one request */
 #define OAI_UNKNOWN_NAME_MAX 64  /* bytes kept of each (the rest is cut) */
@@ -33,6 +38,10 @@ typedef struct {
     int32_t **prompt_ids;        /* [n_prompts] id prompts, or NULL (text) */
     int *n_prompt_ids;
     json_t *messages;            /* chat: the messages array (a reference) */
+    json_t *tools;               /* chat: the tools array (a reference), or NULL (none, or []) */
+    oai_tool_choice tool_choice;
+    char *tool_name;             /* OAI_TOOLS_NAMED: the function (one of tools) */
+    bool parallel_tool_calls;    /* default true: every call the model makes, else the first */
     request_params p;
     bool max_tokens_given;
     bool stream, include_usage, echo, skip_special, add_generation_prompt, return_token_ids;

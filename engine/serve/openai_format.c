@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "hash.h"
 #include "openai_format.h"
 #include "utf8.h"
 
@@ -140,14 +141,56 @@ static json_t *ids_json(const int32_t *ids, int n) {
     return a;
 }
 
+/* Call `index` of a choice as JSON: whole ({"id", "type": "function", "function": {"name",
+ * "arguments"}}, a message's), or a stream's delta of it: its head ({"index", "id", "type",
+ * "function": {"name", "arguments": ""}}) or its arguments ({"index", "function":
+ * {"arguments"}}). The id is drawn from the response's id, the choice and the index. */
+enum { CALL_WHOLE, CALL_HEAD, CALL_ARGS };
+static json_t *tool_call_json(const oai_response_ctx *x, int choice, int index,
+                              const tool_call *c, int part) {
+    json_t *o = json_object(), *f = json_object();
+    if (part != CALL_WHOLE) json_object_set_new(o, "index", json_integer(index));
+    if (part != CALL_ARGS) {
+        char id[32];
+        uint64_t seed = folio_fnv1a64(FOLIO_FNV64_OFFSET, x->id);
+        tool_call_id(x->tools.format, folio_mix64(seed + (uint64_t)choice * 131 + (uint64_t)index),
+                     id);
+        json_object_set_new(o, "id", json_string(id));
+        json_object_set_new(o, "type", json_string("function"));
+        json_object_set_new(f, "name", json_string(c->name));
+    }
+    json_object_set_new(f, "arguments", json_string(part == CALL_HEAD ? "" : c->arguments));
+    json_object_set_new(o, "function", f);
+    return o;
+}
+
+/* A chat message's content and tool_calls from the choice's text; returns the calls parsed. */
+static int tool_message(const oai_response_ctx *x, const serve_output *c, json_t *m) {
+    tool_output o = {0};
+    tool_parse_text(x->tools.format, c->text, c->len, &o);
+    if (o.n_calls > 0 && o.content.len == 0) json_object_set_new(m, "content", json_null());
+    else json_object_set_new(m, "content", json_stringn(o.content.s, o.content.len));
+    if (o.n_calls > 0 || x->tools.forced) {
+        json_t *calls = json_array();
+        for (int k = 0; k < o.n_calls && oai_tools_shown(&x->tools, k); k++)
+            json_array_append_new(calls, tool_call_json(x, c->choice, k, &o.calls[k], CALL_WHOLE));
+        json_object_set_new(m, "tool_calls", calls);
+    }
+    int n = o.n_calls;
+    tool_output_free(&o);
+    return n;
+}
+
 /* One choice of a whole response. */
 static json_t *choice_json(const oai_response_ctx *x, const serve_output *c) {
     json_t *ch = json_object();
+    int n_calls = 0;
     json_object_set_new(ch, "index", json_integer(c->choice));
     if (x->kind == OAI_CHAT) {
         json_t *m = json_object();
         json_object_set_new(m, "role", json_string("assistant"));
-        json_object_set_new(m, "content", json_stringn(c->text, c->len));
+        if (x->tools.format != TOOL_FORMAT_NONE) n_calls = tool_message(x, c, m);
+        else json_object_set_new(m, "content", json_stringn(c->text, c->len));
         json_object_set_new(ch, "message", m);
     } else if (x->echo) {
         size_t el = strlen(x->echo[c->prompt]);
@@ -162,7 +205,8 @@ static json_t *choice_json(const oai_response_ctx *x, const serve_output *c) {
     oai_tokens t = {.ids = c->ids, .lps = c->lps, .offs = c->offs, .n = c->n_tok,
                     .top_n = c->top_logprobs, .n_lead = c->n_lead};
     json_object_set_new(ch, "logprobs", logprobs_json(x, &t));
-    json_object_set_new(ch, "finish_reason", json_string(oai_finish_name(c->finish)));
+    json_object_set_new(ch, "finish_reason",
+                        json_string(oai_tools_finish(&x->tools, c->finish, n_calls)));
     if (x->return_token_ids) json_object_set_new(ch, "token_ids", ids_json(c->ids, c->n_tok));
     return ch;
 }
@@ -206,6 +250,22 @@ void oai_format_chunk(const oai_response_ctx *x, int index, const char *text, si
     json_object_set_new(ch, "finish_reason", finish ? json_string(finish) : json_null());
     if (x->return_token_ids)
         json_object_set_new(ch, "token_ids", ids_json(t ? t->ids : NULL, t ? t->n : 0));
+    json_array_append_new(choices, ch);
+    json_object_set_new(o, "choices", choices);
+    if (x->include_usage) json_object_set_new(o, "usage", json_null());
+    append_event(out, o);
+}
+
+void oai_format_tool_chunk(const oai_response_ctx *x, int choice, int index, const tool_call *c,
+                           bool first, text_buf *out) {
+    json_t *o = head(x, true), *choices = json_array(), *ch = json_object(), *d = json_object();
+    json_t *calls = json_array();
+    json_array_append_new(calls, tool_call_json(x, choice, index, c, first ? CALL_HEAD : CALL_ARGS));
+    json_object_set_new(d, "tool_calls", calls);
+    json_object_set_new(ch, "index", json_integer(choice));
+    json_object_set_new(ch, "delta", d);
+    json_object_set_new(ch, "logprobs", json_null());
+    json_object_set_new(ch, "finish_reason", json_null());
     json_array_append_new(choices, ch);
     json_object_set_new(o, "choices", choices);
     if (x->include_usage) json_object_set_new(o, "usage", json_null());

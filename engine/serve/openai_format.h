@@ -1,6 +1,7 @@
 /* OpenAI response bodies of the server: completions and chat completions (whole, and as
  * server-sent-event chunks), usage (with prompt_tokens_details.cached_tokens), logprobs in
- * both APIs' shapes, and error bodies ({"error": {"message", "type", "param", "code"}}). */
+ * both APIs' shapes, tool calls (message.tool_calls, and their deltas in a stream), and error
+ * bodies ({"error": {"message", "type", "param", "code"}}). */
 #ifndef FOLIO_OPENAI_FORMAT_H
 #define FOLIO_OPENAI_FORMAT_H
 
@@ -10,6 +11,7 @@
 #include "openai_api.h"
 #include "serve_loop.h"
 #include "tokenizer.h"
+#include "tool_calls.h"
 
 typedef struct {
     oai_kind kind;
@@ -20,6 +22,7 @@ typedef struct {
     char **echo;                 /* [n_sub] prompt texts to prepend, or NULL */
     bool return_token_ids;
     bool include_usage;
+    oai_tool_ctx tools;          /* chat: how the output's tool calls are read */
 } oai_response_ctx;
 
 /* Sampled tokens of one choice, or of one streamed chunk of it, and what their logprobs need.
@@ -47,6 +50,11 @@ char *oai_format_response(const oai_response_ctx *x, serve_job *j);
  * *out (text_buf). */
 void oai_format_chunk(const oai_response_ctx *x, int index, const char *text, size_t len,
                       const oai_tokens *t, const char *finish, bool role, text_buf *out);
+
+/* A stream's chunk for call `index` (among those shown) of choice `choice`: first, its id,
+ * type and name with arguments ""; else its arguments. Appended to *out. */
+void oai_format_tool_chunk(const oai_response_ctx *x, int choice, int index, const tool_call *c,
+                           bool first, text_buf *out);
 
 /* The final usage chunk (choices: []) of a stream. cached_tokens: context tokens whose KV was
  * reused (prompt_tokens_details.cached_tokens). */

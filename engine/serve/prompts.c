@@ -1,5 +1,5 @@
-/* The server's prompts: chat template rendering and tokenization under one lock, the prompt
- * checks and the max_tokens policy. */
+/* The server's prompts: chat template rendering (with the request's tools) and tokenization
+ * under one lock, the prompt checks and the max_tokens policy. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,21 +24,59 @@ static int encode(prompt_builder *b, const char *text, bool add_special, token_i
     return rc;
 }
 
-/* Renders messages with the chat template (the lock also covers the template). */
-static int render_chat(prompt_builder *b, const json_t *messages, bool add_generation_prompt,
-                       char **out) {
+/* The messages as templates read them: the API sends an assistant message's tool call
+ * arguments as a JSON string, templates (transformers', vLLM's) take an object ({} for an
+ * empty or absent one). A new reference: a copy where some arguments were parsed, else the
+ * messages themselves. NULL with a message when arguments are not JSON. */
+static json_t *template_messages(const json_t *messages) {
+    json_t *copy = NULL;
+    for (size_t i = 0; i < json_array_size(messages); i++) {
+        const json_t *calls = json_object_get(json_array_get(messages, i), "tool_calls");
+        for (size_t k = 0; k < json_array_size(calls); k++) {
+            const json_t *args = json_object_get(
+                json_object_get(json_array_get(calls, k), "function"), "arguments");
+            if (json_is_object(args)) continue;
+            if (!copy) copy = json_deep_copy(messages);
+            json_t *f = json_object_get(
+                json_array_get(json_object_get(json_array_get(copy, i), "tool_calls"), k),
+                "function");
+            json_t *parsed = json_object();
+            if (json_is_string(args) && json_string_length(args) > 0) {
+                json_decref(parsed);
+                parsed = json_loadb(json_string_value(args), json_string_length(args),
+                                    JSON_DECODE_ANY, NULL);
+                if (!parsed) {
+                    json_decref(copy);
+                    folio_fail("request body: field 'messages[%zu].tool_calls[%zu].function."
+                               "arguments': expected a string holding JSON", i, k);
+                    return NULL;
+                }
+            }
+            json_object_set_new(f, "arguments", parsed);
+        }
+    }
+    return copy ? copy : json_incref((json_t *)messages);
+}
+
+/* Renders messages (and tools, or NULL) with the chat template (the lock also covers the
+ * template). */
+static int render_chat(prompt_builder *b, const json_t *messages, const json_t *tools,
+                       bool add_generation_prompt, char **out) {
     size_t len;
+    json_t *msgs = template_messages(messages);
+    if (!msgs) return -1;
     pthread_mutex_lock(&b->mu);
-    int rc = chat_template_render(b->ct, messages, NULL, add_generation_prompt, out, &len);
+    int rc = chat_template_render(b->ct, msgs, tools, add_generation_prompt, out, &len);
     pthread_mutex_unlock(&b->mu);
+    json_decref(msgs);
     return rc;
 }
 
 /* Rendered messages -> ids. */
-static int encode_chat(prompt_builder *b, const json_t *messages, bool add_generation_prompt,
-                       bool add_special, token_ids *out) {
+static int encode_chat(prompt_builder *b, const json_t *messages, const json_t *tools,
+                       bool add_generation_prompt, bool add_special, token_ids *out) {
     char *text = NULL;
-    if (render_chat(b, messages, add_generation_prompt, &text) != 0) return -1;
+    if (render_chat(b, messages, tools, add_generation_prompt, &text) != 0) return -1;
     int rc = encode(b, text, add_special, out);
     free(text);
     return rc;
@@ -49,7 +87,7 @@ static int build_one(prompt_builder *b, const oai_request *rq, int i, token_ids 
     if (rq->kind == OAI_CHAT) {
         /* as transformers' apply_chat_template(tokenize=True) and vLLM: the template writes
          * the special tokens itself */
-        if (encode_chat(b, rq->messages, rq->add_generation_prompt, false, ids) != 0)
+        if (encode_chat(b, rq->messages, rq->tools, rq->add_generation_prompt, false, ids) != 0)
             return folio_fail_context("request body: field 'messages'");
     } else if (rq->prompt_texts) {
         if (encode(b, rq->prompt_texts[i], true, ids) != 0)
@@ -122,5 +160,7 @@ int prompt_tokenize(prompt_builder *b, const json_t *body, token_ids *out) {
     if (!b->ct)
         return folio_fail("request body: field 'messages': this model has no chat template");
     const json_t *agp = json_object_get(body, "add_generation_prompt");
-    return encode_chat(b, msgs, !agp || json_is_true(agp), as && json_is_true(as), out);
+    const json_t *tools = json_object_get(body, "tools");
+    return encode_chat(b, msgs, json_is_array(tools) ? tools : NULL, !agp || json_is_true(agp),
+                       as && json_is_true(as), out);
 }

@@ -43,8 +43,8 @@ int prompt_max_tokens(const prompt_builder *b, const oai_request *rq, const prom
 /* The text of ids[0..n) (echo). malloc'd. */
 char *prompt_text(const prompt_builder *b, const int32_t *ids, int n, bool skip_special);
 
-/* A /tokenize body (an object: "prompt", or "messages" with "add_generation_prompt"; and
- * "add_special_tokens") -> ids. 0, or -1 with a message. */
+/* A /tokenize body (an object: "prompt", or "messages" with "add_generation_prompt" and
+ * "tools"; and "add_special_tokens") -> ids. 0, or -1 with a message. */
 int prompt_tokenize(prompt_builder *b, const json_t *body, token_ids *out);
 
 #endif

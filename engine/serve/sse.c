@@ -1,5 +1,8 @@
 /* Server-sent events of a streamed generation: the pieces of a job's output as chunks (chat's
- * role chunk or completions' echo first), one token a chunk, then the end of the stream. */
+ * role chunk or completions' echo first), one token a chunk, then the end of the stream. With
+ * tool calls read from a chat's output, each choice's text goes through its parser: a chunk
+ * carries the content the parser released, and each call it completes comes as two chunks
+ * (id, type and name; then the arguments) where it stands in the content. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +17,10 @@ struct sse_stream {
     sse_park_result (*park)(void *);
     void *user;
     bool *started;               /* [choices] the role (chat) or echo chunk is out */
+    int n_choices;
+    tool_stream **tools;         /* [choices] the tool-call parsers, or NULL: no parsing */
+    size_t *content_sent;        /* [choices] bytes of the parser's content sent */
+    int *calls_sent;             /* [choices] calls of the parser's sent */
     text_buf out;                /* formatted, not yet sent from out_off */
     size_t out_off;
     bool ended;
@@ -27,11 +34,23 @@ sse_stream *sse_stream_create(serve_job *j, const oai_response_ctx *x,
     s->park = park;
     s->user = user;
     s->started = folio_xcalloc(job_n_choices(j), sizeof *s->started);
+    if (x->kind == OAI_CHAT && x->tools.format != TOOL_FORMAT_NONE) {
+        int n = s->n_choices = job_n_choices(j);
+        s->tools = folio_xcalloc(n, sizeof *s->tools);
+        for (int i = 0; i < n; i++) s->tools[i] = tool_stream_new(x->tools.format);
+        s->content_sent = folio_xcalloc(n, sizeof *s->content_sent);
+        s->calls_sent = folio_xcalloc(n, sizeof *s->calls_sent);
+    }
     return s;
 }
 
 void sse_stream_free(sse_stream *s) {
     if (!s) return;
+    /* the job may be gone already: the count is the stream's own */
+    for (int i = 0; s->tools && i < s->n_choices; i++) tool_stream_free(s->tools[i]);
+    free(s->tools);
+    free(s->content_sent);
+    free(s->calls_sent);
     free(s->started);
     text_buf_free(&s->out);
     free(s);
@@ -50,19 +69,47 @@ static void start_choice(sse_stream *s, const serve_output *p) {
     }
 }
 
+/* A piece of a choice whose calls are parsed: its text goes through the choice's parser; the
+ * content and calls released before the last call go out now, in order; *text, *len and
+ * *finish become what is left for the piece's own chunk. */
+static void tool_piece(sse_stream *s, const serve_output *p, const char **text, size_t *len,
+                       const char **finish) {
+    int i = p->choice;
+    tool_stream *ts = s->tools[i];
+    tool_stream_feed(ts, p->text, p->len);
+    if (p->done) tool_stream_finish(ts);
+    const tool_output *o = tool_stream_output(ts);
+    for (; s->calls_sent[i] < o->n_calls; s->calls_sent[i]++) {
+        const tool_call *c = &o->calls[s->calls_sent[i]];
+        if (c->content_before > s->content_sent[i])
+            oai_format_chunk(s->x, i, o->content.s + s->content_sent[i],
+                             c->content_before - s->content_sent[i], NULL, NULL, false, &s->out);
+        s->content_sent[i] = c->content_before;
+        if (!oai_tools_shown(&s->x->tools, s->calls_sent[i])) continue;
+        oai_format_tool_chunk(s->x, i, s->calls_sent[i], c, true, &s->out);
+        oai_format_tool_chunk(s->x, i, s->calls_sent[i], c, false, &s->out);
+    }
+    *text = o->content.s + s->content_sent[i];
+    *len = o->content.len - s->content_sent[i];
+    s->content_sent[i] = o->content.len;
+    if (p->done) *finish = oai_tools_finish(&s->x->tools, p->finish, o->n_calls);
+}
+
 /* job_read's callback: one piece as a chunk. */
 static void on_piece(void *user, const serve_output *p) {
     sse_stream *s = user;
     start_choice(s, p);
-    const char *finish = p->done ? oai_finish_name(p->finish) : NULL;
+    const char *text = p->text, *finish = p->done ? oai_finish_name(p->finish) : NULL;
+    size_t len = p->len;
+    if (s->tools) tool_piece(s, p, &text, &len, &finish);
     if (p->n_tok == 0) {
-        oai_format_chunk(s->x, p->choice, "", 0, NULL, finish, false, &s->out);
+        oai_format_chunk(s->x, p->choice, text, len, NULL, finish, false, &s->out);
         return;
     }
     oai_tokens t = {.ids = p->ids, .lps = p->lps, .offs = p->offs, .n = p->n_tok,
                     .top_n = p->top_logprobs, .n_lead = p->n_lead};
-    if (p->len > 0 || p->lps || p->done || s->x->return_token_ids)
-        oai_format_chunk(s->x, p->choice, p->text, p->len, &t, finish, false, &s->out);
+    if (len > 0 || p->lps || p->done || s->x->return_token_ids)
+        oai_format_chunk(s->x, p->choice, text, len, &t, finish, false, &s->out);
 }
 
 /* The end of the stream: the job's error, or its usage when asked for; then [DONE]. */

@@ -37,6 +37,11 @@ static int one(const uint8_t *data, size_t size, oai_kind kind) {
         check(r.p.max_tokens >= 1, "max_tokens >= 1");
         if (kind == OAI_CHAT) {
             check(r.messages && json_array_size(r.messages) > 0, "messages non-empty");
+            check(!r.tools || json_array_size(r.tools) > 0, "tools non-empty when given");
+            check(r.tools || (r.tool_choice != OAI_TOOLS_REQUIRED &&
+                              r.tool_choice != OAI_TOOLS_NAMED), "a forced tool_choice has tools");
+            check((r.tool_choice == OAI_TOOLS_NAMED) == (r.tool_name != NULL),
+                  "a named tool_choice names its function");
         } else {
             check(r.n_prompts >= 1 && r.n_prompts <= OAI_MAX_PROMPTS, "prompt count");
             for (int i = 0; i < r.n_prompts; i++) {
@@ -78,6 +83,12 @@ static const char *const SEEDS[] = {
     "\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]},{\"role\":\"assistant\",\"content\":null}],"
     "\"logprobs\":true,\"top_logprobs\":2,\"add_generation_prompt\":true,"
     "\"skip_special_tokens\":false,\"return_token_ids\":true}",
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\","
+    "\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":"
+    "{\"name\":\"f\",\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"call_1\","
+    "\"content\":\"ok\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+    "\"parameters\":{\"type\":\"object\"}}}],\"tool_choice\":{\"type\":\"function\","
+    "\"function\":{\"name\":\"f\"}},\"parallel_tool_calls\":false}",
 };
 #define N_SEEDS (sizeof SEEDS / sizeof SEEDS[0])
 
@@ -91,7 +102,9 @@ static uint64_t rnd(void) {
 
 static const char *const TOKENS[] = {"{", "}", "[", "]", ",", ":", "\"", "null", "true", "-1",
                                      "1e309", "0.5", "\"prompt\"", "\"messages\"", "\"n\"",
-                                     "\"role\"", "\\u0000", "99999999999", "\xff", "[]", "{}"};
+                                     "\"role\"", "\\u0000", "99999999999", "\xff", "[]", "{}",
+                                     "\"tools\"", "\"tool_choice\"", "\"required\"",
+                                     "\"function\""};
 
 int main(int argc, char **argv) {
     long iters = argc > 1 ? atol(argv[1]) : 20000;
@@ -129,7 +142,7 @@ int main(int argc, char **argv) {
         else rejected++;
     }
     for (size_t i = 0; i < N_SEEDS; i++) /* the seeds themselves parse */
-        if (one((const uint8_t *)SEEDS[i], strlen(SEEDS[i]), i == 4 ? OAI_CHAT : OAI_COMPLETION) != 0) {
+        if (one((const uint8_t *)SEEDS[i], strlen(SEEDS[i]), i >= 4 ? OAI_CHAT : OAI_COMPLETION) != 0) {
             fprintf(stderr, "seed %zu rejected: %s\n", i, folio_last_error());
             return 1;
         }

@@ -4,7 +4,7 @@
  * timed); a stop string that only matches late, or across token boundaries, cuts the text
  * exactly where a whole decode would; the text streamed through on_token equals the final
  * text, and its final part never changes; n > 1 and preemption by recompute give each
- * sequence the text of its own tokens, once. */
+ * sequence the text of its own tokens, once; the token that stops a sequence adds no text. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -431,6 +431,46 @@ static void test_forks_and_preemption(void **state) {
     rig_close(&r);
 }
 
+/* The token that stops a sequence (stop_token_ids, EOS) is not part of its text, as in vLLM,
+ * even with special tokens kept: the text is that of the tokens before it. */
+static void test_stop_token_not_in_text(void **state) {
+    (void)state;
+    track plain;
+    plain_run(24, &plain);
+    int first = 0; /* where the stop token first comes */
+    while (plain.ids[first] != plain.ids[10]) first++;
+    rig r;
+    rig_open(&r, 64, 4, 256);
+    request_params p;
+    request_params_init(&p);
+    p.max_tokens = 24;
+    p.ignore_eos = true;
+    p.sampling.temperature = 0;
+    p.keep_special = true;
+    p.stop_ids = malloc(sizeof *p.stop_ids);
+    p.stop_ids[0] = plain.ids[10];
+    p.n_stop_ids = 1;
+    assert_int_equal(engine_add(r.e, PROMPT, N_PROMPT, &p, (void *)(intptr_t)0, NULL), 0);
+    request_params_free(&p);
+    rig_run(&r);
+    assert_int_equal(r.k.n, 1);
+    const track *t = &r.k.t[0];
+    assert_int_equal(t->finish, FINISH_STOP);
+    assert_int_equal(t->n_ids, first + 1);
+    codec_work scratch = {0};
+    mock_stream ms = {.work = &scratch, .skip_special = false};
+    char want[512];
+    size_t n = 0;
+    for (int i = 0; i < t->n_ids - 1; i++) n += stream_step(&ms, t->ids[i], want + n);
+    n += stream_rest(&ms, want + n);
+    want[n] = '\0';
+    assert_string_equal(t->text, want);
+    assert_int_equal(t->len, n);
+    assert_memory_equal(t->streamed, want, n);
+    track_release(&plain);
+    rig_close(&r);
+}
+
 /* Cancelled mid-way: the text is that of the ids generated, with what the stream held. */
 static void test_cancel_flushes(void **state) {
     (void)state;
@@ -455,6 +495,7 @@ int main(void) {
         cmocka_unit_test(test_stop_across_tokens),
         cmocka_unit_test(test_forks_and_preemption),
         cmocka_unit_test(test_cancel_flushes),
+        cmocka_unit_test(test_stop_token_not_in_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
