@@ -6,10 +6,17 @@
 
 #include <stdbool.h>
 
+#include "fp8_layout.h"
+
 /* QUANT_DUMMY: no checkpoint: --load-format dummy --quantization w4a16 draws the layers'
  * Linear weights as random packed 4-bit matrices (engine/base/quant_dummy.h; bits 4,
  * group_size, sym; no act-order, no lm_head, no ignore list). */
-typedef enum { QUANT_NONE = 0, QUANT_AWQ, QUANT_GPTQ, QUANT_CT, QUANT_DUMMY } quant_method;
+/* QUANT_FP8: FP8 e4m3 weights and activations (engine/base/fp8_layout.h): compressed-tensors
+ * format float-quantized (fp8_source FP8_SRC_CT), block FP8 quant_method "fp8"
+ * (FP8_SRC_BLOCK), or a dummy FP8 model (FP8_SRC_DUMMY, --load-format dummy --quantization
+ * fp8). */
+typedef enum { QUANT_NONE = 0, QUANT_AWQ, QUANT_GPTQ, QUANT_CT, QUANT_DUMMY, QUANT_FP8 } quant_method;
+typedef enum { FP8_SRC_CT = 0, FP8_SRC_BLOCK, FP8_SRC_DUMMY } fp8_source;
 
 typedef struct {
     quant_method method;
@@ -23,6 +30,11 @@ typedef struct {
     int n_ignore;
     bool ignore_substring;     /* AWQ modules_to_not_convert: an entry matches any module
                                 * name containing it */
+    /* QUANT_FP8 only (bits 8, group_size 0): */
+    fp8_source fp8_src;
+    fp8_weight_scale fp8_weights;  /* tensor, channel or block */
+    int fp8_block[2];              /* FP8_W_BLOCK: weight_block_size [rows, cols] */
+    fp8_act fp8_act;               /* how activations are quantized */
 } quant_config;
 
 /* What --quantization asks of a dummy model (--load-format dummy). */
