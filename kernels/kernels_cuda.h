@@ -14,6 +14,7 @@
 #include "sample_rows.h"
 
 #include "dtype.h"
+#include "fp8_layout.h"
 #include "quant_dummy.h"
 #include "quant_layout.h"
 
@@ -122,6 +123,24 @@ void w4a16_mma_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bi
 /* w[r][perm ? perm[c] : c] = (q - z) * s rounded to dtype (twin: w4a16_dequant_cpu).
  * w: [m->rows][m->in_cols], 16-byte aligned; padding columns write nothing. */
 void w4a16_dequant_cuda(void *w, const w4a16_tiles *m, folio_dtype dtype, cudaStream_t stream);
+
+/* FP8 (engine/base/fp8_layout.h) on the GPU (kernels/gemm/fp8.cu). An fp8_matrix with
+ * DEVICE pointers: w e4m3 [rows][cols]; scale per channel [rows] (per-tensor scales are
+ * expanded at load) or per block [ceil(rows/br)][ceil(cols/128)].
+ * fp8_quantize_act_cuda: xq e4m3 [n][k] and xs = the scales a of fp8_layout.h: FP8_ACT_TOKEN
+ * and FP8_ACT_STATIC [n] (static: input_scale each), FP8_ACT_GROUP [n][ceil(k/128)]; x of
+ * dtype [n][k] (twin: fp8_quantize_act_cpu). */
+void fp8_quantize_act_cuda(uint8_t *xq, float *xs, const void *x, folio_dtype dtype, int n,
+                           int k, fp8_act act, float input_scale, cudaStream_t stream);
+/* y[n][m->rows] (dtype, bias of dtype or NULL) = the FP8 product of fp8_layout.h from the
+ * quantized activations, float sums (twin: fp8_matmul_cpu). Decode: fp8_gemv_supported()
+ * says whether (m, dtype, n) qualifies (1 <= n <= FP8_GEMV_MAX_N, cols % 16 == 0, channel
+ * weights with token/static activations or 128-column blocks with group activations, xq
+ * 16-byte aligned). Larger n: fp8_gemm_cuda (gemm.h, cuBLASLt). */
+#define FP8_GEMV_MAX_N 4
+int fp8_gemv_supported(const fp8_matrix *m, folio_dtype dtype, int n);
+void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
+                   const void *bias, folio_dtype dtype, int n, cudaStream_t stream);
 
 /* paged_attention_cuda's contract in a simple kernel, no workspace (the fallback for shapes
  * the paged kernels do not support, and FOLIO_ATTENTION=simple). head_dim <= 256. */

@@ -80,6 +80,12 @@ static int refuse_quantized_gpu(const char *dir, const device_options *o) {
     int rc = 0;
     if (q.method == QUANT_NONE)
         rc = 0;
+    else if (q.method == QUANT_FP8)
+        rc = !o->dtype_auto && o->dtype != DTYPE_BF16 && o->dtype != DTYPE_F16
+                 ? folio_fail("--device cuda: FP8 weights run with bfloat16 or float16 "
+                              "activations on the GPU, not %s (%s; use --dtype bfloat16)",
+                              dtype_name(o->dtype), dir)
+                 : 0;
     else if (q.bits != 4)
         rc = folio_fail("--device cuda: %d-bit weights are not supported on the GPU yet (%s: "
                         "quant_method %s; use --device cpu, which dequantizes them at load)",

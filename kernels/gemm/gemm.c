@@ -82,6 +82,13 @@ gemm_ctx *gemm_create(size_t workspace_bytes) {
 
 void gemm_set_gemv(gemm_ctx *g, bool on) { g->use_gemv = on; }
 
+void *gemm_lt_handle(gemm_ctx *g) { return g->lt; }
+
+void *gemm_workspace(gemm_ctx *g, size_t *bytes) {
+    *bytes = g->workspace_bytes;
+    return g->workspace;
+}
+
 void gemm_free(gemm_ctx *g) {
     if (!g) return;
     for (int i = 0; i < g->n_plans; i++) {

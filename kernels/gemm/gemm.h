@@ -29,6 +29,10 @@ void gemm_free(gemm_ctx *g);
  * on by default, off with FOLIO_GEMV=0 in the environment or here (for comparisons). */
 void gemm_set_gemv(gemm_ctx *g, bool on);
 
+/* The cuBLASLt handle (a cublasLtHandle_t) and the workspace, for gemm_fp8.c. */
+void *gemm_lt_handle(gemm_ctx *g);
+void *gemm_workspace(gemm_ctx *g, size_t *bytes);
+
 /* y: [n][out_f] of y_type (dtype or DTYPE_F32); x: [n][in_f]; w: [out_f][in_f]; bias: [out_f]
  * of y_type, or NULL. Asynchronous on stream; graph-capturable once the shape was run. A
  * cuBLASLt failure is a bug here (shapes are checked at start): prints and aborts. */
@@ -44,6 +48,22 @@ void gemm_run(gemm_ctx *g, void *y, folio_dtype y_type, const void *x, const voi
 void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
                      const void *bias, folio_dtype dtype, int n, void *scratch,
                      cudaStream_t stream);
+
+/* FP8 product (engine/base/fp8_layout.h) at any batch: y[n][m->rows] (dtype DTYPE_BF16 or
+ * DTYPE_F16; bias of dtype or NULL) from x [n][m->cols] of dtype. The activations are
+ * quantized per m->act into xq (e4m3 [n][m->cols]) and xs (fp8_quantize_act_cuda's scales),
+ * the caller's scratch, in use until the stream passes; then fp8_gemv_cuda where it
+ * qualifies, else cuBLASLt's FP8 GEMM with the scales applied by cuBLASLt (weights per
+ * channel: outer vector; 128 x 128 blocks: block scaling; activations per token: outer
+ * vector; per 128-column group: 128-element vectors). kernels/gemm/gemm_fp8.c. */
+void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
+                     const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
+                     cudaStream_t stream);
+
+/* The cuBLASLt half of it (xq, xs already written); n >= 1. */
+void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
+                   const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
+                   cudaStream_t stream);
 
 #endif
 #endif

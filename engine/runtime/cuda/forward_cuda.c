@@ -69,12 +69,16 @@ static const void *gemm_bias(const forward_cuda *f, const void *bias) {
     return f->comm->world == 1 ? bias : NULL;
 }
 
-/* y[T][n] = x[T][k] @ W^T (+ bias): the dense GEMM, or the 4-bit product where the layer's
+/* y[T][n] = x[T][k] @ W^T (+ bias): the dense GEMM, the 4-bit product where the layer's
  * weight is 4-bit (qm->tiles set; w4a16_gemm_cuda, dequantizing into the scratch
- * above W4A16_GEMV_MAX_N tokens). */
+ * above W4A16_GEMV_MAX_N tokens), or the FP8 one (fm->w set; the activations quantized into
+ * the FP8 scratch first). */
 static void linear(forward_cuda *f, void *y, const void *x, const void *w,
-                   const w4a16_tiles *qm, const void *bias, int T, int k, int n) {
-    if (qm->tiles)
+                   const w4a16_tiles *qm, const fp8_matrix *fm, const void *bias, int T, int k,
+                   int n) {
+    if (fm->w)
+        fp8_linear_cuda(f->gemm, y, x, fm, bias, f->dt, T, f->fp8_xq, f->fp8_xs, f->stream);
+    else if (qm->tiles)
         w4a16_gemm_cuda(f->gemm, y, x, qm, bias, f->dt, T, f->w4_scratch, f->stream);
     else
         gemm_run(f->gemm, y, f->dt, x, w, bias, f->dt, T, k, n, f->stream);
@@ -93,7 +97,7 @@ static void attention_block(forward_cuda *f, const step_shape *s, int layer) {
     const shard_plan *sh = &f->w->shard;
     const int T = s->n_tokens;
     char *plan = f->d_plan;
-    linear(f, f->qkv, f->xn, lw->w_qkv, &lw->q_qkv, lw->b_qkv, T, c->hidden, f->qkv_dim);
+    linear(f, f->qkv, f->xn, lw->w_qkv, &lw->q_qkv, &lw->f_qkv, lw->b_qkv, T, c->hidden, f->qkv_dim);
     fc_prof_mark(f, PROF_QKV);
     char *kc = kv_layer(f, f->k_pool, layer), *vc = kv_layer(f, f->v_pool, layer);
     rope_kv_write_cuda(f->q, f->qkv, kc, vc, PLAN_PTR(f, plan, slots, int64_t),
@@ -117,7 +121,7 @@ static void attention_block(forward_cuda *f, const step_shape *s, int layer) {
     else
         attention_simple_cuda(f->att, f->q, kc, vc, tables, starts, ctx, &ap, f->stream);
     fc_prof_mark(f, PROF_ATTENTION);
-    linear(f, f->red[RED_ATTN], f->att, lw->wo, &lw->q_o, gemm_bias(f, lw->bo), T, f->q_dim,
+    linear(f, f->red[RED_ATTN], f->att, lw->wo, &lw->q_o, &lw->f_o, gemm_bias(f, lw->bo), T, f->q_dim,
            c->hidden);
     fc_prof_mark(f, PROF_O);
 }
@@ -126,12 +130,12 @@ static void attention_block(forward_cuda *f, const step_shape *s, int layer) {
 static void mlp_block(forward_cuda *f, int layer, int T) {
     const model_config *c = f->cfg;
     const layer_weights_cuda *lw = &f->w->layers[layer];
-    linear(f, f->gate_up, f->xn, lw->w_gate_up, &lw->q_gate_up, lw->b_gate_up, T, c->hidden,
+    linear(f, f->gate_up, f->xn, lw->w_gate_up, &lw->q_gate_up, &lw->f_gate_up, lw->b_gate_up, T, c->hidden,
            2 * f->inter);
     fc_prof_mark(f, PROF_GATE_UP);
     silu_mul_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->stream);
     fc_prof_mark(f, PROF_SILU);
-    linear(f, f->red[RED_MLP], f->act, lw->w_down, &lw->q_down, gemm_bias(f, lw->b_down), T,
+    linear(f, f->red[RED_MLP], f->act, lw->w_down, &lw->q_down, &lw->f_down, gemm_bias(f, lw->b_down), T,
            f->inter, c->hidden);
     fc_prof_mark(f, PROF_DOWN);
 }

@@ -109,6 +109,10 @@ struct forward_cuda {
     void *w4_scratch;            /* 4-bit weights: the dequantized matrix of w4a16_gemm_cuda
                                   * above W4A16_GEMV_MAX_N tokens (NULL: none needed) */
     size_t w4_scratch_bytes;
+    uint8_t *fp8_xq;             /* FP8 weights: the quantized activations [max_tokens][widest
+                                  * FP8 matrix's cols] (NULL: no FP8 weights) */
+    float *fp8_xs;               /* and their scales [max_tokens][ceil(cols / 128)] */
+    size_t fp8_xq_bytes, fp8_xs_bytes;
     size_t attn_ws_bytes;
     profile prof;
     /* device sampling (forward_cuda_sample), allocated at first use */

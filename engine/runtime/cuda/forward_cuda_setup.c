@@ -51,7 +51,7 @@ static size_t workspace_bytes(const forward_cuda *f) {
     }
     b += 2 * sizeof(float) * (size_t)fc_rope_positions(f) * (c->head_dim / 2);
     b += f->lay.total + GEMM_WORKSPACE_BYTES + ((size_t)64 << 20); /* + slack for cuBLAS */
-    return b + f->attn_ws_bytes + f->w4_scratch_bytes;
+    return b + f->attn_ws_bytes + f->w4_scratch_bytes + f->fp8_xq_bytes + f->fp8_xs_bytes;
 }
 
 /* The rope tables, [fc_rope_positions][head_dim / 2] cos and sin, built on the host and
@@ -98,6 +98,10 @@ static void alloc_workspace(forward_cuda *f) {
     f->d_plan = fc_dev_alloc(f->lay.total);
     if (f->paged_attention) f->attn_ws = fc_dev_alloc(f->attn_ws_bytes);
     if (f->w4_scratch_bytes) f->w4_scratch = fc_dev_alloc(f->w4_scratch_bytes);
+    if (f->fp8_xq_bytes) {
+        f->fp8_xq = fc_dev_alloc(f->fp8_xq_bytes);
+        f->fp8_xs = fc_dev_alloc(f->fp8_xs_bytes);
+    }
     CUDA_CHECK(cudaMallocHost((void **)&f->h_plan, f->lay.total));
     CUDA_CHECK(cudaMallocHost((void **)&f->h_ids, L * sizeof(int32_t)));
     CUDA_CHECK(cudaMallocHost((void **)&f->h_logits, L * c->vocab * sizeof(float)));
@@ -141,6 +145,12 @@ static void init_sizes(forward_cuda *f, const model_config *cfg, const cuda_weig
     /* 4-bit weights: batches above the GEMV's dequantize the matrix into this scratch */
     if (o->max_tokens > W4A16_GEMV_MAX_N && w->quant_scratch_elems)
         f->w4_scratch_bytes = fc_align_up(w->quant_scratch_elems * dtype_size(f->dt));
+    /* FP8 weights: every product quantizes its activations into this scratch first */
+    if (w->fp8_max_cols) {
+        const size_t groups = (w->fp8_max_cols + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE;
+        f->fp8_xq_bytes = fc_align_up((size_t)o->max_tokens * w->fp8_max_cols);
+        f->fp8_xs_bytes = fc_align_up((size_t)o->max_tokens * groups * sizeof(float));
+    }
 }
 
 /* The one-shot all-reduce's peer region, [barrier state][red embed][red attn][red mlp] on
@@ -220,7 +230,7 @@ void forward_cuda_free(forward_cuda *f) {
     void *dev[] = {f->cos, f->sin, f->x, f->xn, f->qkv, f->q, f->att, f->proj, f->gate_up,
                    f->act, f->last, f->logits, f->logits_full, f->ids, f->k_pool, f->v_pool,
                    f->d_plan, f->attn_ws, f->d_sparams, f->d_lps, f->d_entries,
-                   f->w4_scratch};
+                   f->w4_scratch, f->fp8_xq, f->fp8_xs};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CUDA_CHECK(cudaFree(dev[i]));
     if (f->h_plan) CUDA_CHECK(cudaFreeHost(f->h_plan));

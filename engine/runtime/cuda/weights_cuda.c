@@ -16,6 +16,7 @@
 #include "error.h"
 #include "kernels_cuda.h"
 #include "progress.h"
+#include "fp8.h"
 #include "quant.h"
 #include "weights_cuda.h"
 
@@ -243,6 +244,23 @@ static w4a16_tiles *quant_slot(layer_weights_cuda *l, spec_role r) {
     }
 }
 
+static fp8_matrix *fp8_slot(layer_weights_cuda *l, spec_role r) {
+    switch (r) {
+    case R_Q: case R_K: case R_V: return &l->f_qkv;
+    case R_O: return &l->f_o;
+    case R_GATE: case R_UP: return &l->f_gate_up;
+    default: return &l->f_down;
+    }
+}
+
+/* This rank's shard of the FP8 Linear weight s: read, or drawn (a dummy FP8 model). */
+static int fp8_part(quant_loader *ql, const model_config *cfg, const load_options *opt,
+                    const tensor_spec *s, int world, fp8_matrix *part) {
+    if (opt->format == LOAD_DUMMY)
+        return fp8_dummy_matrix(&cfg->quant, opt->dummy_seed, s, world, part);
+    return fp8_load_matrix(ql, s, part);
+}
+
 /* The shape of a dummy 4-bit Linear weight's shard (arrays NULL: drawn on the device from
  * *shard by upload_quant). */
 static int dummy_part(const model_config *cfg, const load_options *opt, const tensor_spec *s,
@@ -305,6 +323,7 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
     }
     safetensors_model m = {0};
     const bool dummy = opt->format == LOAD_DUMMY;
+    const bool fp8 = cfg->quant.method == QUANT_FP8;
     if (rc == 0 && !dummy) rc = safetensors_open_dir(dir, &m);
     if (rc == 0) {
         rc = weights_check_layers(&m, cfg);
@@ -314,6 +333,7 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
         float *d_tmp = NULL;
         CUDA_CHECK(cudaMalloc((void **)&d_tmp, chunk * sizeof(float)));
         quant_matrix parts[3];
+        fp8_matrix fparts[3];
         qd_shard shards[3];
         const char *first_name = "";
         int np = 0;
@@ -325,7 +345,14 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
             if (!gq[i] && dummy) {
                 fill_spec_dummy(s, *s->dest, opt->dummy_seed, dt);
             } else if (!gq[i]) {
-                if (isq[i]) {
+                if (isq[i] && fp8) {
+                    fp8_matrix fm;
+                    rc = fp8_load_matrix(&ql, s, &fm);
+                    if (rc == 0) {
+                        fp8_matrix_dequantize(&fm, host);
+                        fp8_matrix_free(&fm);
+                    }
+                } else if (isq[i]) {
                     quant_matrix qm;
                     rc = quant_load_matrix(&ql, s, &qm);
                     if (rc == 0) {
@@ -336,6 +363,25 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
                     rc = weights_read_spec(dir, &m, s, host);
                 }
                 if (rc == 0) upload_f32_via(*s->dest, host, fl, dt, d_tmp, chunk);
+            } else if (fp8) {
+                if (np == 0) first_name = s->name;
+                rc = fp8_part(&ql, cfg, opt, s, w->shard.world, &fparts[np]);
+                if (rc != 0) break;
+                np++;
+                const bool fused = role[i] != R_O && role[i] != R_DOWN;
+                const bool last = role[i] == R_V || role[i] == R_UP || !fused;
+                if (last) {
+                    char name[300];
+                    snprintf(name, sizeof name, "%s%s", first_name,
+                             np > 1 ? (role[i] == R_V ? " (fused with k_proj, v_proj)"
+                                                      : " (fused with up_proj)") : "");
+                    rc = weights_cuda_upload_fp8(fparts, np, name,
+                                                 fp8_slot(&w->layers[layer[i]], role[i]), &qbytes);
+                    const fp8_matrix *d = fp8_slot(&w->layers[layer[i]], role[i]);
+                    if (rc == 0 && (size_t)d->cols > w->fp8_max_cols) w->fp8_max_cols = d->cols;
+                    for (int k = 0; k < np; k++) fp8_matrix_free(&fparts[k]);
+                    np = 0;
+                }
             } else {
                 if (np == 0) first_name = s->name;
                 rc = dummy ? dummy_part(cfg, opt, s, w->shard.world, &parts[np], &shards[np])
@@ -363,7 +409,10 @@ static int load_quantized(const char *dir, const model_config *cfg, const load_o
             }
             if (rc == 0) progress_add(&bar, fl * sizeof(float));
         }
-        for (int k = 0; k < np; k++) quant_matrix_free(&parts[k]);
+        for (int k = 0; k < np; k++) {
+            if (fp8) fp8_matrix_free(&fparts[k]);
+            else quant_matrix_free(&parts[k]);
+        }
         progress_finish(&bar);
         CUDA_CHECK(cudaDeviceSynchronize());
         CUDA_CHECK(cudaFree(d_tmp));
@@ -431,8 +480,11 @@ void weights_cuda_free(cuda_weights *w) {
         for (int i = 0; i < w->n_layers; i++) {
             layer_weights_cuda *l = &w->layers[i];
             w4a16_tiles *q[] = {&l->q_qkv, &l->q_o, &l->q_gate_up, &l->q_down};
-            for (int k = 0; k < 4; k++)
+            fp8_matrix *f[] = {&l->f_qkv, &l->f_o, &l->f_gate_up, &l->f_down};
+            for (int k = 0; k < 4; k++) {
                 if (q[k]->tiles) CUDA_CHECK(cudaFree(q[k]->tiles));
+                if (f[k]->w) CUDA_CHECK(cudaFree(f[k]->w));
+            }
         }
     free(w->layers);
     memset(w, 0, sizeof *w);

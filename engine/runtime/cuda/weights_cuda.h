@@ -37,6 +37,8 @@ typedef struct {
     void *b_down;                /* [hidden] or NULL */
     w4a16_tiles q_qkv, q_o, q_gate_up, q_down; /* packed 4-bit weights (tiles NULL: dense);
                                   * each one device allocation starting at tiles */
+    fp8_matrix f_qkv, f_o, f_gate_up, f_down;  /* FP8 weights (w NULL: not FP8), fused as
+                                  * the 4-bit ones; each one device allocation starting at w */
 } layer_weights_cuda;
 
 typedef struct {
@@ -52,7 +54,15 @@ typedef struct {
     size_t quant_scratch_elems;  /* the largest quant matrix's rows * cols (0: none): the
                                   * dequantized scratch w4a16_gemm_cuda needs above
                                   * W4A16_GEMV_MAX_N tokens */
+    size_t fp8_max_cols;         /* the widest FP8 matrix's input columns (0: none): sizes the
+                                  * quantized-activation scratch of the FP8 products */
 } cuda_weights;
+
+/* Uploads parts[0..n) (this rank's host FP8 matrices of one fused product: q, k, v or gate,
+ * up, or one alone) as one device matrix of their rows concatenated (weights_cuda_fp8.c);
+ * adds its bytes to *bytes. -1 with a message naming `name` when they cannot be fused. */
+int weights_cuda_upload_fp8(const fp8_matrix *parts, int n, const char *name, fp8_matrix *out,
+                            size_t *bytes);
 
 /* Bytes the weights take on the device in dtype. */
 size_t weights_cuda_bytes(const model_config *cfg, const shard_plan *shard, folio_dtype dtype);

@@ -1,0 +1,276 @@
+/* FP8 (e4m3) products on the GPU, the parts cuBLASLt does not do: quantizing the activations
+ * as the checkpoint's scheme says (per token, per token and 128-column group, or a static
+ * scale: engine/base/fp8_layout.h), and the skinny product of decode steps.
+ *
+ * fp8_quantize_act_cuda: one block per token row; the row's (or each group's) largest
+ * magnitude, then e4m3(x / a) with the hardware conversion (round to nearest even,
+ * saturating), which is fp8_e4m3_from_float's rounding. a = amax / 448 (1 for a zero row).
+ *
+ * fp8_gemv_cuda (n <= FP8_GEMV_MAX_N tokens): a stream over the FP8 weights, one byte a
+ * weight. A block owns a few output rows and covers the whole input dimension (up to 512
+ * threads): thread j handles 16-byte chunks j, j + blockDim, ... (1, 2 or 4) of every row, so the activations it needs are
+ * the same for all its rows and stay in registers (as half: an e4m3 value is exact in half,
+ * taken times 2^-8 so that products and sums of 16 cannot overflow). Per chunk: one 16-byte
+ * load of weights, 8 conversions e4m3x2 -> half2, 8 half2 fused multiply-adds per token; the
+ * chunk's sum goes to float at once, so half accumulates 16 products only. Block-scaled
+ * weights (and activations per 128-column group) scale each chunk's sum (a chunk never
+ * crosses a 128-column block); per-channel weights and per-token activations scale the row's
+ * sum at the end. Rows are reduced across the block through shared memory.
+ * Twin: fp8_matmul_cpu (kernels/gemm/fp8_cpu.c); check and timing: tests/unit/test_gpu_fp8.c. */
+#include <cuda_fp8.h>
+
+#include "cuda_types.cuh"
+#include "kernels_cuda.h"
+
+namespace {
+
+using namespace folio;
+
+constexpr int kQuantThreads = 256;
+constexpr int kMaxThreads = 512; /* GEMV block; a thread keeps its activations in registers */
+constexpr int kRowRegs = 8;      /* 16-byte weight loads in flight per thread (rows x chunks) */
+
+__device__ __forceinline__ uint8_t to_e4m3(float v) {
+    return (uint8_t)__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
+}
+
+/* Largest |x| over [c0, c1) of one row, to every thread of the block. */
+template <typename T>
+__device__ float row_amax(const T *x, int c0, int c1) {
+    float m = 0.f;
+    for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) m = fmaxf(m, fabsf(to_f32(x[c])));
+    __shared__ float part[32];
+    m = warp_max(m);
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    __syncthreads(); /* readers of the previous call are done */
+    if (lane == 0) part[warp] = m;
+    __syncthreads();
+    float r = 0.f;
+    for (int w = 0; w < (int)(blockDim.x / kWarp); w++) r = fmaxf(r, part[w]);
+    return r;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kQuantThreads)
+quantize_act_kernel(uint8_t *xq, float *xs, const T *x, int k, int act, float input_scale) {
+    const int t = blockIdx.x;
+    const T *row = x + (size_t)t * k;
+    uint8_t *out = xq + (size_t)t * k;
+    if (act == FP8_ACT_GROUP) {
+        const int groups = (k + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE;
+        for (int g = 0; g < groups; g++) {
+            const int c0 = g * FP8_ACT_GROUP_SIZE;
+            const int c1 = min(k, c0 + FP8_ACT_GROUP_SIZE);
+            const float amax = row_amax(row, c0, c1);
+            const float a = amax > 0.f ? amax / FP8_E4M3_MAX : 1.f;
+            for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x)
+                out[c] = to_e4m3(to_f32(row[c]) / a);
+            if (threadIdx.x == 0) xs[(size_t)t * groups + g] = a;
+        }
+        return;
+    }
+    float a = input_scale;
+    if (act == FP8_ACT_TOKEN) {
+        const float amax = row_amax(row, 0, k);
+        a = amax > 0.f ? amax / FP8_E4M3_MAX : 1.f;
+    }
+    for (int c = threadIdx.x; c < k; c += blockDim.x) out[c] = to_e4m3(to_f32(row[c]) / a);
+    if (threadIdx.x == 0) xs[t] = a;
+}
+
+/* Two e4m3 values (the low 16 bits of v) as half2, exact. */
+__device__ __forceinline__ __half2 e4m3x2_to_half2(uint32_t v) {
+    const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(v & 0xffffu), __NV_E4M3);
+    return *reinterpret_cast<const __half2 *>(&r);
+}
+
+/* 16 activation values (one chunk) as 8 half2, times 2^-8 (exact). */
+__device__ __forceinline__ void load_x_chunk(__half2 *h, const uint8_t *xrow, int c) {
+    const uint4 v = *reinterpret_cast<const uint4 *>(xrow + c);
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    const __half2 s = __float2half2_rn(1.0f / 256.0f);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        h[2 * i] = __hmul2(e4m3x2_to_half2(w[i]), s);
+        h[2 * i + 1] = __hmul2(e4m3x2_to_half2(w[i] >> 16), s);
+    }
+}
+
+/* Sum over one chunk of w . x (x as loaded by load_x_chunk), in float, times 2^8. */
+__device__ __forceinline__ float dot_chunk(const uint4 &wv, const __half2 *xh) {
+    const uint32_t w[4] = {wv.x, wv.y, wv.z, wv.w};
+    __half2 acc = __float2half2_rn(0.f);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        acc = __hfma2(e4m3x2_to_half2(w[i]), xh[2 * i], acc);
+        acc = __hfma2(e4m3x2_to_half2(w[i] >> 16), xh[2 * i + 1], acc);
+    }
+    const float2 f = __half22float2(acc);
+    return (f.x + f.y) * 256.0f;
+}
+
+template <typename T, int N, int NCH, bool BLOCK>
+__global__ void __launch_bounds__(kMaxThreads, 1)
+fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const uint8_t *w, const float *ws,
+                const T *bias, int rows, int k, int block_rows) {
+    constexpr int R = kRowRegs / NCH; /* rows per block: NCH * R loads in flight per thread */
+    const int chunks = k / 16;
+    const int r0 = blockIdx.x * R;
+    const int kgroups = (k + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE;
+    __half2 xh[N][NCH][8];
+    float xsc[N][NCH];
+    bool have[NCH];
+#pragma unroll
+    for (int j = 0; j < NCH; j++) {
+        const int ch = threadIdx.x + j * blockDim.x;
+        have[j] = ch < chunks;
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            if (have[j]) load_x_chunk(xh[t][j], xq + (size_t)t * k, ch * 16);
+            xsc[t][j] = BLOCK && have[j] ? xs[(size_t)t * kgroups + ch * 16 / FP8_ACT_GROUP_SIZE]
+                                         : 1.f;
+        }
+    }
+    uint4 wv[R][NCH];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int row = min(r0 + r, rows - 1);
+#pragma unroll
+        for (int j = 0; j < NCH; j++)
+            if (have[j])
+                wv[r][j] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)row * k) +
+                                  threadIdx.x + j * blockDim.x);
+    }
+    float acc[R][N];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+        for (int t = 0; t < N; t++) acc[r][t] = 0.f;
+        const int row = min(r0 + r, rows - 1);
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            if (!have[j]) continue;
+            float wsc = 1.f;
+            if (BLOCK) {
+                const int c = (threadIdx.x + j * blockDim.x) * 16;
+                wsc = ws[(size_t)(row / block_rows) * kgroups + c / FP8_ACT_GROUP_SIZE];
+            }
+#pragma unroll
+            for (int t = 0; t < N; t++) {
+                const float d = dot_chunk(wv[r][j], xh[t][j]);
+                acc[r][t] = BLOCK ? fmaf(d, wsc * xsc[t][j], acc[r][t]) : acc[r][t] + d;
+            }
+        }
+    }
+    /* reduce every (row, token) over the block */
+    __shared__ float part[R * N][kMaxThreads / kWarp];
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    const int n_warps = blockDim.x / kWarp;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            const float v = warp_sum(acc[r][t]);
+            if (lane == 0) part[r * N + t][warp] = v;
+        }
+    __syncthreads();
+    if (threadIdx.x < R * N) {
+        const int r = threadIdx.x / N, t = threadIdx.x % N, row = r0 + r;
+        if (row < rows) {
+            float v = 0.f;
+            for (int i = 0; i < n_warps; i++) v += part[threadIdx.x][i];
+            if (!BLOCK) v *= ws[row] * xs[t];
+            if (bias) v += to_f32(bias[row]);
+            y[(size_t)t * rows + row] = from_f32<T>(v);
+        }
+    }
+}
+
+/* Threads of a block for k columns, and the chunks each takes per row. */
+void gemv_shape(int k, int *threads, int *nch) {
+    const int chunks = k / 16;
+    *nch = chunks <= kMaxThreads ? 1 : chunks <= 2 * kMaxThreads ? 2 : 4;
+    int t = (chunks + *nch - 1) / *nch;
+    *threads = (t + kWarp - 1) / kWarp * kWarp;
+}
+
+template <typename T, int N, int NCH>
+void launch_gemv(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
+                 const void *bias, int threads, cudaStream_t s) {
+    constexpr int R = kRowRegs / NCH;
+    const int grid = (m->rows + R - 1) / R;
+    if (m->kind == FP8_W_BLOCK)
+        fp8_gemv_kernel<T, N, NCH, true><<<grid, threads, 0, s>>>(
+            (T *)y, xq, xs, m->w, m->scale, (const T *)bias, m->rows, m->cols, m->block_rows);
+    else
+        fp8_gemv_kernel<T, N, NCH, false><<<grid, threads, 0, s>>>(
+            (T *)y, xq, xs, m->w, m->scale, (const T *)bias, m->rows, m->cols, m->block_rows);
+}
+
+template <typename T, int NCH>
+void gemv_nch(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
+              const void *bias, int n, int threads, cudaStream_t s) {
+    switch (n) {
+    case 1: launch_gemv<T, 1, NCH>(y, xq, xs, m, bias, threads, s); break;
+    case 2: launch_gemv<T, 2, NCH>(y, xq, xs, m, bias, threads, s); break;
+    case 3: launch_gemv<T, (NCH <= 2 ? 3 : 2), NCH>(y, xq, xs, m, bias, threads, s); break;
+    default: launch_gemv<T, (NCH <= 2 ? 4 : 2), NCH>(y, xq, xs, m, bias, threads, s); break;
+    }
+}
+
+template <typename T>
+void gemv_n(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m, const void *bias,
+            int n, cudaStream_t s) {
+    int threads, nch;
+    gemv_shape(m->cols, &threads, &nch);
+    if (nch == 1) gemv_nch<T, 1>(y, xq, xs, m, bias, n, threads, s);
+    else if (nch == 2) gemv_nch<T, 2>(y, xq, xs, m, bias, n, threads, s);
+    else gemv_nch<T, 4>(y, xq, xs, m, bias, n, threads, s);
+}
+
+} // namespace
+
+extern "C" void fp8_quantize_act_cuda(uint8_t *xq, float *xs, const void *x, folio_dtype dtype,
+                                      int n, int k, fp8_act act, float input_scale,
+                                      cudaStream_t stream) {
+    if (n <= 0) return;
+    switch (dtype) {
+    case DTYPE_BF16:
+        quantize_act_kernel<__nv_bfloat16><<<n, kQuantThreads, 0, stream>>>(
+            xq, xs, (const __nv_bfloat16 *)x, k, (int)act, input_scale);
+        break;
+    case DTYPE_F16:
+        quantize_act_kernel<__half><<<n, kQuantThreads, 0, stream>>>(
+            xq, xs, (const __half *)x, k, (int)act, input_scale);
+        break;
+    default:
+        quantize_act_kernel<float><<<n, kQuantThreads, 0, stream>>>(
+            xq, xs, (const float *)x, k, (int)act, input_scale);
+        break;
+    }
+    CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" int fp8_gemv_supported(const fp8_matrix *m, folio_dtype dtype, int n) {
+    if (n < 1 || n > FP8_GEMV_MAX_N || m->cols % 16 != 0) return 0;
+    if (dtype != DTYPE_BF16 && dtype != DTYPE_F16) return 0;
+    int threads, nch;
+    gemv_shape(m->cols, &threads, &nch);
+    if (m->cols / 16 > 4 * kMaxThreads || n * nch > 8) return 0; /* registers */
+    if (m->kind == FP8_W_BLOCK)
+        return m->block_cols == FP8_ACT_GROUP_SIZE && m->act == FP8_ACT_GROUP;
+    /* per-tensor weight scales are expanded per channel at load */
+    return m->kind == FP8_W_CHANNEL && m->act != FP8_ACT_GROUP;
+}
+
+extern "C" void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
+                              const void *bias, folio_dtype dtype, int n, cudaStream_t stream) {
+    if (!fp8_gemv_supported(m, dtype, n)) {
+        fprintf(stderr, "fp8_gemv_cuda: unsupported call (n=%d, %d x %d, kind %d, act %d, dtype %d)\n",
+                n, m->rows, m->cols, (int)m->kind, (int)m->act, (int)dtype);
+        abort();
+    }
+    if (dtype == DTYPE_BF16) gemv_n<__nv_bfloat16>(y, xq, xs, m, bias, n, stream);
+    else gemv_n<__half>(y, xq, xs, m, bias, n, stream);
+    CUDA_CHECK(cudaGetLastError());
+}

@@ -1,0 +1,398 @@
+/* Check and timing of the FP8 kernels (kernels/gemm/fp8.cu, gemm_fp8.c) against the host
+ * arithmetic of engine/base/fp8_layout.h (its e4m3 codec is what the CPU twins use):
+ *   - fp8_quantize_act_cuda: every byte and every scale equal to the host's, per token, per
+ *     128-column group and static, bf16 and fp16 inputs, rows with zeros and outliers;
+ *   - fp8_linear_cuda (GEMV at n <= FP8_GEMV_MAX_N, cuBLASLt above): per-channel weights with
+ *     per-token and static activations, 128 x 128 block weights with group activations, with
+ *     and without bias, odd row counts (GEMV) and model-sized shapes, against the host product
+ *     sum_c e4m3(xq) e4m3(w) * scales over the activations the GPU quantized. The output is
+ *     poisoned (NaN) first: an element left unwritten fails.
+ * Then (unless FOLIO_BENCH=0) the bench: the 8B/70B projection shapes, n = 1 .. 4096: median
+ * microseconds per call of the whole FP8 product (activation quantization included) and of
+ * the bf16 product (gemm_run) on the same shape, GB/s of the FP8 weight bytes against the
+ * device copy rate at n <= 4, TFLOP/s at n >= 256. Skips (77) without a GPU. */
+#include <stdio.h>
+
+#ifndef FOLIO_HAVE_CUDA
+int main(void) {
+    printf("SKIPPED: no CUDA device (built without CUDA)\n");
+    return 77;
+}
+#else
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cuda_check.h"
+#include "error.h"
+#include "fp8_layout.h"
+#include "gemm.h"
+#include "gpu_test_util.h"
+#include "kernels_cuda.h"
+
+static gemm_ctx *g_gemm;
+
+/* A random FP8 weight: e4m3 of N(0,1)-ish values times 100 (a spread of exponents), scales
+ * near 1/100 per channel or per block. Host copy h, device copy d. */
+typedef struct {
+    fp8_matrix h, d;
+} fp8_pair;
+
+static void *to_dev(const void *h, size_t bytes) {
+    void *d = NULL;
+    CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 16));
+    if (bytes) CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static void pair_make(fp8_pair *p, int rows, int cols, fp8_weight_scale kind, fp8_act act) {
+    fp8_matrix *h = &p->h;
+    *h = (fp8_matrix){.rows = rows, .cols = cols, .kind = kind, .block_rows = 128,
+                      .block_cols = 128, .act = act,
+                      .input_scale = act == FP8_ACT_STATIC ? 0.004f : 0.f};
+    const size_t n = (size_t)rows * cols;
+    h->w = folio_xmalloc(n);
+    for (size_t i = 0; i < n; i++) {
+        const float v = (gpu_test_urand(-1, 1) + gpu_test_urand(-1, 1)) * 150.0f;
+        h->w[i] = fp8_e4m3_from_float(v);
+    }
+    const int ns = fp8_scale_count(h);
+    h->scale = folio_xmalloc(sizeof(float) * (size_t)ns);
+    for (int i = 0; i < ns; i++) h->scale[i] = gpu_test_urand(0.5f, 1.5f) / 100.0f;
+    p->d = *h;
+    p->d.w = to_dev(h->w, n);
+    p->d.scale = to_dev(h->scale, sizeof(float) * (size_t)ns);
+}
+
+static void pair_free(fp8_pair *p) {
+    free(p->h.w);
+    free(p->h.scale);
+    CUDA_CHECK(cudaFree(p->d.w));
+    CUDA_CHECK(cudaFree(p->d.scale));
+}
+
+static int act_groups(int k) { return (k + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE; }
+
+/* Host quantization of x [n][k] (fp8_layout.h's rule): q bytes and scales. */
+static void host_quantize(uint8_t *q, float *s, const float *x, int n, int k, fp8_act act,
+                          float input_scale) {
+    for (int t = 0; t < n; t++) {
+        const float *row = x + (size_t)t * k;
+        const int span = act == FP8_ACT_GROUP ? FP8_ACT_GROUP_SIZE : k;
+        for (int c0 = 0, g = 0; c0 < k; c0 += span, g++) {
+            const int c1 = c0 + span < k ? c0 + span : k;
+            float a = input_scale;
+            if (act != FP8_ACT_STATIC) {
+                float amax = 0.f;
+                for (int c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(row[c]));
+                a = amax > 0.f ? amax / FP8_E4M3_MAX : 1.f;
+            }
+            for (int c = c0; c < c1; c++) q[(size_t)t * k + c] = fp8_e4m3_from_float(row[c] / a);
+            s[act == FP8_ACT_GROUP ? (size_t)t * act_groups(k) + g : (size_t)t] = a;
+        }
+    }
+}
+
+/* The host product over given quantized activations (float sums in double). */
+static void host_product(float *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
+                         const float *bias, int n) {
+    const int k = m->cols, kg = act_groups(k);
+    for (int t = 0; t < n; t++)
+        for (int r = 0; r < m->rows; r++) {
+            double acc = 0;
+            for (int c = 0; c < k; c++) {
+                const double a = m->act == FP8_ACT_GROUP ? xs[(size_t)t * kg + c / 128] : xs[t];
+                acc += (double)fp8_e4m3_to_float(xq[(size_t)t * k + c]) * a *
+                       fp8_e4m3_to_float(m->w[(size_t)r * k + c]) * fp8_weight_scale_at(m, r, c);
+            }
+            y[(size_t)t * m->rows + r] = (float)acc + (bias ? bias[r] : 0.f);
+        }
+}
+
+static void check_quantize(int n, int k, fp8_act act, folio_dtype t) {
+    float *x = gpu_test_rand((size_t)n * k, -2, 2, t);
+    for (int i = 0; i < k; i++) x[i] = 0.f;                 /* a zero row: scale 1 */
+    if (n > 1) x[(size_t)k + k / 2] = 300.f;                /* an outlier */
+    gpu_test_round(x, (size_t)n * k, t);
+    void *d_x = gpu_test_to_device(x, (size_t)n * k, t);
+    const size_t ns = act == FP8_ACT_GROUP ? (size_t)n * act_groups(k) : (size_t)n;
+    uint8_t *d_q = NULL, *q = folio_xmalloc((size_t)n * k), *wq = folio_xmalloc((size_t)n * k);
+    float *d_s = NULL, *s = folio_xmalloc(ns * sizeof(float)), *ws = folio_xmalloc(ns * sizeof(float));
+    CUDA_CHECK(cudaMalloc((void **)&d_q, (size_t)n * k));
+    CUDA_CHECK(cudaMalloc((void **)&d_s, ns * sizeof(float)));
+    fp8_quantize_act_cuda(d_q, d_s, d_x, t, n, k, act, 0.01f, 0);
+    CUDA_CHECK(cudaMemcpy(q, d_q, (size_t)n * k, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(s, d_s, ns * sizeof(float), cudaMemcpyDeviceToHost));
+    host_quantize(wq, ws, x, n, k, act, 0.01f);
+    size_t bad = 0;
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        if (q[i] != wq[i] && bad++ < 5)
+            printf("quantize %s n=%d k=%d act=%d: byte %zu: 0x%02x, want 0x%02x\n",
+                   dtype_name(t), n, k, (int)act, i, q[i], wq[i]);
+    for (size_t i = 0; i < ns; i++)
+        if (s[i] != ws[i] && bad++ < 10)
+            printf("quantize %s n=%d k=%d act=%d: scale %zu: %g, want %g\n", dtype_name(t), n, k,
+                   (int)act, i, s[i], ws[i]);
+    assert_int_equal(bad, 0);
+    CUDA_CHECK(cudaFree(d_x));
+    CUDA_CHECK(cudaFree(d_q));
+    CUDA_CHECK(cudaFree(d_s));
+    free(x);
+    free(q);
+    free(wq);
+    free(s);
+    free(ws);
+}
+
+static void test_quantize(void **state) {
+    (void)state;
+    const folio_dtype types[] = {DTYPE_BF16, DTYPE_F16};
+    for (int ti = 0; ti < 2; ti++)
+        for (int act = 0; act < 3; act++) {
+            check_quantize(1, 4096, (fp8_act)act, types[ti]);
+            check_quantize(7, 640, (fp8_act)act, types[ti]);
+            check_quantize(33, 14336, (fp8_act)act, types[ti]);
+            check_quantize(3, 200, (fp8_act)act, types[ti]); /* a partial group */
+        }
+}
+
+static void check_product(int rows, int cols, fp8_weight_scale kind, fp8_act act, int n,
+                          int bias, folio_dtype t) {
+    fp8_pair p;
+    pair_make(&p, rows, cols, kind, act);
+    float *x = gpu_test_rand((size_t)n * cols, -1, 1, t);
+    float *b = bias ? gpu_test_rand(rows, -0.5f, 0.5f, t) : NULL;
+    void *d_x = gpu_test_to_device(x, (size_t)n * cols, t);
+    void *d_b = bias ? gpu_test_to_device(b, rows, t) : NULL, *d_y = NULL;
+    const size_t ns = act == FP8_ACT_GROUP ? (size_t)n * act_groups(cols) : (size_t)n;
+    uint8_t *d_q = NULL;
+    float *d_s = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&d_q, (size_t)n * cols));
+    CUDA_CHECK(cudaMalloc((void **)&d_s, ns * sizeof(float)));
+    CUDA_CHECK(cudaMalloc(&d_y, (size_t)n * rows * 2));
+    CUDA_CHECK(cudaMemset(d_y, 0xff, (size_t)n * rows * 2)); /* NaN in both 16-bit types */
+    fp8_linear_cuda(g_gemm, d_y, d_x, &p.d, d_b, t, n, d_q, d_s, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    uint8_t *q = folio_xmalloc((size_t)n * cols);
+    float *s = folio_xmalloc(ns * sizeof(float));
+    CUDA_CHECK(cudaMemcpy(q, d_q, (size_t)n * cols, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(s, d_s, ns * sizeof(float), cudaMemcpyDeviceToHost));
+    float *got = folio_xmalloc(sizeof(float) * (size_t)n * rows);
+    float *want = folio_xmalloc(sizeof(float) * (size_t)n * rows);
+    gpu_test_from_device(got, d_y, (size_t)n * rows, t);
+    host_product(want, q, s, &p.h, b, n);
+    double peak = 0;
+    for (size_t i = 0; i < (size_t)n * rows; i++) peak = fmax(peak, fabs(want[i]));
+    char what[160];
+    snprintf(what, sizeof what, "fp8 %s rows=%d cols=%d %s/%s n=%d bias=%d (%s)", dtype_name(t),
+             rows, cols, kind == FP8_W_BLOCK ? "block" : "channel",
+             act == FP8_ACT_GROUP ? "group" : act == FP8_ACT_STATIC ? "static" : "token", n, bias,
+             fp8_gemv_supported(&p.d, t, n) ? "gemv" : "cuBLASLt");
+    /* 16-bit output rounding and cuBLASLt's fast accumulation: 1% of the largest output */
+    assert_int_equal(gpu_test_mismatches(what, got, want, (size_t)n * rows, 0.01 * peak, 0.01),
+                     0);
+    void *dev[] = {d_x, d_b, d_y, d_q, d_s};
+    for (int i = 0; i < 5; i++)
+        if (dev[i]) CUDA_CHECK(cudaFree(dev[i]));
+    free(x);
+    free(b);
+    free(q);
+    free(s);
+    free(got);
+    free(want);
+    pair_free(&p);
+}
+
+static void test_products(void **state) {
+    (void)state;
+    static const int batches[] = {1, 2, 3, 4, 5, 8, 16, 64, 200};
+    static const int shapes[][2] = {{256, 512}, {96, 4096}, {128, 14336}, {1024, 1024}};
+    for (size_t si = 0; si < 4; si++)
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            const int r = shapes[si][0], c = shapes[si][1], n = batches[bi];
+            check_product(r, c, FP8_W_CHANNEL, FP8_ACT_TOKEN, n, bi % 2, DTYPE_BF16);
+            check_product(r, c, FP8_W_CHANNEL, FP8_ACT_STATIC, n, 0, DTYPE_BF16);
+            check_product(r, c, FP8_W_BLOCK, FP8_ACT_GROUP, n, bi % 2, DTYPE_BF16);
+        }
+    /* GEMV only: odd rows, fp16 */
+    for (int n = 1; n <= FP8_GEMV_MAX_N; n++) {
+        check_product(37, 4096, FP8_W_CHANNEL, FP8_ACT_TOKEN, n, 1, DTYPE_F16);
+        check_product(133, 1152, FP8_W_BLOCK, FP8_ACT_GROUP, n, 0, DTYPE_BF16);
+    }
+}
+
+/* ---- bench ---- */
+
+enum { MAX_COPIES = 48 };
+
+typedef struct {
+    int rows, cols, n, copies;
+    fp8_matrix w8[MAX_COPIES];
+    void *w16[MAX_COPIES];
+    void *x, *y;
+    uint8_t *xq;
+    float *xs;
+    int i;
+} bench_case;
+
+static void run_fp8(void *arg) {
+    bench_case *c = arg;
+    fp8_linear_cuda(g_gemm, c->y, c->x, &c->w8[c->i++ % c->copies], NULL, DTYPE_BF16, c->n,
+                    c->xq, c->xs, 0);
+}
+
+static void run_bf16(void *arg) {
+    bench_case *c = arg;
+    gemm_run(g_gemm, c->y, DTYPE_BF16, c->x, c->w16[c->i++ % c->copies], NULL, DTYPE_BF16, c->n,
+             c->cols, c->rows, 0);
+}
+
+/* Median us per call over back-to-back calls rotating over the weight copies. */
+static double time_us(void (*fn)(void *), bench_case *c) {
+    fn(c);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const int reps = 2 * c->copies;
+    double v[7];
+    for (int k = 0; k < 7; k++) {
+        cudaEvent_t a, b;
+        CUDA_CHECK(cudaEventCreate(&a));
+        CUDA_CHECK(cudaEventCreate(&b));
+        CUDA_CHECK(cudaEventRecord(a, 0));
+        for (int i = 0; i < reps; i++) fn(c);
+        CUDA_CHECK(cudaEventRecord(b, 0));
+        CUDA_CHECK(cudaEventSynchronize(b));
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        v[k] = 1000.0 * ms / reps;
+        CUDA_CHECK(cudaEventDestroy(a));
+        CUDA_CHECK(cudaEventDestroy(b));
+    }
+    for (int i = 1; i < 7; i++)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            const double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return v[3];
+}
+
+static double copy_gbps(void) {
+    const size_t bytes = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    CUDA_CHECK(cudaMalloc(&a, bytes));
+    CUDA_CHECK(cudaMalloc(&b, bytes));
+    CUDA_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+    cudaEvent_t s, e;
+    CUDA_CHECK(cudaEventCreate(&s));
+    CUDA_CHECK(cudaEventCreate(&e));
+    CUDA_CHECK(cudaEventRecord(s, 0));
+    for (int i = 0; i < 5; i++) CUDA_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cudaEventRecord(e, 0));
+    CUDA_CHECK(cudaEventSynchronize(e));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, s, e));
+    CUDA_CHECK(cudaEventDestroy(s));
+    CUDA_CHECK(cudaEventDestroy(e));
+    CUDA_CHECK(cudaFree(a));
+    CUDA_CHECK(cudaFree(b));
+    return 2.0 * 5 * bytes / (ms * 1e-3) * 1e-9;
+}
+
+static void bench_shape(const char *name, int rows, int cols, fp8_weight_scale kind,
+                        double copy, size_t l2) {
+    bench_case c = {.rows = rows, .cols = cols};
+    const size_t wbytes = (size_t)rows * cols;
+    c.copies = (int)((3 * l2) / wbytes) + 2;
+    if (c.copies > MAX_COPIES) c.copies = MAX_COPIES;
+    fp8_pair src;
+    pair_make(&src, rows, cols, kind, kind == FP8_W_BLOCK ? FP8_ACT_GROUP : FP8_ACT_TOKEN);
+    for (int i = 0; i < c.copies; i++) {
+        c.w8[i] = src.d;
+        CUDA_CHECK(cudaMalloc((void **)&c.w8[i].w, wbytes));
+        CUDA_CHECK(cudaMemcpy(c.w8[i].w, src.d.w, wbytes, cudaMemcpyDeviceToDevice));
+        CUDA_CHECK(cudaMalloc(&c.w16[i], wbytes * 2));
+        CUDA_CHECK(cudaMemset(c.w16[i], 0x3c, wbytes * 2));
+    }
+    const int max_n = 4096;
+    float *hx = gpu_test_rand((size_t)max_n * cols, -1, 1, DTYPE_BF16);
+    c.x = gpu_test_to_device(hx, (size_t)max_n * cols, DTYPE_BF16);
+    free(hx);
+    CUDA_CHECK(cudaMalloc(&c.y, (size_t)max_n * rows * 2));
+    CUDA_CHECK(cudaMalloc((void **)&c.xq, (size_t)max_n * cols));
+    CUDA_CHECK(cudaMalloc((void **)&c.xs, sizeof(float) * (size_t)max_n * act_groups(cols)));
+    static const int ns[] = {1, 2, 4, 8, 16, 64, 256, 1024, 4096};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        c.n = ns[k];
+        const double f8 = time_us(run_fp8, &c), bf = time_us(run_bf16, &c);
+        printf("%-9s %-7s %6d %6d %5d | %9.2f %9.2f %6.2fx |", name,
+               kind == FP8_W_BLOCK ? "block" : "channel", rows, cols, c.n, f8, bf, bf / f8);
+        if (c.n <= FP8_GEMV_MAX_N) {
+            const double gbps = (double)wbytes / (f8 * 1e-6) * 1e-9;
+            printf(" %6.0f GB/s %5.1f%% of copy", gbps, 100.0 * gbps / copy);
+        } else if (c.n >= 256) {
+            const double fl = 2.0 * rows * cols * c.n;
+            printf(" fp8 %6.0f TFLOP/s, bf16 %6.0f", fl / (f8 * 1e-6) * 1e-12,
+                   fl / (bf * 1e-6) * 1e-12);
+        }
+        printf("\n");
+    }
+    for (int i = 0; i < c.copies; i++) {
+        CUDA_CHECK(cudaFree(c.w8[i].w));
+        CUDA_CHECK(cudaFree(c.w16[i]));
+    }
+    CUDA_CHECK(cudaFree(c.x));
+    CUDA_CHECK(cudaFree(c.y));
+    CUDA_CHECK(cudaFree(c.xq));
+    CUDA_CHECK(cudaFree(c.xs));
+    pair_free(&src);
+}
+
+static void bench(void) {
+    static const struct {
+        const char *name;
+        int rows, cols;
+    } shapes[] = {{"qkv8B", 6144, 4096},   {"o8B", 4096, 4096},     {"gateup8B", 28672, 4096},
+                  {"down8B", 4096, 14336}, {"qkv70B", 10240, 8192}, {"down70B", 8192, 28672}};
+    int l2 = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+    struct cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    const double copy = copy_gbps();
+    printf("\nfp8 bench on %s: bf16 activations, median us per call (weights rotated over >= "
+           "3x L2); fp8 = activation quantization + GEMV (n <= %d) or cuBLASLt FP8; bf16 = "
+           "gemm_run; copy 1 GiB D2D = %.0f GB/s (read + write)\n", prop.name, FP8_GEMV_MAX_N,
+           copy);
+    printf("%-9s %-7s %6s %6s %5s | %9s %9s %7s |\n", "shape", "weights", "rows", "cols", "n",
+           "fp8 us", "bf16 us", "bf/fp8");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        bench_shape(shapes[i].name, shapes[i].rows, shapes[i].cols, FP8_W_CHANNEL, copy,
+                    (size_t)l2);
+        if (i == 0 || i == 3)
+            bench_shape(shapes[i].name, shapes[i].rows, shapes[i].cols, FP8_W_BLOCK, copy,
+                        (size_t)l2);
+    }
+}
+
+int main(void) {
+    if (gpu_test_skip()) return 77;
+    g_gemm = gemm_create((size_t)32 << 20);
+    if (!g_gemm) {
+        fprintf(stderr, "%s\n", folio_last_error());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_quantize),
+                                       cmocka_unit_test(test_products)};
+    const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (!failed && gpu_test_bench_enabled()) bench();
+    gemm_free(g_gemm);
+    return failed ? 1 : 0;
+}
+
+#endif
