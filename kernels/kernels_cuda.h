@@ -126,19 +126,31 @@ void w4a16_dequant_cuda(void *w, const w4a16_tiles *m, folio_dtype dtype, cudaSt
 
 /* FP8 (engine/base/fp8_layout.h) on the GPU (kernels/gemm/fp8.cu). An fp8_matrix with
  * DEVICE pointers: w e4m3 [rows][cols]; scale per channel [rows] (per-tensor scales are
- * expanded at load) or per block [ceil(rows/br)][ceil(cols/128)].
- * fp8_quantize_act_cuda: xq e4m3 [n][k] and xs = the scales a of fp8_layout.h: FP8_ACT_TOKEN
- * and FP8_ACT_STATIC [n] (static: input_scale each), FP8_ACT_GROUP [n][ceil(k/128)]; x of
- * dtype [n][k] (twin: fp8_quantize_act_cpu). */
+ * expanded at load), or per 128 x 128 block [ceil(rows/128)][fp8_block_scale_ld(cols)]
+ * (cuBLASLt's BLK128x128 layout: the column-block index runs fastest, rows padded to a
+ * multiple of 4 blocks). The GPU runs two schemes: channel weights with per-token or static
+ * activations, and 128 x 128 block weights with per-group activations.
+ * fp8_quantize_act_cuda: xq e4m3 [n][k] and xs = the scales a of fp8_layout.h:
+ * FP8_ACT_TOKEN and FP8_ACT_STATIC [n] (static: input_scale each), FP8_ACT_GROUP
+ * [ceil(k/128)][n] (the token index runs fastest: cuBLASLt's VEC128 layout); x of dtype
+ * [n][k] (twin: fp8_act_quant_cpu). */
+F8_FN int fp8_block_scale_ld(int cols) {
+    return ((cols + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE + 3) & ~3;
+}
 void fp8_quantize_act_cuda(uint8_t *xq, float *xs, const void *x, folio_dtype dtype, int n,
                            int k, fp8_act act, float input_scale, cudaStream_t stream);
 /* y[n][m->rows] (dtype, bias of dtype or NULL) = the FP8 product of fp8_layout.h from the
- * quantized activations, float sums (twin: fp8_matmul_cpu). Decode: fp8_gemv_supported()
- * says whether (m, dtype, n) qualifies (1 <= n <= FP8_GEMV_MAX_N, cols % 16 == 0, channel
- * weights with token/static activations or 128-column blocks with group activations, xq
- * 16-byte aligned). Larger n: fp8_gemm_cuda (gemm.h, cuBLASLt). */
+ * quantized activations, float sums (twin: fp8_gemm_cpu). Decode: fp8_gemv_supported()
+ * says whether (m, dtype, n) qualifies (1 <= n <= FP8_GEMV_MAX_N, cols % 16 == 0, one of the
+ * two schemes, xq 16-byte aligned). Larger n: fp8_linear_cuda (gemm.h, cuBLASLt). */
 #define FP8_GEMV_MAX_N 4
 int fp8_gemv_supported(const fp8_matrix *m, folio_dtype dtype, int n);
+/* The most tokens one fp8_gemv_cuda call takes for (m, dtype): 4, 2 for inputs wider than
+ * 16384, 0 for an unsupported scheme. */
+int fp8_gemv_max_tokens(const fp8_matrix *m, folio_dtype dtype);
+/* y[t][r] += bias[r] (twin: the bias of matmul_cpu). y: [n][rows] of dtype. */
+void add_bias_rows_cuda(void *y, const void *bias, int n, int rows, folio_dtype dtype,
+                        cudaStream_t stream);
 void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
                    const void *bias, folio_dtype dtype, int n, cudaStream_t stream);
 

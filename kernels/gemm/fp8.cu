@@ -17,6 +17,8 @@
  * crosses a 128-column block); per-channel weights and per-token activations scale the row's
  * sum at the end. Rows are reduced across the block through shared memory.
  * Twin: fp8_matmul_cpu (kernels/gemm/fp8_cpu.c); check and timing: tests/unit/test_gpu_fp8.c. */
+#include <cfloat>
+
 #include <cuda_fp8.h>
 
 #include "cuda_types.cuh"
@@ -32,6 +34,12 @@ constexpr int kRowRegs = 8;      /* 16-byte weight loads in flight per thread (r
 
 __device__ __forceinline__ uint8_t to_e4m3(float v) {
     return (uint8_t)__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
+}
+
+/* The activation scale of a row or group whose largest magnitude is amax (fp8_layout.h):
+ * amax / 448, 1 for a zero row, never below FLT_MIN (x / a stays finite). */
+__device__ __forceinline__ float act_scale(float amax) {
+    return amax > 0.f ? fmaxf(amax / FP8_E4M3_MAX, FLT_MIN) : 1.f;
 }
 
 /* Largest |x| over [c0, c1) of one row, to every thread of the block. */
@@ -51,31 +59,49 @@ __device__ float row_amax(const T *x, int c0, int c1) {
 }
 
 template <typename T>
+__global__ void add_bias_kernel(T *y, const T *bias, int64_t total, int rows) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) y[i] = from_f32<T>(to_f32(y[i]) + to_f32(bias[i % rows]));
+}
+
+/* Per token (or a static scale): one block a row; xs[t]. */
+template <typename T>
 __global__ void __launch_bounds__(kQuantThreads)
-quantize_act_kernel(uint8_t *xq, float *xs, const T *x, int k, int act, float input_scale) {
+quantize_token_kernel(uint8_t *xq, float *xs, const T *x, int k, int act, float input_scale) {
     const int t = blockIdx.x;
     const T *row = x + (size_t)t * k;
     uint8_t *out = xq + (size_t)t * k;
-    if (act == FP8_ACT_GROUP) {
-        const int groups = (k + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE;
-        for (int g = 0; g < groups; g++) {
-            const int c0 = g * FP8_ACT_GROUP_SIZE;
-            const int c1 = min(k, c0 + FP8_ACT_GROUP_SIZE);
-            const float amax = row_amax(row, c0, c1);
-            const float a = amax > 0.f ? amax / FP8_E4M3_MAX : 1.f;
-            for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x)
-                out[c] = to_e4m3(to_f32(row[c]) / a);
-            if (threadIdx.x == 0) xs[(size_t)t * groups + g] = a;
-        }
-        return;
-    }
     float a = input_scale;
-    if (act == FP8_ACT_TOKEN) {
-        const float amax = row_amax(row, 0, k);
-        a = amax > 0.f ? amax / FP8_E4M3_MAX : 1.f;
-    }
+    if (act == FP8_ACT_TOKEN) a = act_scale(row_amax(row, 0, k));
     for (int c = threadIdx.x; c < k; c += blockDim.x) out[c] = to_e4m3(to_f32(row[c]) / a);
     if (threadIdx.x == 0) xs[t] = a;
+}
+
+/* Per token and 128-column group: one warp a group (4 values a lane), no barriers;
+ * xs[g * n + t] (the token index runs fastest: cuBLASLt's VEC128 layout). */
+template <typename T>
+__global__ void __launch_bounds__(kQuantThreads)
+quantize_group_kernel(uint8_t *xq, float *xs, const T *x, int n, int k) {
+    const int t = blockIdx.x, lane = threadIdx.x % kWarp;
+    const int g = blockIdx.y * (kQuantThreads / kWarp) + threadIdx.x / kWarp;
+    const int c0 = g * FP8_ACT_GROUP_SIZE;
+    if (c0 >= k) return;
+    const T *row = x + (size_t)t * k;
+    float v[FP8_ACT_GROUP_SIZE / kWarp];
+    float m = 0.f;
+#pragma unroll
+    for (int i = 0; i < FP8_ACT_GROUP_SIZE / kWarp; i++) {
+        const int c = c0 + i * kWarp + lane;
+        v[i] = c < k ? to_f32(row[c]) : 0.f;
+        m = fmaxf(m, fabsf(v[i]));
+    }
+    const float a = act_scale(warp_max(m));
+#pragma unroll
+    for (int i = 0; i < FP8_ACT_GROUP_SIZE / kWarp; i++) {
+        const int c = c0 + i * kWarp + lane;
+        if (c < k) xq[(size_t)t * k + c] = to_e4m3(v[i] / a);
+    }
+    if (lane == 0) xs[(size_t)g * n + t] = a;
 }
 
 /* Two e4m3 values (the low 16 bits of v) as half2, exact. */
@@ -116,7 +142,6 @@ fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const uint8_t *w, cons
     constexpr int R = kRowRegs / NCH; /* rows per block: NCH * R loads in flight per thread */
     const int chunks = k / 16;
     const int r0 = blockIdx.x * R;
-    const int kgroups = (k + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE;
     __half2 xh[N][NCH][8];
     float xsc[N][NCH];
     bool have[NCH];
@@ -127,7 +152,7 @@ fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const uint8_t *w, cons
 #pragma unroll
         for (int t = 0; t < N; t++) {
             if (have[j]) load_x_chunk(xh[t][j], xq + (size_t)t * k, ch * 16);
-            xsc[t][j] = BLOCK && have[j] ? xs[(size_t)t * kgroups + ch * 16 / FP8_ACT_GROUP_SIZE]
+            xsc[t][j] = BLOCK && have[j] ? xs[(size_t)(ch * 16 / FP8_ACT_GROUP_SIZE) * N + t]
                                          : 1.f;
         }
     }
@@ -153,7 +178,8 @@ fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const uint8_t *w, cons
             float wsc = 1.f;
             if (BLOCK) {
                 const int c = (threadIdx.x + j * blockDim.x) * 16;
-                wsc = ws[(size_t)(row / block_rows) * kgroups + c / FP8_ACT_GROUP_SIZE];
+                wsc = ws[(size_t)(row / block_rows) * fp8_block_scale_ld(k) +
+                         c / FP8_ACT_GROUP_SIZE];
             }
 #pragma unroll
             for (int t = 0; t < N; t++) {
@@ -207,15 +233,18 @@ void launch_gemv(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *
             (T *)y, xq, xs, m->w, m->scale, (const T *)bias, m->rows, m->cols, m->block_rows);
 }
 
+/* n tokens (1..4; with 4 chunks a row, 1..2: fp8_gemv_supported keeps it so). */
 template <typename T, int NCH>
 void gemv_nch(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
               const void *bias, int n, int threads, cudaStream_t s) {
-    switch (n) {
-    case 1: launch_gemv<T, 1, NCH>(y, xq, xs, m, bias, threads, s); break;
-    case 2: launch_gemv<T, 2, NCH>(y, xq, xs, m, bias, threads, s); break;
-    case 3: launch_gemv<T, (NCH <= 2 ? 3 : 2), NCH>(y, xq, xs, m, bias, threads, s); break;
-    default: launch_gemv<T, (NCH <= 2 ? 4 : 2), NCH>(y, xq, xs, m, bias, threads, s); break;
+    if (n == 1) return launch_gemv<T, 1, NCH>(y, xq, xs, m, bias, threads, s);
+    if (n == 2) return launch_gemv<T, 2, NCH>(y, xq, xs, m, bias, threads, s);
+    if constexpr (NCH <= 2) {
+        if (n == 3) return launch_gemv<T, 3, NCH>(y, xq, xs, m, bias, threads, s);
+        if (n == 4) return launch_gemv<T, 4, NCH>(y, xq, xs, m, bias, threads, s);
     }
+    fprintf(stderr, "fp8_gemv_cuda: %d tokens with %d chunks a row: not supported\n", n, NCH);
+    abort();
 }
 
 template <typename T>
@@ -228,6 +257,19 @@ void gemv_n(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m, co
     else gemv_nch<T, 4>(y, xq, xs, m, bias, n, threads, s);
 }
 
+template <typename T>
+void quantize(uint8_t *xq, float *xs, const void *x, int n, int k, fp8_act act,
+              float input_scale, cudaStream_t stream) {
+    if (act == FP8_ACT_GROUP) {
+        const int groups = (k + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE;
+        const dim3 grid(n, (groups + kQuantThreads / kWarp - 1) / (kQuantThreads / kWarp));
+        quantize_group_kernel<T><<<grid, kQuantThreads, 0, stream>>>(xq, xs, (const T *)x, n, k);
+    } else {
+        quantize_token_kernel<T><<<n, kQuantThreads, 0, stream>>>(xq, xs, (const T *)x, k,
+                                                                  (int)act, input_scale);
+    }
+}
+
 } // namespace
 
 extern "C" void fp8_quantize_act_cuda(uint8_t *xq, float *xs, const void *x, folio_dtype dtype,
@@ -235,18 +277,9 @@ extern "C" void fp8_quantize_act_cuda(uint8_t *xq, float *xs, const void *x, fol
                                       cudaStream_t stream) {
     if (n <= 0) return;
     switch (dtype) {
-    case DTYPE_BF16:
-        quantize_act_kernel<__nv_bfloat16><<<n, kQuantThreads, 0, stream>>>(
-            xq, xs, (const __nv_bfloat16 *)x, k, (int)act, input_scale);
-        break;
-    case DTYPE_F16:
-        quantize_act_kernel<__half><<<n, kQuantThreads, 0, stream>>>(
-            xq, xs, (const __half *)x, k, (int)act, input_scale);
-        break;
-    default:
-        quantize_act_kernel<float><<<n, kQuantThreads, 0, stream>>>(
-            xq, xs, (const float *)x, k, (int)act, input_scale);
-        break;
+    case DTYPE_BF16: quantize<__nv_bfloat16>(xq, xs, x, n, k, act, input_scale, stream); break;
+    case DTYPE_F16: quantize<__half>(xq, xs, x, n, k, act, input_scale, stream); break;
+    default: quantize<float>(xq, xs, x, n, k, act, input_scale, stream); break;
     }
     CUDA_CHECK(cudaGetLastError());
 }
@@ -263,9 +296,29 @@ extern "C" int fp8_gemv_supported(const fp8_matrix *m, folio_dtype dtype, int n)
     return m->kind == FP8_W_CHANNEL && m->act != FP8_ACT_GROUP;
 }
 
+extern "C" int fp8_gemv_max_tokens(const fp8_matrix *m, folio_dtype dtype) {
+    for (int n = FP8_GEMV_MAX_N; n >= 1; n--)
+        if (fp8_gemv_supported(m, dtype, n)) return n;
+    return 0;
+}
+
+extern "C" void add_bias_rows_cuda(void *y, const void *bias, int n, int rows,
+                                   folio_dtype dtype, cudaStream_t stream) {
+    const int64_t total = (int64_t)n * rows;
+    const int blocks = (int)((total + 255) / 256);
+    if (total == 0) return;
+    if (dtype == DTYPE_BF16)
+        add_bias_kernel<__nv_bfloat16><<<blocks, 256, 0, stream>>>(
+            (__nv_bfloat16 *)y, (const __nv_bfloat16 *)bias, total, rows);
+    else
+        add_bias_kernel<__half><<<blocks, 256, 0, stream>>>((__half *)y, (const __half *)bias,
+                                                            total, rows);
+    CUDA_CHECK(cudaGetLastError());
+}
+
 extern "C" void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
                               const void *bias, folio_dtype dtype, int n, cudaStream_t stream) {
-    if (!fp8_gemv_supported(m, dtype, n)) {
+    if (!fp8_gemv_supported(m, dtype, n) || ((uintptr_t)xq & 15) != 0) {
         fprintf(stderr, "fp8_gemv_cuda: unsupported call (n=%d, %d x %d, kind %d, act %d, dtype %d)\n",
                 n, m->rows, m->cols, (int)m->kind, (int)m->act, (int)dtype);
         abort();

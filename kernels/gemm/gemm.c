@@ -45,6 +45,7 @@ struct gemm_ctx {
     gemm_plan plans[MAX_PLANS];
     int n_plans, next_evict;
     bool use_gemv;               /* skinny 16-bit GEMMs through gemv_cuda */
+    struct fp8_plan_cache *fp8;  /* gemm_fp8.c's plans (NULL until the first FP8 GEMM) */
 };
 
 static cudaDataType_t cuda_type(folio_dtype t) {
@@ -84,6 +85,8 @@ void gemm_set_gemv(gemm_ctx *g, bool on) { g->use_gemv = on; }
 
 void *gemm_lt_handle(gemm_ctx *g) { return g->lt; }
 
+struct fp8_plan_cache **gemm_fp8_cache(gemm_ctx *g) { return &g->fp8; }
+
 void *gemm_workspace(gemm_ctx *g, size_t *bytes) {
     *bytes = g->workspace_bytes;
     return g->workspace;
@@ -98,6 +101,7 @@ void gemm_free(gemm_ctx *g) {
         cublasLtMatrixLayoutDestroy(p->d);
         cublasLtMatmulDescDestroy(p->op);
     }
+    fp8_plan_cache_free(g->fp8);
     if (g->workspace) CUDA_CHECK(cudaFree(g->workspace));
     cublasLtDestroy(g->lt);
     free(g);

@@ -29,9 +29,13 @@ void gemm_free(gemm_ctx *g);
  * on by default, off with FOLIO_GEMV=0 in the environment or here (for comparisons). */
 void gemm_set_gemv(gemm_ctx *g, bool on);
 
-/* The cuBLASLt handle (a cublasLtHandle_t) and the workspace, for gemm_fp8.c. */
+/* The cuBLASLt handle (a cublasLtHandle_t), the workspace and the FP8 plan cache's slot,
+ * for gemm_fp8.c (which frees the cache through fp8_plan_cache_free). */
 void *gemm_lt_handle(gemm_ctx *g);
 void *gemm_workspace(gemm_ctx *g, size_t *bytes);
+struct fp8_plan_cache;
+struct fp8_plan_cache **gemm_fp8_cache(gemm_ctx *g);
+void fp8_plan_cache_free(struct fp8_plan_cache *c);
 
 /* y: [n][out_f] of y_type (dtype or DTYPE_F32); x: [n][in_f]; w: [out_f][in_f]; bias: [out_f]
  * of y_type, or NULL. Asynchronous on stream; graph-capturable once the shape was run. A
@@ -51,16 +55,16 @@ void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
 
 /* FP8 product (engine/base/fp8_layout.h) at any batch: y[n][m->rows] (dtype DTYPE_BF16 or
  * DTYPE_F16; bias of dtype or NULL) from x [n][m->cols] of dtype. The activations are
- * quantized per m->act into xq (e4m3 [n][m->cols]) and xs (fp8_quantize_act_cuda's scales),
- * the caller's scratch, in use until the stream passes; then fp8_gemv_cuda where it
- * qualifies, else cuBLASLt's FP8 GEMM with the scales applied by cuBLASLt (weights per
- * channel: outer vector; 128 x 128 blocks: block scaling; activations per token: outer
- * vector; per 128-column group: 128-element vectors). kernels/gemm/gemm_fp8.c. */
+ * quantized per m->act into xq (e4m3 [n][m->cols]) and xs (n * ceil(cols / 128) floats at
+ * most), the caller's scratch, in use until the stream passes: the first n & ~7 tokens
+ * through cuBLASLt's FP8 GEMM (scales applied by cuBLASLt), the rest through fp8_gemv_cuda
+ * (all of them when n <= fp8_gemv_max_tokens). kernels/gemm/gemm_fp8.c explains. */
 void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
                      const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
                      cudaStream_t stream);
 
-/* The cuBLASLt half of it (xq, xs already written); n >= 1. */
+/* The cuBLASLt half of it (xq, xs already written by fp8_quantize_act_cuda for these n
+ * tokens); n a multiple of 8. */
 void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
                    const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
                    cudaStream_t stream);

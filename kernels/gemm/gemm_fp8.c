@@ -1,21 +1,30 @@
 /* FP8 GEMMs through cuBLASLt (gemm.h: fp8_linear_cuda, fp8_gemm_cuda). The column-major view
  * of gemm.c: D[rows][n] = op(A) B with A = the e4m3 weight [rows][cols] row-major seen as
  * [cols][rows] column-major and transposed ("TN", the only layout cuBLASLt's FP8 kernels
- * take), B = the e4m3 activations [n][cols] seen as [cols][n]. The scales are cuBLASLt's:
- * A per output channel (OUTER_VEC_32F, one float a row) or per 128 x 128 block
- * (BLK128x128_32F; the checkpoint's [ceil(rows/128)][ceil(cols/128)] row-major is that
- * layout, the block index along cols running fastest); B per token (OUTER_VEC_32F) or per
- * token and 128-column group (VEC128_32F, the group index running fastest: xs[t][g]). Output
- * and bias in bf16 or fp16 with float accumulation. One plan per shape, cached. */
+ * take; cols % 16 == 0), B = the e4m3 activations [n][cols] seen as [cols][n]. Scales are
+ * cuBLASLt's own (cuBLAS 12.9+ on sm_90), in the two schemes the GPU runs:
+ *   channel weights (OUTER_VEC_32F, a float a row) x per-token or static activations
+ *     (OUTER_VEC_32F, a float a token), fast accumulation unless FOLIO_FP8_FAST_ACCUM=0;
+ *   128 x 128 block weights (BLK128x128_32F, [ceil(rows/128)][fp8_block_scale_ld(cols)]) x
+ *     per-token 128-column groups (VEC128_32F, [ceil(cols/128)][n], tokens fastest), no fast
+ *     accumulation (cuBLASLt refuses it with block scales).
+ * cuBLASLt's scaled kernels want n a multiple of 8 (block scales certainly, per-vector ones
+ * likely), so fp8_linear_cuda gives cuBLASLt the first n & ~7 tokens and the GEMV (n <= 4 at a
+ * time) the rest: no padded copies. Output and bias in bf16 or fp16; a bias through the BIAS
+ * epilogue, or added after the GEMM where cuBLASLt has no such kernel. One plan per shape and
+ * alignment, cached in the gemm_ctx. */
 #ifdef FOLIO_HAVE_CUDA
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cublasLt.h>
 
+#include "env.h"
+#include "error.h"
 #include "gemm.h"
 #include "kernels_cuda.h"
 
@@ -32,17 +41,20 @@
 enum { FP8_MAX_PLANS = 128 };
 
 typedef struct {
-    int n, cols, rows, has_bias;
-    fp8_weight_scale wkind;
-    fp8_act act;
+    int n, cols, rows, has_bias, align;
+    bool block;                  /* block weights x group activations (else channel x token) */
     folio_dtype dtype;
+    bool epilogue_bias;          /* the bias in cuBLASLt's epilogue (else added after) */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
 } fp8_plan;
 
-static fp8_plan plans[FP8_MAX_PLANS];
-static int n_plans, next_evict;
+struct fp8_plan_cache {
+    fp8_plan plans[FP8_MAX_PLANS];
+    int n_plans, next_evict;
+    bool fast_accum;
+};
 
 static void destroy_plan(fp8_plan *p) {
     cublasLtMatrixLayoutDestroy(p->a);
@@ -51,13 +63,38 @@ static void destroy_plan(fp8_plan *p) {
     cublasLtMatmulDescDestroy(p->op);
 }
 
+void fp8_plan_cache_free(struct fp8_plan_cache *c) {
+    if (!c) return;
+    for (int i = 0; i < c->n_plans; i++) destroy_plan(&c->plans[i]);
+    free(c);
+}
+
+static struct fp8_plan_cache *cache_of(gemm_ctx *g) {
+    struct fp8_plan_cache **slot = gemm_fp8_cache(g);
+    if (!*slot) {
+        *slot = folio_xcalloc(1, sizeof **slot);
+        const char *env = folio_env("FOLIO_FP8_FAST_ACCUM");
+        (*slot)->fast_accum = !(env && strcmp(env, "0") == 0);
+    }
+    return *slot;
+}
+
 static void set_attr(cublasLtMatmulDesc_t op, cublasLtMatmulDescAttributes_t a, const void *v,
                      size_t size) {
     LT_CHECK(cublasLtMatmulDescSetAttribute(op, a, v, size));
 }
 
-/* Builds p's descriptors and asks the heuristic; false when it has nothing. */
-static bool make_plan(gemm_ctx *g, fp8_plan *p) {
+/* Largest power of two <= 256 dividing every pointer. */
+static int alignment_of(const void *const *ptrs, int n) {
+    uintptr_t bits = 256;
+    for (int i = 0; i < n; i++)
+        if (ptrs[i]) bits |= (uintptr_t)ptrs[i];
+    return (int)(bits & (~bits + 1));
+}
+
+/* Builds p's descriptors (with or without the bias epilogue) and asks the heuristic; false
+ * when it has nothing. */
+static bool make_plan(gemm_ctx *g, fp8_plan *p, bool fast_accum, bool epilogue_bias) {
     cublasLtHandle_t lt = (cublasLtHandle_t)gemm_lt_handle(g);
     size_t ws_bytes;
     (void)gemm_workspace(g, &ws_bytes);
@@ -65,16 +102,16 @@ static bool make_plan(gemm_ctx *g, fp8_plan *p) {
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     set_attr(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     set_attr(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-    const int32_t amode = p->wkind == FP8_W_BLOCK ? CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F
-                                                  : CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-    const int32_t bmode = p->act == FP8_ACT_GROUP ? CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F
-                                                  : CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    const int32_t amode = p->block ? CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F
+                                   : CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    const int32_t bmode = p->block ? CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F
+                                   : CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
     set_attr(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &amode, sizeof amode);
     set_attr(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &bmode, sizeof bmode);
-    const int8_t fast = p->wkind != FP8_W_BLOCK; /* blocks: cuBLASLt promotes per block */
+    const int8_t fast = !p->block && fast_accum;
     set_attr(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast);
     const cudaDataType_t out = p->dtype == DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
-    if (p->has_bias) {
+    if (epilogue_bias) {
         const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
         set_attr(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
         set_attr(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &out, sizeof out);
@@ -86,66 +123,110 @@ static bool make_plan(gemm_ctx *g, fp8_plan *p) {
     LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                   &ws_bytes, sizeof ws_bytes));
+    const uint32_t align = (uint32_t)p->align;
+    const cublasLtMatmulPreferenceAttributes_t align_attrs[] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++)
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attrs[i], &align, sizeof align));
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->a, p->b, p->d, p->d,
                                                              pref, 1, &res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0) return false;
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+        destroy_plan(p);
+        return false;
+    }
     p->algo = res.algo;
+    p->epilogue_bias = epilogue_bias;
     return true;
 }
 
 static fp8_plan *find_plan(gemm_ctx *g, const fp8_plan *key) {
-    for (int i = 0; i < n_plans; i++) {
-        fp8_plan *p = &plans[i];
+    struct fp8_plan_cache *c = cache_of(g);
+    for (int i = 0; i < c->n_plans; i++) {
+        fp8_plan *p = &c->plans[i];
         if (p->n == key->n && p->cols == key->cols && p->rows == key->rows &&
-            p->has_bias == key->has_bias && p->wkind == key->wkind && p->act == key->act &&
+            p->has_bias == key->has_bias && p->align == key->align && p->block == key->block &&
             p->dtype == key->dtype)
             return p;
     }
     fp8_plan *p;
-    if (n_plans < FP8_MAX_PLANS) {
-        p = &plans[n_plans++];
+    if (c->n_plans < FP8_MAX_PLANS) {
+        p = &c->plans[c->n_plans++];
     } else {
-        p = &plans[next_evict++ % FP8_MAX_PLANS];
+        p = &c->plans[c->next_evict++ % FP8_MAX_PLANS];
         destroy_plan(p);
     }
     *p = *key;
-    if (!make_plan(g, p)) {
-        fprintf(stderr, "fp8_gemm_cuda: cuBLASLt has no FP8 algorithm for n=%d cols=%d rows=%d "
-                        "(weights %s, activations %s, bias %d): this cuBLAS is too old for "
-                        "these scale modes (CUDA 12.9+ on sm_90)\n",
-                p->n, p->cols, p->rows, p->wkind == FP8_W_BLOCK ? "block" : "channel",
-                p->act == FP8_ACT_GROUP ? "group" : "token", p->has_bias);
+    if (!make_plan(g, p, c->fast_accum, key->has_bias) &&
+        !(key->has_bias && make_plan(g, p, c->fast_accum, false))) {
+        fprintf(stderr, "fp8_gemm_cuda: cuBLASLt found no FP8 kernel for n=%d cols=%d rows=%d "
+                        "(%s, alignment %d): needs cuBLAS 12.9+ on sm_90 with these scale "
+                        "modes\n", p->n, p->cols, p->rows,
+                p->block ? "128x128 block weights, group activations"
+                         : "channel weights, token activations", p->align);
         abort();
     }
     return p;
 }
 
+static bool block_scheme(const fp8_matrix *m) { return m->kind == FP8_W_BLOCK; }
+
 void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
                    const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
                    cudaStream_t stream) {
+    const void *ptrs[] = {y, xq, m->w, bias};
     fp8_plan key = {.n = n, .cols = m->cols, .rows = m->rows, .has_bias = bias != NULL,
-                    .wkind = m->kind, .act = m->act, .dtype = dtype};
+                    .align = alignment_of(ptrs, 4), .block = block_scheme(m), .dtype = dtype};
     fp8_plan *p = find_plan(g, &key);
     set_attr(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &m->scale, sizeof m->scale);
     set_attr(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs, sizeof xs);
-    if (bias) set_attr(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    if (p->epilogue_bias) set_attr(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
     size_t ws_bytes;
     void *ws = gemm_workspace(g, &ws_bytes);
     const float alpha = 1.0f, beta = 0.0f;
     LT_CHECK(cublasLtMatmul((cublasLtHandle_t)gemm_lt_handle(g), p->op, &alpha, m->w, p->a, xq,
                             p->b, &beta, y, p->d, y, p->d, &p->algo, ws, ws_bytes, stream));
+    if (bias && !p->epilogue_bias) add_bias_rows_cuda(y, bias, n, m->rows, dtype, stream);
+}
+
+/* Where the scales of a piece starting at token t0 go: each piece is quantized on its own,
+ * its scales after those of the tokens before it (a float a token, or one per group). */
+static size_t piece_scales(const fp8_matrix *m, int t0) {
+    return (size_t)t0 * (m->act == FP8_ACT_GROUP
+                             ? (size_t)((m->cols + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE)
+                             : 1);
 }
 
 void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
                      const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
                      cudaStream_t stream) {
-    if (n == 0) return;
-    fp8_quantize_act_cuda(xq, xs, x, dtype, n, m->cols, m->act, m->input_scale, stream);
-    if (fp8_gemv_supported(m, dtype, n)) fp8_gemv_cuda(y, xq, xs, m, bias, dtype, n, stream);
-    else fp8_gemm_cuda(g, y, xq, xs, m, bias, dtype, n, stream);
+    const size_t xb = dtype_size(dtype), yb = dtype_size(dtype);
+    const int per_gemv = fp8_gemv_max_tokens(m, dtype);
+    if (per_gemv == 0) {
+        fprintf(stderr, "fp8_linear_cuda: %d x %d FP8 matrix of an unsupported scheme (weights "
+                        "%d, activations %d; weights_cuda_fp8.c refuses these)\n", m->rows,
+                m->cols, (int)m->kind, (int)m->act);
+        abort();
+    }
+    int t0 = 0;
+    if (n > per_gemv && n >= 8) { /* cuBLASLt: the first n & ~7 tokens */
+        const int n8 = n & ~7;
+        fp8_quantize_act_cuda(xq, xs, x, dtype, n8, m->cols, m->act, m->input_scale, stream);
+        fp8_gemm_cuda(g, y, xq, xs, m, bias, dtype, n8, stream);
+        t0 = n8;
+    }
+    while (t0 < n) { /* the rest, up to FP8_GEMV_MAX_N tokens at a time */
+        const int k = n - t0 < per_gemv ? n - t0 : per_gemv;
+        uint8_t *q = xq + (size_t)t0 * m->cols;
+        float *s = xs + piece_scales(m, t0);
+        fp8_quantize_act_cuda(q, s, (const char *)x + (size_t)t0 * m->cols * xb, dtype, k,
+                              m->cols, m->act, m->input_scale, stream);
+        fp8_gemv_cuda((char *)y + (size_t)t0 * m->rows * yb, q, s, m, bias, dtype, k, stream);
+        t0 += k;
+    }
 }
 
 #else
