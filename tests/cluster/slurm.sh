@@ -190,14 +190,14 @@ for launch in auto mpirun; do
   log=$TMP/serve-$job.log
   [ -n "$job" ] || { fail "serve ($launch): sbatch: $(cat "$TMP/sbatch.err")"; continue; }
   port=
-  for _ in $(seq 300); do
+  for _ in $(seq 600); do
     port=$(sed -nE 's|.*on http://127.0.0.1:([0-9]+).*|\1|p' "$log" 2>/dev/null | head -n1)
     [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
     port=
     case "$(job_state "$job")" in PENDING | RUNNING | "") ;; *) break ;; esac
     sleep 0.1
   done
-  if [ -z "$port" ]; then fail "serve job $job ($launch): no /health answer in 30 s (state $(job_state "$job")): $(tail -5 "$log")"; scancel "$job"; continue; fi
+  if [ -z "$port" ]; then fail "serve job $job ($launch): no /health answer in 60 s (state $(job_state "$job")): $(tail -5 "$log")"; scancel "$job"; continue; fi
   nranks=$(job_procs "$job" | grep -c "^[0-9]* $FOLIO serve")
   [ "$nranks" = 2 ] || fail "serve job $job ($launch): $nranks folio processes, expected 2: $(job_procs "$job")"
   grep -q "started with $want\$" "$log" || fail "serve job ($launch): not started with $want: $(grep folio.sbatch "$log")"
