@@ -71,6 +71,20 @@ void paged_attention_cpu(float *out, const float *q, const float *k_cache, const
 void kv_write_cpu(float *k_cache, float *v_cache, const float *k, const float *v,
                   const int64_t *slot_mapping, int n, int n_kv_heads, int head_dim);
 
+/* The FP8 KV cache: kv_write_cpu storing e4m3(k / k_scale), e4m3(v / v_scale) bytes
+ * (engine/base/fp8_layout.h's rounding, saturating at +-448), and paged_attention_cpu over
+ * such a cache: scores (q . e4m3(K)) * k_scale * scale, output sum p * v_scale * e4m3(V).
+ * One K and one V scale per layer. */
+void kv_write_fp8_cpu(uint8_t *k_cache, uint8_t *v_cache, const float *k, const float *v,
+                      const int64_t *slot_mapping, int n, int n_kv_heads, int head_dim,
+                      float k_scale, float v_scale);
+void paged_attention_fp8_cpu(float *out, const float *q, const uint8_t *k_cache,
+                             const uint8_t *v_cache, float k_scale, float v_scale,
+                             const int32_t *block_tables, int max_blocks,
+                             const int32_t *seq_start, const int32_t *positions, int n_seqs,
+                             int n_heads, int n_kv_heads, int head_dim, int block_size,
+                             int window, float scale);
+
 /* out[i] = x[rows[i]]. out: [m][dim]; x: [n][dim]; rows: [m]. */
 void gather_rows_cpu(float *out, const float *x, const int32_t *rows, int m, int dim);
 

@@ -66,6 +66,13 @@ int cli_common_option(common_options *o, int id, const char *arg) {
         o->quant_option_given = true;
         return 1;
     }
+    case OPT_KV_CACHE_DTYPE:
+        if (strcmp(arg, "auto") == 0) o->kv_fp8 = false;
+        else if (strcmp(arg, "fp8") == 0 || strcmp(arg, "fp8_e4m3") == 0) o->kv_fp8 = true;
+        else
+            return folio_fail("--kv-cache-dtype: '%s' is not supported (accepted: auto, fp8, "
+                              "fp8_e4m3)", arg);
+        return 1;
     case OPT_SYM:
         o->quant.sym = true;
         o->quant_option_given = true;
@@ -97,7 +104,8 @@ device_options cli_device_options(const common_options *o) {
     return (device_options){.device = o->device, .format = o->load_format, .quant = o->quant,
                             .dtype_auto = o->dtype_auto, .dtype = o->dtype,
                             .enforce_eager = o->enforce_eager,
-                            .allreduce_nccl = o->allreduce_nccl, .verbose = o->verbose};
+                            .allreduce_nccl = o->allreduce_nccl, .kv_fp8 = o->kv_fp8,
+                            .verbose = o->verbose};
 }
 
 int cli_start_rank(const common_options *o, comm_ctx *comm) {

@@ -25,6 +25,7 @@ typedef struct {
                                       engine knob --gpu-memory-utilization where there is one) */
     bool enforce_eager;            /* --enforce-eager: CUDA, no CUDA graphs */
     bool allreduce_nccl;           /* --all-reduce nccl: no one-shot all-reduce */
+    bool kv_fp8;                   /* --kv-cache-dtype fp8 (or fp8_e4m3) */
     bind_mode bind;              /* --bind auto|none */
     dummy_quant quant;           /* --quantization w4a16 [--group-size N] [--sym] (with
                                   * --load-format dummy: a dummy 4-bit model) */
@@ -33,7 +34,8 @@ typedef struct {
 
 /* Option ids of the common options (above any subcommand's own ids). */
 enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND,
-       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE, OPT_QUANTIZATION, OPT_GROUP_SIZE, OPT_SYM };
+       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE, OPT_QUANTIZATION, OPT_GROUP_SIZE, OPT_SYM,
+       OPT_KV_CACHE_DTYPE };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -47,6 +49,7 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"quantization", required_argument, 0, OPT_QUANTIZATION},      \
     {"group-size", required_argument, 0, OPT_GROUP_SIZE},          \
     {"sym", no_argument, 0, OPT_SYM},                              \
+    {"kv-cache-dtype", required_argument, 0, OPT_KV_CACHE_DTYPE},  \
     {"help", no_argument, 0, OPT_HELP}
 
 #define CLI_COMMON_HELP                                                                   \
@@ -63,6 +66,8 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     "  --group-size N           with --quantization: inputs per scale and zero (default 128;\n" \
     "                           -1: per output channel)\n"                                 \
     "  --sym                    with --quantization: symmetric, every zero 8\n"          \
+    "  --kv-cache-dtype auto|fp8  the KV cache in the compute type, or FP8 e4m3 with per-layer\n" \
+    "                           scales (the checkpoint's k_scale/v_scale, else 1.0); CPU only\n" \
     "  --bind auto|none         bind each rank to the cores/NUMA node nearest its GPU (no GPU:\n" \
     "                           an equal share of the host's cores); default auto\n"          \
     "  --verbose                more detail on stderr (with it, each rank's placement)\n"

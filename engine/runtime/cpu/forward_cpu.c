@@ -111,11 +111,23 @@ static int attention_block(forward_cpu *f, kv_cache *kv, const step_plan *p, int
     rope_cpu(f->q, p->positions, f->cos, f->sin, T, s->n_heads, hd);
     rope_cpu(f->k, p->positions, f->cos, f->sin, T, s->n_kv_heads, hd);
 
-    float *k_cache = kv_cache_k(kv, layer, 0), *v_cache = kv_cache_v(kv, layer, 0);
-    kv_write_cpu(k_cache, v_cache, f->k, f->v, p->slot_mapping, T, s->n_kv_heads, hd);
-    paged_attention_cpu(f->att, f->q, k_cache, v_cache, p->block_tables, p->max_blocks,
-                        p->seq_start, p->positions, p->n_seqs, s->n_heads, s->n_kv_heads, hd,
-                        p->block_size, c->sliding_window[layer], 1.0f / sqrtf((float)hd));
+    const float scale = 1.0f / sqrtf((float)hd);
+    if (kv->fp8) {
+        const size_t off = kv_cache_offset(kv, layer, 0);
+        const float ks = kv->k_scale[layer], vs = kv->v_scale[layer];
+        kv_write_fp8_cpu(kv->k8 + off, kv->v8 + off, f->k, f->v, p->slot_mapping, T,
+                         s->n_kv_heads, hd, ks, vs);
+        paged_attention_fp8_cpu(f->att, f->q, kv->k8 + off, kv->v8 + off, ks, vs,
+                                p->block_tables, p->max_blocks, p->seq_start, p->positions,
+                                p->n_seqs, s->n_heads, s->n_kv_heads, hd, p->block_size,
+                                c->sliding_window[layer], scale);
+    } else {
+        float *k_cache = kv_cache_k(kv, layer, 0), *v_cache = kv_cache_v(kv, layer, 0);
+        kv_write_cpu(k_cache, v_cache, f->k, f->v, p->slot_mapping, T, s->n_kv_heads, hd);
+        paged_attention_cpu(f->att, f->q, k_cache, v_cache, p->block_tables, p->max_blocks,
+                            p->seq_start, p->positions, p->n_seqs, s->n_heads, s->n_kv_heads,
+                            hd, p->block_size, c->sliding_window[layer], scale);
+    }
 
     tap(f, layer, FWD_TAP_O_IN, f->att, T, q_dim);
     matmul_cpu(f->proj, f->att, lw->wo, NULL, T, q_dim, hidden);
