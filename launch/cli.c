@@ -293,6 +293,7 @@ int cli_next_option(int argc, char **argv, const struct option *longopts, common
                     int (*more)(void *ctx, int id, const char *arg), void *ctx) {
     int id;
     if (!co->command) co->command = argv[0];
+    opterr = 0; /* unknown options: cli_unknown_option's message, not getopt's */
     while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (id == '?') {
             cli_unknown_option(co->command, argv, longopts);

@@ -3,6 +3,7 @@
  * (SIGTERM / SIGINT: stop accepting, finish what is in flight within --shutdown-timeout,
  * exit 0). */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,7 @@ typedef struct {
         idle_timeout, http_threads, max_buffered, max_buffered_client, max_tokenize;
     bool log_requests, cors, no_access_log;
     engine_options knobs;
+    oai_defaults defaults;       /* --generation-config's (rank 0, before the model loads) */
 } serve_args;
 
 static int parse_args(int argc, char **argv, serve_args *a) {
@@ -252,7 +254,7 @@ static int serve_until_signal(const serve_args *a, http_server *h, serve_loop *L
  * fields vLLM takes (temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens as
  * max_tokens; the EOS ids always come from the model's own file); "vllm": the built-in ones.
  * Says which it uses. 0, or -1 with a message naming the file and field. */
-static int generation_defaults(const serve_args *a, int vocab, oai_defaults *d) {
+static int generation_defaults(const serve_args *a, oai_defaults *d) {
     *d = oai_defaults_builtin();
     const char *mode = a->gen_config ? a->gen_config : "auto";
     if (strcmp(mode, "vllm") == 0) return 0;
@@ -282,7 +284,7 @@ static int generation_defaults(const serve_args *a, int vocab, oai_defaults *d) 
     request_params p;
     request_params_init(&p);
     const json_src src = {path, NULL};
-    rc = request_params_from_json(fields, &src, vocab, 0, &p);
+    rc = request_params_from_json(fields, &src, INT32_MAX, 0, &p); /* no ids among the fields */
     if (rc == 0 && said[0]) {
         *d = (oai_defaults){.temperature = p.sampling.temperature, .top_p = p.sampling.top_p,
                             .top_k = p.sampling.top_k, .min_p = p.sampling.min_p,
@@ -354,8 +356,6 @@ static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *co
     text_codec codec = tokenizer_codec(tok);
     engine_config ec = {.sched = *sc, .vocab = dm->m.cfg.vocab, .eos_ids = dm->m.cfg.eos_ids,
                         .n_eos = dm->m.cfg.n_eos, .codec = &codec};
-    oai_defaults defaults;
-    if (generation_defaults(a, dm->m.cfg.vocab, &defaults) != 0) goto out;
     mt = metrics_create(a->served_name);
     if (!(L = serve_loop_create(&ec, rank_engine_backend(&re, ch), mt))) goto out;
     if (serve_loop_start(L) != 0) goto out;
@@ -383,7 +383,7 @@ static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *co
                       .max_connections = (int)a->max_connections,
                       .idle_timeout_s = (int)a->idle_timeout, .threads = (int)a->http_threads,
                       .cors = a->cors, .log_requests = a->log_requests,
-                      .access_log = !a->no_access_log, .defaults = &defaults};
+                      .access_log = !a->no_access_log, .defaults = &a->defaults};
     if (setup_tools(a, tok, ct, &hc.tools) != 0) goto out;
     if (!(h = http_server_start(&hc, L, tok, ct, mt))) goto out;
     unsigned served, held;
@@ -430,7 +430,8 @@ int cmd_serve(int argc, char **argv, comm_ctx *comm) {
     if (parse_args(argc, argv, &a) != 0) goto out;
     if (comm->rank == 0) {
         if (tokenizer_load(a.common.model_dir, &tok) != 0) goto out;
-        if (load_chat_template(&a, &ct) != 0) goto out;
+        if (load_chat_template(&a, &ct) != 0 || generation_defaults(&a, &a.defaults) != 0)
+            goto out;
     }
     if (cli_start_rank(&a.common, comm) != 0) goto out;
     device_options mo = cli_device_options(&a.common);
