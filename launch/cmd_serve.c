@@ -265,7 +265,7 @@ static int generation_defaults(const serve_args *a, oai_defaults *d) {
     const bool optional = strcmp(mode, "auto") == 0;
     int rc = json_read_file(path, optional, &gen);
     if (rc < 0) {
-        if (!optional) folio_fail_context("--generation-config %s", mode);
+        if (!optional) folio_fail_context("serve: --generation-config %s", mode);
         json_decref(fields);
         return -1;
     }

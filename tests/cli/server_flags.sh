@@ -27,7 +27,7 @@ expect_error "missing value" "option '--port' needs a value" -- serve --model "$
 expect_error "model twice" "the model is given twice" -- serve "$MODEL" --model "$MODEL"
 expect_error "log flags contradict" "give one of them" -- serve --model "$MODEL" --log-requests --disable-log-requests
 expect_error "chat template missing" "--chat-template: $TMP/nope.jinja" -- serve --model "$MODEL" --chat-template "$TMP/nope.jinja"
-expect_error "generation config missing" "--generation-config $TMP: $TMP/generation_config.json" -- serve --model "$MODEL" --generation-config "$TMP"
+expect_error "generation config missing" "serve: --generation-config $TMP: $TMP/generation_config.json" -- serve --model "$MODEL" --generation-config "$TMP"
 
 # ---- a model whose generation_config.json sets defaults, served as `folio serve MODEL`
 cp "$MODEL/tokenizer_config.json" "$TMP/tc.json"; rm "$MODEL/generation_config.json"
