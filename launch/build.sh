@@ -9,7 +9,11 @@ PACKAGES=(build-essential cmake pkg-config git
           libopenmpi-dev openmpi-bin libhwloc-dev
           libjansson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev
           libcmocka-dev curl
+<<<<<<< HEAD
           slurmctld slurmd slurm-client munge)
+=======
+          prometheus)  # promtool: tests/cli/server_metrics.sh checks /metrics with it
+>>>>>>> flags
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,5 +1,6 @@
 /* Common command-line options and value parsers that name the option and the value. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,8 @@ int cli_common_option(common_options *o, int id, const char *arg) {
             return folio_fail("--kv-cache-dtype: '%s' is not supported (accepted: auto, fp8, "
                               "fp8_e4m3)", arg);
         return 1;
+    case OPT_TP_SIZE:
+        return cli_parse_int("--tensor-parallel-size", arg, 1, 1 << 16, &o->tp_size) ? -1 : 1;
     case OPT_SYM:
         o->quant.sym = true;
         o->quant_option_given = true;
@@ -109,6 +112,15 @@ device_options cli_device_options(const common_options *o) {
 }
 
 int cli_start_rank(const common_options *o, comm_ctx *comm) {
+    if (o->tp_size && o->tp_size != comm->world) {
+        const char *cmd = o->command ? o->command : "COMMAND";
+        return folio_fail("--tensor-parallel-size %lld, but this job has %d rank%s: Folio runs "
+                          "one process per GPU, each holding its slice; start %lld of them "
+                          "(launch/folio-mpirun -np %lld folio %s ..., or mpirun -np %lld / "
+                          "srun -n %lld), and --tensor-parallel-size may then be left out",
+                          o->tp_size, comm->world, comm->world == 1 ? "" : "s", o->tp_size,
+                          o->tp_size, cmd, o->tp_size, o->tp_size);
+    }
     if (bind_rank(comm, o->bind, o->verbose) != 0) return -1;
     /* every rank's host and watchdog status port, so a stalled rank can ask the others */
     probe_peer me = {.port = 0};
@@ -192,17 +204,109 @@ int cli_parse_ids(const char *option, const char *arg, int32_t **ids, int *n) {
     return 0;
 }
 
-int cli_bad_option(const char *command, char **argv) {
+/* Edit distance of a[0..na) and b[0..nb) (insertions, deletions, substitutions and swaps of
+ * two neighbours, each 1), or more than cap when it is. */
+static int edit_distance(const char *a, size_t na, const char *b, size_t nb, int cap) {
+    enum { MAX = 64 };
+    if (na > MAX || nb > MAX) return cap + 1;
+    int d[MAX + 1][MAX + 1];
+    for (size_t i = 0; i <= na; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= nb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= na; i++)
+        for (size_t j = 1; j <= nb; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[na][nb];
+}
+
+/* The option name of arg ("--name=value" -> "name", length in *n); NULL when arg is not a
+ * long option. */
+static const char *option_name(const char *arg, size_t *n) {
+    if (!arg || strncmp(arg, "--", 2) != 0 || !arg[2]) return NULL;
+    const char *name = arg + 2, *eq = strchr(name, '=');
+    *n = eq ? (size_t)(eq - name) : strlen(name);
+    return name;
+}
+
+/* Close: within a third of the name's length (at least 2), or one name a prefix of the other
+ * (4 characters at least: "--port-number" -> --port). */
+const char *cli_closest_option(const struct option *longopts, const char *name) {
+    const size_t n = strlen(name);
+    const int cap = n / 3 > 2 ? (int)(n / 3) : 2;
+    const char *best = NULL;
+    int best_d = 1 << 30;
+    for (const struct option *o = longopts; o && o->name; o++) {
+        const size_t m = strlen(o->name), shorter = m < n ? m : n;
+        int d = edit_distance(name, n, o->name, m, 1 << 20);
+        bool prefix = shorter >= 4 && strncmp(name, o->name, shorter) == 0;
+        if ((d <= cap || prefix) && d < best_d) {
+            best = o->name;
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+int cli_unknown_option(const char *command, char **argv, const struct option *longopts) {
     extern int optind;
-    const char *arg = argv[optind - 1];
-    return folio_fail("%s: unknown option or missing value: '%s' (see folio %s --help)",
-                      command, arg ? arg : "?", command);
+    const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+    size_t n = 0;
+    const char *name = option_name(arg, &n);
+    if (!name || !longopts)
+        return folio_fail("%s: unknown option or missing value: '%s' (see folio %s --help)",
+                          command, arg ? arg : "?", command);
+    char typed[128];
+    snprintf(typed, sizeof typed, "%.*s", (int)(n < 100 ? n : 100), name);
+    const bool has_value = name[n] == '=';
+    int prefixed = 0;
+    char candidates[256] = "";
+    for (const struct option *o = longopts; o->name; o++) {
+        if (strcmp(o->name, typed) == 0) {
+            if (o->has_arg == required_argument && !has_value)
+                return folio_fail("%s: option '--%s' needs a value (see folio %s --help)",
+                                  command, typed, command);
+            if (o->has_arg == no_argument && has_value)
+                return folio_fail("%s: option '--%s' takes no value (see folio %s --help)",
+                                  command, typed, command);
+        }
+        if (strncmp(o->name, typed, strlen(typed)) == 0) {
+            size_t used = strlen(candidates);
+            snprintf(candidates + used, sizeof candidates - used, "%s--%s",
+                     prefixed ? " or " : "", o->name);
+            prefixed++;
+        }
+    }
+    if (prefixed > 1)
+        return folio_fail("%s: option '--%s' is ambiguous: %s? (see folio %s --help)", command,
+                          typed, candidates, command);
+    const char *close = cli_closest_option(longopts, typed);
+    if (close)
+        return folio_fail("%s: unknown option '--%s': did you mean --%s? (see folio %s --help)",
+                          command, typed, close, command);
+    return folio_fail("%s: unknown option '--%s' (see folio %s --help)", command, typed,
+                      command);
+}
+
+int cli_bad_option(const char *command, char **argv) {
+    return cli_unknown_option(command, argv, NULL);
 }
 
 int cli_next_option(int argc, char **argv, const struct option *longopts, common_options *co,
                     int (*more)(void *ctx, int id, const char *arg), void *ctx) {
     int id;
+    if (!co->command) co->command = argv[0];
+    opterr = 0; /* unknown options: cli_unknown_option's message, not getopt's */
     while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (id == '?') {
+            cli_unknown_option(co->command, argv, longopts);
+            return CLI_OPTION_FAILED;
+        }
         int rc = cli_common_option(co, id, optarg);
         if (rc == 0 && more) rc = more(ctx, id, optarg);
         if (rc < 0) return CLI_OPTION_FAILED;

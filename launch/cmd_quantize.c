@@ -216,6 +216,7 @@ int cmd_quantize(int argc, char **argv, comm_ctx *comm) {
     awq_cli a = {.clip = true, .samples = 512};
     int c;
     optind = 1;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == Q_HELP) {
             fputs(QUANTIZE_HELP, stdout);
@@ -223,7 +224,7 @@ int cmd_quantize(int argc, char **argv, comm_ctx *comm) {
         }
         int r = c == '?' ? 1 : parse_option(c, optarg, &o, &a);
         if (r < 0) return -1;
-        if (r == 1) return cli_bad_option("quantize", argv);
+        if (r == 1) return cli_unknown_option("quantize", argv, opts);
     }
     if (!o.model_dir || !o.out_dir) return folio_fail("quantize: --model DIR and --out DIR are required");
     if (comm->world > 1) return folio_fail("quantize: runs on one process (not under mpirun)");
