@@ -37,21 +37,22 @@ double bench_gemm_params(const model_config *c) {
 
 /* ---- CPU ---- */
 
-/* Best of 5 (after one untimed) of a 256 MiB memcpy and a 1024^3 float32 matmul_cpu. */
+/* Best of 4 (after one untimed) of a 128 MiB memcpy (larger than a CPU's last-level cache)
+ * and of 3 of a 512^3 float32 matmul_cpu: quick, since a CPU bench is a small model's. */
 static int cpu_ceilings(bench_ceilings *c) {
-    const size_t bytes = (size_t)256 << 20, n = 1024;
+    const size_t bytes = (size_t)128 << 20, n = 512;
     char *a = malloc(bytes), *b = malloc(bytes);
     float *y = malloc(sizeof(float) * n * n);
     if (!a || !b || !y) {
         free(a);
         free(b);
         free(y);
-        return folio_fail("bench: no host memory for the 512 MiB ceiling measurement");
+        return folio_fail("bench: no host memory for the 256 MiB ceiling measurement");
     }
     memset(a, 0x3c, bytes); /* float ~0.01: not zeros */
     memset(b, 0, bytes);
     double best = 1e30;
-    for (int r = 0; r < 6; r++) {
+    for (int r = 0; r < 5; r++) {
         const double t0 = folio_now();
         memcpy(b, a, bytes);
         const double s = folio_now() - t0;

@@ -3,7 +3,7 @@
  *   CUDA: forward_cuda itself (greedy ids sampled on the GPU, CUDA graphs, FOLIO_PROFILE);
  *         ceilings: a 2 GiB device copy and an 8192^3 bf16 cuBLASLt GEMM.
  *   CPU:  the CPU backend (float32 forward_cpu), greedy ids by argmax on the host;
- *         ceilings: a 256 MiB memcpy and a 1024^3 float32 matmul_cpu (the forward's GEMM).
+ *         ceilings: a 128 MiB memcpy and a 512^3 float32 matmul_cpu (the forward's GEMM).
  * The only file of folio bench that knows which device it runs on. */
 #ifndef FOLIO_BENCH_DEVICE_H
 #define FOLIO_BENCH_DEVICE_H
