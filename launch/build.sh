@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config git
           libopenmpi-dev openmpi-bin libhwloc-dev
           libjansson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev
-          libcmocka-dev curl)
+          libcmocka-dev curl gnuplot-nox)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
