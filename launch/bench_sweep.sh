@@ -13,6 +13,8 @@
 #   --folio PATH         the folio binary (default: $FOLIO, else build/folio beside launch/)
 #   --launch "CMD"       a launcher before it, e.g. "launch/folio-mpirun -np 2"
 #   --title TEXT         the plot's title (default: mode, device, model, date, commit)
+#   --no-plot            only the runs (a GPU machine without gnuplot or python3)
+#   --plot-only          only the plot, from the MODE-OPTION-*.json already in --out
 # Everything after -- goes to every `folio bench MODE` run. Axes (docs/benchmarks.md):
 #   latency:    x tpot_ms (median ms per output token), y decode_throughput (batch / that);
 #               roofline: roofline.tpot_ms, roofline.decode_throughput of each batch size
@@ -22,7 +24,7 @@
 set -euo pipefail
 
 die() { echo "bench_sweep: error: $*" >&2; exit 2; }
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 case $1 in -h|--help) usage ;; esac
@@ -33,7 +35,7 @@ case $MODE in
   serve) OVER=concurrency ;;
   *) die "the mode is latency, throughput or serve, not '$MODE'" ;;
 esac
-VALUES= OUT= TITLE= LAUNCH=
+VALUES= OUT= TITLE= LAUNCH= RUN=1 PLOT=1
 FOLIO_BIN=${FOLIO:-$(cd "$(dirname "$0")/.." && pwd)/build/folio}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -43,6 +45,8 @@ while [ $# -gt 0 ]; do
     --folio) [ $# -ge 2 ] || die "--folio needs a path"; FOLIO_BIN=$2; shift 2 ;;
     --launch) [ $# -ge 2 ] || die "--launch needs a command"; LAUNCH=$2; shift 2 ;;
     --title) [ $# -ge 2 ] || die "--title needs a text"; TITLE=$2; shift 2 ;;
+    --no-plot) PLOT=0; shift ;;
+    --plot-only) RUN=0; shift ;;
     --) shift; break ;;
     -h|--help) usage ;;
     *) die "unknown option '$1' (folio bench options go after --)" ;;
@@ -51,8 +55,14 @@ done
 ARGS=("$@")
 
 # Everything is checked before the first run: a sweep can take a long time.
-[ -n "$VALUES" ] || die "--values V1,V2,... is required"
 [ -n "$OUT" ] || die "--out DIR is required"
+[ $RUN = 1 ] || [ $PLOT = 1 ] || die "--no-plot and --plot-only: nothing to do"
+if [ $RUN = 0 ] && [ -z "$VALUES" ]; then  # --plot-only: the values of the files there, in order
+  VALUES=$(cd "$OUT" 2>/dev/null && ls -- "$MODE-$OVER-"*.json 2>/dev/null |
+           sed -E "s/^$MODE-$OVER-(.*)\.json\$/\1/" | sort -g | paste -sd, -) || true
+  [ -n "$VALUES" ] || die "--plot-only: no $MODE-$OVER-*.json in $OUT"
+fi
+[ -n "$VALUES" ] || die "--values V1,V2,... is required"
 case $MODE:$OVER in
   latency:batch-size|throughput:max-num-seqs|serve:concurrency|serve:request-rate) ;;
   *) die "--over $OVER: $MODE sweeps over $(case $MODE in latency) echo batch-size ;;
@@ -70,9 +80,12 @@ for a in "${ARGS[@]}"; do
     die "'$a' after --: the sweep sets --$OVER and --output-json itself" ;;
   esac
 done
-[ -x "$FOLIO_BIN" ] || die "no folio binary at $FOLIO_BIN (build it, or give --folio PATH)"
-command -v gnuplot >/dev/null || die "gnuplot is not installed (Debian: gnuplot-nox; launch/build.sh installs it)"
-command -v python3 >/dev/null || die "python3 is not installed (it reads the JSON results)"
+[ $RUN = 0 ] || [ -x "$FOLIO_BIN" ] || die "no folio binary at $FOLIO_BIN (build it, or give --folio PATH)"
+if [ $PLOT = 1 ]; then
+  command -v gnuplot >/dev/null ||
+    die "gnuplot is not installed (Debian: gnuplot-nox; launch/build.sh installs it), or use --no-plot"
+  command -v python3 >/dev/null || die "python3 is not installed (it reads the JSON results), or use --no-plot"
+fi
 mkdir -p "$OUT" 2>/dev/null || die "--out $OUT: cannot create the directory"
 [ -w "$OUT" ] || die "--out $OUT: not writable"
 
@@ -80,12 +93,17 @@ mkdir -p "$OUT" 2>/dev/null || die "--out $OUT: cannot create the directory"
 FILES=()
 for v in "${POINTS[@]}"; do
   f=$OUT/$MODE-$OVER-$v.json
+  FILES+=("$f")
+  if [ $RUN = 0 ]; then [ -f "$f" ] || die "--plot-only: $f is missing"; continue; fi
   echo "bench_sweep: $MODE --$OVER $v -> $f" >&2
   # shellcheck disable=SC2086  # --launch is a command line, split on purpose
   $LAUNCH "$FOLIO_BIN" bench "$MODE" "${ARGS[@]}" "--$OVER" "$v" --output-json "$f" ||
     die "folio bench $MODE --$OVER $v failed (results so far in $OUT)"
-  FILES+=("$f")
 done
+if [ $PLOT = 0 ]; then
+  echo "bench_sweep: ${#FILES[@]} results in $OUT (plot them with --plot-only)" >&2
+  exit 0
+fi
 
 # ---- the table the plot reads: value, x, y, roofline x, roofline y (NaN: none) ----
 python3 - "$MODE" "$OVER" "$OUT/sweep.dat" "$OUT/sweep.gp.inc" "$TITLE" "${FILES[@]}" <<'PY'

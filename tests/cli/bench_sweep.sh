@@ -2,7 +2,8 @@
 # launch/bench_sweep.sh on the CPU backend with stories260K: a latency sweep over 3 batch sizes
 # writes 3 JSON results (each with its batch size), a table of 3 points with their rooflines,
 # and a plot as SVG (an <svg> root naming every point) and PNG (the PNG signature); a
-# throughput sweep does the same over --max-num-seqs; bad arguments fail before any run.
+# throughput sweep over --max-num-seqs does the same in two halves (--no-plot, then
+# --plot-only); bad arguments fail before any run.
 set -uo pipefail
 . "$(dirname "$0")/common.inc"
 [ -d "$STORIES" ] || { echo "SKIPPED: $STORIES not found"; exit 77; }
@@ -54,8 +55,12 @@ if bash "$SWEEP" latency --values 1,2,4 --out "$TMP/lat" --folio "$FOLIO" -- "${
 else
   fail "latency sweep: $(tail -5 "$TMP/lat.log")"
 fi
-if bash "$SWEEP" throughput --values 2,4 --out "$TMP/thr" --folio "$FOLIO" -- "${CPU[@]}" \
-     --num-prompts 8 --input-len 6 --output-len 6 >"$TMP/thr.log" 2>&1; then
+# The throughput sweep in two halves: the runs alone (--no-plot: what a GPU machine without
+# gnuplot runs), then the plot alone from their files (--plot-only).
+if bash "$SWEEP" throughput --values 2,4 --out "$TMP/thr" --folio "$FOLIO" --no-plot -- "${CPU[@]}" \
+     --num-prompts 8 --input-len 6 --output-len 6 >"$TMP/thr.log" 2>&1 &&
+   { [ ! -e "$TMP/thr/sweep.svg" ] || fail "--no-plot drew a plot"; } &&
+   bash "$SWEEP" throughput --plot-only --out "$TMP/thr" >>"$TMP/thr.log" 2>&1; then
   check_sweep throughput "$TMP/thr" throughput max-num-seqs seqs= max_num_seqs 2 4 || failures=$((failures + 1))
 else
   fail "throughput sweep: $(tail -5 "$TMP/thr.log")"
