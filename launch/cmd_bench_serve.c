@@ -151,7 +151,7 @@ static int parse_args(int argc, char **argv, bench_serve_args *a) {
             if (a->n_metadata == 16) return folio_fail("--metadata: at most 16 of them");
             a->metadata[a->n_metadata++] = optarg;
             break;
-        default: return cli_bad_option("bench serve", argv);
+        default: return cli_unknown_option("bench serve", argv, longopts);
         }
         if (rc != 0) return -1;
     }
