@@ -29,11 +29,13 @@ typedef struct {
     dummy_quant quant;           /* --quantization w4a16 [--group-size N] [--sym] (with
                                   * --load-format dummy: a dummy 4-bit model) */
     bool quant_option_given;     /* --group-size or --sym (without --quantization: an error) */
+    bool fp8_scheme_given;       /* --fp8-scheme (without --quantization fp8: an error) */
 } common_options;
 
 /* Option ids of the common options (above any subcommand's own ids). */
 enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND,
-       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE, OPT_QUANTIZATION, OPT_GROUP_SIZE, OPT_SYM };
+       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE, OPT_QUANTIZATION, OPT_GROUP_SIZE, OPT_SYM,
+       OPT_FP8_SCHEME };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -47,6 +49,7 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"quantization", required_argument, 0, OPT_QUANTIZATION},      \
     {"group-size", required_argument, 0, OPT_GROUP_SIZE},          \
     {"sym", no_argument, 0, OPT_SYM},                              \
+    {"fp8-scheme", required_argument, 0, OPT_FP8_SCHEME},          \
     {"help", no_argument, 0, OPT_HELP}
 
 #define CLI_COMMON_HELP                                                                   \
@@ -63,6 +66,9 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     "  --group-size N           with --quantization: inputs per scale and zero (default 128;\n" \
     "                           -1: per output channel)\n"                                 \
     "  --sym                    with --quantization: symmetric, every zero 8\n"          \
+    "  --quantization fp8       with --load-format dummy: those weights random FP8 e4m3\n"  \
+    "  --fp8-scheme channel|block  with --quantization fp8: per-channel scales, activations\n" \
+    "                           per token (default); or 128x128 blocks, activations per 128\n" \
     "  --bind auto|none         bind each rank to the cores/NUMA node nearest its GPU (no GPU:\n" \
     "                           an equal share of the host's cores); default auto\n"          \
     "  --verbose                more detail on stderr (with it, each rank's placement)\n"
