@@ -106,6 +106,11 @@ static int check_scales(const quant_loader *ql, const char *module, const fp8_ma
     return 0;
 }
 
+/* "model.layers.0.mlp.down_proj" of its ".weight" spec. */
+static void module_of(const tensor_spec *spec, char *buf, size_t n) {
+    snprintf(buf, n, "%.*s", (int)(strlen(spec->name) - 7), spec->name);
+}
+
 /* m's shape (this rank's shard of spec) and scheme from qc; nothing allocated. */
 static void shard_init(const quant_config *qc, const tensor_spec *spec, fp8_matrix *m) {
     memset(m, 0, sizeof *m);
@@ -143,7 +148,7 @@ static void copy_weight(const st_tensor *w, int64_t cols, int64_t r0, int64_t c0
 int fp8_load_matrix(quant_loader *ql, const tensor_spec *spec, fp8_matrix *m) {
     const quant_config *qc = ql->qc;
     char module[128];
-    snprintf(module, sizeof module, "%.*s", (int)(strlen(spec->name) - 7), spec->name);
+    module_of(spec, module, sizeof module);
     shard_init(qc, spec, m);
     const int64_t r0 = spec->slice == SLICE_ROWS ? spec->start : 0;
     const int64_t c0 = spec->slice == SLICE_COLS ? spec->start : 0;
@@ -166,7 +171,7 @@ int fp8_load_matrix(quant_loader *ql, const tensor_spec *spec, fp8_matrix *m) {
 int fp8_dummy_matrix(const quant_config *qc, uint64_t seed, const tensor_spec *spec, int world,
                      fp8_matrix *m) {
     char module[128];
-    snprintf(module, sizeof module, "%.*s", (int)(strlen(spec->name) - 7), spec->name);
+    module_of(spec, module, sizeof module);
     shard_init(qc, spec, m);
     if (check_shard("--load-format dummy --quantization fp8", world, module, spec, m) != 0)
         return -1;
@@ -192,6 +197,25 @@ int fp8_dummy_matrix(const quant_config *qc, uint64_t seed, const tensor_spec *s
                     fd_scale(key, r0 / m->block_rows + i, c0 / m->block_cols + j, a);
     }
     return 0;
+}
+
+int fp8_dummy_check(const model_config *cfg, const shard_plan *shard) {
+    if (cfg->quant.method != QUANT_FP8 || cfg->quant.fp8_src != FP8_SRC_DUMMY) return 0;
+    model_weights shadow = {0};
+    int n = 0, rc = 0;
+    tensor_spec *specs = weights_specs(cfg, shard, &shadow, &n);
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (!quant_spec_quantized(&cfg->quant, &specs[i])) continue;
+        char module[128];
+        fp8_matrix m;
+        module_of(&specs[i], module, sizeof module);
+        shard_init(&cfg->quant, &specs[i], &m);
+        rc = check_shard("--load-format dummy --quantization fp8", shard->world, module,
+                         &specs[i], &m);
+    }
+    free(specs);
+    free(shadow.layers);
+    return rc;
 }
 
 void fp8_matrix_dequantize(const fp8_matrix *m, float *out) {

@@ -4,6 +4,7 @@
 
 #include "error.h"
 #include "fault.h"
+#include "fp8.h"
 #include "model.h"
 #include "progress.h"
 #include "quant.h"
@@ -14,7 +15,7 @@ int model_open_config(const char *dir, const dummy_quant *dq, int rank, int worl
     if (dq && dq->w4a16) quant_config_dummy(&m->cfg.quant, dq);
     if (dq && dq->fp8) quant_config_dummy_fp8(&m->cfg.quant, dq);
     if (shard_plan_make(&m->cfg, rank, world, &m->shard) != 0 ||
-        quant_dummy_check(&m->cfg, &m->shard) != 0) {
+        quant_dummy_check(&m->cfg, &m->shard) != 0 || fp8_dummy_check(&m->cfg, &m->shard) != 0) {
         model_close(m);
         return -1;
     }
