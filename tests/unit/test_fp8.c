@@ -40,6 +40,7 @@ typedef struct {
     const char *skip;            /* a suffix left out of the first module */
     bool bad_scale_shape;        /* the first module's scale one row short */
     bool weight_only;            /* compressed-tensors input_activations null */
+    bool nan_scale;              /* the first module's first weight scale NaN */
 } fspec;
 
 typedef struct {
@@ -80,6 +81,7 @@ static void make_module(st_writer *w, truth *t, const fspec *fs, bool first) {
     float *sc = malloc(sizeof *sc * ns);
     t->w = malloc(sizeof *t->w * t->out * t->in);
     for (int i = 0; i < ns; i++) sc[i] = bf16_to_f32(f32_to_bf16(1e-3f * (1.5f + rnd_unit())));
+    if (first && fs->nan_scale) sc[0] = NAN;
     for (int r = 0; r < t->out; r++)
         for (int c = 0; c < t->in; c++) {
             uint8_t b = fp8_e4m3_from_float(448.0f * rnd_unit());
@@ -281,32 +283,38 @@ static void test_load_errors(void **state) {
     (void)state;
     ckpt c;
     write_ckpt(&c, &(fspec){.s = FP8_BLOCK});
-    expect_load_fail_dir(c.dir, 4, "model.layers.0.self_attn.q_proj", "column-parallel split over 4 "
-                     "ranks cuts a 128x128 weight block", "rows 0 .. 63 of 256", NULL);
+    expect_load_fail_dir(c.dir, 4, "model.layers.0.self_attn.q_proj",
+                         "column-parallel split over 4 ranks cuts a 128x128 weight block",
+                         "rows 0 .. 63 of 256", NULL);
     ckpt_free(&c);
     write_ckpt(&c, &(fspec){.s = FP8_BLOCK, .weight_dtype = "F16"});
     expect_load_fail_dir(c.dir, 1, "model.safetensors: tensor 'model.layers.0.self_attn.q_proj."
-                     "weight': expected F8_E4M3 [256, 256] (from config.json), found F16", NULL);
+                         "weight': expected F8_E4M3 [256, 256] (from config.json), found F16",
+                         NULL);
     ckpt_free(&c);
     write_ckpt(&c, &(fspec){.s = CT_CHANNEL, .weight_dtype = "F8_E5M2"});
     expect_load_fail_dir(c.dir, 1, "q_proj.weight': dtype F8_E5M2 is not supported for weights",
-                     NULL);
+                         NULL);
     ckpt_free(&c);
     write_ckpt(&c, &(fspec){.s = FP8_BLOCK, .skip = "weight_scale_inv"});
     expect_load_fail_dir(c.dir, 1, "tensor 'model.layers.0.self_attn.q_proj.weight_scale_inv' is "
-                     "missing", NULL);
+                         "missing", NULL);
     ckpt_free(&c);
     write_ckpt(&c, &(fspec){.s = FP8_BLOCK, .bad_scale_shape = true});
     expect_load_fail_dir(c.dir, 1, "q_proj.weight_scale_inv': expected F16 or BF16 or F32 [2, 2] "
-                     "(from config.json), found F32 [1, 2]", NULL);
+                         "(from config.json), found F32 [1, 2]", NULL);
     ckpt_free(&c);
     write_ckpt(&c, &(fspec){.s = CT_CHANNEL, .bad_scale_shape = true});
     expect_load_fail_dir(c.dir, 1, "q_proj.weight_scale': expected F16 or BF16 or F32 [256, 1] "
-                     "(from config.json), found F32 [255, 1]", NULL);
+                         "(from config.json), found F32 [255, 1]", NULL);
+    ckpt_free(&c);
+    write_ckpt(&c, &(fspec){.s = CT_CHANNEL, .nan_scale = true});
+    expect_load_fail_dir(c.dir, 1, "layer 'model.layers.0.self_attn.q_proj': weight scale 0 is "
+                         "nan (expected positive and finite)", NULL);
     ckpt_free(&c);
     write_ckpt(&c, &(fspec){.s = CT_TENSOR_STATIC, .skip = "input_scale"});
     expect_load_fail_dir(c.dir, 1, "tensor 'model.layers.0.self_attn.q_proj.input_scale' is "
-                     "missing", NULL);
+                         "missing", NULL);
     ckpt_free(&c);
 }
 

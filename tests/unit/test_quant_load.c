@@ -674,12 +674,12 @@ static void test_error_missing_qzeros(void **state) {
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
     expect_load_fail_dir(c.dir, 1, c.dir, "'model.layers.0.self_attn.q_proj.qzeros' is missing",
-                     "gptq", NULL);
+                         "gptq", NULL);
     ckpt_free(&c);
     qspec ct = {.method = QUANT_CT, .bits = 4, .group = 64, .skip = "weight_zero_point"};
     write_ckpt(&c, &DIMS_B, &ct);
     expect_load_fail_dir(c.dir, 1, "'model.layers.0.self_attn.q_proj.weight_zero_point' is missing",
-                     NULL);
+                         NULL);
     ckpt_free(&c);
 }
 
@@ -688,14 +688,15 @@ static void test_error_wrong_shape(void **state) {
     qspec qs = {.method = QUANT_AWQ, .bits = 4, .group = 64, .bad_shape = true};
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
-    expect_load_fail_dir(c.dir, 1, "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.scales'",
-                     "expected F16 [4, 256]", "found F16 [4, 248]", NULL);
+    expect_load_fail_dir(c.dir, 1,
+                         "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.scales'",
+                         "expected F16 [4, 256]", "found F16 [4, 248]", NULL);
     ckpt_free(&c);
     qspec ct = {.method = QUANT_CT, .bits = 4, .group = 64, .sym = true, .bad_shape = true,
                 .scale_dtype = "BF16"};
     write_ckpt(&c, &DIMS_B, &ct);
     expect_load_fail_dir(c.dir, 1, "'model.layers.0.self_attn.q_proj.weight_scale'",
-                     "expected F16 or BF16 or F32 [256, 4]", "found BF16 [248, 4]", NULL);
+                         "expected F16 or BF16 or F32 [256, 4]", "found BF16 [248, 4]", NULL);
     ckpt_free(&c);
 }
 
@@ -708,8 +709,9 @@ static void test_error_g_idx(void **state) {
     ckpt_free(&c);
     qspec bad = {.method = QUANT_GPTQ, .bits = 4, .group = 64, .bad_g_idx = true};
     write_ckpt(&c, &DIMS_B, &bad);
-    expect_load_fail_dir(c.dir, 1, "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.g_idx'",
-                     "expected groups 0 .. 3, found 4 at input 0", NULL);
+    expect_load_fail_dir(c.dir, 1,
+                         "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.g_idx'",
+                         "expected groups 0 .. 3, found 4 at input 0", NULL);
     ckpt_free(&c);
 }
 
@@ -718,8 +720,9 @@ static void test_error_bits3(void **state) {
     qspec qs = {.method = QUANT_GPTQ, .bits = 4, .group = 64, .config_bits = 3};
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
-    expect_load_fail_dir(c.dir, 1, "config.json: field 'quantization_config.bits': 3 is not supported "
-                     "(4 or 8)", NULL);
+    expect_load_fail_dir(c.dir, 1,
+                         "config.json: field 'quantization_config.bits': 3 is not supported "
+                         "(4 or 8)", NULL);
     ckpt_free(&c);
 }
 
@@ -730,12 +733,12 @@ static void test_error_split_cuts_group(void **state) {
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
     expect_load_fail_dir(c.dir, 4, "layer 'model.layers.0.self_attn.o_proj'", "over 4 ranks",
-                     "cuts quantization group", "group_size 128", NULL);
+                         "cuts quantization group", "group_size 128", NULL);
     ckpt_free(&c);
     qspec ct = {.method = QUANT_CT, .bits = 4, .group = 128};
     write_ckpt(&c, &DIMS_B, &ct);
     expect_load_fail_dir(c.dir, 4, "layer 'model.layers.0.self_attn.o_proj'", "over 4 ranks",
-                     "cuts quantization group", "group_size 128", NULL);
+                         "cuts quantization group", "group_size 128", NULL);
     ckpt_free(&c);
     qspec act = {.method = QUANT_GPTQ, .bits = 4, .group = 128, .act_order = true};
     write_ckpt(&c, &DIMS_B, &act); /* act-order: the same cut is padded instead */
