@@ -336,7 +336,9 @@ static int read_ct_fp8(const json_t *o, const json_src *src, quant_config *q) {
 /* Block FP8 (transformers' FineGrainedFP8Config, DeepSeek-V3, Qwen3-*-FP8): fmt e4m3,
  * weight_block_size [128, 128] (weight_scale_inv per block; activations dynamic per token and
  * group of 128); without weight_block_size, vLLM's Fp8Config form (a per-tensor weight_scale;
- * activations dynamic per token, or static: input_scale). lm_head is never quantized. */
+ * activations dynamic per token, or static: input_scale). lm_head is never quantized; modules
+ * named (in part) by modules_to_not_convert (transformers) or ignored_layers (vLLM) stay in
+ * float. */
 static int read_fp8(const json_t *o, const json_src *src, quant_config *q) {
     static const char *const fmts[] = {"e4m3", NULL}, *const schemes[] = {"dynamic", "static",
                                                                           NULL};
@@ -350,7 +352,8 @@ static int read_fp8(const json_t *o, const json_src *src, quant_config *q) {
     q->ignore_substring = true;
     if (read_choice(o, "fmt", src, fmts, "e4m3", &fmt) < 0 ||
         read_choice(o, "activation_scheme", src, schemes, "dynamic or static", &scheme) < 0 ||
-        read_ignore(o, "modules_to_not_convert", src, q) < 0)
+        read_ignore(o, json_object_get(o, "ignored_layers") ? "ignored_layers"
+                                                           : "modules_to_not_convert", src, q) < 0)
         return -1;
     const json_t *bs = json_object_get(o, "weight_block_size");
     if (bs && !json_is_null(bs)) {

@@ -377,6 +377,18 @@ static void test_configs(void **state) {
                     !strstr(CASES[i].quant, "\"fp8\""));
         model_config_free(&cfg);
     }
+    /* vLLM's ignored_layers (and transformers' modules_to_not_convert) match name parts */
+    for (int k = 0; k < 2; k++) {
+        char q[160];
+        snprintf(q, sizeof q, "{\"quant_method\": \"fp8\", \"%s\": [\"mlp.down_proj\"]}",
+                 k ? "ignored_layers" : "modules_to_not_convert");
+        write_config(dir, q);
+        model_config cfg;
+        assert_int_equal(model_config_load(dir, &cfg), 0);
+        assert_false(quant_module_quantized(&cfg.quant, "model.layers.0.mlp.down_proj"));
+        assert_true(quant_module_quantized(&cfg.quant, "model.layers.0.mlp.up_proj"));
+        model_config_free(&cfg);
+    }
     char path[128];
     snprintf(path, sizeof path, "%s/config.json", dir);
     unlink(path);
