@@ -180,9 +180,6 @@ static void fill_dummy(const tensor_spec *s, float *dst, uint64_t seed) {
             dst[r * nc + c] = dummy_value(key, (uint64_t)(r0 + r) * s->cols + c0 + c, a);
 }
 
-/* A dummy model's tensor: a dummy 4-bit model's Linear weights (cfg->quant QUANT_DUMMY) are
- * the dequantized quant_dummy_matrix of this rank's shard (quant_dummy.h's values), the rest
- * as above. */
 /* An FP8 Linear weight: the fp8_matrix dequantized into the arena, its activation scheme into
  * the spec's act_quant. */
 static void hold_fp8(const tensor_spec *s, fp8_matrix *m) {
@@ -191,6 +188,9 @@ static void hold_fp8(const tensor_spec *s, fp8_matrix *m) {
     fp8_matrix_free(m);
 }
 
+/* A dummy model's tensor: a dummy 4-bit model's Linear weights (cfg->quant QUANT_DUMMY) are
+ * the dequantized quant_dummy_matrix of this rank's shard (quant_dummy.h's values), a dummy
+ * FP8 model's the dequantized fp8_dummy_matrix (fp8_dummy.h's), the rest as above. */
 static int fill_dummy_spec(const model_config *cfg, const shard_plan *shard, const tensor_spec *s,
                            uint64_t seed) {
     const bool fp8 = cfg->quant.method == QUANT_FP8 && cfg->quant.fp8_src == FP8_SRC_DUMMY;

@@ -35,10 +35,24 @@ struct forward_cpu {
     float *gate, *up;            /* [max_tokens][inter_local] */
     float *last;                 /* [max_logits][hidden] */
     float *logits_local;         /* [max_logits][vocab_shard] */
-    float *xq;                   /* [max_tokens][widest Linear input]: an FP8 Linear's input */
+    float *xq;                   /* [max(max_tokens, max_logits)][widest Linear input]: an FP8
+                                  * Linear's input (NULL without FP8 Linears) */
     forward_tap_fn tap;          /* calibration observer, or NULL */
     void *tap_user;
 };
+
+/* Whether any Linear quantizes its input (an FP8 checkpoint): then the forward needs xq. */
+static bool has_act_quant(const model_config *cfg, const model_weights *w) {
+    if (w->aq_lm_head.on) return true;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const layer_weights *lw = &w->layers[l];
+        const act_quant *aq[] = {&lw->aq_q, &lw->aq_k, &lw->aq_v, &lw->aq_o, &lw->aq_gate,
+                                 &lw->aq_up, &lw->aq_down};
+        for (int i = 0; i < 7; i++)
+            if (aq[i]->on) return true;
+    }
+    return false;
+}
 
 forward_cpu *forward_cpu_create(const model_config *cfg, const model_weights *w, comm_ctx *comm,
                                 int max_tokens, int max_logits, int n_positions) {
@@ -65,11 +79,13 @@ forward_cpu *forward_cpu_create(const model_config *cfg, const model_weights *w,
     f->up = folio_xmalloc(sizeof(float) * T * s->intermediate);
     f->last = folio_xmalloc(sizeof(float) * max_logits * cfg->hidden);
     f->logits_local = folio_xmalloc(sizeof(float) * max_logits * s->vocab_shard);
-    size_t widest = (size_t)cfg->hidden;
-    if ((size_t)s->n_heads * hd > widest) widest = (size_t)s->n_heads * hd;
-    if ((size_t)s->intermediate > widest) widest = (size_t)s->intermediate;
-    f->xq = folio_xmalloc(sizeof(float) * (T > (size_t)max_logits ? T : (size_t)max_logits) *
-                          widest);
+    if (has_act_quant(cfg, w)) {
+        size_t widest = (size_t)cfg->hidden;
+        if ((size_t)s->n_heads * hd > widest) widest = (size_t)s->n_heads * hd;
+        if ((size_t)s->intermediate > widest) widest = (size_t)s->intermediate;
+        f->xq = folio_xmalloc(sizeof(float) * (T > (size_t)max_logits ? T : (size_t)max_logits) *
+                              widest);
+    }
     return f;
 }
 
