@@ -55,10 +55,18 @@ int cli_common_option(common_options *o, int id, const char *arg) {
         else return folio_fail("--bind: unknown mode '%s' (expected auto or none)", arg);
         return 1;
     case OPT_QUANTIZATION:
+        if (strcasecmp(arg, "fp8") == 0) return o->quant.fp8 = true, 1;
         if (strcasecmp(arg, "w4a16") != 0)
-            return folio_fail("--quantization: '%s' is not supported (accepted: w4a16, with "
-                              "--load-format dummy)", arg);
+            return folio_fail("--quantization: '%s' is not supported (accepted: w4a16 or fp8, "
+                              "with --load-format dummy)", arg);
         o->quant.w4a16 = true;
+        return 1;
+    case OPT_FP8_SCHEME:
+        if (strcmp(arg, "channel") != 0 && strcmp(arg, "block") != 0)
+            return folio_fail("--fp8-scheme: unknown scheme '%s' (expected channel or block)",
+                              arg);
+        o->quant.fp8_block = strcmp(arg, "block") == 0;
+        o->fp8_scheme_given = true;
         return 1;
     case OPT_GROUP_SIZE: {
         long long g = 0;
@@ -93,10 +101,12 @@ int cli_common_check(const common_options *o, const char *command) {
     if (!o->model_dir) return folio_fail("%s: --model DIR is required", command);
     if (o->quant_option_given && !o->quant.w4a16)
         return folio_fail("%s: --group-size and --sym go with --quantization w4a16", command);
-    if (o->quant.w4a16 && o->load_format != LOAD_DUMMY)
-        return folio_fail("%s: --quantization w4a16 needs --load-format dummy (it draws random "
-                          "4-bit weights; a quantized checkpoint brings its own "
-                          "quantization_config)", command);
+    if (o->fp8_scheme_given && !o->quant.fp8)
+        return folio_fail("%s: --fp8-scheme goes with --quantization fp8", command);
+    if ((o->quant.w4a16 || o->quant.fp8) && o->load_format != LOAD_DUMMY)
+        return folio_fail("%s: --quantization %s needs --load-format dummy (it draws random "
+                          "quantized weights; a quantized checkpoint brings its own "
+                          "quantization_config)", command, o->quant.fp8 ? "fp8" : "w4a16");
     if (o->device == DEVICE_CPU && !o->dtype_auto && o->dtype != DTYPE_F32)
         return folio_fail("%s: --dtype %s: the CPU backend computes in float32 only; use "
                           "--dtype auto or float32", command, dtype_name(o->dtype));

@@ -33,12 +33,13 @@ typedef struct {
     long long tp_size;           /* --tensor-parallel-size N (vLLM's): must be the number of
                                   * ranks (0: not given) */
     const char *command;         /* the subcommand (argv[0] of cli_next_option), for messages */
+    bool fp8_scheme_given;       /* --fp8-scheme (without --quantization fp8: an error) */
 } common_options;
 
 /* Option ids of the common options (above any subcommand's own ids). */
 enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND,
        OPT_ENFORCE_EAGER, OPT_ALL_REDUCE, OPT_QUANTIZATION, OPT_GROUP_SIZE, OPT_SYM,
-       OPT_KV_CACHE_DTYPE, OPT_TP_SIZE };
+       OPT_KV_CACHE_DTYPE, OPT_TP_SIZE, OPT_FP8_SCHEME };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -54,6 +55,7 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"sym", no_argument, 0, OPT_SYM},                              \
     {"kv-cache-dtype", required_argument, 0, OPT_KV_CACHE_DTYPE},  \
     {"tensor-parallel-size", required_argument, 0, OPT_TP_SIZE},   \
+    {"fp8-scheme", required_argument, 0, OPT_FP8_SCHEME},          \
     {"help", no_argument, 0, OPT_HELP}
 
 #define CLI_COMMON_HELP                                                                   \
@@ -72,6 +74,9 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     "  --sym                    with --quantization: symmetric, every zero 8\n"          \
     "  --kv-cache-dtype auto|fp8  the KV cache in the compute type, or FP8 e4m3 with per-layer\n" \
     "                           scales (the checkpoint's k_scale/v_scale, else 1.0); CPU only\n" \
+    "  --quantization fp8       with --load-format dummy: those weights random FP8 e4m3\n"  \
+    "  --fp8-scheme channel|block  with --quantization fp8: per-channel scales, activations\n" \
+    "                           per token (default); or 128x128 blocks, activations per 128\n" \
     "  --bind auto|none         bind each rank to the cores/NUMA node nearest its GPU (no GPU:\n" \
     "                           an equal share of the host's cores); default auto\n"          \
     "  --tensor-parallel-size N vLLM's flag: checked against the ranks of the job (Folio runs\n" \
