@@ -3,6 +3,7 @@
  * CPU backend applies to a Linear's input before its float product with the dequantized
  * weights); and the reference product the GPU's FP8 GEMM and GEMV are checked against. The
  * e4m3 rounding is fp8_layout.h's, bit for bit. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -14,11 +15,12 @@ int fp8_act_scale_count(fp8_act act, int n, int k) {
     return n * ((k + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE);
 }
 
-/* max |x| / 448 of x[0 .. len), or 1 for an all-zero span. */
+/* max |x| / 448 of x[0 .. len) (never below FLT_MIN, so x / a stays finite), or 1 for an
+ * all-zero span. */
 static float span_scale(const float *x, int len) {
     float amax = 0.0f;
     for (int c = 0; c < len; c++) amax = fmaxf(amax, fabsf(x[c]));
-    return amax > 0.0f ? amax / FP8_E4M3_MAX : 1.0f;
+    return amax > 0.0f ? fmaxf(amax / FP8_E4M3_MAX, FLT_MIN) : 1.0f;
 }
 
 /* Scales of row t (into a; static: nothing to compute). Returns the count written. */
