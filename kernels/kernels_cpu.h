@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "fp8_layout.h"
 #include "quant_layout.h"
 
 /* out[t] = table[ids[t] - row_start] for ids inside [row_start, row_start + n_rows), else 0
@@ -71,6 +72,20 @@ void paged_attention_cpu(float *out, const float *q, const float *k_cache, const
 void kv_write_cpu(float *k_cache, float *v_cache, const float *k, const float *v,
                   const int64_t *slot_mapping, int n, int n_kv_heads, int head_dim);
 
+/* The FP8 KV cache: kv_write_cpu storing e4m3(k / k_scale), e4m3(v / v_scale) bytes
+ * (engine/base/fp8_layout.h's rounding, saturating at +-448), and paged_attention_cpu over
+ * such a cache: scores (q . e4m3(K)) * k_scale * scale, output sum p * v_scale * e4m3(V).
+ * One K and one V scale per layer. */
+void kv_write_fp8_cpu(uint8_t *k_cache, uint8_t *v_cache, const float *k, const float *v,
+                      const int64_t *slot_mapping, int n, int n_kv_heads, int head_dim,
+                      float k_scale, float v_scale);
+void paged_attention_fp8_cpu(float *out, const float *q, const uint8_t *k_cache,
+                             const uint8_t *v_cache, float k_scale, float v_scale,
+                             const int32_t *block_tables, int max_blocks,
+                             const int32_t *seq_start, const int32_t *positions, int n_seqs,
+                             int n_heads, int n_kv_heads, int head_dim, int block_size,
+                             int window, float scale);
+
 /* out[i] = x[rows[i]]. out: [m][dim]; x: [n][dim]; rows: [m]. */
 void gather_rows_cpu(float *out, const float *x, const int32_t *rows, int m, int dim);
 
@@ -83,5 +98,28 @@ void w4a16_dequant_cpu(float *w, const quant_matrix *m);
  * makes it (twin of w4a16_gemv_cuda and w4a16_gemm_cuda). Returns -1 when the float copy of W
  * cannot be allocated, else 0. */
 int w4a16_cpu(float *out, const float *x, const quant_matrix *m, const float *bias, int n);
+
+/* ---- FP8 e4m3 (fp8_layout.h; twins of the FP8 GEMM / GEMV and activation quantization) ---- */
+
+/* Activation scales of x [n][k] for fp8_act act: FP8_ACT_TOKEN a[t] = max_c |x[t][c]| / 448
+ * ([n]); FP8_ACT_GROUP a[t][g] over columns 128g .. 128g + 127 (the last group may be
+ * shorter; [n][ceil(k / 128)]); FP8_ACT_STATIC a[0] = input_scale ([1]). A zero row or group
+ * gets 1. fp8_act_scale_count gives the number. */
+int fp8_act_scale_count(fp8_act act, int n, int k);
+
+/* q [n][k] = e4m3(x / a) (static: the quotient clamped to +-448 first; dynamic quotients are
+ * within +-448 by construction) and a as above. */
+void fp8_act_quant_cpu(uint8_t *q, float *a, const float *x, int n, int k, fp8_act act,
+                       float input_scale);
+
+/* x [n][k] = e4m3(x / a) * a in place (fp8_qdq of every element with its scale): what the FP8
+ * kernels compute with, as float. */
+void fp8_act_qdq_cpu(float *x, int n, int k, fp8_act act, float input_scale);
+
+/* The reference FP8 product: out[n][m->rows] = sum_c e4m3(xq[t][c]) * a(t, c) *
+ * e4m3(w[r][c]) * scale(r, c) (+ bias[m->rows] if bias), x [n][m->cols] quantized as m->act
+ * says (fp8_act_quant_cpu), each product formed in double and summed in double, rounded to
+ * float once. Returns -1 when its scratch cannot be allocated, else 0. */
+int fp8_gemm_cpu(float *out, const float *x, const fp8_matrix *m, const float *bias, int n);
 
 #endif

@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config git
           libopenmpi-dev openmpi-bin libhwloc-dev
           libjansson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev
-          libcmocka-dev curl)
+          libcmocka-dev curl
+          slurmctld slurmd slurm-client munge  # tests/cluster: a real one-node Slurm
+          prometheus                           # promtool: tests/cli/server_metrics.sh
+          gnuplot-nox)                         # launch/bench_sweep.sh's plots
 
 missing=()
 for p in "${PACKAGES[@]}"; do

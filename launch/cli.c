@@ -1,5 +1,6 @@
 /* Common command-line options and value parsers that name the option and the value. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,10 +55,18 @@ int cli_common_option(common_options *o, int id, const char *arg) {
         else return folio_fail("--bind: unknown mode '%s' (expected auto or none)", arg);
         return 1;
     case OPT_QUANTIZATION:
+        if (strcasecmp(arg, "fp8") == 0) return o->quant.fp8 = true, 1;
         if (strcasecmp(arg, "w4a16") != 0)
-            return folio_fail("--quantization: '%s' is not supported (accepted: w4a16, with "
-                              "--load-format dummy)", arg);
+            return folio_fail("--quantization: '%s' is not supported (accepted: w4a16 or fp8, "
+                              "with --load-format dummy)", arg);
         o->quant.w4a16 = true;
+        return 1;
+    case OPT_FP8_SCHEME:
+        if (strcmp(arg, "channel") != 0 && strcmp(arg, "block") != 0)
+            return folio_fail("--fp8-scheme: unknown scheme '%s' (expected channel or block)",
+                              arg);
+        o->quant.fp8_block = strcmp(arg, "block") == 0;
+        o->fp8_scheme_given = true;
         return 1;
     case OPT_GROUP_SIZE: {
         long long g = 0;
@@ -66,6 +75,15 @@ int cli_common_option(common_options *o, int id, const char *arg) {
         o->quant_option_given = true;
         return 1;
     }
+    case OPT_KV_CACHE_DTYPE:
+        if (strcmp(arg, "auto") == 0) o->kv_fp8 = false;
+        else if (strcmp(arg, "fp8") == 0 || strcmp(arg, "fp8_e4m3") == 0) o->kv_fp8 = true;
+        else
+            return folio_fail("--kv-cache-dtype: '%s' is not supported (accepted: auto, fp8, "
+                              "fp8_e4m3)", arg);
+        return 1;
+    case OPT_TP_SIZE:
+        return cli_parse_int("--tensor-parallel-size", arg, 1, 1 << 16, &o->tp_size) ? -1 : 1;
     case OPT_SYM:
         o->quant.sym = true;
         o->quant_option_given = true;
@@ -83,10 +101,12 @@ int cli_common_check(const common_options *o, const char *command) {
     if (!o->model_dir) return folio_fail("%s: --model DIR is required", command);
     if (o->quant_option_given && !o->quant.w4a16)
         return folio_fail("%s: --group-size and --sym go with --quantization w4a16", command);
-    if (o->quant.w4a16 && o->load_format != LOAD_DUMMY)
-        return folio_fail("%s: --quantization w4a16 needs --load-format dummy (it draws random "
-                          "4-bit weights; a quantized checkpoint brings its own "
-                          "quantization_config)", command);
+    if (o->fp8_scheme_given && !o->quant.fp8)
+        return folio_fail("%s: --fp8-scheme goes with --quantization fp8", command);
+    if ((o->quant.w4a16 || o->quant.fp8) && o->load_format != LOAD_DUMMY)
+        return folio_fail("%s: --quantization %s needs --load-format dummy (it draws random "
+                          "quantized weights; a quantized checkpoint brings its own "
+                          "quantization_config)", command, o->quant.fp8 ? "fp8" : "w4a16");
     if (o->device == DEVICE_CPU && !o->dtype_auto && o->dtype != DTYPE_F32)
         return folio_fail("%s: --dtype %s: the CPU backend computes in float32 only; use "
                           "--dtype auto or float32", command, dtype_name(o->dtype));
@@ -97,10 +117,20 @@ device_options cli_device_options(const common_options *o) {
     return (device_options){.device = o->device, .format = o->load_format, .quant = o->quant,
                             .dtype_auto = o->dtype_auto, .dtype = o->dtype,
                             .enforce_eager = o->enforce_eager,
-                            .allreduce_nccl = o->allreduce_nccl, .verbose = o->verbose};
+                            .allreduce_nccl = o->allreduce_nccl, .kv_fp8 = o->kv_fp8,
+                            .verbose = o->verbose};
 }
 
 int cli_start_rank(const common_options *o, comm_ctx *comm) {
+    if (o->tp_size && o->tp_size != comm->world) {
+        const char *cmd = o->command ? o->command : "COMMAND";
+        return folio_fail("--tensor-parallel-size %lld, but this job has %d rank%s: Folio runs "
+                          "one process per GPU, each holding its slice; start %lld of them "
+                          "(launch/folio-mpirun -np %lld folio %s ..., or mpirun -np %lld / "
+                          "srun -n %lld), and --tensor-parallel-size may then be left out",
+                          o->tp_size, comm->world, comm->world == 1 ? "" : "s", o->tp_size,
+                          o->tp_size, cmd, o->tp_size, o->tp_size);
+    }
     if (bind_rank(comm, o->bind, o->verbose) != 0) return -1;
     /* every rank's host and watchdog status port, so a stalled rank can ask the others */
     probe_peer me = {.port = 0};
@@ -184,17 +214,109 @@ int cli_parse_ids(const char *option, const char *arg, int32_t **ids, int *n) {
     return 0;
 }
 
-int cli_bad_option(const char *command, char **argv) {
+/* Edit distance of a[0..na) and b[0..nb) (insertions, deletions, substitutions and swaps of
+ * two neighbours, each 1), or more than cap when it is. */
+static int edit_distance(const char *a, size_t na, const char *b, size_t nb, int cap) {
+    enum { MAX = 64 };
+    if (na > MAX || nb > MAX) return cap + 1;
+    int d[MAX + 1][MAX + 1];
+    for (size_t i = 0; i <= na; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= nb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= na; i++)
+        for (size_t j = 1; j <= nb; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[na][nb];
+}
+
+/* The option name of arg ("--name=value" -> "name", length in *n); NULL when arg is not a
+ * long option. */
+static const char *option_name(const char *arg, size_t *n) {
+    if (!arg || strncmp(arg, "--", 2) != 0 || !arg[2]) return NULL;
+    const char *name = arg + 2, *eq = strchr(name, '=');
+    *n = eq ? (size_t)(eq - name) : strlen(name);
+    return name;
+}
+
+/* Close: within a third of the name's length (at least 2), or one name a prefix of the other
+ * (4 characters at least: "--port-number" -> --port). */
+const char *cli_closest_option(const struct option *longopts, const char *name) {
+    const size_t n = strlen(name);
+    const int cap = n / 3 > 2 ? (int)(n / 3) : 2;
+    const char *best = NULL;
+    int best_d = 1 << 30;
+    for (const struct option *o = longopts; o && o->name; o++) {
+        const size_t m = strlen(o->name), shorter = m < n ? m : n;
+        int d = edit_distance(name, n, o->name, m, 1 << 20);
+        bool prefix = shorter >= 4 && strncmp(name, o->name, shorter) == 0;
+        if ((d <= cap || prefix) && d < best_d) {
+            best = o->name;
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+int cli_unknown_option(const char *command, char **argv, const struct option *longopts) {
     extern int optind;
-    const char *arg = argv[optind - 1];
-    return folio_fail("%s: unknown option or missing value: '%s' (see folio %s --help)",
-                      command, arg ? arg : "?", command);
+    const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+    size_t n = 0;
+    const char *name = option_name(arg, &n);
+    if (!name || !longopts)
+        return folio_fail("%s: unknown option or missing value: '%s' (see folio %s --help)",
+                          command, arg ? arg : "?", command);
+    char typed[128];
+    snprintf(typed, sizeof typed, "%.*s", (int)(n < 100 ? n : 100), name);
+    const bool has_value = name[n] == '=';
+    int prefixed = 0;
+    char candidates[256] = "";
+    for (const struct option *o = longopts; o->name; o++) {
+        if (strcmp(o->name, typed) == 0) {
+            if (o->has_arg == required_argument && !has_value)
+                return folio_fail("%s: option '--%s' needs a value (see folio %s --help)",
+                                  command, typed, command);
+            if (o->has_arg == no_argument && has_value)
+                return folio_fail("%s: option '--%s' takes no value (see folio %s --help)",
+                                  command, typed, command);
+        }
+        if (strncmp(o->name, typed, strlen(typed)) == 0) {
+            size_t used = strlen(candidates);
+            snprintf(candidates + used, sizeof candidates - used, "%s--%s",
+                     prefixed ? " or " : "", o->name);
+            prefixed++;
+        }
+    }
+    if (prefixed > 1)
+        return folio_fail("%s: option '--%s' is ambiguous: %s? (see folio %s --help)", command,
+                          typed, candidates, command);
+    const char *close = cli_closest_option(longopts, typed);
+    if (close)
+        return folio_fail("%s: unknown option '--%s': did you mean --%s? (see folio %s --help)",
+                          command, typed, close, command);
+    return folio_fail("%s: unknown option '--%s' (see folio %s --help)", command, typed,
+                      command);
+}
+
+int cli_bad_option(const char *command, char **argv) {
+    return cli_unknown_option(command, argv, NULL);
 }
 
 int cli_next_option(int argc, char **argv, const struct option *longopts, common_options *co,
                     int (*more)(void *ctx, int id, const char *arg), void *ctx) {
     int id;
+    if (!co->command) co->command = argv[0];
+    opterr = 0; /* unknown options: cli_unknown_option's message, not getopt's */
     while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (id == '?') {
+            cli_unknown_option(co->command, argv, longopts);
+            return CLI_OPTION_FAILED;
+        }
         int rc = cli_common_option(co, id, optarg);
         if (rc == 0 && more) rc = more(ctx, id, optarg);
         if (rc < 0) return CLI_OPTION_FAILED;

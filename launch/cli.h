@@ -25,15 +25,21 @@ typedef struct {
                                       engine knob --gpu-memory-utilization where there is one) */
     bool enforce_eager;            /* --enforce-eager: CUDA, no CUDA graphs */
     bool allreduce_nccl;           /* --all-reduce nccl: no one-shot all-reduce */
+    bool kv_fp8;                   /* --kv-cache-dtype fp8 (or fp8_e4m3) */
     bind_mode bind;              /* --bind auto|none */
     dummy_quant quant;           /* --quantization w4a16 [--group-size N] [--sym] (with
                                   * --load-format dummy: a dummy 4-bit model) */
     bool quant_option_given;     /* --group-size or --sym (without --quantization: an error) */
+    long long tp_size;           /* --tensor-parallel-size N (vLLM's): must be the number of
+                                  * ranks (0: not given) */
+    const char *command;         /* the subcommand (argv[0] of cli_next_option), for messages */
+    bool fp8_scheme_given;       /* --fp8-scheme (without --quantization fp8: an error) */
 } common_options;
 
 /* Option ids of the common options (above any subcommand's own ids). */
 enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OPT_HELP, OPT_BIND,
-       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE, OPT_QUANTIZATION, OPT_GROUP_SIZE, OPT_SYM };
+       OPT_ENFORCE_EAGER, OPT_ALL_REDUCE, OPT_QUANTIZATION, OPT_GROUP_SIZE, OPT_SYM,
+       OPT_KV_CACHE_DTYPE, OPT_TP_SIZE, OPT_FP8_SCHEME };
 
 #define CLI_COMMON_OPTIONS                                         \
     {"model", required_argument, 0, OPT_MODEL},                    \
@@ -47,6 +53,9 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     {"quantization", required_argument, 0, OPT_QUANTIZATION},      \
     {"group-size", required_argument, 0, OPT_GROUP_SIZE},          \
     {"sym", no_argument, 0, OPT_SYM},                              \
+    {"kv-cache-dtype", required_argument, 0, OPT_KV_CACHE_DTYPE},  \
+    {"tensor-parallel-size", required_argument, 0, OPT_TP_SIZE},   \
+    {"fp8-scheme", required_argument, 0, OPT_FP8_SCHEME},          \
     {"help", no_argument, 0, OPT_HELP}
 
 #define CLI_COMMON_HELP                                                                   \
@@ -63,8 +72,15 @@ enum { OPT_MODEL = 1000, OPT_DEVICE, OPT_DTYPE, OPT_LOAD_FORMAT, OPT_VERBOSE, OP
     "  --group-size N           with --quantization: inputs per scale and zero (default 128;\n" \
     "                           -1: per output channel)\n"                                 \
     "  --sym                    with --quantization: symmetric, every zero 8\n"          \
+    "  --kv-cache-dtype auto|fp8  the KV cache in the compute type, or FP8 e4m3 with per-layer\n" \
+    "                           scales (the checkpoint's k_scale/v_scale, else 1.0); CPU only\n" \
+    "  --quantization fp8       with --load-format dummy: those weights random FP8 e4m3\n"  \
+    "  --fp8-scheme channel|block  with --quantization fp8: per-channel scales, activations\n" \
+    "                           per token (default); or 128x128 blocks, activations per 128\n" \
     "  --bind auto|none         bind each rank to the cores/NUMA node nearest its GPU (no GPU:\n" \
     "                           an equal share of the host's cores); default auto\n"          \
+    "  --tensor-parallel-size N vLLM's flag: checked against the ranks of the job (Folio runs\n" \
+    "                           one process per GPU: launch/folio-mpirun -np N folio ...)\n"  \
     "  --verbose                more detail on stderr (with it, each rank's placement)\n"
 
 void common_options_init(common_options *o);
@@ -75,13 +91,14 @@ int cli_common_option(common_options *o, int id, const char *arg);
 
 /* getopt_long's next option that the command handles itself (set optind and opterr first):
  * the common options and, where more is not NULL, those more takes (1 taken, 0 not, -1 bad)
- * are handled here. The option's id, -1 at the end, or CLI_OPTION_FAILED with a message. */
+ * are handled here. The option's id, -1 at the end, or CLI_OPTION_FAILED with a message (an
+ * unknown option: cli_unknown_option's). */
 #define CLI_OPTION_FAILED (-2)
 int cli_next_option(int argc, char **argv, const struct option *longopts, common_options *co,
                     int (*more)(void *ctx, int id, const char *arg), void *ctx);
 
 /* Starts a model-running rank, before the model loads (a collective: every rank calls it):
- * binds it (--bind; prints the placement with --verbose), exchanges the ranks' host names and
+ * checks --tensor-parallel-size against the ranks, binds it (--bind; prints the placement with --verbose), exchanges the ranks' host names and
  * watchdog status ports, and starts the step watchdog (step_watchdog.h). 0, or -1 with a
  * message. cli_stop_rank() undoes what it can. */
 int cli_start_rank(const common_options *o, comm_ctx *comm);
@@ -105,7 +122,15 @@ int cli_parse_float(const char *option, const char *arg, double min, double max,
 /* Parses "1,2,3" into a malloc'd array; the caller frees *ids. */
 int cli_parse_ids(const char *option, const char *arg, int32_t **ids, int *n);
 
-/* A getopt error message ("unknown option --x") for the subcommand. */
+/* The error for the option getopt_long just refused (argv[optind - 1]) in longopts, the
+ * subcommand's table: a missing value, an ambiguous abbreviation (its candidates), or an
+ * unknown option with the closest one of the table ("did you mean --max-model-len?"). Always
+ * -1. Every subcommand's unknown options go through here. */
+int cli_unknown_option(const char *command, char **argv, const struct option *longopts);
+/* The name of longopts closest to name (edit distance, or name a prefix of it / it a prefix of
+ * name), or NULL when none is close. */
+const char *cli_closest_option(const struct option *longopts, const char *name);
+/* cli_unknown_option without a table (no suggestion). */
 int cli_bad_option(const char *command, char **argv);
 
 #endif

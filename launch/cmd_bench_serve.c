@@ -3,8 +3,9 @@
  * Poisson --request-rate), each a prompt of --input-len random token ids (or the prompts of a
  * JSONL file) asking for --output-len tokens with ignore_eos, and reports requests/s, output
  * tokens/s and the percentiles of time to first token, inter-token latency and end-to-end
- * latency. Plain HTTP/1.0 over loopback sockets: the response is the server-sent event stream
- * until the server closes the connection. */
+ * latency, and with --output-json FILE all of it as JSON under the names of vLLM's
+ * benchmark_serving (bench_report.h). Plain HTTP/1.0 over loopback sockets: the response is
+ * the server-sent event stream until the server closes the connection. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
@@ -19,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "bench_report.h"
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
@@ -27,7 +29,7 @@
 #include "progress.h"
 
 enum { OPT_URL = 1, OPT_PROMPTS, OPT_CONCURRENCY, OPT_RATE, OPT_INPUT_LEN, OPT_OUTPUT_LEN,
-       OPT_VOCAB, OPT_SEED, OPT_REQUESTS, OPT_NAME };
+       OPT_VOCAB, OPT_SEED, OPT_REQUESTS, OPT_NAME, OPT_OUTPUT_JSON, OPT_METADATA };
 
 static const char USAGE[] =
     "usage: folio bench serve [--url http://127.0.0.1:8000] [options]\n"
@@ -40,7 +42,10 @@ static const char USAGE[] =
     "  --vocab N                random prompt ids are drawn from [3, N) (default 512)\n"
     "  --requests FILE.jsonl    prompts from a file instead (\"prompt\" or \"prompt_ids\" a line)\n"
     "  --served-model-name NAME the \"model\" field to send (default: none)\n"
-    "  --seed S                 seed of the random prompts and arrivals (default 0)\n";
+    "  --seed S                 seed of the random prompts and arrivals (default 0)\n"
+    "  --output-json FILE       also write the results as JSON (vLLM's benchmark_serving keys)\n"
+    "  --metadata KEY=VALUE     a string field for the JSON, e.g. gpu=\"NVIDIA H100\" (the\n"
+    "                           client cannot see the server's device); may repeat\n";
 
 typedef struct {
     char host[256];
@@ -48,6 +53,11 @@ typedef struct {
     long long prompts, concurrency, input_len, output_len, vocab, seed;
     double rate;
     const char *requests, *name;
+    const char *output_json;     /* --output-json FILE */
+    const char *metadata[16];    /* --metadata KEY=VALUE */
+    int n_metadata;
+    int argc;                    /* the command line, for the result file */
+    char **argv;
 } bench_serve_args;
 
 typedef struct {
@@ -55,6 +65,7 @@ typedef struct {
     double start_at;             /* seconds after the run's start (rate mode), else 0 */
     /* results */
     double ttft, e2e;            /* seconds; < 0 when the request failed */
+    long long prompt_tokens;     /* usage.prompt_tokens */
     double *gaps;                /* inter-token gaps (owned) */
     int n_gaps, cap_gaps;
     long long tokens;            /* completion tokens (usage) */
@@ -105,10 +116,12 @@ static int parse_args(int argc, char **argv, bench_serve_args *a) {
         {"seed", required_argument, 0, OPT_SEED},
         {"requests", required_argument, 0, OPT_REQUESTS},
         {"served-model-name", required_argument, 0, OPT_NAME},
+        {"output-json", required_argument, 0, OPT_OUTPUT_JSON},
+        {"metadata", required_argument, 0, OPT_METADATA},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     *a = (bench_serve_args){.port = 8000, .prompts = 200, .concurrency = 64, .input_len = 128,
-                            .output_len = 128, .vocab = 512};
+                            .output_len = 128, .vocab = 512, .argc = argc, .argv = argv};
     strcpy(a->host, "127.0.0.1");
     int id;
     optind = 1;
@@ -131,7 +144,14 @@ static int parse_args(int argc, char **argv, bench_serve_args *a) {
         case OPT_SEED: rc = cli_parse_int("--seed", optarg, 0, INT64_MAX, &a->seed); break;
         case OPT_REQUESTS: a->requests = optarg; break;
         case OPT_NAME: a->name = optarg; break;
-        default: return cli_bad_option("bench serve", argv);
+        case OPT_OUTPUT_JSON: a->output_json = optarg; break;
+        case OPT_METADATA:
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return folio_fail("--metadata '%s': expected KEY=VALUE", optarg);
+            if (a->n_metadata == 16) return folio_fail("--metadata: at most 16 of them");
+            a->metadata[a->n_metadata++] = optarg;
+            break;
+        default: return cli_unknown_option("bench serve", argv, longopts);
         }
         if (rc != 0) return -1;
     }
@@ -260,8 +280,10 @@ static int on_event(bench_request *r, const char *data, double start, double *la
         else add_gap(r, now - *last);
         *last = now;
     }
-    if (json_is_object(usage))
+    if (json_is_object(usage)) {
         r->tokens = json_integer_value(json_object_get(usage, "completion_tokens"));
+        r->prompt_tokens = json_integer_value(json_object_get(usage, "prompt_tokens"));
+    }
     json_decref(ev);
     return 0;
 }
@@ -340,45 +362,80 @@ static void *worker(void *arg) {
     }
 }
 
-static int cmp_double(const void *x, const void *y) {
-    double a = *(const double *)x, b = *(const double *)y;
-    return a < b ? -1 : a > b;
-}
-
-static void print_percentiles(const char *label, double *v, int n) {
-    if (n == 0) {
-        printf("  %-22s n/a\n", label);
-        return;
+/* One latency metric (seconds, n values, sorted here): a row of the printed table, and
+ * vLLM's mean_KEY_ms, median_KEY_ms, std_KEY_ms, p50_KEY_ms, p90_KEY_ms, p99_KEY_ms in o (null
+ * when no request gave one). */
+static void add_metric(json_t *o, const char *label, const char *key, double *v, int n) {
+    static const int PCTS[] = {50, 90, 99};
+    bench_stats st = {0};
+    if (n > 0) bench_stats_of(v, n, &st);
+    double pct[3];
+    for (int i = 0; i < 3; i++) pct[i] = n > 0 ? bench_percentile(v, n, PCTS[i]) * 1e3 : 0;
+    if (n == 0) printf("  %-22s n/a\n", label);
+    else
+        printf("  %-22s mean %8.2f ms   p50 %8.2f   p90 %8.2f   p99 %8.2f\n", label,
+               st.mean * 1e3, pct[0], pct[1], pct[2]);
+    char name[64];
+    const struct { const char *stat; double value; } F[] = {
+        {"mean", st.mean * 1e3}, {"median", st.median * 1e3}, {"std", st.std * 1e3},
+        {"p50", pct[0]}, {"p90", pct[1]}, {"p99", pct[2]}};
+    for (int i = 0; i < 6; i++) {
+        snprintf(name, sizeof name, "%s_%s_ms", F[i].stat, key);
+        json_object_set_new(o, name, n > 0 ? bench_json_real(F[i].value) : json_null());
     }
-    qsort(v, n, sizeof *v, cmp_double);
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += v[i];
-#define PCT(p) (v[(int)fmin(n - 1, floor((p) / 100.0 * n))] * 1e3)
-    printf("  %-22s mean %8.2f ms   p50 %8.2f   p90 %8.2f   p99 %8.2f\n", label, sum / n * 1e3,
-           PCT(50), PCT(90), PCT(99));
-#undef PCT
 }
 
-static void report(const bench_serve_args *a, bench_request *reqs, int n, double secs) {
+/* The run's set-up in vLLM's result names (date, backend, model_id, num_prompts,
+ * request_rate, burstiness, max_concurrency) and Folio's (base_url, lengths, seed). */
+static json_t *result_header(const bench_serve_args *a) {
+    json_t *o = bench_json_header("serve", NULL, a->argc, a->argv);
+    char url[300];
+    snprintf(url, sizeof url, "http://%s:%d", a->host, a->port);
+    json_object_set_new(o, "backend", json_string("openai"));
+    json_object_set_new(o, "base_url", json_string(url));
+    json_object_set_new(o, "model_id", a->name ? json_string(a->name) : json_null());
+    json_object_set_new(o, "num_prompts", json_integer(a->prompts));
+    json_object_set_new(o, "request_rate", a->rate > 0 ? json_real(a->rate) : json_string("inf"));
+    json_object_set_new(o, "burstiness", json_real(1.0));
+    json_object_set_new(o, "max_concurrency", json_integer(a->concurrency));
+    json_object_set_new(o, "input_len", a->requests ? json_null() : json_integer(a->input_len));
+    json_object_set_new(o, "output_len", json_integer(a->output_len));
+    json_object_set_new(o, "requests_file", a->requests ? json_string(a->requests) : json_null());
+    json_object_set_new(o, "seed", json_integer(a->seed));
+    for (int i = 0; i < a->n_metadata; i++) { /* KEY=VALUE, checked by parse_args */
+        const char *eq = strchr(a->metadata[i], '=');
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - a->metadata[i]), a->metadata[i]);
+        json_object_set_new(o, key, json_string(eq + 1));
+    }
+    return o;
+}
+
+/* Prints the results and returns them as a result object. */
+static json_t *report(const bench_serve_args *a, bench_request *reqs, int n, double secs) {
     int ok = 0, errors = 0;
-    long long tokens = 0, gaps = 0;
+    long long tokens = 0, prompt_tokens = 0, gaps = 0;
     for (int i = 0; i < n; i++) {
         if (reqs[i].e2e >= 0) {
             ok++;
             tokens += reqs[i].tokens;
+            prompt_tokens += reqs[i].prompt_tokens;
             gaps += reqs[i].n_gaps;
         } else if (errors++ < 3) {
             fprintf(stderr, "folio: bench serve: request %d failed: %s\n", i, reqs[i].error);
         }
     }
     double *ttft = folio_xmalloc(sizeof(double) * (n ? n : 1));
+    double *tpot = folio_xmalloc(sizeof(double) * (n ? n : 1));
     double *e2e = folio_xmalloc(sizeof(double) * (n ? n : 1));
     double *itl = folio_xmalloc(sizeof(double) * (gaps ? gaps : 1));
-    int k = 0, g = 0;
+    int k = 0, g = 0, t = 0;
     for (int i = 0; i < n; i++) {
         if (reqs[i].e2e < 0) continue;
         ttft[k] = reqs[i].ttft;
         e2e[k++] = reqs[i].e2e;
+        if (reqs[i].tokens > 1) /* vLLM's TPOT: the time after the first token, per token */
+            tpot[t++] = (reqs[i].e2e - reqs[i].ttft) / (double)(reqs[i].tokens - 1);
         for (int j = 0; j < reqs[i].n_gaps; j++) itl[g++] = reqs[i].gaps[j];
     }
     printf("bench serve: %d requests to %s:%d, %s, input %lld, output %lld\n", n, a->host,
@@ -387,12 +444,25 @@ static void report(const bench_serve_args *a, bench_request *reqs, int n, double
     else printf("  concurrency %lld\n", a->concurrency);
     printf("  %.2f s: %.2f requests/s, %.1f output tokens/s; %d ok, %d failed, %lld output "
            "tokens\n", secs, ok / secs, tokens / secs, ok, errors, tokens);
-    print_percentiles("time to first token", ttft, k);
-    print_percentiles("inter-token latency", itl, g);
-    print_percentiles("end-to-end latency", e2e, k);
+    json_t *o = result_header(a);
+    json_object_set_new(o, "duration", bench_json_real(secs));
+    json_object_set_new(o, "completed", json_integer(ok));
+    json_object_set_new(o, "failed", json_integer(errors));
+    json_object_set_new(o, "total_input_tokens", json_integer(prompt_tokens));
+    json_object_set_new(o, "total_output_tokens", json_integer(tokens));
+    json_object_set_new(o, "request_throughput", bench_json_real(ok / secs));
+    json_object_set_new(o, "output_throughput", bench_json_real(tokens / secs));
+    json_object_set_new(o, "total_token_throughput",
+                        bench_json_real((prompt_tokens + tokens) / secs));
+    add_metric(o, "time to first token", "ttft", ttft, k);
+    add_metric(o, "time per output token", "tpot", tpot, t);
+    add_metric(o, "inter-token latency", "itl", itl, g);
+    add_metric(o, "end-to-end latency", "e2el", e2e, k);
     free(ttft);
+    free(tpot);
     free(e2e);
     free(itl);
+    return o;
 }
 
 static int prepare(const bench_serve_args *a, bench_request *reqs, int n) {
@@ -415,6 +485,9 @@ int cmd_bench_serve(int argc, char **argv, comm_ctx *comm) {
     bench_serve_args a;
     if (parse_args(argc, argv, &a) != 0) return -1;
     if (comm->rank != 0) return 0;             /* a client: one process does the work */
+    bench_json_file out;
+    if (bench_json_prepare(&out, a.output_json) != 0) return -1;
+    json_t *result = NULL;
     int n = (int)a.prompts, rc = 0;
     bench_request *reqs = folio_xcalloc(n, sizeof *reqs);
     if (prepare(&a, reqs, n) == 0) {
@@ -432,7 +505,7 @@ int cmd_bench_serve(int argc, char **argv, comm_ctx *comm) {
         pthread_mutex_destroy(&run.lock);
         free(tid);
         if (started == 0) rc = folio_fail("bench serve: cannot start client threads");
-        else report(&a, reqs, n, secs);
+        else result = report(&a, reqs, n, secs);
         int failed = 0;
         for (int i = 0; i < n; i++) failed += reqs[i].e2e < 0;
         if (rc == 0 && failed == n)
@@ -441,6 +514,7 @@ int cmd_bench_serve(int argc, char **argv, comm_ctx *comm) {
     } else {
         rc = -1;
     }
+    rc = bench_json_finish(&out, rc, result);
     for (int i = 0; i < n; i++) {
         free(reqs[i].body);
         free(reqs[i].gaps);

@@ -1,9 +1,11 @@
 /* folio quantize: a float Hugging Face checkpoint into a compressed-tensors pack-quantized
  * one (weight-only, engine/model/quantize_model.h): round to nearest, or AWQ (awq.h) with
- * scales searched on Folio's own CPU forward over a calibration text (calibrate_cpu.h).
+ * scales searched on Folio's own CPU forward over a calibration text (calibrate_cpu.h); or
+ * (--format fp8) an FP8 e4m3 one (quantize_fp8.h).
  *   folio quantize --model DIR --out DIR [--group-size 128] [--sym | --asym]
  *                  [--method rtn | awq [--calibration FILE.txt] [--no-clip]]
- *                  [--bits 4] [--max-shard-size 5GB] */
+ *                  [--bits 4] [--max-shard-size 5GB]
+ *   folio quantize --model DIR --out DIR --format fp8 [--scheme dynamic | block] */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,7 @@
 #include "calibration_text.h" /* DEFAULT_CALIBRATION_TEXT: configs/calibration/stories.txt */
 
 enum { Q_MODEL = 1, Q_OUT, Q_GROUP, Q_SYM, Q_ASYM, Q_METHOD, Q_BITS, Q_SHARD, Q_CALIBRATION,
-       Q_NO_CLIP, Q_SAMPLES, Q_VERBOSE, Q_HELP };
+       Q_NO_CLIP, Q_SAMPLES, Q_VERBOSE, Q_FORMAT, Q_SCHEME, Q_HELP };
 
 /* AWQ's settings beside quantize_options. */
 typedef struct {
@@ -33,6 +35,8 @@ typedef struct {
     int samples;                 /* calibration tokens kept for the searches */
     bool verbose;
     const char *awq_only;        /* an option given that only --method awq takes, or NULL */
+    const char *int_only;        /* an option given that only the int format takes, or NULL */
+    bool scheme_given;           /* --scheme (only with --format fp8) */
 } awq_cli;
 
 /* Calibration windows: the model's context, at most this many tokens (AutoAWQ's 512). */
@@ -53,6 +57,10 @@ static const char QUANTIZE_HELP[] =
     "  --verbose               AWQ: the exponent chosen for every layer and group\n"
     "  --bits 4|8              bits per weight (default 4)\n"
     "  --max-shard-size SIZE   safetensors file size limit, e.g. 5GB (default), 500MB\n"
+    "  --format int|fp8        int (default: 4-/8-bit pack-quantized) or fp8: e4m3 weights\n"
+    "  --scheme dynamic|block  fp8: per-channel scales and per-token activations, as\n"
+    "                          llm-compressor's FP8_DYNAMIC (default), or 128x128 block scales\n"
+    "                          and per-128-group activations (quant_method fp8, as Qwen3-FP8)\n"
     "writes a compressed-tensors pack-quantized checkpoint: q/k/v/o/gate/up/down projection\n"
     "weights quantized, everything else (embeddings, norms, lm_head) copied unchanged (AWQ:\n"
     "the norms and v/up biases carry the folded scales)\n";
@@ -83,22 +91,36 @@ static int parse_option(int c, const char *arg, quantize_options *o, awq_cli *a)
         if (cli_parse_int("--calibration-samples", arg, 1, 1 << 20, &v) != 0) return -1;
         a->samples = (int)v;
         return 0;
+    case Q_FORMAT:
+        if (strcmp(arg, "int") != 0 && strcmp(arg, "fp8") != 0)
+            return folio_fail("--format: unknown format '%s' (int or fp8)", arg);
+        o->fp8 = strcmp(arg, "fp8") == 0;
+        return 0;
+    case Q_SCHEME:
+        if (strcmp(arg, "dynamic") != 0 && strcmp(arg, "block") != 0)
+            return folio_fail("--scheme: unknown scheme '%s' (dynamic or block)", arg);
+        o->fp8_block = strcmp(arg, "block") == 0;
+        a->scheme_given = true;
+        return 0;
     case Q_MODEL: o->model_dir = arg; return 0;
     case Q_OUT: o->out_dir = arg; return 0;
-    case Q_SYM: o->sym = true; return 0;
-    case Q_ASYM: o->sym = false; return 0;
+    case Q_SYM: a->int_only = "--sym"; o->sym = true; return 0;
+    case Q_ASYM: a->int_only = "--asym"; o->sym = false; return 0;
     case Q_SHARD: return parse_size(arg, &o->max_shard_bytes);
     case Q_GROUP:
+        a->int_only = "--group-size";
         if (cli_parse_int("--group-size", arg, -1, 1 << 20, &v) != 0) return -1;
         if (v == 0) return folio_fail("--group-size: expected a positive size or -1, found 0");
         o->group_size = (int)v;
         return 0;
     case Q_BITS:
+        a->int_only = "--bits";
         if (cli_parse_int("--bits", arg, 1, 64, &v) != 0) return -1;
         if (v != 4 && v != 8) return folio_fail("--bits: 4 or 8 are supported, found %lld", v);
         o->bits = (int)v;
         return 0;
     case Q_METHOD:
+        a->int_only = "--method";
         a->awq = strcmp(arg, "awq") == 0;
         if (a->awq || strcmp(arg, "rtn") == 0) return 0;
         if (strcmp(arg, "gptq") == 0)
@@ -188,6 +210,16 @@ static int awq_prepare(quantize_options *o, const awq_cli *a, comm_ctx *comm, mo
 
 static void print_report(const quantize_options *o, const quantize_report *r, double secs) {
     char in[32], out[32];
+    if (o->fp8) {
+        printf("quantized %d matrices to FP8 e4m3 (%s), copied %d tensors: %s -> %s in %d "
+               "file(s), %.1f s\nwrote %s\n", r->n_quantized,
+               o->fp8_block ? "128x128 block scales, activations per token and group of 128"
+                            : "per-channel scales, activations per token", r->n_copied,
+               format_bytes((double)r->in_bytes, in, sizeof in),
+               format_bytes((double)r->out_bytes, out, sizeof out), r->n_files, secs,
+               o->out_dir);
+        return;
+    }
     printf("quantized %d matrices to %d bits (%s, %s), copied %d tensors: %s -> %s in %d "
            "file(s), %.1f s\n", r->n_quantized, o->bits, o->sym ? "symmetric" : "asymmetric",
            o->group_size > 0 ? "grouped" : "per channel", r->n_copied,
@@ -210,12 +242,14 @@ int cmd_quantize(int argc, char **argv, comm_ctx *comm) {
         {"calibration", required_argument, 0, Q_CALIBRATION},
         {"calibration-samples", required_argument, 0, Q_SAMPLES},
         {"no-clip", no_argument, 0, Q_NO_CLIP}, {"verbose", no_argument, 0, Q_VERBOSE},
+        {"format", required_argument, 0, Q_FORMAT}, {"scheme", required_argument, 0, Q_SCHEME},
         {"help", no_argument, 0, Q_HELP}, {0, 0, 0, 0}};
     quantize_options o = {.bits = 4, .group_size = 128, .sym = true,
                           .max_shard_bytes = 5000000000ull, .progress = true};
     awq_cli a = {.clip = true, .samples = 512};
     int c;
     optind = 1;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == Q_HELP) {
             fputs(QUANTIZE_HELP, stdout);
@@ -223,12 +257,16 @@ int cmd_quantize(int argc, char **argv, comm_ctx *comm) {
         }
         int r = c == '?' ? 1 : parse_option(c, optarg, &o, &a);
         if (r < 0) return -1;
-        if (r == 1) return cli_bad_option("quantize", argv);
+        if (r == 1) return cli_unknown_option("quantize", argv, opts);
     }
     if (!o.model_dir || !o.out_dir) return folio_fail("quantize: --model DIR and --out DIR are required");
     if (comm->world > 1) return folio_fail("quantize: runs on one process (not under mpirun)");
     if (!a.awq && a.awq_only)
         return folio_fail("quantize: %s goes with --method awq", a.awq_only);
+    if (o.fp8 && a.int_only)
+        return folio_fail("quantize: %s goes with --format int (fp8 has no groups, zeros or "
+                          "methods to choose)", a.int_only);
+    if (!o.fp8 && a.scheme_given) return folio_fail("quantize: --scheme goes with --format fp8");
     if (quantize_check(&o) != 0) return -1;
     quantize_report rep;
     double t0 = folio_now();

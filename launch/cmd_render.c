@@ -61,7 +61,7 @@ int cmd_render(int argc, char **argv, comm_ctx *comm) {
         case OPT_TOOLS: tools_path = optarg; break;
         case OPT_GEN_PROMPT: gen = true; break;
         case OPT_HELP: fputs(RENDER_HELP, stdout); return 0;
-        default: return cli_bad_option("render", argv);
+        default: return cli_unknown_option("render", argv, opts);
         }
     }
     if (optind < argc) return folio_fail("render: unexpected argument '%s'", argv[optind]);

@@ -114,7 +114,7 @@ int cmd_score(int argc, char **argv, comm_ctx *comm) {
                               id == OPT_WINDOW ? &window : &stride) != 0)
                 goto out;
         } else {
-            cli_bad_option("score", argv);
+            cli_unknown_option("score", argv, longopts);
             goto out;
         }
     }

@@ -3,6 +3,7 @@
  * (SIGTERM / SIGINT: stop accepting, finish what is in flight within --shutdown-timeout,
  * exit 0). */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +16,44 @@
 #include "engine_options.h"
 #include "error.h"
 #include "http_server.h"
+#include "json_util.h"
 #include "metrics.h"
 #include "model.h"
 #include "plan_channel.h"
 #include "progress.h"
+#include "request_json.h"
 #include "serve_loop.h"
+#include "text_buf.h"
 #include "tokenizer.h"
 #include "tokenizer_codec.h"
 
 enum { OPT_HOST = 1, OPT_PORT, OPT_API_KEY, OPT_SERVED_NAME, OPT_MAX_QUEUE, OPT_SHUTDOWN_TIMEOUT,
        OPT_LOG_REQUESTS, OPT_CORS, OPT_MAX_BODY, OPT_MAX_QUEUE_TOKENS, OPT_MAX_CONNECTIONS,
        OPT_IDLE_TIMEOUT, OPT_HTTP_THREADS, OPT_MAX_BUFFERED, OPT_MAX_BUFFERED_CLIENT,
-       OPT_MAX_TOKENIZE, OPT_TOOL_PARSER, OPT_AUTO_TOOL_CHOICE };
+       OPT_MAX_TOKENIZE, OPT_TOOL_PARSER, OPT_CHAT_TEMPLATE, OPT_GEN_CONFIG,
+       OPT_DISABLE_LOG_REQUESTS, OPT_IGNORED = 500 };
+
+/* vLLM flags accepted so vLLM command lines run, each changing nothing here (with a one-line
+ * note why; docs/serving.md lists them). Only flags whose absence cannot change an answer. */
+static const struct {
+    const char *name;
+    const char *why;
+} IGNORED[] = {
+    {"enable-auto-tool-choice", "tool calls are read whenever the model's format is known "
+                                "(--tool-call-parser)"},
+    {"trust-remote-code", "Folio runs no code from the model directory"},
+    {"enable-prefix-caching", "prefix caching is on by default (--no-prefix-caching turns it "
+                              "off)"},
+    {"enable-chunked-prefill", "long prompts are always prefilled in chunks "
+                               "(--max-num-batched-tokens)"},
+    {"disable-log-stats", "Folio logs no periodic statistics (they are in /metrics)"},
+    {"disable-frontend-multiprocessing", "the server is one process"},
+};
+#define N_IGNORED (int)(sizeof IGNORED / sizeof IGNORED[0])
 
 static const char USAGE[] =
     "usage: folio serve --model DIR [options]   (OpenAI-compatible HTTP server)\n"
+    "       folio serve DIR [options]           (vLLM's form: the model first)\n"
     "  --host ADDR              address to listen on (default 127.0.0.1)\n"
     "  --port N                 port (default 8000; 0 = any free port, printed)\n"
     "  --api-key KEY            require 'Authorization: Bearer KEY' on every route but\n"
@@ -41,7 +65,14 @@ static const char USAGE[] =
     "                           before 429 (default: 16 x the KV cache's tokens)\n"
     "  --shutdown-timeout S     on SIGTERM/SIGINT, seconds to finish in-flight requests\n"
     "                           (default 30)\n"
-    "  --log-requests           log each request's parameters with its line\n"
+    "  --log-requests           add each request's parameters to its access line\n"
+    "  --disable-log-requests   no access line per request (by default one when it ends:\n"
+    "                           client, route, status, tokens, milliseconds)\n"
+    "  --chat-template FILE     the chat template (Jinja) in place of the model's; a text\n"
+    "                           holding {{ or {% is taken as the template itself (vLLM)\n"
+    "  --generation-config auto|vllm|DIR  sampling defaults of requests: the model's\n"
+    "                           generation_config.json (auto, the default), vLLM's own (vllm),\n"
+    "                           or DIR/generation_config.json\n"
     "  --cors                   allow cross-origin requests (off by default)\n"
     "  --max-body-bytes N       largest request body (default 33554432)\n"
     "  --max-tokenize-bytes N   largest /tokenize or /detokenize body (default: a full\n"
@@ -57,20 +88,23 @@ static const char USAGE[] =
     "  --http-threads N         threads serving the sockets (default 4)\n"
     "  --tool-call-parser NAME  how tool calls are read from the output: auto (from the chat\n"
     "                           template, the default), hermes, llama3_json, mistral, none\n"
-    "  --enable-auto-tool-choice  accepted for vLLM's command lines (always on here)\n"
+    "  --enable-auto-tool-choice, --trust-remote-code, --enable-prefix-caching,\n"
+    "  --enable-chunked-prefill, --disable-log-stats, --disable-frontend-multiprocessing\n"
+    "                           vLLM's, accepted and ignored (a note says why)\n"
     ENGINE_KNOBS_HELP CLI_COMMON_HELP;
 
 typedef struct {
     common_options common;
-    const char *host, *api_key, *served_name, *tool_parser;
+    const char *host, *api_key, *served_name, *tool_parser, *chat_template, *gen_config;
     long long port, max_queue, shutdown_timeout, max_body, max_queue_tokens, max_connections,
         idle_timeout, http_threads, max_buffered, max_buffered_client, max_tokenize;
-    bool log_requests, cors;
+    bool log_requests, cors, no_access_log;
     engine_options knobs;
+    oai_defaults defaults;       /* --generation-config's (rank 0, before the model loads) */
 } serve_args;
 
 static int parse_args(int argc, char **argv, serve_args *a) {
-    static const struct option longopts[] = {
+    static const struct option own[] = {
         {"host", required_argument, 0, OPT_HOST},
         {"port", required_argument, 0, OPT_PORT},
         {"api-key", required_argument, 0, OPT_API_KEY},
@@ -88,10 +122,16 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"max-buffered-bytes-per-client", required_argument, 0, OPT_MAX_BUFFERED_CLIENT},
         {"max-tokenize-bytes", required_argument, 0, OPT_MAX_TOKENIZE},
         {"tool-call-parser", required_argument, 0, OPT_TOOL_PARSER},
-        {"enable-auto-tool-choice", no_argument, 0, OPT_AUTO_TOOL_CHOICE},
+        {"chat-template", required_argument, 0, OPT_CHAT_TEMPLATE},
+        {"generation-config", required_argument, 0, OPT_GEN_CONFIG},
+        {"disable-log-requests", no_argument, 0, OPT_DISABLE_LOG_REQUESTS},
         ENGINE_KNOB_OPTIONS,
-        CLI_COMMON_OPTIONS,
-        {0, 0, 0, 0}};
+        CLI_COMMON_OPTIONS};
+    enum { N_OWN = sizeof own / sizeof own[0] };
+    static struct option longopts[N_OWN + N_IGNORED + 1];
+    memcpy(longopts, own, sizeof own);
+    for (int i = 0; i < N_IGNORED; i++)
+        longopts[N_OWN + i] = (struct option){IGNORED[i].name, no_argument, 0, OPT_IGNORED + i};
     common_options_init(&a->common);
     a->host = "127.0.0.1";
     a->port = 8000;
@@ -117,7 +157,9 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         case OPT_LOG_REQUESTS: a->log_requests = true; break;
         case OPT_CORS: a->cors = true; break;
         case OPT_TOOL_PARSER: a->tool_parser = optarg; break;
-        case OPT_AUTO_TOOL_CHOICE: break;
+        case OPT_CHAT_TEMPLATE: a->chat_template = optarg; break;
+        case OPT_GEN_CONFIG: a->gen_config = optarg; break;
+        case OPT_DISABLE_LOG_REQUESTS: a->no_access_log = true; break;
 #define INT_OPT(ID, NAME, MIN, MAX, FIELD)                                          \
         case ID:                                                                   \
             if (cli_parse_int(NAME, optarg, MIN, MAX, &a->FIELD) != 0) return -1;  \
@@ -135,11 +177,25 @@ static int parse_args(int argc, char **argv, serve_args *a) {
                 max_buffered_client)
         INT_OPT(OPT_MAX_TOKENIZE, "--max-tokenize-bytes", 64, 1LL << 32, max_tokenize)
 #undef INT_OPT
-        default: return cli_bad_option("serve", argv);
+        default:
+            if (id >= OPT_IGNORED && id < OPT_IGNORED + N_IGNORED) {
+                fprintf(stderr, "folio: serve: --%s (vLLM's) changes nothing here: %s\n",
+                        IGNORED[id - OPT_IGNORED].name, IGNORED[id - OPT_IGNORED].why);
+                break;
+            }
+            return cli_unknown_option("serve", argv, longopts);
         }
     }
+    /* vLLM's form: folio serve MODEL [options] (getopt has moved the operands to the end) */
+    if (optind < argc && !a->common.model_dir) a->common.model_dir = argv[optind++];
+    else if (optind < argc && a->common.model_dir && optind == argc - 1)
+        return folio_fail("serve: the model is given twice: '%s' and --model %s", argv[optind],
+                          a->common.model_dir);
     if (optind < argc)
         return folio_fail("serve: unexpected argument '%s' (see folio serve --help)", argv[optind]);
+    if (a->log_requests && a->no_access_log)
+        return folio_fail("serve: --log-requests adds the parameters to each request's access "
+                          "line, which --disable-log-requests turns off: give one of them");
     if (cli_common_check(&a->common, "serve") != 0) return -1;
     if (a->max_buffered_client > a->max_buffered)
         return folio_fail("serve: --max-buffered-bytes-per-client %lld is more than "
@@ -191,6 +247,82 @@ static int serve_until_signal(const serve_args *a, http_server *h, serve_loop *L
     /* let the connection threads send what they have */
     double until = folio_now() + 5.0;
     while (http_server_active(h) > 0 && folio_now() < until) sleep_ms(20);
+    return 0;
+}
+
+/* --generation-config: the requests' sampling defaults from DIR/generation_config.json, the
+ * fields vLLM takes (temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens as
+ * max_tokens; the EOS ids always come from the model's own file); "vllm": the built-in ones.
+ * Says which it uses. 0, or -1 with a message naming the file and field. */
+static int generation_defaults(const serve_args *a, oai_defaults *d) {
+    *d = oai_defaults_builtin();
+    const char *mode = a->gen_config ? a->gen_config : "auto";
+    if (strcmp(mode, "vllm") == 0) return 0;
+    const char *dir = strcmp(mode, "auto") == 0 ? a->common.model_dir : mode;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    json_t *gen = NULL, *fields = json_object();
+    const bool optional = strcmp(mode, "auto") == 0;
+    int rc = json_read_file(path, optional, &gen);
+    if (rc < 0) {
+        if (!optional) folio_fail_context("serve: --generation-config %s", mode);
+        json_decref(fields);
+        return -1;
+    }
+    static const char *const KEYS[] = {"temperature", "top_p", "top_k", "min_p",
+                                       "repetition_penalty", "max_new_tokens"};
+    char said[256] = "";
+    for (size_t i = 0; gen && i < sizeof KEYS / sizeof KEYS[0]; i++) {
+        json_t *v = json_object_get(gen, KEYS[i]);
+        if (!v || json_is_null(v)) continue;
+        json_object_set(fields, i == 5 ? "max_tokens" : KEYS[i], v);
+        char text[64];
+        json_describe(v, text, sizeof text);
+        size_t used = strlen(said);
+        snprintf(said + used, sizeof said - used, "%s%s=%s", used ? " " : "", KEYS[i], text);
+    }
+    request_params p;
+    request_params_init(&p);
+    const json_src src = {path, NULL};
+    rc = request_params_from_json(fields, &src, INT32_MAX, 0, &p); /* no ids among the fields */
+    if (rc == 0 && said[0]) {
+        *d = (oai_defaults){.temperature = p.sampling.temperature, .top_p = p.sampling.top_p,
+                            .top_k = p.sampling.top_k, .min_p = p.sampling.min_p,
+                            .repetition_penalty = p.proc.repetition_penalty,
+                            .max_tokens = json_object_get(fields, "max_tokens") ? p.max_tokens : 0};
+        fprintf(stderr, "folio: serve: requests' defaults from %s: %s (--generation-config vllm "
+                        "ignores them)\n", path, said);
+    }
+    request_params_free(&p);
+    json_decref(fields);
+    json_decref(gen);
+    return rc;
+}
+
+/* The chat template: --chat-template's (a file, or the template itself when it holds "{{" or
+ * "{%", as vLLM takes it) in place of the model's, or the model's. NULL with a message; a
+ * model without one is not an error (chat requests get 400, said once), a bad file is. */
+static int load_chat_template(const serve_args *a, chat_template **out) {
+    *out = NULL;
+    const char *given = a->chat_template;
+    if (!given) {
+        if ((*out = chat_template_load(a->common.model_dir))) return 0;
+        fprintf(stderr, "folio: serve: no chat template (%s); /v1/chat/completions will "
+                        "answer 400\n", folio_last_error());
+        folio_clear_error();
+        return 0;
+    }
+    text_buf src = {0};
+    bool inline_text = access(given, F_OK) != 0 && (strstr(given, "{{") || strstr(given, "{%"));
+    if (inline_text) text_buf_puts(&src, given);
+    else if (text_buf_read_file(&src, given) != 0)
+        return folio_fail_context("serve: --chat-template");
+    *out = chat_template_load_source(a->common.model_dir, src.s,
+                                     inline_text ? "--chat-template" : given);
+    text_buf_free(&src);
+    if (!*out) return folio_fail_context("serve: --chat-template");
+    fprintf(stderr, "folio: serve: chat template from %s (in place of the model's)\n",
+            inline_text ? "--chat-template" : given);
     return 0;
 }
 
@@ -250,7 +382,8 @@ static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *co
                       .max_buffered_client = (size_t)a->max_buffered_client,
                       .max_connections = (int)a->max_connections,
                       .idle_timeout_s = (int)a->idle_timeout, .threads = (int)a->http_threads,
-                      .cors = a->cors, .log_requests = a->log_requests};
+                      .cors = a->cors, .log_requests = a->log_requests,
+                      .access_log = !a->no_access_log, .defaults = &a->defaults};
     if (setup_tools(a, tok, ct, &hc.tools) != 0) goto out;
     if (!(h = http_server_start(&hc, L, tok, ct, mt))) goto out;
     unsigned served, held;
@@ -297,12 +430,8 @@ int cmd_serve(int argc, char **argv, comm_ctx *comm) {
     if (parse_args(argc, argv, &a) != 0) goto out;
     if (comm->rank == 0) {
         if (tokenizer_load(a.common.model_dir, &tok) != 0) goto out;
-        ct = chat_template_load(a.common.model_dir);
-        if (!ct) {
-            fprintf(stderr, "folio: serve: no chat template (%s); /v1/chat/completions will "
-                            "answer 400\n", folio_last_error());
-            folio_clear_error();
-        }
+        if (load_chat_template(&a, &ct) != 0 || generation_defaults(&a, &a.defaults) != 0)
+            goto out;
     }
     if (cli_start_rank(&a.common, comm) != 0) goto out;
     device_options mo = cli_device_options(&a.common);

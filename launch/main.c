@@ -22,7 +22,7 @@ static const folio_command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "text -> token ids (Hugging Face tokenizer.json)"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"render", cmd_render, "print a model's chat template rendered over a conversation"},
-    {"bench", cmd_bench_any, "latency | throughput of the CUDA backend; serve: load a running server"},
+    {"bench", cmd_bench_any, "latency | throughput of a backend (CUDA or CPU); serve: load a running server"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (completions, chat, metrics)"},
     {"quantize", cmd_quantize, "float checkpoint -> 4/8-bit compressed-tensors (RTN)"},
 };

@@ -107,22 +107,24 @@ static int load_templates(chat_template *ct, const char *dir, const json_t *conf
     return add_from_config(ct, value, dir);
 }
 
-chat_template *chat_template_load(const char *model_dir) {
+/* model_dir's templates, or src (named origin) in their place; src NULL: the model's own. */
+static chat_template *load(const char *model_dir, const char *src, const char *origin) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer_config.json", model_dir);
     json_error_t jerr;
     /* ints as reals: configs hold integers beyond 64 bits (model_max_length 1e30) */
     json_t *config = json_load_file(path, JSON_DECODE_INT_AS_REAL, &jerr);
-    if (!config) {
+    if (!config && !(src && jerr.line <= 0)) { /* a template given needs no config file */
         if (jerr.line > 0) folio_fail("%s: line %d: %s", path, jerr.line, jerr.text);
         else folio_fail("%s: %s", path, jerr.text);
         return NULL;
     }
     chat_template *ct = folio_xcalloc(1, sizeof *ct);
-    ct->source = folio_xstrdup(path);
-    if (!json_is_object(config)) {
+    ct->source = folio_xstrdup(src ? origin : path);
+    if (config && !json_is_object(config)) {
         folio_fail("%s: expected a JSON object", path);
-    } else if (load_templates(ct, model_dir, config) == 0) {
+    } else if (src ? add_template(ct, "default", src) == 0
+                   : load_templates(ct, model_dir, config) == 0) {
         ct->bos_token = token_string(config, "bos_token");
         ct->eos_token = token_string(config, "eos_token");
         json_decref(config);
@@ -131,6 +133,13 @@ chat_template *chat_template_load(const char *model_dir) {
     json_decref(config);
     chat_template_free(ct);
     return NULL;
+}
+
+chat_template *chat_template_load(const char *model_dir) { return load(model_dir, NULL, NULL); }
+
+chat_template *chat_template_load_source(const char *model_dir, const char *src,
+                                         const char *origin) {
+    return load(model_dir, src, origin);
 }
 
 /* The template file's name without its folder: rendering errors reach the server's clients,

@@ -17,6 +17,12 @@ typedef struct chat_template chat_template;
  * (missing, not JSON, no chat_template, a syntax error with its line). */
 chat_template *chat_template_load(const char *model_dir);
 
+/* The same with src (Jinja text) as the one template in place of the model's own (vLLM's
+ * --chat-template); origin names it in messages (the file). The bos/eos token strings still
+ * come from model_dir's tokenizer_config.json, which may be missing. */
+chat_template *chat_template_load_source(const char *model_dir, const char *src,
+                                         const char *origin);
+
 /* Renders messages (a JSON array of message objects) with tools (a JSON array, or NULL for
  * none) and add_generation_prompt. *out is malloc'd (caller frees), *out_len its byte length.
  * Returns 0, or -1 with a message. */

@@ -27,6 +27,11 @@ int fp8_load_matrix(quant_loader *ql, const tensor_spec *spec, fp8_matrix *m);
 int fp8_dummy_matrix(const quant_config *qc, uint64_t seed, const tensor_spec *spec, int world,
                      fp8_matrix *m);
 
+/* Checks every quantized Linear shard of this rank of a dummy FP8 model (cfg->quant QUANT_FP8,
+ * fp8_src FP8_SRC_DUMMY; else nothing to do) before any weight is drawn: 0, or
+ * fp8_dummy_matrix's message for the first block-scaled shard that cuts a block. */
+int fp8_dummy_check(const model_config *cfg, const shard_plan *shard);
+
 /* out [rows][cols] = e4m3(w) * scale (float32; the CPU backend's weights). */
 void fp8_matrix_dequantize(const fp8_matrix *m, float *out);
 

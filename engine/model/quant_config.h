@@ -42,11 +42,15 @@ typedef struct {
     bool w4a16;                /* --quantization w4a16 (false: dense dummy weights) */
     int group_size;            /* --group-size: > 0, or -1 per channel (default 128) */
     bool sym;                  /* --sym: every zero 8 (default: zeros drawn in 4..11) */
+    bool fp8;                  /* --quantization fp8: a dummy FP8 model (engine/base/fp8_dummy.h) */
+    bool fp8_block;            /* --fp8-scheme block: 128x128 block scales, activations per
+                                * token and group of 128 (default channel: per-channel scales,
+                                * activations per token) */
 } dummy_quant;
 
 #define DUMMY_QUANT_GROUP_DEFAULT 128
 
-/* "awq", "gptq", "compressed-tensors", "dummy" ("none" for QUANT_NONE). */
+/* "awq", "gptq", "compressed-tensors", "dummy", "fp8" ("none" for QUANT_NONE). */
 const char *quant_method_name(quant_method m);
 
 /* Whether the Linear module `module` ("model.layers.0.mlp.down_proj", "lm_head") is stored
@@ -59,5 +63,10 @@ void quant_config_free(quant_config *q);
  * group size (-1 or 0: per channel, stored -1) and sym, nothing else quantized than the
  * layers' Linear weights. */
 void quant_config_dummy(quant_config *q, const dummy_quant *d);
+
+/* Replaces *q (freed) by the config of a dummy FP8 model (d->fp8): method QUANT_FP8, fp8_src
+ * FP8_SRC_DUMMY, per-channel weights and per-token activations, or (d->fp8_block) 128x128
+ * blocks and per-token-and-group activations; the layers' Linear weights only. */
+void quant_config_dummy_fp8(quant_config *q, const dummy_quant *d);
 
 #endif

@@ -34,18 +34,10 @@ static int check_shape(const st_tensor *t, const quant_unpacked *u) {
                       (long long)v[1]);
 }
 
-static float scale_at(const st_tensor *t, size_t i) {
-    uint16_t h;
-    float f;
-    if (t->dtype == ST_F32) return memcpy(&f, (const char *)t->data + 4 * i, 4), f;
-    memcpy(&h, (const char *)t->data + 2 * i, 2);
-    return t->dtype == ST_F16 ? f16_to_f32(h) : bf16_to_f32(h);
-}
-
 static int read_scales(const st_tensor *t, quant_unpacked *u) {
     for (int r = 0; r < u->rows; r++)
         for (int g = 0; g < u->groups; g++) {
-            float f = scale_at(t, (size_t)(u->r0 + r) * u->groups + g);
+            float f = quant_float_at(t, (size_t)(u->r0 + r) * u->groups + g);
             uint16_t h = f32_to_f16(f);
             if (f16_to_f32(h) != f)
                 return folio_fail("%s: tensor '%s.weight_scale': expected values fp16 can hold "

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "dtype.h"
 #include "quant.h"
 
 /* A Linear weight's rows r0 .. r0 + rows - 1 (out) over all `in` input columns, unpacked. */
@@ -38,6 +39,15 @@ static inline uint32_t quant_word(const st_tensor *t, size_t i) {
     uint32_t w;
     memcpy(&w, (const char *)t->data + 4 * i, 4);
     return w;
+}
+
+/* Element i of an F32, F16 or BF16 tensor (a scale), as float. */
+static inline float quant_float_at(const st_tensor *t, size_t i) {
+    uint16_t h;
+    float f;
+    if (t->dtype == ST_F32) return memcpy(&f, (const char *)t->data + 4 * i, 4), f;
+    memcpy(&h, (const char *)t->data + 2 * i, 2);
+    return t->dtype == ST_F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 
 int quant_read_awq(quant_loader *ql, quant_unpacked *u);

@@ -17,6 +17,7 @@
 #include "json_util.h"
 #include "progress.h"
 #include "quantize.h"
+#include "quantize_fp8.h"
 #include "safetensors.h"
 #include "safetensors_write.h"
 
@@ -150,8 +151,38 @@ static int keep_float(qm_run *run, const st_tensor *t, const float *v) {
     return v ? write_values(run, t, v) : copy_tensor(run, t);
 }
 
+/* FP8: MODULE.weight F8_E4M3 and its scales (quantize_fp8.h). */
+static int quantize_fp8(qm_run *run, const st_tensor *t, const float *v) {
+    const int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    const bool block = run->o->fp8_block;
+    const int ns = fp8_quant_scale_count(rows, cols, block);
+    float *w = v ? NULL : folio_xmalloc((size_t)rows * cols * sizeof *w);
+    if (w && to_f32(t, w) != 0) {
+        free(w);
+        return -1;
+    }
+    uint8_t *q = folio_xmalloc((size_t)rows * cols);
+    float *scales = folio_xmalloc(sizeof *scales * (size_t)ns);
+    fp8_quantize_matrix(v ? v : w, rows, cols, block, q, scales);
+    free(w);
+    char module[1024];
+    snprintf(module, sizeof module, "%.*s", (int)(strlen(t->name) - strlen(".weight")), t->name);
+    const int64_t sshape[2] = {block ? (rows + FP8_QUANT_BLOCK - 1) / FP8_QUANT_BLOCK : rows,
+                               block ? (cols + FP8_QUANT_BLOCK - 1) / FP8_QUANT_BLOCK : 1};
+    int rc = add_part(run, module, ".weight", ST_F8_E4M3, 2, t->shape, q,
+                      (uint64_t)rows * cols);
+    if (rc == 0)
+        rc = add_part(run, module, block ? ".weight_scale_inv" : ".weight_scale", ST_F32, 2,
+                      sshape, scales, (uint64_t)ns * 4);
+    free(q);
+    free(scales);
+    run->rep->n_quantized++;
+    return rc;
+}
+
 /* v: the values to quantize instead of t's own, or NULL. */
 static int quantize_tensor(qm_run *run, const st_tensor *t, const float *v) {
+    if (run->o->fp8) return quantize_fp8(run, t, v);
     const int rows = (int)t->shape[0], cols = (int)t->shape[1];
     if (!rtn_fits(cols, run->o->bits, run->o->group_size)) return keep_float(run, t, v);
     const int group = run->o->group_size > 0 ? run->o->group_size : cols;
@@ -216,8 +247,11 @@ static int prepare_out_dir(const char *dir) {
 static int write_config(const qm_run *run, json_t *cfg) {
     const quantize_options *o = run->o;
     json_object_set_new(cfg, "quantization_config",
-                        ct_quant_config(o->bits, o->group_size, o->sym, o->group_size <= 0,
-                                        (const char *const *)run->ignore, run->n_ignore));
+                        o->fp8 ? fp8_quant_config(o->fp8_block)
+                               : ct_quant_config(o->bits, o->group_size, o->sym,
+                                                 o->group_size <= 0,
+                                                 (const char *const *)run->ignore,
+                                                 run->n_ignore));
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", o->out_dir);
     if (json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
@@ -261,7 +295,7 @@ static int read_input_config(const quantize_options *o, json_t **cfg) {
         return folio_fail("%s: the model is already quantized (it has a quantization_config)",
                           path);
     }
-    if (o->bits != 4 && o->bits != 8) {
+    if (!o->fp8 && o->bits != 4 && o->bits != 8) {
         json_decref(*cfg);
         return folio_fail("--bits %d: 4 or 8 bits are supported", o->bits);
     }

@@ -1,5 +1,6 @@
 /* `folio quantize`'s work: a float Hugging Face checkpoint directory in, a compressed-tensors
- * pack-quantized checkpoint directory out (ct_pack.h for the tensors).
+ * pack-quantized checkpoint directory out (ct_pack.h for the tensors), or with fp8 an FP8 one
+ * (quantize_fp8.h: compressed-tensors float-quantized FP8_DYNAMIC, or block FP8).
  *
  * Every 2-D ".weight" of a q/k/v/o/gate/up/down_proj module is RTN-quantized (quantize.h);
  * one whose input size is not a multiple of the group size and of 32 / bits is kept in float
@@ -27,7 +28,9 @@ typedef struct {
 typedef struct {
     const char *model_dir;
     const char *out_dir;         /* created; must not exist or be empty */
-    int bits;                    /* 4 or 8 */
+    int bits;                    /* 4 or 8 (int formats) */
+    bool fp8;                    /* --format fp8: e4m3 weights (bits, group_size, sym unused) */
+    bool fp8_block;              /* --scheme block (else dynamic: per channel, per token) */
     int group_size;              /* <= 0: per channel */
     bool sym;
     uint64_t max_shard_bytes;    /* 0: one file */

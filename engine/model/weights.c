@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fp8.h"
 #include "grow.h"
 #include "hash.h"
 #include "progress.h"
@@ -32,7 +33,11 @@ static void add_spec(spec_list *l, float **dest, init_kind init, int64_t rows, i
     s->start = start;
     s->count = count;
     s->init = init;
+    s->aq = NULL;
 }
+
+/* The last spec added is a Linear weight whose input quantization lands in aq. */
+static void set_aq(spec_list *l, act_quant *aq) { l->items[l->n - 1].aq = aq; }
 
 size_t tensor_spec_floats(const tensor_spec *s) {
     int64_t cols = s->cols ? s->cols : 1;
@@ -57,10 +62,13 @@ static void add_layer_specs(spec_list *l, const model_config *c, const shard_pla
              NAME("input_layernorm.weight"), i);
     add_spec(l, &lw->wq, INIT_MATRIX, q_rows, h, SLICE_ROWS, q0, qn,
              NAME("self_attn.q_proj.weight"), i);
+    set_aq(l, &lw->aq_q);
     add_spec(l, &lw->wk, INIT_MATRIX, kv_rows, h, SLICE_ROWS, k0, kn,
              NAME("self_attn.k_proj.weight"), i);
+    set_aq(l, &lw->aq_k);
     add_spec(l, &lw->wv, INIT_MATRIX, kv_rows, h, SLICE_ROWS, k0, kn,
              NAME("self_attn.v_proj.weight"), i);
+    set_aq(l, &lw->aq_v);
     if (c->qkv_bias) {
         add_spec(l, &lw->bq, INIT_BIAS, q_rows, 0, SLICE_ROWS, q0, qn,
                  NAME("self_attn.q_proj.bias"), i);
@@ -77,15 +85,19 @@ static void add_layer_specs(spec_list *l, const model_config *c, const shard_pla
     }
     add_spec(l, &lw->wo, INIT_MATRIX, h, q_rows, SLICE_COLS, q0, qn,
              NAME("self_attn.o_proj.weight"), i);
+    set_aq(l, &lw->aq_o);
     if (c->o_bias)
         add_spec(l, &lw->bo, INIT_BIAS, h, 0, SLICE_NONE, 0, 0, NAME("self_attn.o_proj.bias"), i);
     add_spec(l, &lw->mlp_norm, INIT_NORM, h, 0, SLICE_NONE, 0, 0,
              NAME("post_attention_layernorm.weight"), i);
     add_spec(l, &lw->w_gate, INIT_MATRIX, ff, h, SLICE_ROWS, f0, fn, NAME("mlp.gate_proj.weight"),
              i);
+    set_aq(l, &lw->aq_gate);
     add_spec(l, &lw->w_up, INIT_MATRIX, ff, h, SLICE_ROWS, f0, fn, NAME("mlp.up_proj.weight"), i);
+    set_aq(l, &lw->aq_up);
     add_spec(l, &lw->w_down, INIT_MATRIX, h, ff, SLICE_COLS, f0, fn, NAME("mlp.down_proj.weight"),
              i);
+    set_aq(l, &lw->aq_down);
     if (c->mlp_bias) {
         add_spec(l, &lw->b_gate, INIT_BIAS, ff, 0, SLICE_ROWS, f0, fn, NAME("mlp.gate_proj.bias"),
                  i);
@@ -105,6 +117,7 @@ static void build_specs(spec_list *l, const model_config *c, const shard_plan *s
     if (!c->tie_embeddings)
         add_spec(l, &w->lm_head, INIT_MATRIX, c->vocab, c->hidden, SLICE_ROWS, sh->vocab_start,
                  sh->vocab, "lm_head.weight", 0);
+    if (!c->tie_embeddings) set_aq(l, &w->aq_lm_head);
 }
 
 tensor_spec *weights_specs(const model_config *cfg, const shard_plan *shard, model_weights *w,
@@ -167,11 +180,26 @@ static void fill_dummy(const tensor_spec *s, float *dst, uint64_t seed) {
             dst[r * nc + c] = dummy_value(key, (uint64_t)(r0 + r) * s->cols + c0 + c, a);
 }
 
+/* An FP8 Linear weight: the fp8_matrix dequantized into the arena, its activation scheme into
+ * the spec's act_quant. */
+static void hold_fp8(const tensor_spec *s, fp8_matrix *m) {
+    fp8_matrix_dequantize(m, *s->dest);
+    if (s->aq) *s->aq = (act_quant){.on = true, .act = m->act, .input_scale = m->input_scale};
+    fp8_matrix_free(m);
+}
+
 /* A dummy model's tensor: a dummy 4-bit model's Linear weights (cfg->quant QUANT_DUMMY) are
- * the dequantized quant_dummy_matrix of this rank's shard (quant_dummy.h's values), the rest
- * as above. */
+ * the dequantized quant_dummy_matrix of this rank's shard (quant_dummy.h's values), a dummy
+ * FP8 model's the dequantized fp8_dummy_matrix (fp8_dummy.h's), the rest as above. */
 static int fill_dummy_spec(const model_config *cfg, const shard_plan *shard, const tensor_spec *s,
                            uint64_t seed) {
+    const bool fp8 = cfg->quant.method == QUANT_FP8 && cfg->quant.fp8_src == FP8_SRC_DUMMY;
+    if (fp8 && quant_spec_quantized(&cfg->quant, s)) {
+        fp8_matrix m;
+        if (fp8_dummy_matrix(&cfg->quant, seed, s, shard->world, &m) != 0) return -1;
+        hold_fp8(s, &m);
+        return 0;
+    }
     if (cfg->quant.method != QUANT_DUMMY || !quant_spec_quantized(&cfg->quant, s)) {
         fill_dummy(s, *s->dest, seed);
         return 0;
@@ -285,6 +313,12 @@ int weights_check_layers(const safetensors_model *m, const model_config *cfg) {
 
 /* A quantized Linear weight: this rank's quant_matrix, dequantized into the arena. */
 static int load_quantized(quant_loader *ql, const tensor_spec *s) {
+    if (ql->qc->method == QUANT_FP8) {
+        fp8_matrix m;
+        if (fp8_load_matrix(ql, s, &m) != 0) return -1;
+        hold_fp8(s, &m);
+        return 0;
+    }
     quant_matrix qm;
     if (quant_load_matrix(ql, s, &qm) != 0) return -1;
     quant_matrix_dequantize(&qm, *s->dest);
@@ -377,9 +411,11 @@ int weights_load(const char *dir, const model_config *cfg, const shard_plan *sha
         next += tensor_spec_floats(&l.items[i]);
     }
     int rc = 0;
-    if (cfg->quant.method == QUANT_DUMMY && opt->format != LOAD_DUMMY) {
-        rc = folio_fail("--quantization w4a16 draws a dummy model: it needs --load-format dummy "
-                        "(a checkpoint carries its own quantization_config)");
+    const bool fp8_dummy = cfg->quant.method == QUANT_FP8 && cfg->quant.fp8_src == FP8_SRC_DUMMY;
+    if ((cfg->quant.method == QUANT_DUMMY || fp8_dummy) && opt->format != LOAD_DUMMY) {
+        rc = folio_fail("--quantization %s draws a dummy model: it needs --load-format dummy "
+                        "(a checkpoint carries its own quantization_config)",
+                        fp8_dummy ? "fp8" : "w4a16");
     } else if (opt->format == LOAD_DUMMY) {
         for (int i = 0; i < l.n && rc == 0; i++)
             rc = fill_dummy_spec(cfg, shard, &l.items[i], opt->dummy_seed);

@@ -12,6 +12,15 @@
 #include "safetensors.h"
 #include "shard.h"
 
+/* How a Linear's input is quantized before its product: an FP8 checkpoint's activation scheme
+ * (fp8_layout.h; the CPU forward applies fp8_act_qdq_cpu to the input), or not at all (on
+ * false: float weights and the weight-only formats). */
+typedef struct {
+    bool on;
+    fp8_act act;
+    float input_scale;           /* FP8_ACT_STATIC: the layer's input_scale */
+} act_quant;
+
 typedef struct {
     float *attn_norm;            /* [hidden] */
     float *wq;                   /* [n_heads_local * head_dim, hidden] */
@@ -25,6 +34,8 @@ typedef struct {
     float *b_gate, *b_up;        /* [inter_local] or NULL */
     float *w_down;               /* [hidden, inter_local] (row-parallel slice) */
     float *b_down;               /* [hidden] or NULL; added once, after the all-reduce */
+    /* the activation quantization of each Linear's input (FP8 checkpoints) */
+    act_quant aq_q, aq_k, aq_v, aq_o, aq_gate, aq_up, aq_down;
 } layer_weights;
 
 typedef struct {
@@ -32,6 +43,7 @@ typedef struct {
     float *embed;                /* [vocab_local, hidden] rows vocab_start.. */
     float *final_norm;           /* [hidden] */
     float *lm_head;              /* [vocab_local, hidden]; == embed when tied */
+    act_quant aq_lm_head;        /* an FP8 lm_head's input quantization */
     layer_weights *layers;       /* [n_layers] */
     /* Every tensor is one allocation in `arena`; weights_free releases it. */
     float *arena;
@@ -73,6 +85,8 @@ typedef struct {
     slice_kind slice;
     int64_t start, count;        /* rows or columns kept */
     init_kind init;              /* for --load-format dummy */
+    act_quant *aq;               /* a Linear weight's input quantization (set by an FP8 load),
+                                  * or NULL */
 } tensor_spec;
 
 /* Every tensor of this rank, in the order the float32 arena lays them out (so q, k, v are
@@ -101,7 +115,9 @@ size_t tensor_spec_floats(const tensor_spec *s);
  * weights_dummy_scale(spec); norms are 1, biases 0. The GPU fills the same values. A dummy
  * 4-bit model (cfg->quant.method QUANT_DUMMY, --quantization w4a16) draws its layers' Linear
  * weights from the same key as packed 4-bit matrices instead (engine/base/quant_dummy.h,
- * quant_dummy_matrix in quant.h); the CPU loader holds them dequantized. */
+ * quant_dummy_matrix in quant.h), a dummy FP8 model (QUANT_FP8, fp8_src FP8_SRC_DUMMY) as FP8
+ * matrices (engine/base/fp8_dummy.h, fp8_dummy_matrix in fp8.h); the CPU loader holds them
+ * dequantized. */
 uint64_t weights_dummy_key(uint64_t seed, const char *name);
 float weights_dummy_scale(const tensor_spec *s);
 

@@ -107,6 +107,20 @@ static int refuse_quantized_gpu(const char *dir, const device_options *o) {
     return rc;
 }
 
+/* --kv-cache-dtype fp8: the per-layer scales (the checkpoint's, else 1.0 with a warning). */
+static int open_kv_fp8(const char *dir, const device_options *o, comm_ctx *comm,
+                       device_model *dm) {
+    if (kv_scales_load(dir, &dm->m.cfg, o->format == LOAD_DUMMY, &dm->kv_scales) != 0)
+        return -1;
+    dm->kv_fp8 = true;
+    if (comm->rank == 0 && dm->kv_scales.found < dm->m.cfg.n_layers && o->format != LOAD_DUMMY)
+        fprintf(stderr, "folio: warning: --kv-cache-dtype fp8: %s has K/V scales for %d of %d "
+                        "layers (model.layers.N.self_attn.k_scale / v_scale); the others use "
+                        "1.0 (values beyond +-448 saturate)\n",
+                dir, dm->kv_scales.found, dm->m.cfg.n_layers);
+    return 0;
+}
+
 int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
                       device_model *dm) {
     memset(dm, 0, sizeof *dm);
@@ -114,7 +128,10 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
     dm->enforce_eager = o->enforce_eager;
     dm->allreduce_nccl = o->allreduce_nccl;
     int rc;
-    if (o->device == DEVICE_CUDA && !o->quant.w4a16 && refuse_quantized_gpu(dir, o) != 0) {
+    if (o->device == DEVICE_CUDA && o->kv_fp8) {
+        rc = folio_fail("--kv-cache-dtype fp8: the FP8 KV cache runs on the CPU backend only so "
+                        "far (--device cpu); the GPU's attention kernels read 16-bit KV");
+    } else if (o->device == DEVICE_CUDA && !o->quant.w4a16 && refuse_quantized_gpu(dir, o) != 0) {
         rc = -1;
     } else if (o->device == DEVICE_CUDA) {
 #ifdef FOLIO_HAVE_CUDA
@@ -127,6 +144,7 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
         rc = model_open(dir, o->format, &o->quant, comm->rank, comm->world, o->verbose,
                         &dm->m);
     }
+    if (rc == 0 && o->kv_fp8) rc = open_kv_fp8(dir, o, comm, dm);
     if (rc != 0) device_model_close(dm);
     return rc;
 }
@@ -136,6 +154,7 @@ void device_model_close(device_model *dm) {
     if (dm->gpu_weights) weights_cuda_free(dm->gpu_weights);
 #endif
     free(dm->gpu_weights);
+    kv_scales_free(&dm->kv_scales);
     model_close(&dm->m);
     memset(dm, 0, sizeof *dm);
 }
@@ -151,7 +170,7 @@ int backend_kv_blocks(const device_model *dm, const comm_ctx *comm, const backen
         .utilization = k->utilization, .kv_cache_memory = k->kv_cache_memory,
         .num_blocks_override = k->num_blocks_override,
         .block_bytes = kv_cache_block_bytes(c->n_layers, s->block_size, dm->m.shard.n_kv_heads,
-                                            c->head_dim) / sizeof(float) * dtype_size(dm->dtype),
+                                            c->head_dim, dm->kv_fp8 ? 1 : dtype_size(dm->dtype)),
         .max_useful_blocks = (int)(useful < (1 << 30) ? useful : (1 << 30))};
     *block_bytes = in.block_bytes;
     if (fault_check("kv", comm->rank, -1) != 0) return -1;
@@ -189,7 +208,8 @@ backend *backend_create(const device_model *dm, comm_ctx *comm, const backend_si
     else
 #endif
         rc = backend_cpu_create(&b->cpu, &dm->m, comm, s->num_blocks, s->block_size,
-                                s->max_tokens, s->max_logits, s->max_model_len);
+                                s->max_tokens, s->max_logits, s->max_model_len,
+                                dm->kv_fp8 ? &dm->kv_scales : NULL);
     if (rc != 0) {
         free(b);
         return NULL;

@@ -12,6 +12,7 @@
 #include "engine_backend.h"
 #include "comm.h"
 #include "dtype.h"
+#include "kv_scales.h"
 #include "model.h"
 
 typedef enum { DEVICE_CPU, DEVICE_CUDA } device_kind;
@@ -25,6 +26,7 @@ typedef struct {
     folio_dtype dtype;           /* otherwise */
     bool enforce_eager;          /* CUDA: no CUDA graphs */
     bool allreduce_nccl;         /* CUDA under mpirun: NCCL for every all-reduce */
+    bool kv_fp8;                 /* --kv-cache-dtype fp8: an e4m3 KV cache (CPU backend) */
     int verbose;
 } device_options;
 
@@ -35,6 +37,8 @@ typedef struct {
     folio_dtype dtype;           /* compute type */
     void *gpu_weights;           /* CUDA: a cuda_weights (weights_cuda.h), else NULL */
     bool enforce_eager, allreduce_nccl;
+    bool kv_fp8;                 /* the KV cache in FP8 e4m3, scaled by kv_scales */
+    kv_scales kv_scales;         /* kv_fp8: per-layer K and V scales */
 } device_model;
 
 /* Opens DIR onto o->device on this rank (CUDA: the GPU of its local rank). -1 with a message

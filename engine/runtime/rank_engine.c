@@ -63,12 +63,16 @@ static int agree_kv_blocks(rank_setup *s, const device_model *dm, comm_ctx *comm
         const sched_config *sc = &s->sched;
         char bytes[32];
         long long tokens = (long long)sc->num_blocks * sc->block_size;
-        fprintf(stderr, "folio: KV cache: %d blocks of %d tokens (%s%s): %lld tokens fit; the "
-                        "largest context of one sequence is %lld tokens (--max-model-len %d)\n",
+        const long long per_seq = (sc->max_model_len + sc->block_size - 1) / sc->block_size;
+        fprintf(stderr, "folio: KV cache: %d blocks of %d tokens (%s%s, %s): %lld tokens fit, "
+                        "%lld sequences of the full context at once; the largest context of one "
+                        "sequence is %lld tokens (--max-model-len %d)\n",
                 sc->num_blocks, sc->block_size,
                 format_bytes((double)block_bytes * sc->num_blocks, bytes, sizeof bytes),
-                comm->world > 1 ? " per rank, the minimum over ranks" : "", tokens,
-                tokens < dm->m.cfg.max_position ? tokens : (long long)dm->m.cfg.max_position,
+                comm->world > 1 ? " per rank, the minimum over ranks" : "",
+                dm->kv_fp8 ? "fp8 e4m3" : dtype_name(dm->dtype), tokens,
+                sc->num_blocks / per_seq,
+                tokens < sc->max_model_len ? tokens : (long long)sc->max_model_len,
                 sc->max_model_len);
     }
     return 0;

@@ -3,6 +3,7 @@
  * prompts.c, jobs to serve_loop.c and streams to sse.c. */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -121,6 +122,10 @@ struct conn_ctx {
     double t_start;
     sse_stream *sse;             /* a stream */
     char *log_params;
+    /* the access line */
+    unsigned status;             /* the status sent (0: none yet) */
+    char peer[64];               /* the client's address and port */
+    char request_line[96];       /* "METHOD PATH", escaped and cut */
 };
 
 /* ---- helpers ---- */
@@ -149,6 +154,7 @@ static enum MHD_Result reply(conn_ctx *cx, struct MHD_Connection *c, unsigned st
     enum MHD_Result ok = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     cx->responded = true;
+    cx->status = status;
     if (status >= 400) metrics_http_error(cx->s->m, (int)status);
     return ok;
 }
@@ -494,14 +500,14 @@ static void setup_response(conn_ctx *cx, const oai_request *rq, const prompt_set
         for (int i = 0; i < ps->n; i++)
             x->echo[i] = prompt_text(&s->pb, ps->ids[i], ps->len[i], rq->skip_special);
     }
-    if (s->cfg.log_requests) cx->log_params = params_line(rq);
+    if (s->cfg.log_requests && s->cfg.access_log) cx->log_params = params_line(rq);
 }
 
 /* Parses the body into rq (freed by the caller either way) and checks it can be served; false
  * with the error answered. */
 static bool read_request(conn_ctx *cx, oai_request *rq) {
     http_server *s = cx->s;
-    oai_limits lim = {.vocab = s->cfg.vocab, .max_n = s->cfg.max_n};
+    oai_limits lim = {.vocab = s->cfg.vocab, .max_n = s->cfg.max_n, .defaults = s->cfg.defaults};
     uint64_t seed = ((uint64_t)time(NULL) << 20) ^ (next_request_id(s) * FOLIO_GOLDEN64);
     cx->kind = cx->route == R_CHAT ? OAI_CHAT : OAI_COMPLETION;
     int rc = oai_parse_request(cx->body ? cx->body : "", cx->len, cx->kind, &lim, seed, rq);
@@ -648,6 +654,7 @@ static enum MHD_Result start_stream(conn_ctx *cx, struct MHD_Connection *c) {
     enum MHD_Result res = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
     cx->responded = true;
+    cx->status = 200;
     return res;
 }
 
@@ -829,6 +836,26 @@ static void take_upload(conn_ctx *cx, const char *data, size_t n) {
     cx->body[cx->len] = '\0';
 }
 
+/* The client's address and port, and the request line (client text: escaped, cut), for the
+ * access line. */
+static void describe_request(conn_ctx *cx, const struct sockaddr *a, const char *method,
+                             const char *url) {
+    char host[INET6_ADDRSTRLEN + 2] = "?", port[8] = "?";
+    if (a) {
+        socklen_t len = a->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                 : sizeof(struct sockaddr_in);
+        if (getnameinfo(a, len, host, sizeof host, port, sizeof port,
+                        NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+            snprintf(host, sizeof host, "?");
+    }
+    snprintf(cx->peer, sizeof cx->peer, a && a->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+             host, port);
+    char m[24], u[72];
+    folio_escape_log(method, strlen(method), m, sizeof m);
+    folio_escape_log(url, strlen(url), u, sizeof u);
+    snprintf(cx->request_line, sizeof cx->request_line, "%s %s", m, u);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version,
                                const char *upload_data, size_t *upload_size, void **con_cls) {
@@ -846,6 +873,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         cx->fd = ci ? ci->connect_fd : -1;
         ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         client_key_of(ci ? ci->client_addr : NULL, &cx->client);
+        if (s->cfg.access_log) describe_request(cx, ci ? ci->client_addr : NULL, method, url);
         *con_cls = cx;
         pthread_mutex_lock(&s->mu);
         s->active++;
@@ -864,17 +892,29 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return request_ready(cx, c);
 }
 
-static void log_request(conn_ctx *cx, enum MHD_RequestTerminationCode toe) {
-    serve_stats st;
-    job_stats(cx->job, &st);
-    const char *why = "-";
-    if (st.state == JOB_FAILED) why = "error";
-    else if (st.first_done) why = oai_finish_name(st.first_finish);
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && st.state != JOB_DONE) why = "abort";
-    fprintf(stderr, "folio: request %s: prompt %d tokens, completion %d tokens, ttft %.1f ms, "
-                    "total %.1f ms, finish %s%s%s\n", cx->x.id, st.prompt_len,
-            st.completion_tokens, st.ttft_s >= 0 ? st.ttft_s * 1e3 : -1,
-            (folio_now() - cx->t_start) * 1e3, why, cx->log_params ? "; " : "",
+/* One line per request when it ends (--disable-log-requests: none): the client, the request
+ * line, the status sent (499: none, the client went first), the tokens, the time since the
+ * headers came; for a generation also the time to the first token, how it finished (abort: the
+ * client went away or the server cancelled it; the tokens are those made so far) and its id;
+ * with --log-requests its parameters. */
+static void log_access(conn_ctx *cx, enum MHD_RequestTerminationCode toe) {
+    int prompt = 0, output = 0;
+    char more[160] = "";
+    if (cx->job && cx->x.id[0]) {
+        serve_stats st;
+        job_stats(cx->job, &st);
+        const char *why = "-";
+        if (st.state == JOB_FAILED) why = "error";
+        else if (st.first_done) why = oai_finish_name(st.first_finish);
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && st.state != JOB_DONE) why = "abort";
+        prompt = st.prompt_len;
+        output = st.completion_tokens;
+        snprintf(more, sizeof more, " ttft_ms=%.1f finish=%s id=%s",
+                 st.ttft_s >= 0 ? st.ttft_s * 1e3 : -1, why, cx->x.id);
+    }
+    fprintf(stderr, "folio: access: %s '%s' %u prompt_tokens=%d output_tokens=%d ms=%.1f%s%s%s\n",
+            cx->peer, cx->request_line, cx->status ? cx->status : 499, prompt, output,
+            (folio_now() - cx->t_start) * 1e3, more, cx->log_params ? "; " : "",
             cx->log_params ? cx->log_params : "");
 }
 
@@ -890,9 +930,9 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
         job_stats(cx->job, &st);
         bool over = st.state != JOB_RUNNING;
         if (!over || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) serve_loop_cancel(s->L, cx->job);
-        if (cx->x.id[0]) log_request(cx, toe);
-        job_release(cx->job);
     }
+    if (s->cfg.access_log) log_access(cx, toe);
+    if (cx->job) job_release(cx->job);
     for (int i = 0; cx->x.echo && i < cx->n_echo; i++) free(cx->x.echo[i]);
     free(cx->x.echo);
     release_body(cx);

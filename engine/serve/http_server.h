@@ -19,6 +19,7 @@
 
 #include "chat_template.h"
 #include "metrics.h"
+#include "openai_api.h"
 #include "serve_loop.h"
 #include "tokenizer.h"
 #include "tool_calls.h"
@@ -44,7 +45,9 @@ typedef struct {
     int idle_timeout_s;          /* a connection silent this long is closed */
     int threads;                 /* libmicrohttpd's threads */
     bool cors;
-    bool log_requests;           /* log each request's parameters too */
+    bool access_log;             /* a line per request when it ends (http_server.c log_access) */
+    bool log_requests;           /* the generation parameters in the line too */
+    const oai_defaults *defaults; /* requests' sampling defaults (NULL: the built-in ones) */
     serve_tools tools;           /* how tool calls are read from the output */
 } http_config;
 

@@ -7,6 +7,7 @@
 #include "error.h"
 #include "metrics.h"
 #include "text_buf.h"
+#include "utf8.h"
 
 #define MAX_BUCKETS 24
 
@@ -42,7 +43,7 @@ static const char *const FIN_NAMES[FIN_COUNT] = {"stop", "length", "abort"};
 
 struct metrics {
     pthread_mutex_t mu;
-    char *model;
+    char *model;                 /* the model name as a label value: escaped */
     histogram h[HIST_COUNT];
     uint64_t prompt_tokens, generation_tokens;
     uint64_t success[FIN_COUNT];
@@ -50,10 +51,27 @@ struct metrics {
     metrics_engine eng;
 };
 
+/* A label value in the text format: valid UTF-8 (invalid bytes become U+FFFD), with
+ * backslash, double quote and line feed escaped. malloc'd. */
+static char *label_value(const char *v) {
+    char *u = NULL;
+    size_t n = 0, cap = 0;
+    utf8_append_lossy((const uint8_t *)v, strlen(v), &u, &n, &cap);
+    text_buf o = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] == '\\') text_buf_puts(&o, "\\\\");
+        else if (u[i] == '"') text_buf_puts(&o, "\\\"");
+        else if (u[i] == '\n') text_buf_puts(&o, "\\n");
+        else text_buf_putc(&o, u[i]);
+    }
+    free(u);
+    return text_buf_take(&o);
+}
+
 metrics *metrics_create(const char *model_name) {
     metrics *m = folio_xcalloc(1, sizeof *m);
     pthread_mutex_init(&m->mu, NULL);
-    m->model = folio_xstrdup(model_name);
+    m->model = label_value(model_name);
     memcpy(m->h, HISTS, sizeof m->h);
     return m;
 }
@@ -137,7 +155,7 @@ char *metrics_render(metrics *m) {
           e->kv_usage);
     gauge(&o, mn, "gpu_cache_usage_perc", "KV-cache usage (vLLM v0 name). 1 means 100 percent.",
           e->kv_usage);
-    gauge(&o, mn, "kv_cache_blocks_total", "KV cache blocks in the pool (folio).",
+    gauge(&o, mn, "kv_cache_num_blocks", "KV cache blocks in the pool (folio).",
           e->kv_blocks_total);
     gauge(&o, mn, "kv_cache_blocks_used", "KV cache blocks held by sequences (folio).",
           e->kv_blocks_used);

@@ -2,7 +2,12 @@
  * prefix instead of "vllm:" (so a vLLM dashboard needs only the prefix changed): gauges of
  * running / waiting requests and KV cache usage, counters of tokens, prefix-cache queries and
  * hits, preemptions and finished requests, and histograms (vLLM's buckets) of time to first
- * token, inter-token latency, end-to-end latency and queue time.
+ * token, inter-token latency, end-to-end latency and queue time. Folio's own metrics (KV
+ * blocks, HTTP errors) say "(folio)" in their help.
+ *
+ * The text passes `promtool check metrics` (tests/cli/server_metrics.sh) but for one lint rule
+ * vLLM's names break by design: a ':' in a metric name. Counters end in _total and nothing
+ * else does; label values are escaped (the model name may hold any byte).
  *
  * Thread-safety: every call locks the metrics' mutex; the engine thread observes, HTTP
  * threads render. Nothing here allocates while observing. */

@@ -288,6 +288,14 @@ static int read_logprobs(const json_t *obj, oai_request *r) {
     return 0;
 }
 
+oai_defaults oai_defaults_builtin(void) {
+    request_params p;
+    request_params_init(&p);
+    return (oai_defaults){.temperature = p.sampling.temperature, .top_p = p.sampling.top_p,
+                          .top_k = p.sampling.top_k, .min_p = p.sampling.min_p,
+                          .repetition_penalty = p.proc.repetition_penalty};
+}
+
 int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_limits *lim,
                       uint64_t default_seed, oai_request *out) {
     memset(out, 0, sizeof *out);
@@ -297,6 +305,18 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_lim
     out->tool_choice = OAI_TOOLS_NONE;
     out->parallel_tool_calls = true;
     request_params_init(&out->p);
+    if (lim->defaults) {
+        const oai_defaults *d = lim->defaults;
+        out->p.sampling.temperature = d->temperature;
+        out->p.sampling.top_p = d->top_p;
+        out->p.sampling.top_k = d->top_k;
+        out->p.sampling.min_p = d->min_p;
+        out->p.proc.repetition_penalty = d->repetition_penalty;
+        if (d->max_tokens > 0) {
+            out->p.max_tokens = d->max_tokens;
+            out->max_tokens_default = true;
+        }
+    }
     json_error_t jerr;
     json_t *obj = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!obj)
@@ -352,6 +372,7 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind, const oai_lim
     if (mrc == JSON_OK) out->p.max_tokens = mct;
     const json_t *mt = json_object_get(obj, "max_tokens");
     out->max_tokens_given = mrc == JSON_OK || (mt && !json_is_null(mt));
+    if (out->max_tokens_given) out->max_tokens_default = false;
     int n_prompts = kind == OAI_CHAT ? 1 : out->n_prompts;
     if ((int64_t)out->p.n * n_prompts > lim->max_n) {
         if (n_prompts > 1)

@@ -44,6 +44,8 @@ typedef struct {
     bool parallel_tool_calls;    /* default true: every call the model makes, else the first */
     request_params p;
     bool max_tokens_given;
+    bool max_tokens_default;     /* max_tokens is the server's default (--generation-config's
+                                  * max_new_tokens): a cap, for chat too */
     bool stream, include_usage, echo, skip_special, add_generation_prompt, return_token_ids;
     char unknown[OAI_MAX_UNKNOWN][OAI_UNKNOWN_NAME_MAX + 1];  /* the first unknown field
                                   * names, cut to OAI_UNKNOWN_NAME_MAX bytes (not escaped) */
@@ -53,10 +55,22 @@ typedef struct {
     int n_unknown_total;         /* unknown fields in the body */
 } oai_request;
 
+/* The server's defaults for a request's sampling (vLLM's: the generation config's), used where
+ * the request does not say. */
+typedef struct {
+    float temperature, top_p, min_p, repetition_penalty;
+    int top_k;
+    int max_tokens;              /* 0: the built-in rule (16 for completions, the room for chat) */
+} oai_defaults;
+
 typedef struct {
     int vocab;                   /* ids must be in [0, vocab) */
     int max_n;                   /* n x prompts <= max_n (--max-num-seqs) */
+    const oai_defaults *defaults; /* NULL: request_params_init's */
 } oai_limits;
+
+/* The built-in defaults (request_params_init's). */
+oai_defaults oai_defaults_builtin(void);
 
 /* Parses and checks a body of len bytes (need not be NUL-terminated). 0, or -1 with an
  * OpenAI-style message naming the field ("field 'temperature': ..."). default_seed: for a

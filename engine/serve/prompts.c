@@ -137,7 +137,7 @@ int prompt_max_tokens(const prompt_builder *b, const oai_request *rq, const prom
     int room = b->max_model_len;
     for (int i = 0; i < ps->n; i++)
         if (b->max_model_len - ps->len[i] < room) room = b->max_model_len - ps->len[i];
-    if (rq->kind == OAI_CHAT || rq->p.max_tokens > room) return room;
+    if ((rq->kind == OAI_CHAT && !rq->max_tokens_default) || rq->p.max_tokens > room) return room;
     return rq->p.max_tokens;
 }
 

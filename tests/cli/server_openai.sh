@@ -48,7 +48,7 @@ for name in num_requests_running num_requests_waiting kv_cache_usage_perc prefix
   v=$(metric "$name"); [ -n "$v" ] || fail "metric folio:$name missing"
 done
 echo "ok: vLLM metric names under folio:"
-grep -q "request chatcmpl-.*prompt [0-9]* tokens, completion [0-9]* tokens, ttft" "$TMP/server.log" \
+grep -qE "^folio: access: .* 'POST /v1/chat/completions' 200 prompt_tokens=[0-9]+ output_tokens=[0-9]+ ms=[0-9.]+ ttft_ms=[0-9.]+ finish=[a-z]+ id=chatcmpl-" "$TMP/server.log" \
   && echo "ok: one log line per request" || fail "no request log line"
 stop_server
 [ "$SERVER_RC" = 0 ] && echo "ok: SIGTERM exits 0" || fail "exit status $SERVER_RC after SIGTERM"

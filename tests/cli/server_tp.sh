@@ -21,7 +21,7 @@ start_server "$TMP/one.log" --num-kv-blocks 64 || { fail "one-rank server did no
 run_all >"$TMP/one.out"
 stop_server
 
-SERVER_LAUNCH="mpirun -np 2 --oversubscribe" start_server "$TMP/two.log" --num-kv-blocks 64 \
+SERVER_LAUNCH="mpirun -np 2 --oversubscribe" start_server "$TMP/two.log" --num-kv-blocks 64 --tensor-parallel-size 2 \
   || { fail "two-rank server did not start"; finish; }
 grep -q "tensor parallelism over all ranks" "$TMP/two.log" && echo "ok: two ranks serving" || fail "no TP line: $(cat "$TMP/two.log")"
 run_all >"$TMP/two.out"

@@ -771,7 +771,7 @@ class Soak:
         self.idle_metrics = m
         log(f"after warm-up: RSS {self.idle_rss:.1f} MB, {fds} fds, "
             f"KV blocks used {m.get('kv_cache_blocks_used'):.0f} of "
-            f"{m.get('kv_cache_blocks_total'):.0f}")
+            f"{m.get('kv_cache_num_blocks'):.0f}")
 
     def soak(self):
         with lock:

@@ -75,7 +75,8 @@ static void run_mixed_step(const char *name, int block_size) {
 
     kv_cache kv;
     assert_int_equal(kv_cache_create(&kv, m.m.cfg.n_layers, POOL_BLOCKS, block_size,
-                                     m.m.shard.n_kv_heads, m.m.cfg.head_dim), 0);
+                                     m.m.shard.n_kv_heads, m.m.cfg.head_dim, NULL, NULL, false),
+                     0);
     forward_cpu *f = forward_cpu_create(&m.m.cfg, &m.m.weights, &g_comm, 128, 64,
                                         m.m.cfg.max_position);
     step_plan plan;

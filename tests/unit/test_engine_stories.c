@@ -56,7 +56,7 @@ static void rig_open(rig *r, int num_blocks, int max_seqs, int budget, bool pref
                        .max_num_batched_tokens = budget, .max_model_len = 256,
                        .prefix_caching = prefix};
     assert_int_equal(backend_cpu_create(&r->be, &g_m.m, &g_comm, num_blocks, 16, budget, max_seqs,
-                                        sc.max_model_len), 0);
+                                        sc.max_model_len, NULL), 0);
     engine_config ec = {.sched = sc, .vocab = g_m.m.cfg.vocab, .eos_ids = g_m.m.cfg.eos_ids,
                         .n_eos = g_m.m.cfg.n_eos};
     r->e = engine_create(&ec, backend_cpu_iface(&r->be), on_done, NULL);

@@ -2,13 +2,19 @@
  * and feature), the CPU engine's logits at every prompt position match transformers' float64
  * logits within 1e-4 (max |diff| / max |ref|), and its 16-token greedy continuation is
  * identical. The quantized fixtures (AWQ, GPTQ incl. act-order and 8-bit, compressed-tensors)
- * pass the same checks against transformers' run of their dequantized weights. stories260K
- * (a real trained model) reproduces its float64 greedy reference. */
+ * pass the same checks against transformers' run of their dequantized weights. The FP8
+ * fixtures (compressed-tensors float-quantized per channel and static per tensor, block FP8)
+ * against a float64 forward with e4m3 weights and activations quantized-dequantized as their
+ * schemes say, within 1e-3: activation rounding is a step, and a float32 engine may round an
+ * activation lying almost on a boundary the other way (the fixtures' prompts keep every
+ * significant activation 2e-4 scaled units from one; measured 3e-7). stories260K (a real
+ * trained model) reproduces its float64 greedy reference. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -17,6 +23,7 @@
 #include "sequence_runner.h"
 
 #define LOGITS_TOLERANCE 1e-4
+#define FP8_LOGITS_TOLERANCE 1e-3
 
 static comm_ctx g_comm;
 
@@ -28,8 +35,8 @@ static void check_logits(const char *dir, const device_model *m, const fixture_r
     float *got = malloc(sizeof *got * n);
     assert_int_equal(score_sequence(m, &g_comm, ref->prompt, ref->n_prompt, 16, got), 0);
     double rel = max_rel_diff(got, want, n);
-    if (rel > LOGITS_TOLERANCE) fail_msg("%s: logits max rel diff %.3g > %.0e", dir, rel,
-                                         LOGITS_TOLERANCE);
+    const double tol = strstr(dir, "/fp8_") ? FP8_LOGITS_TOLERANCE : LOGITS_TOLERANCE;
+    if (rel > tol) fail_msg("%s: logits max rel diff %.3g > %.0e", dir, rel, tol);
     free(got);
     free(want);
 }
@@ -88,8 +95,8 @@ int main(void) {
     comm_init_single(&g_comm);
     struct CMUnitTest tests[48];
     int n = 0;
-    const char *const *lists[] = {fixture_names(), quant_fixture_names()};
-    for (int l = 0; l < 2; l++)
+    const char *const *lists[] = {fixture_names(), quant_fixture_names(), fp8_fixture_names()};
+    for (int l = 0; l < 3; l++)
         for (const char *const *f = lists[l]; *f; f++) {
             tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(test_fixture, (void *)*f);
             tests[n++].name = *f;

@@ -636,10 +636,11 @@ static void test_error_quant(void **state) {
                       "\"group_size\": 128, \"dynamic\": {\"-:.*down\": {}}}}",
                       "'quantization_config.dynamic'", "not supported");
     EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
-                      "\"format\": \"float-quantized\", \"config_groups\": {\"g\": "
+                      "\"format\": \"marlin-24\", \"config_groups\": {\"g\": "
                       "{\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": 4, "
                       "\"strategy\": \"group\", \"group_size\": 128}}}}}",
-                      "'quantization_config.format': \"float-quantized\"", "pack-quantized");
+                      "'quantization_config.format': \"marlin-24\"",
+                      "pack-quantized or float-quantized");
     EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
                       "\"format\": \"pack-quantized\", \"config_groups\": {\"g\": "
                       "{\"targets\": [\"Linear\"], \"input_activations\": {\"num_bits\": 8}, "
@@ -661,7 +662,7 @@ static void test_error_architecture(void **state) {
     EXPECT_PATCH_FAIL("{\"architectures\": [42]}", "'architectures[0]'", "a string", "42");
     EXPECT_PATCH_FAIL("{\"quantization_config\": {\"quant_method\": \"bitsandbytes\"}}",
                       "'quantization_config.quant_method'", "\"bitsandbytes\" is not supported",
-                      "awq, gptq or compressed-tensors");
+                      "awq, gptq, compressed-tensors or fp8");
     assert_string_equal(model_config_supported(),
                         "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
                         "Qwen3ForCausalLM");

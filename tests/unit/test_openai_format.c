@@ -43,7 +43,8 @@ static int setup(void **state) {
     sched_config sc = {.num_blocks = BLOCKS, .block_size = BLOCK, .max_num_seqs = 4,
                        .max_num_batched_tokens = 256, .max_model_len = 256,
                        .prefix_caching = true};
-    assert_int_equal(backend_cpu_create(&g_be, &g_m.m, &g_comm, BLOCKS, BLOCK, 256, 4, 256), 0);
+    assert_int_equal(backend_cpu_create(&g_be, &g_m.m, &g_comm, BLOCKS, BLOCK, 256, 4, 256, NULL),
+                     0);
     engine_config ec = {.sched = sc, .vocab = g_m.m.cfg.vocab, .eos_ids = g_m.m.cfg.eos_ids,
                         .n_eos = g_m.m.cfg.n_eos, .codec = &g_codec};
     g_codec = tokenizer_codec(g_tok);

@@ -22,6 +22,7 @@
 #include "error.h"
 #include "fixture_util.h"
 #include "kernels_cpu.h"
+#include "load_util.h"
 #include "quant.h"
 #include "sequence_runner.h"
 #include "st_writer.h"
@@ -60,13 +61,8 @@ typedef struct {
 } ckpt;
 
 static uint64_t rng_state = 88172645463325252ull;
-static uint32_t rnd(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-static float rnd_unit(void) { return (float)rnd() / 4294967296.0f * 2.0f - 1.0f; }
+static uint32_t rnd(void) { return test_rnd(&rng_state); }
+static float rnd_unit(void) { return test_rnd_unit(&rng_state); }
 
 /* ---- the test's own quantizer ---- */
 
@@ -287,11 +283,7 @@ static void write_config(const char *dir, const dims *d, const qspec *qs) {
 }
 
 static void put_float(st_writer *w, const char *name, int rows, int cols, float fill) {
-    size_t n = (size_t)rows * (cols ? cols : 1);
-    float *v = malloc(sizeof *v * n);
-    for (size_t i = 0; i < n; i++) v[i] = fill != 0 ? fill : 0.1f * rnd_unit();
-    stw_add(w, name, "F32", cols ? 2 : 1, rows, cols, v, n * sizeof *v);
-    free(v);
+    put_float_tensor(w, &rng_state, name, rows, cols, fill);
 }
 
 static void write_layer(st_writer *w, ckpt *c, const dims *d, const qspec *qs, int l) {
@@ -369,22 +361,11 @@ static int compare_spec(const ckpt *c, const tensor_spec *s) {
     return 1;
 }
 
-static int load_rank(const ckpt *c, int rank, int world, model_config *cfg, model_weights *w) {
-    shard_plan sh;
-    load_options o = {.format = LOAD_AUTO};
-    if (model_config_load(c->dir, cfg) != 0) return -1;
-    if (shard_plan_make(cfg, rank, world, &sh) != 0 || weights_load(c->dir, cfg, &sh, &o, w)) {
-        model_config_free(cfg);
-        return -1;
-    }
-    return 0;
-}
-
 static void check_world(const ckpt *c, int world) {
     for (int rank = 0; rank < world; rank++) {
         model_config cfg;
         model_weights w;
-        if (load_rank(c, rank, world, &cfg, &w) != 0)
+        if (load_rank_dir(c->dir, rank, world, &cfg, &w) != 0)
             fail_msg("world %d rank %d: %s", world, rank, folio_last_error());
         int n = 0, compared = 0;
         tensor_spec *specs = weights_specs(&cfg, &w.shard, &w, &n);
@@ -394,29 +375,6 @@ static void check_world(const ckpt *c, int world) {
         weights_free(&w);
         model_config_free(&cfg);
     }
-}
-
-/* Loading fails at some rank of world with a message holding every needle. */
-static void expect_load_fail(const ckpt *c, int world, ...) {
-    int failed = 0;
-    for (int rank = 0; rank < world && !failed; rank++) {
-        model_config cfg;
-        model_weights w;
-        folio_clear_error();
-        if (load_rank(c, rank, world, &cfg, &w) != 0) {
-            failed = 1;
-            break;
-        }
-        weights_free(&w);
-        model_config_free(&cfg);
-    }
-    if (!failed) fail_msg("%s: loading at world %d did not fail", c->dir, world);
-    const char *msg = folio_last_error();
-    va_list ap;
-    va_start(ap, world);
-    for (const char *n = va_arg(ap, const char *); n; n = va_arg(ap, const char *))
-        if (!strstr(msg, n)) fail_msg("error \"%s\" does not contain \"%s\"", msg, n);
-    va_end(ap);
 }
 
 /* Writes, loads at each world in worlds (0-terminated) and compares. */
@@ -512,7 +470,7 @@ static void test_gptq_mislabeled(void **state) {
         check_world(&c, 2);
         model_config cfg;
         model_weights w;
-        assert_int_equal(load_rank(&c, 0, 1, &cfg, &w), 0);
+        assert_int_equal(load_rank_dir(c.dir, 0, 1, &cfg, &w), 0);
         assert_non_null(strstr(w.load_note, c.dir));
         assert_non_null(strstr(w.load_note, v ? "assumed gptq (v1)" : "assumed gptq_v2"));
         weights_free(&w);
@@ -524,7 +482,7 @@ static void test_gptq_mislabeled(void **state) {
     write_ckpt(&c, &DIMS_B, &ok);
     model_config cfg;
     model_weights w;
-    assert_int_equal(load_rank(&c, 0, 1, &cfg, &w), 0);
+    assert_int_equal(load_rank_dir(c.dir, 0, 1, &cfg, &w), 0);
     assert_string_equal(w.load_note, "");
     weights_free(&w);
     model_config_free(&cfg);
@@ -715,13 +673,13 @@ static void test_error_missing_qzeros(void **state) {
     qspec qs = {.method = QUANT_GPTQ, .bits = 4, .group = 64, .skip = "qzeros"};
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
-    expect_load_fail(&c, 1, c.dir, "'model.layers.0.self_attn.q_proj.qzeros' is missing",
-                     "gptq", NULL);
+    expect_load_fail_dir(c.dir, 1, c.dir, "'model.layers.0.self_attn.q_proj.qzeros' is missing",
+                         "gptq", NULL);
     ckpt_free(&c);
     qspec ct = {.method = QUANT_CT, .bits = 4, .group = 64, .skip = "weight_zero_point"};
     write_ckpt(&c, &DIMS_B, &ct);
-    expect_load_fail(&c, 1, "'model.layers.0.self_attn.q_proj.weight_zero_point' is missing",
-                     NULL);
+    expect_load_fail_dir(c.dir, 1, "'model.layers.0.self_attn.q_proj.weight_zero_point' is missing",
+                         NULL);
     ckpt_free(&c);
 }
 
@@ -730,14 +688,15 @@ static void test_error_wrong_shape(void **state) {
     qspec qs = {.method = QUANT_AWQ, .bits = 4, .group = 64, .bad_shape = true};
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
-    expect_load_fail(&c, 1, "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.scales'",
-                     "expected F16 [4, 256]", "found F16 [4, 248]", NULL);
+    expect_load_fail_dir(c.dir, 1,
+                         "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.scales'",
+                         "expected F16 [4, 256]", "found F16 [4, 248]", NULL);
     ckpt_free(&c);
     qspec ct = {.method = QUANT_CT, .bits = 4, .group = 64, .sym = true, .bad_shape = true,
                 .scale_dtype = "BF16"};
     write_ckpt(&c, &DIMS_B, &ct);
-    expect_load_fail(&c, 1, "'model.layers.0.self_attn.q_proj.weight_scale'",
-                     "expected F16 or BF16 or F32 [256, 4]", "found BF16 [248, 4]", NULL);
+    expect_load_fail_dir(c.dir, 1, "'model.layers.0.self_attn.q_proj.weight_scale'",
+                         "expected F16 or BF16 or F32 [256, 4]", "found BF16 [248, 4]", NULL);
     ckpt_free(&c);
 }
 
@@ -746,12 +705,13 @@ static void test_error_g_idx(void **state) {
     qspec qs = {.method = QUANT_GPTQ, .bits = 4, .group = 64, .act_order = true, .skip = "g_idx"};
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
-    expect_load_fail(&c, 1, "'model.layers.0.self_attn.q_proj.g_idx' is missing", NULL);
+    expect_load_fail_dir(c.dir, 1, "'model.layers.0.self_attn.q_proj.g_idx' is missing", NULL);
     ckpt_free(&c);
     qspec bad = {.method = QUANT_GPTQ, .bits = 4, .group = 64, .bad_g_idx = true};
     write_ckpt(&c, &DIMS_B, &bad);
-    expect_load_fail(&c, 1, "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.g_idx'",
-                     "expected groups 0 .. 3, found 4 at input 0", NULL);
+    expect_load_fail_dir(c.dir, 1,
+                         "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.g_idx'",
+                         "expected groups 0 .. 3, found 4 at input 0", NULL);
     ckpt_free(&c);
 }
 
@@ -760,8 +720,9 @@ static void test_error_bits3(void **state) {
     qspec qs = {.method = QUANT_GPTQ, .bits = 4, .group = 64, .config_bits = 3};
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
-    expect_load_fail(&c, 1, "config.json: field 'quantization_config.bits': 3 is not supported "
-                     "(4 or 8)", NULL);
+    expect_load_fail_dir(c.dir, 1,
+                         "config.json: field 'quantization_config.bits': 3 is not supported "
+                         "(4 or 8)", NULL);
     ckpt_free(&c);
 }
 
@@ -771,13 +732,13 @@ static void test_error_split_cuts_group(void **state) {
     qspec qs = {.method = QUANT_GPTQ, .bits = 4, .group = 128, .sym = true};
     ckpt c;
     write_ckpt(&c, &DIMS_B, &qs);
-    expect_load_fail(&c, 4, "layer 'model.layers.0.self_attn.o_proj'", "over 4 ranks",
-                     "cuts quantization group", "group_size 128", NULL);
+    expect_load_fail_dir(c.dir, 4, "layer 'model.layers.0.self_attn.o_proj'", "over 4 ranks",
+                         "cuts quantization group", "group_size 128", NULL);
     ckpt_free(&c);
     qspec ct = {.method = QUANT_CT, .bits = 4, .group = 128};
     write_ckpt(&c, &DIMS_B, &ct);
-    expect_load_fail(&c, 4, "layer 'model.layers.0.self_attn.o_proj'", "over 4 ranks",
-                     "cuts quantization group", "group_size 128", NULL);
+    expect_load_fail_dir(c.dir, 4, "layer 'model.layers.0.self_attn.o_proj'", "over 4 ranks",
+                         "cuts quantization group", "group_size 128", NULL);
     ckpt_free(&c);
     qspec act = {.method = QUANT_GPTQ, .bits = 4, .group = 128, .act_order = true};
     write_ckpt(&c, &DIMS_B, &act); /* act-order: the same cut is padded instead */

@@ -5,11 +5,13 @@
 #include "error.h"
 
 int backend_cpu_create(backend_cpu *b, const model *m, comm_ctx *comm, int num_blocks,
-                       int block_size, int max_tokens, int max_logits, int max_model_len) {
+                       int block_size, int max_tokens, int max_logits, int max_model_len,
+                       const kv_scales *kvs) {
     memset(b, 0, sizeof *b);
     b->m = m;
     if (kv_cache_create(&b->kv, m->cfg.n_layers, num_blocks, block_size, m->shard.n_kv_heads,
-                        m->cfg.head_dim) != 0)
+                        m->cfg.head_dim, kvs ? kvs->k : NULL, kvs ? kvs->v : NULL,
+                        kvs != NULL) != 0)
         return -1;
     b->fwd = forward_cpu_create(&m->cfg, &m->weights, comm, max_tokens, max_logits,
                                 max_model_len);
@@ -22,19 +24,9 @@ void backend_cpu_free(backend_cpu *b) {
     memset(b, 0, sizeof *b);
 }
 
-/* Copies block src to dst in every layer's K and V. */
-static void copy_block(kv_cache *kv, int src, int dst) {
-    size_t n = (size_t)kv->block_size * kv->n_kv_heads * kv->head_dim;
-    long long s = (long long)src * kv->block_size, d = (long long)dst * kv->block_size;
-    for (int l = 0; l < kv->n_layers; l++) {
-        memcpy(kv_cache_k(kv, l, d), kv_cache_k(kv, l, s), sizeof(float) * n);
-        memcpy(kv_cache_v(kv, l, d), kv_cache_v(kv, l, s), sizeof(float) * n);
-    }
-}
-
 static int cpu_step(void *self, const step_plan *plan, float *logits) {
     backend_cpu *b = self;
-    for (int i = 0; i < plan->n_copies; i++) copy_block(&b->kv, plan->copy_src[i], plan->copy_dst[i]);
+    for (int i = 0; i < plan->n_copies; i++) kv_cache_copy_block(&b->kv, plan->copy_src[i], plan->copy_dst[i]);
     return forward_cpu_step(b->fwd, &b->kv, plan, logits);
 }
 

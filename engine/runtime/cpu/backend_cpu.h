@@ -8,6 +8,7 @@
 #include "engine_backend.h"
 #include "forward_cpu.h"
 #include "kv_cache.h"
+#include "kv_scales.h"
 #include "model.h"
 
 typedef struct {
@@ -17,10 +18,11 @@ typedef struct {
 } backend_cpu;
 
 /* A pool of num_blocks blocks and a workspace for steps of up to max_tokens tokens and
- * max_logits logits rows, over contexts of up to max_model_len tokens. 0, or -1 with a
- * message. */
+ * max_logits logits rows, over contexts of up to max_model_len tokens; an FP8 pool with the
+ * per-layer scales kvs (NULL: float32). 0, or -1 with a message. */
 int backend_cpu_create(backend_cpu *b, const model *m, comm_ctx *comm, int num_blocks,
-                       int block_size, int max_tokens, int max_logits, int max_model_len);
+                       int block_size, int max_tokens, int max_logits, int max_model_len,
+                       const kv_scales *kvs);
 void backend_cpu_free(backend_cpu *b);
 engine_backend backend_cpu_iface(backend_cpu *b);
 

@@ -26,7 +26,7 @@ int calibrate_cpu(const model *m, comm_ctx *comm, const int32_t *ids, int n, int
                           cfg->max_position);
     kv_cache kv;
     if (kv_cache_create(&kv, cfg->n_layers, n_blocks, block_size, m->shard.n_kv_heads,
-                        cfg->head_dim) != 0)
+                        cfg->head_dim, NULL, NULL, false) != 0)
         return -1;
     forward_cpu *f = forward_cpu_create(cfg, &m->weights, comm, window, 1, window);
     forward_cpu_set_tap(f, add_input, c);

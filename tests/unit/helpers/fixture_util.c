@@ -24,7 +24,12 @@ static const char *const QUANT_NAMES[] = {
     "quant_gptq_actorder_g32", "quant_gptq_8bit_g64", "quant_ct_sym_g32_bf16",
     "quant_ct_asym_g128_tp", "quant_ct_asym_g32", "quant_ct_channel", "quant_ct_8bit_g32", NULL};
 
+/* tests/fixtures/make_fp8_fixture.py's FP8 checkpoints (compressed-tensors float-quantized,
+ * block FP8): their references quantize activations, a discontinuous step */
+static const char *const FP8_NAMES[] = {"fp8_ct_channel", "fp8_ct_static", "fp8_block", NULL};
+
 const char *const *fixture_names(void) { return NAMES; }
+const char *const *fp8_fixture_names(void) { return FP8_NAMES; }
 const char *const *quant_fixture_names(void) { return QUANT_NAMES; }
 
 static int32_t *read_ids(json_t *root, const char *key, int *n) {

@@ -41,5 +41,8 @@ const char *const *fixture_names(void);
 /* The quantized fixtures (make_quant_fixtures.py): their references are transformers' run of
  * the dequantized weights. */
 const char *const *quant_fixture_names(void);
+/* The FP8 fixtures (make_fp8_fixture.py): references of the dequantized weights with every
+ * quantized Linear's input quantized-dequantized as the scheme says. */
+const char *const *fp8_fixture_names(void);
 
 #endif
