@@ -148,9 +148,7 @@ int fp8_gemv_supported(const fp8_matrix *m, folio_dtype dtype, int n);
 /* The most tokens one fp8_gemv_cuda call takes for (m, dtype): 4, 2 for inputs wider than
  * 16384, 0 for an unsupported scheme. */
 int fp8_gemv_max_tokens(const fp8_matrix *m, folio_dtype dtype);
-/* y[t][r] += bias[r] (twin: the bias of matmul_cpu). y: [n][rows] of dtype. */
-void add_bias_rows_cuda(void *y, const void *bias, int n, int rows, folio_dtype dtype,
-                        cudaStream_t stream);
+
 void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
                    const void *bias, folio_dtype dtype, int n, cudaStream_t stream);
 

@@ -2,9 +2,10 @@
  * as the checkpoint's scheme says (per token, per token and 128-column group, or a static
  * scale: engine/base/fp8_layout.h), and the skinny product of decode steps.
  *
- * fp8_quantize_act_cuda: one block per token row; the row's (or each group's) largest
- * magnitude, then e4m3(x / a) with the hardware conversion (round to nearest even,
- * saturating), which is fp8_e4m3_from_float's rounding. a = amax / 448 (1 for a zero row).
+ * fp8_quantize_act_cuda: per token one block a row, per 128-column group one warp a group
+ * (no barriers); the largest magnitude, then e4m3(x / a) with the hardware conversion
+ * (cvt.rn.satfinite: round to nearest even, saturating), which is fp8_e4m3_from_float's
+ * rounding. a = amax / 448 (1 for a zero row, never below FLT_MIN).
  *
  * fp8_gemv_cuda (n <= FP8_GEMV_MAX_N tokens): a stream over the FP8 weights, one byte a
  * weight. A block owns a few output rows and covers the whole input dimension (up to 512
@@ -16,7 +17,8 @@
  * weights (and activations per 128-column group) scale each chunk's sum (a chunk never
  * crosses a 128-column block); per-channel weights and per-token activations scale the row's
  * sum at the end. Rows are reduced across the block through shared memory.
- * Twin: fp8_matmul_cpu (kernels/gemm/fp8_cpu.c); check and timing: tests/unit/test_gpu_fp8.c. */
+ * Twins: fp8_act_quant_cpu, fp8_gemm_cpu (kernels/gemm/fp8_cpu.c); check and timing:
+ * tests/unit/test_gpu_fp8.c. */
 #include <cfloat>
 
 #include <cuda_fp8.h>
@@ -56,12 +58,6 @@ __device__ float row_amax(const T *x, int c0, int c1) {
     float r = 0.f;
     for (int w = 0; w < (int)(blockDim.x / kWarp); w++) r = fmaxf(r, part[w]);
     return r;
-}
-
-template <typename T>
-__global__ void add_bias_kernel(T *y, const T *bias, int64_t total, int rows) {
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total) y[i] = from_f32<T>(to_f32(y[i]) + to_f32(bias[i % rows]));
 }
 
 /* Per token (or a static scale): one block a row; xs[t]. */
@@ -300,20 +296,6 @@ extern "C" int fp8_gemv_max_tokens(const fp8_matrix *m, folio_dtype dtype) {
     for (int n = FP8_GEMV_MAX_N; n >= 1; n--)
         if (fp8_gemv_supported(m, dtype, n)) return n;
     return 0;
-}
-
-extern "C" void add_bias_rows_cuda(void *y, const void *bias, int n, int rows,
-                                   folio_dtype dtype, cudaStream_t stream) {
-    const int64_t total = (int64_t)n * rows;
-    const int blocks = (int)((total + 255) / 256);
-    if (total == 0) return;
-    if (dtype == DTYPE_BF16)
-        add_bias_kernel<__nv_bfloat16><<<blocks, 256, 0, stream>>>(
-            (__nv_bfloat16 *)y, (const __nv_bfloat16 *)bias, total, rows);
-    else
-        add_bias_kernel<__half><<<blocks, 256, 0, stream>>>((__half *)y, (const __half *)bias,
-                                                            total, rows);
-    CUDA_CHECK(cudaGetLastError());
 }
 
 extern "C" void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,

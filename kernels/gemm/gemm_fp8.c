@@ -27,6 +27,7 @@
 #include "error.h"
 #include "gemm.h"
 #include "kernels_cuda.h"
+#include "tensor_parallel.h"
 
 #define LT_CHECK(call)                                                                        \
     do {                                                                                      \

@@ -10,7 +10,10 @@
  * transformers' run of the dequantized model (the prefill: dequantize + cuBLASLt), greedy ids
  * identical with decode graphs and eager (the decode: the W4A16 GEMV), and every greedy id
  * equal to the prefill's argmax where the prefill's top-2 gap exceeds 4x its measured error;
- * the ones it refuses (8-bit, act-order) refused with a message;
+ * the ones it refuses (8-bit, act-order) refused with a message; the FP8 fixtures the GPU
+ * runs (compressed-tensors per-channel weights, per-token or static activations; fp8_block's
+ * 64-row k/v cannot fuse in 128-row blocks) the same way, against a fixed bound until their
+ * transformers bf16 run exists;
  * stories260K's 199 greedy ids equal to reference.json in float32; and dummy models with the
  * head shapes of real models (paged_attention_cuda's path) against the CPU backend. Prints
  * the bf16 error ratios. Skips (77) without a GPU. */
@@ -41,6 +44,9 @@ int main(void) {
 
 #define LOGITS_TOLERANCE 1e-4
 #define BF16_RATIO 1.5
+/* FP8 fixtures without a transformers bf16 run: max rel diff against the float64 reference.
+ * bf16 activations move some e4m3 roundings by one step (~6%) where float64 did not. */
+#define FP8_NO_HF_TOLERANCE 0.05
 
 static comm_ctx g_comm;
 static char g_fixtures[1024], g_stories[1024];
@@ -138,7 +144,7 @@ static void test_bf16(void **state) {
 static const char *const QUANT_GPU[] = {
     "quant_awq_g32", "quant_awq_g64_tp", "quant_gptq_v1_sym_g32", "quant_gptq_v2_asym_g32",
     "quant_ct_sym_g32_bf16", "quant_ct_asym_g128_tp", "quant_ct_asym_g32", "quant_ct_channel",
-    NULL};
+    "fp8_ct_channel", "fp8_ct_static", NULL};
 static const char *const QUANT_REFUSED[] = {"quant_gptq_8bit_g64", "quant_ct_8bit_g32",
                                             "quant_gptq_actorder_g32", NULL};
 
@@ -166,13 +172,18 @@ static void test_quant_bf16(void **state) {
     snprintf(path, sizeof path, "%s/logits.f32", dir);
     float *want = read_f32_file(path, n);
     snprintf(path, sizeof path, "%s/logits_bf16.f32", dir);
-    float *hf = read_f32_file(path, n), *got = score(dir, &m, &ref);
-    const double ours = max_rel_diff(got, want, n), theirs = max_rel_diff(hf, want, n);
-    printf("  %-24s 4-bit bfloat16 error: folio %.3e, transformers %.3e, ratio %.2f\n", name,
-           ours, theirs, ours / theirs);
+    /* FP8 fixtures made without torch have no transformers bf16 run yet
+     * (tests/fixtures/make_fp8_fixture.py --reference transformers makes it on the GPU
+     * machine): until then a fixed bound, FP8_NO_HF_TOLERANCE */
+    const bool have_hf = access(path, R_OK) == 0;
+    float *hf = have_hf ? read_f32_file(path, n) : NULL, *got = score(dir, &m, &ref);
+    const double ours = max_rel_diff(got, want, n);
+    const double theirs = have_hf ? max_rel_diff(hf, want, n) : FP8_NO_HF_TOLERANCE / BF16_RATIO;
+    printf("  %-24s quantized bfloat16 error: folio %.3e, %s %.3e, ratio %.2f\n", name, ours,
+           have_hf ? "transformers" : "bound/1.5", theirs, ours / theirs);
     if (!(ours <= BF16_RATIO * theirs))
-        fail_msg("%s: 4-bit bf16 logits error %.3g is more than %.1fx transformers' %.3g", name,
-                 ours, BF16_RATIO, theirs);
+        fail_msg("%s: quantized bf16 logits error %.3g is more than %.1fx %.3g", name, ours,
+                 BF16_RATIO, theirs);
     double max_ref = 0;
     for (size_t i = 0; i < n; i++)
         if (fabs((double)want[i]) > max_ref) max_ref = fabs((double)want[i]);

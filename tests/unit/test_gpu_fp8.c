@@ -1,12 +1,13 @@
-/* Check and timing of the FP8 kernels (kernels/gemm/fp8.cu, gemm_fp8.c) against the host
- * arithmetic of engine/base/fp8_layout.h (its e4m3 codec is what the CPU twins use):
- *   - fp8_quantize_act_cuda: every byte and every scale equal to the host's, per token, per
+/* Check and timing of the FP8 kernels (kernels/gemm/fp8.cu, gemm_fp8.c) against their CPU
+ * twins (kernels/gemm/fp8_cpu.c):
+ *   - fp8_quantize_act_cuda = fp8_act_quant_cpu: every byte and every scale, per token, per
  *     128-column group and static, bf16 and fp16 inputs, rows with zeros and outliers;
- *   - fp8_linear_cuda (GEMV at n <= FP8_GEMV_MAX_N, cuBLASLt above): per-channel weights with
- *     per-token and static activations, 128 x 128 block weights with group activations, with
- *     and without bias, odd row counts (GEMV) and model-sized shapes, against the host product
- *     sum_c e4m3(xq) e4m3(w) * scales over the activations the GPU quantized. The output is
- *     poisoned (NaN) first: an element left unwritten fails.
+ *   - fp8_linear_cuda (GEMV at small n, cuBLASLt on n & ~7 tokens and the GEMV for the rest)
+ *     against fp8_gemm_cpu: per-channel weights with per-token and static activations, 128 x
+ *     128 block weights with group activations (block rows padded on the device), with and
+ *     without bias, odd row counts, model-sized and the widest inputs; activations spread
+ *     over powers of two per token and group, so a scale applied to the wrong token or group
+ *     shows. The output is poisoned (NaN) first: an element left unwritten fails.
  * Then (unless FOLIO_BENCH=0) the bench: the 8B/70B projection shapes, n = 1 .. 4096: median
  * microseconds per call of the whole FP8 product (activation quantization included) and of
  * the bf16 product (gemm_run) on the same shape, GB/s of the FP8 weight bytes against the
@@ -35,6 +36,7 @@ int main(void) {
 #include "fp8_layout.h"
 #include "gemm.h"
 #include "gpu_test_util.h"
+#include "kernels_cpu.h"
 #include "kernels_cuda.h"
 
 static gemm_ctx *g_gemm;
@@ -90,40 +92,16 @@ static void pair_free(fp8_pair *p) {
     CUDA_CHECK(cudaFree(p->d.scale));
 }
 
-/* Host quantization of x [n][k] (fp8_layout.h's rule): q bytes and scales. */
-static void host_quantize(uint8_t *q, float *s, const float *x, int n, int k, fp8_act act,
-                          float input_scale) {
+/* The twin's scales (fp8_act_quant_cpu: [n] per token, [n][groups] per group, [1] static)
+ * in the GPU's layout ([n]; [groups][n], tokens fastest; static: one per token). */
+static void twin_scales_gpu_layout(float *out, const float *a, int n, int k, fp8_act act) {
+    const int g = act_groups(k);
     for (int t = 0; t < n; t++) {
-        const float *row = x + (size_t)t * k;
-        const int span = act == FP8_ACT_GROUP ? FP8_ACT_GROUP_SIZE : k;
-        for (int c0 = 0, g = 0; c0 < k; c0 += span, g++) {
-            const int c1 = c0 + span < k ? c0 + span : k;
-            float a = input_scale;
-            if (act != FP8_ACT_STATIC) {
-                float amax = 0.f;
-                for (int c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(row[c]));
-                a = amax > 0.f ? amax / FP8_E4M3_MAX : 1.f;
-            }
-            for (int c = c0; c < c1; c++) q[(size_t)t * k + c] = fp8_e4m3_from_float(row[c] / a);
-            s[act == FP8_ACT_GROUP ? (size_t)g * n + t : (size_t)t] = a;
-        }
+        if (act == FP8_ACT_GROUP)
+            for (int j = 0; j < g; j++) out[(size_t)j * n + t] = a[(size_t)t * g + j];
+        else
+            out[t] = act == FP8_ACT_STATIC ? a[0] : a[t];
     }
-}
-
-/* The host product over given quantized activations (float sums in double). */
-static void host_product(float *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
-                         const float *bias, int n) {
-    const int k = m->cols;
-    for (int t = 0; t < n; t++)
-        for (int r = 0; r < m->rows; r++) {
-            double acc = 0;
-            for (int c = 0; c < k; c++) {
-                const double a = m->act == FP8_ACT_GROUP ? xs[(size_t)(c / 128) * n + t] : xs[t];
-                acc += (double)fp8_e4m3_to_float(xq[(size_t)t * k + c]) * a *
-                       fp8_e4m3_to_float(m->w[(size_t)r * k + c]) * fp8_weight_scale_at(m, r, c);
-            }
-            y[(size_t)t * m->rows + r] = (float)acc + (bias ? bias[r] : 0.f);
-        }
 }
 
 static void check_quantize(int n, int k, fp8_act act, folio_dtype t) {
@@ -140,7 +118,10 @@ static void check_quantize(int n, int k, fp8_act act, folio_dtype t) {
     fp8_quantize_act_cuda(d_q, d_s, d_x, t, n, k, act, 0.01f, 0);
     CUDA_CHECK(cudaMemcpy(q, d_q, (size_t)n * k, cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemcpy(s, d_s, ns * sizeof(float), cudaMemcpyDeviceToHost));
-    host_quantize(wq, ws, x, n, k, act, 0.01f);
+    float *tw = folio_xmalloc(sizeof(float) * (size_t)fp8_act_scale_count(act, n, k));
+    fp8_act_quant_cpu(wq, tw, x, n, k, act, 0.01f);
+    twin_scales_gpu_layout(ws, tw, n, k, act);
+    free(tw);
     size_t bad = 0;
     for (size_t i = 0; i < (size_t)n * k; i++)
         if (q[i] != wq[i] && bad++ < 5)
@@ -206,14 +187,11 @@ static void check_product(int rows, int cols, fp8_weight_scale kind, fp8_act act
     CUDA_CHECK(cudaMemset(d_y, 0xff, (size_t)n * rows * 2)); /* NaN in both 16-bit types */
     fp8_linear_cuda(g_gemm, d_y, d_x, &p.d, d_b, t, n, d_q, d_s, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
-    /* the reference quantizes on the host (bit-identical: test_quantize) */
-    uint8_t *q = folio_xmalloc((size_t)n * cols);
-    float *s = folio_xmalloc(ns * sizeof(float));
-    host_quantize(q, s, x, n, cols, act, p.h.input_scale);
+    /* the twin quantizes the same x (bit-identical: test_quantize) and sums in double */
     float *got = folio_xmalloc(sizeof(float) * (size_t)n * rows);
     float *want = folio_xmalloc(sizeof(float) * (size_t)n * rows);
     gpu_test_from_device(got, d_y, (size_t)n * rows, t);
-    host_product(want, q, s, &p.h, b, n);
+    assert_int_equal(fp8_gemm_cpu(want, x, &p.h, b, n), 0);
     char what[160];
     const int per = fp8_gemv_max_tokens(&p.d, t);
     snprintf(what, sizeof what, "fp8 %s rows=%d cols=%d %s/%s n=%d bias=%d (%s)", dtype_name(t),
@@ -234,8 +212,6 @@ static void check_product(int rows, int cols, fp8_weight_scale kind, fp8_act act
         if (dev[i]) CUDA_CHECK(cudaFree(dev[i]));
     free(x);
     free(b);
-    free(q);
-    free(s);
     free(got);
     free(want);
     pair_free(&p);

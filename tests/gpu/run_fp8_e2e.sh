@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Run ON THE GPU MACHINE, in one call (issue #14): the FP8 path end to end. Checks: the FP8
+# kernels against their CPU twins (test_gpu_fp8, no bench), every GPU test of the forward
+# (test_gpu_forward: fp8_ct_channel and fp8_ct_static in bf16 among the quantized fixtures),
+# the FP8 fixtures' transformers reference (tests/fixtures/make_fp8_fixture.py --reference
+# transformers: written, never run before), a dummy FP8 model's GPU logits (bf16) against the
+# CPU backend's (float32) on the same drawn weights, per-channel and block. Then the benches,
+# bf16 and FP8 side by side on the Llama-3-8B shape (dummy weights): batch-1 decode, batch 64,
+# TTFT of a 2,048-token prompt, 1,000 requests of 128/128; the kernel bench (test_gpu_fp8);
+# and the README's sweep (launch/bench_sweep.sh, bf16, no plot: drawn back on the build
+# machine). Argument: the folder tests/gpu/stage.sh filled. QUICK=1: checks only.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${1:-.carry/gpu}
+CONFIGS=configs; [ -d "$BIN/src/configs" ] && CONFIGS=$BIN/src/configs
+export NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
+export FOLIO_SOURCE_DIR=$PWD
+[ -d "$BIN/src/tests/fixtures/models" ] && export FOLIO_SOURCE_DIR=$PWD/$BIN/src
+OUTDIR=${OUT:-/tmp}
+results=()
+record() { results+=("$(printf '%-44s %s' "$1" "$2")"); }
+echo "== $(date -u +%Y-%m-%dT%H:%MZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1)"
+
+for t in test_gpu_fp8 test_gpu_forward; do
+  echo "== $t"
+  FOLIO_BENCH=0 "$BIN/$t" > "$OUTDIR/$t.log" 2>&1; rc=$?
+  grep -E "PASSED|FAILED|FAIL|fp8|quant_|error" "$OUTDIR/$t.log" | tail -30
+  [ $rc = 0 ] && record "$t" PASS || record "$t" "FAIL ($rc)"
+done
+
+echo "== FP8 fixtures: transformers' reference (dequantized weights, activations quantized by hooks)"
+# the committed references come from the script's own float64 forward; the same script with
+# transformers must give the same fixtures (weights, prompts) and logits within 1e-6
+python3 tests/fixtures/make_fp8_fixture.py "$OUTDIR/fp8tf" --reference transformers 2>&1 | tail -4
+for f in fp8_ct_channel fp8_ct_static fp8_block; do
+  python3 - "$FOLIO_SOURCE_DIR/tests/fixtures/models/$f" "$OUTDIR/fp8tf/$f" <<'PY' \
+    && record "transformers reference $f" PASS || record "transformers reference $f" FAIL
+import json, sys, numpy as np
+a, b = sys.argv[1:3]
+ra, rb = (json.load(open(f"{d}/reference.json")) for d in (a, b))
+la, lb = (np.fromfile(f"{d}/logits.f32", dtype=np.float32) for d in (a, b))
+same_ids = ra.get("greedy_ids", ra.get("greedy")) == rb.get("greedy_ids", rb.get("greedy"))
+rel = float(np.abs(la - lb).max() / np.abs(la).max()) if la.size == lb.size else 1.0
+print(f"{a.split('/')[-1]}: python vs transformers logits max rel diff {rel:.2e}, greedy ids {'equal' if same_ids else 'DIFFER'}")
+sys.exit(0 if same_ids and rel < 1e-6 else 1)
+PY
+done
+
+for scheme in channel block; do
+  echo "== dummy FP8 ($scheme): GPU bf16 logits vs CPU float32 logits (same drawn weights)"
+  M=$OUTDIR/shape-$scheme; mkdir -p "$M"
+  cp "$FOLIO_SOURCE_DIR/tests/fixtures/models/fp8_ct_channel/config.json" "$M/"
+  python3 - "$M/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c.pop("quantization_config", None)
+c.update(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2, head_dim=64)
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+  Q=(--model "$M" --load-format dummy --quantization fp8 --fp8-scheme $scheme --prompt-ids 1,5,9,13,17,21,25,29)
+  "$BIN/folio" score "${Q[@]}" --device cpu --logits-out "$OUTDIR/f8_cpu.f32" > /dev/null 2>&1
+  "$BIN/folio" score "${Q[@]}" --device cuda --bind none --dtype bfloat16 --logits-out "$OUTDIR/f8_gpu.f32" 2>&1 | grep -v "^folio: \(KV\|loaded\)"
+  python3 - "$OUTDIR/f8_cpu.f32" "$OUTDIR/f8_gpu.f32" <<'PY' && record "dummy fp8 $scheme: gpu bf16 = cpu f32" PASS || record "dummy fp8 $scheme: gpu bf16 = cpu f32" FAIL
+import sys, numpy as np
+a, b = (np.fromfile(p, dtype=np.float32) for p in sys.argv[1:3])
+rel = float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30)) if a.size == b.size and a.size else 1.0
+print(f"{a.size} logits, relative L2 difference {rel:.2e} (limit 5e-2: bf16 activations move e4m3 roundings)")
+sys.exit(0 if rel < 5e-2 else 1)
+PY
+done
+
+bench() { # label, then folio bench arguments
+  local label=$1; shift
+  echo "== folio bench $*"
+  timeout 300 "$BIN/folio" bench "$@" --device cuda --bind none --load-format dummy 2>&1 | tee "$OUTDIR/bench.log" | grep -v '^folio: \(loaded\|KV\)' | head -12
+  local line
+  line=$(grep -E 'per output token|time to first token|output tokens/s' "$OUTDIR/bench.log" | sed -E 's/ +/ /g' | tr '\n' ';')
+  record "$label" "${line:-FAIL}"
+}
+if [ -z "${QUICK:-}" ]; then
+  L8=(--model "$CONFIGS/llama-3-8b")
+  for q in bf16 fp8 fp8-block; do
+    case $q in bf16) Q=() ;; fp8) Q=(--quantization fp8) ;; *) Q=(--quantization fp8 --fp8-scheme block) ;; esac
+    bench "8B $q b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128
+    bench "8B $q b64 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 64 --input-len 128 --output-len 128 --num-iters 3
+    bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5
+    bench "8B $q 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128
+  done
+  echo "== test_gpu_fp8 bench"
+  "$BIN/test_gpu_fp8" 2>&1 | sed -n '/fp8 bench/,$p' | head -80
+  echo "== sweep (bf16, Llama-3-8B shape) for the README"
+  bash launch/bench_sweep.sh latency --folio "$BIN/folio" --no-plot --values 1,2,4,8,16,32,64,128,256 \
+    --out "$OUTDIR/sweep-llama3-8b" -- --device cuda --bind none --model "$CONFIGS/llama-3-8b" \
+    --load-format dummy --input-len 128 --output-len 128 --num-iters 3 --num-warmup 1 2>&1 | tail -12
+fi
+
+echo; echo "== summary"
+printf '%s\n' "${results[@]}"
+! printf '%s\n' "${results[@]}" | grep -q FAIL
