@@ -9,24 +9,8 @@
 # TTFT of a 2,048-token prompt, 1,000 requests of 128/128; the kernel bench (test_gpu_fp8);
 # and the README's sweep (launch/bench_sweep.sh, bf16, no plot: drawn back on the build
 # machine). Argument: the folder tests/gpu/stage.sh filled. QUICK=1: checks only.
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-BIN=${1:-.carry/gpu}
-CONFIGS=configs; [ -d "$BIN/src/configs" ] && CONFIGS=$BIN/src/configs
-export NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
-export FOLIO_SOURCE_DIR=$PWD
-[ -d "$BIN/src/tests/fixtures/models" ] && export FOLIO_SOURCE_DIR=$PWD/$BIN/src
-OUTDIR=${OUT:-/tmp}
-results=()
-record() { results+=("$(printf '%-44s %s' "$1" "$2")"); }
-echo "== $(date -u +%Y-%m-%dT%H:%MZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1)"
-
-for t in test_gpu_fp8 test_gpu_forward; do
-  echo "== $t"
-  FOLIO_BENCH=0 "$BIN/$t" > "$OUTDIR/$t.log" 2>&1; rc=$?
-  grep -E "PASSED|FAILED|FAIL|fp8|quant_|error" "$OUTDIR/$t.log" | tail -30
-  [ $rc = 0 ] && record "$t" PASS || record "$t" "FAIL ($rc)"
-done
+. "$(dirname "$0")/e2e.inc"
+gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error" test_gpu_fp8 test_gpu_forward
 
 echo "== FP8 fixtures: transformers' reference (dequantized weights, activations quantized by hooks)"
 # the committed references come from the script's own float64 forward; the same script with
@@ -68,14 +52,6 @@ sys.exit(0 if rel < 5e-2 else 1)
 PY
 done
 
-bench() { # label, then folio bench arguments
-  local label=$1; shift
-  echo "== folio bench $*"
-  timeout 300 "$BIN/folio" bench "$@" --device cuda --bind none --load-format dummy 2>&1 | tee "$OUTDIR/bench.log" | grep -v '^folio: \(loaded\|KV\)' | head -12
-  local line
-  line=$(grep -E 'per output token|time to first token|output tokens/s' "$OUTDIR/bench.log" | sed -E 's/ +/ /g' | tr '\n' ';')
-  record "$label" "${line:-FAIL}"
-}
 if [ -z "${QUICK:-}" ]; then
   L8=(--model "$CONFIGS/llama-3-8b")
   for q in bf16 fp8 fp8-block; do
@@ -93,6 +69,4 @@ if [ -z "${QUICK:-}" ]; then
     --load-format dummy --input-len 128 --output-len 128 --num-iters 3 --num-warmup 1 2>&1 | tail -12
 fi
 
-echo; echo "== summary"
-printf '%s\n' "${results[@]}"
-! printf '%s\n' "${results[@]}" | grep -q FAIL
+summary

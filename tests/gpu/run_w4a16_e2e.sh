@@ -7,24 +7,8 @@
 # Then the benches, bf16 and W4A16 (dummy weights, group 128) in the same run: Llama-3-8B
 # batch-1 decode, batch 64, TTFT of a 2,048-token prompt, 1,000 requests of 128/128, and
 # Llama-3-70B W4A16 on this one GPU. Argument: the folder tests/gpu/stage.sh filled.
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-BIN=${1:-.carry/gpu}
-CONFIGS=configs; [ -d "$BIN/src/configs" ] && CONFIGS=$BIN/src/configs
-export NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
-export FOLIO_SOURCE_DIR=$PWD
-[ -d "$BIN/src/tests/fixtures/models" ] && export FOLIO_SOURCE_DIR=$PWD/$BIN/src
-OUTDIR=${OUT:-/tmp}
-results=()
-record() { results+=("$(printf '%-44s %s' "$1" "$2")"); }
-echo "== $(date -u +%Y-%m-%dT%H:%MZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1)"
-
-for t in test_gpu_w4a16 test_gpu_forward; do
-  echo "== $t"
-  FOLIO_BENCH=0 "$BIN/$t" > "$OUTDIR/$t.log" 2>&1; rc=$?
-  grep -E "PASSED|FAILED|FAIL|quant_|error" "$OUTDIR/$t.log" | tail -25
-  [ $rc = 0 ] && record "$t" PASS || record "$t" "FAIL ($rc)"
-done
+. "$(dirname "$0")/e2e.inc"
+gpu_tests "PASSED|FAILED|FAIL|quant_|error" test_gpu_w4a16 test_gpu_forward
 
 echo "== dummy 4-bit model: GPU bf16 logits vs CPU float32 logits (same drawn weights)"
 M=$OUTDIR/shape-only; mkdir -p "$M"
@@ -48,14 +32,6 @@ refseq=$(python3 -c "import json;r=json.load(open('$S/reference.json'));print(',
 python3 tests/gpu/bf16_numerics.py --model "$S" --folio-ids "$ids" --folio-logits "$OUTDIR/s260_bf16.f32" 2>&1 | grep -v Warning | tail -25 \
   && record "bf16_numerics.py" DONE || record "bf16_numerics.py" FAIL
 
-bench() { # label, then folio bench arguments
-  local label=$1; shift
-  echo "== folio bench $*"
-  timeout 300 "$BIN/folio" bench "$@" --device cuda --bind none --load-format dummy 2>&1 | tee "$OUTDIR/bench.log" | grep -v '^folio: \(loaded\|KV\)' | head -12
-  local line
-  line=$(grep -E 'per output token|time to first token|output tokens/s' "$OUTDIR/bench.log" | sed -E 's/ +/ /g' | tr '\n' ';')
-  record "$label" "${line:-FAIL}"
-}
 if [ -z "${QUICK:-}" ]; then
   W4=(--quantization w4a16 --group-size 128)
   L8=(--model "$CONFIGS/llama-3-8b")
@@ -72,6 +48,4 @@ if [ -z "${QUICK:-}" ]; then
   tail -30 "$OUTDIR/bench.log"
 fi
 
-echo; echo "== summary"
-printf '%s\n' "${results[@]}"
-! printf '%s\n' "${results[@]}" | grep -q FAIL
+summary
