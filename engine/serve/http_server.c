@@ -637,10 +637,11 @@ static void prep_submit(conn_ctx *cx) {
 
 /* The request is the connection's again: its answer, or a job the engine has. */
 static void prep_done(conn_ctx *cx) {
-    pthread_mutex_lock(&cx->s->pmu);
+    http_server *s = cx->s; /* once resumed, cx may be freed (a client gone: completed) */
+    pthread_mutex_lock(&s->pmu);
     cx->prepped = true;
-    wake_locked(cx->s, cx);
-    pthread_mutex_unlock(&cx->s->pmu);
+    wake_locked(s, cx);
+    pthread_mutex_unlock(&s->pmu);
 }
 
 static void *prep_main(void *arg) {
