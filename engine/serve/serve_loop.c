@@ -79,9 +79,9 @@ struct serve_job {
 /* A DELETE /v1/sessions/{id} on its way to the engine thread (on the waiting thread's stack). */
 typedef struct session_cmd {
     int64_t id;
-    int rc;                      /* mu: engine_end_session's */
-    char *message;               /* mu: its message when it failed (malloc'd) */
-    bool done;                   /* mu */
+    int rc;                      /* SERVE_SESSION_* (written before done) */
+    char *message;               /* its message when it failed (malloc'd; before done) */
+    bool done;                   /* mu: rc and message are final */
     struct session_cmd *next;
 } session_cmd;
 
@@ -576,25 +576,26 @@ static void publish_metrics(serve_loop *L) {
     metrics_set_engine(L->m, &me);
 }
 
-/* Answers the session commands in list (the engine thread; quit: all refused). */
+/* Answers the session commands in list (the engine thread; quit: all refused). A waiting
+ * thread returns, and its command (on its stack) goes, once it sees done: so every command is
+ * finished, its result written, before done is set for any, all under the lock. */
 static void run_session_cmds(serve_loop *L, session_cmd *list, bool quit) {
+    if (!list) return;
     for (session_cmd *c = list; c; c = c->next) {
         int rc = quit ? -1 : engine_end_session(L->e, c->id);
-        char *msg = rc == 0 ? NULL : folio_xstrdup(quit ? "the server is shutting down"
-                                                        : folio_last_error());
-        pthread_mutex_lock(&L->mu);
+        c->message = rc == 0 ? NULL : folio_xstrdup(quit ? "the server is shutting down"
+                                                         : folio_last_error());
         c->rc = quit ? SERVE_SESSION_SHUTDOWN
                 : rc == 0 ? 0 : rc == ENGINE_ESESSION_BUSY ? SERVE_SESSION_BUSY
                 : SERVE_SESSION_UNKNOWN;
-        c->message = msg;
+    }
+    pthread_mutex_lock(&L->mu);
+    for (session_cmd *c = list, *next; c; c = next) {
+        next = c->next;
         c->done = true;
-        pthread_mutex_unlock(&L->mu);
     }
-    if (list) {
-        pthread_mutex_lock(&L->mu);
-        pthread_cond_broadcast(&L->cmd_cv);
-        pthread_mutex_unlock(&L->mu);
-    }
+    pthread_cond_broadcast(&L->cmd_cv);
+    pthread_mutex_unlock(&L->mu);
 }
 
 /* Idle sessions past --session-idle-timeout end: looked at once a second (O(1) when none is
