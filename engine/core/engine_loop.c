@@ -149,7 +149,10 @@ static int check_params(const engine *e, const request_params *p, int n_prompt) 
 }
 
 static int check_length(const engine *e, int n_ctx, int max_tokens) {
-    int max_len = e->cfg.sched.max_model_len;
+    return engine_check_length(e->cfg.sched.max_model_len, n_ctx, max_tokens);
+}
+
+int engine_check_length(int max_len, int n_ctx, int max_tokens) {
     if ((long long)n_ctx + max_tokens > max_len)
         return folio_fail("max_tokens: the context of %d tokens plus max_tokens %d exceeds the "
                           "model length of %d (--max-model-len)", n_ctx, max_tokens, max_len);

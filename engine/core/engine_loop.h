@@ -102,6 +102,10 @@ void engine_free(engine *e);
 int engine_add(engine *e, const int32_t *prompt, int n_prompt, const request_params *p,
                void *tag, int64_t *id);
 
+/* The check engine_add makes of a context of n_ctx tokens (a session turn's: its history and
+ * prompt) and max_tokens against max_len: 0, or -1 with a message naming max_tokens. */
+int engine_check_length(int max_len, int n_ctx, int max_tokens);
+
 /* Cancels a request at any point between steps: its sequences leave the queues and free
  * their blocks now; the completion callback runs with finish reason "cancelled" for the
  * unfinished samples. -1 if no such request is in flight. */

@@ -561,6 +561,13 @@ static void prep_generate(conn_ctx *cx) {
         answer_error(cx, 400, msg, "min_tokens");
         goto out;
     }
+    /* a prompt too long for its max_tokens fails here, not after it was counted in flight
+     * (where a request that cannot run would crowd out others: 429s while it waits) */
+    for (int i = 0; i < ps.n; i++)
+        if (engine_check_length(s->cfg.max_model_len, ps.len[i], rq.p.max_tokens) != 0) {
+            answer_error(cx, 400, folio_last_error(), NULL);
+            goto out;
+        }
     cx->job = job_create(cx->kind == OAI_CHAT ? 1 : rq.n_prompts);
     setup_response(cx, &rq, &ps);
     job_set_params(cx->job, &rq.p, rq.skip_special, rq.stream);
