@@ -31,7 +31,7 @@ enum { OPT_HOST = 1, OPT_PORT, OPT_API_KEY, OPT_SERVED_NAME, OPT_MAX_QUEUE, OPT_
        OPT_LOG_REQUESTS, OPT_CORS, OPT_MAX_BODY, OPT_MAX_QUEUE_TOKENS, OPT_MAX_CONNECTIONS,
        OPT_IDLE_TIMEOUT, OPT_HTTP_THREADS, OPT_MAX_BUFFERED, OPT_MAX_BUFFERED_CLIENT,
        OPT_MAX_TOKENIZE, OPT_TOOL_PARSER, OPT_CHAT_TEMPLATE, OPT_GEN_CONFIG,
-       OPT_DISABLE_LOG_REQUESTS, OPT_IGNORED = 500 };
+       OPT_DISABLE_LOG_REQUESTS, OPT_SESSION_IDLE_TIMEOUT, OPT_MAX_SESSIONS, OPT_IGNORED = 500 };
 
 /* vLLM flags accepted so vLLM command lines run, each changing nothing here (with a one-line
  * note why; docs/serving.md lists them). Only flags whose absence cannot change an answer. */
@@ -88,6 +88,10 @@ static const char USAGE[] =
     "  --http-threads N         threads serving the sockets (default 4)\n"
     "  --tool-call-parser NAME  how tool calls are read from the output: auto (from the chat\n"
     "                           template, the default), hermes, llama3_json, mistral, none\n"
+    "  --session-idle-timeout S end interactive sessions (session_id) idle for S seconds\n"
+    "                           (default 1800; 0 = never)\n"
+    "  --max-sessions N         sessions open at once; a turn starting one more gets 429\n"
+    "                           (default 10000; 0 = no cap)\n"
     "  --enable-auto-tool-choice, --trust-remote-code, --enable-prefix-caching,\n"
     "  --enable-chunked-prefill, --disable-log-stats, --disable-frontend-multiprocessing\n"
     "                           vLLM's, accepted and ignored (a note says why)\n"
@@ -97,7 +101,8 @@ typedef struct {
     common_options common;
     const char *host, *api_key, *served_name, *tool_parser, *chat_template, *gen_config;
     long long port, max_queue, shutdown_timeout, max_body, max_queue_tokens, max_connections,
-        idle_timeout, http_threads, max_buffered, max_buffered_client, max_tokenize;
+        idle_timeout, http_threads, max_buffered, max_buffered_client, max_tokenize,
+        session_idle_timeout, max_sessions;
     bool log_requests, cors, no_access_log;
     engine_options knobs;
     oai_defaults defaults;       /* --generation-config's (rank 0, before the model loads) */
@@ -125,6 +130,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"chat-template", required_argument, 0, OPT_CHAT_TEMPLATE},
         {"generation-config", required_argument, 0, OPT_GEN_CONFIG},
         {"disable-log-requests", no_argument, 0, OPT_DISABLE_LOG_REQUESTS},
+        {"session-idle-timeout", required_argument, 0, OPT_SESSION_IDLE_TIMEOUT},
+        {"max-sessions", required_argument, 0, OPT_MAX_SESSIONS},
         ENGINE_KNOB_OPTIONS,
         CLI_COMMON_OPTIONS};
     enum { N_OWN = sizeof own / sizeof own[0] };
@@ -142,6 +149,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     a->max_buffered_client = 64 << 20;
     a->idle_timeout = 30;
     a->http_threads = 4;
+    a->session_idle_timeout = 1800;
+    a->max_sessions = 10000;
     engine_options_init(&a->knobs);
     int id;
     optind = 1;
@@ -176,6 +185,9 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         INT_OPT(OPT_MAX_BUFFERED_CLIENT, "--max-buffered-bytes-per-client", 1024, 1LL << 40,
                 max_buffered_client)
         INT_OPT(OPT_MAX_TOKENIZE, "--max-tokenize-bytes", 64, 1LL << 32, max_tokenize)
+        INT_OPT(OPT_SESSION_IDLE_TIMEOUT, "--session-idle-timeout", 0, 1LL << 31,
+                session_idle_timeout)
+        INT_OPT(OPT_MAX_SESSIONS, "--max-sessions", 0, 1 << 30, max_sessions)
 #undef INT_OPT
         default:
             if (id >= OPT_IGNORED && id < OPT_IGNORED + N_IGNORED) {
@@ -355,7 +367,9 @@ static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *co
     const sched_config *sc = &re.sched;
     text_codec codec = tokenizer_codec(tok);
     engine_config ec = {.sched = *sc, .vocab = dm->m.cfg.vocab, .eos_ids = dm->m.cfg.eos_ids,
-                        .n_eos = dm->m.cfg.n_eos, .codec = &codec};
+                        .n_eos = dm->m.cfg.n_eos, .codec = &codec,
+                        .session_idle_s = (double)a->session_idle_timeout,
+                        .max_sessions = (int)a->max_sessions};
     mt = metrics_create(a->served_name);
     if (!(L = serve_loop_create(&ec, rank_engine_backend(&re, ch), mt))) goto out;
     if (serve_loop_start(L) != 0) goto out;
@@ -388,13 +402,17 @@ static int serve_rank0(const serve_args *a, const device_model *dm, comm_ctx *co
     if (!(h = http_server_start(&hc, L, tok, ct, mt))) goto out;
     unsigned served, held;
     http_server_connection_limits(h, &served, &held);
+    char cap[32] = "no cap", idle[48] = "never ended for idleness";
+    if (a->max_sessions) snprintf(cap, sizeof cap, "%lld at once", a->max_sessions);
+    if (a->session_idle_timeout)
+        snprintf(idle, sizeof idle, "ended after %lld s idle", a->session_idle_timeout);
     fprintf(stderr, "folio: serve: limits: %u connections served at once (%u held open), idle "
                     "timeout %lld s; %lld sequences and %lld tokens in flight; request bodies "
                     "%lld bytes each (%lld for /tokenize), %lld in memory at once (%lld per "
-                    "client)\n",
+                    "client); sessions: %s, %s\n",
             served, held, a->idle_timeout, (long long)sc->max_num_seqs + a->max_queue,
             (long long)queue_tokens, a->max_body, (long long)tokenize_bytes, a->max_buffered,
-            a->max_buffered_client);
+            a->max_buffered_client, cap, idle);
     fprintf(stderr, "folio: serving %s as '%s' on http://%s:%d (OpenAI API under /v1)%s; "
                     "pid %d (SIGTERM or SIGINT stops it gracefully)\n",
             a->common.model_dir, a->served_name, a->host, http_server_port(h),

@@ -122,3 +122,22 @@ bool u64map_get(const u64map *m, uint64_t key, uint64_t *value) {
     *value = m->values[i];
     return true;
 }
+
+/* Backward-shift deletion: the entries after the hole that probed past it move into it, so
+ * lookups stay a probe until the first empty slot (no tombstones). */
+bool u64map_del(u64map *m, uint64_t key) {
+    size_t mask = m->cap - 1, i = u64map_find(m, key);
+    if (m->keys[i] == UINT64_MAX) return false;
+    for (size_t j = (i + 1) & mask; m->keys[j] != UINT64_MAX; j = (j + 1) & mask) {
+        size_t home = folio_mix64(m->keys[j]) & mask;
+        /* j's entry may fill the hole at i unless its home lies cyclically in (i, j] */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (stays) continue;
+        m->keys[i] = m->keys[j];
+        m->values[i] = m->values[j];
+        i = j;
+    }
+    m->keys[i] = UINT64_MAX;
+    m->count--;
+    return true;
+}

@@ -1,7 +1,8 @@
 /* Open-addressing hash tables for the tokenizer (libc has none):
  *   strmap: byte string -> int32 value (vocabulary, added tokens, the BPE word cache);
  *           keys are borrowed: the caller keeps them alive while the map lives.
- *   u64map: uint64 key -> uint64 value (BPE merges: (left id, right id) -> (rank, merged id)).
+ *   u64map: uint64 key -> uint64 value (BPE merges: (left id, right id) -> (rank, merged id);
+ *           the scheduler's sessions by id); UINT64_MAX is not a key.
  * Both grow by doubling at 50% load; lookups are a hash, a probe and a compare. */
 #ifndef FOLIO_HASHMAP_H
 #define FOLIO_HASHMAP_H
@@ -45,5 +46,7 @@ void u64map_init(u64map *m, size_t expected);
 void u64map_free(u64map *m);
 void u64map_put(u64map *m, uint64_t key, uint64_t value);
 bool u64map_get(const u64map *m, uint64_t key, uint64_t *value);
+/* Removes the key; false when it was absent. */
+bool u64map_del(u64map *m, uint64_t key);
 
 #endif

@@ -7,6 +7,7 @@
 #include "error.h"
 #include "grow.h"
 #include "hash.h"
+#include "hashmap.h"
 #include "progress.h"
 
 struct engine {
@@ -31,6 +32,15 @@ struct engine {
     int n_live, cap_live;
     int64_t next_id;
     engine_stats stats;
+    int n_opening;               /* first turns of new sessions in flight (not parked yet) */
+    /* the last ENGINE_ENDED_SESSIONS ended sessions: a ring, and id -> ring index */
+    struct {
+        int64_t id;
+        double idle_s;           /* SESSION_END_EXPIRED: how long it had been idle */
+        session_end_reason why;
+    } ended[ENGINE_ENDED_SESSIONS];
+    int n_ended, next_ended;
+    u64map ended_ids;
 };
 
 const char *finish_reason_name(finish_reason f) {
@@ -68,6 +78,7 @@ engine *engine_create(const engine_config *c, engine_backend be, request_done_fn
     e->params = folio_xmalloc(sizeof *e->params * s->max_num_seqs);
     e->ids = folio_xmalloc(sizeof *e->ids * s->max_num_seqs);
     e->lps = folio_xmalloc(sizeof *e->lps * s->max_num_seqs);
+    u64map_init(&e->ended_ids, ENGINE_ENDED_SESSIONS); /* its full size: RSS stays flat */
     return e;
 }
 
@@ -105,6 +116,7 @@ void engine_free(engine *e) {
     free(e->ids);
     free(e->lps);
     free(e->eos);
+    u64map_free(&e->ended_ids);
     free(e);
 }
 
@@ -137,7 +149,10 @@ static int check_params(const engine *e, const request_params *p, int n_prompt) 
 }
 
 static int check_length(const engine *e, int n_ctx, int max_tokens) {
-    int max_len = e->cfg.sched.max_model_len;
+    return engine_check_length(e->cfg.sched.max_model_len, n_ctx, max_tokens);
+}
+
+int engine_check_length(int max_len, int n_ctx, int max_tokens) {
     if ((long long)n_ctx + max_tokens > max_len)
         return folio_fail("max_tokens: the context of %d tokens plus max_tokens %d exceeds the "
                           "model length of %d (--max-model-len)", n_ctx, max_tokens, max_len);
@@ -253,7 +268,11 @@ static bool text_finish(engine *e, sequence *q, bool cut) {
 }
 
 /* Starts a turn: builds its first sequence (conversation so far + prompt) and queues it. */
+static int session_ended_error(const engine *e, int64_t session_id);
+
 static int start_request(engine *e, request *r) {
+    if (r->p.session_id >= 0 && session_ended_error(e, r->p.session_id) != 0)
+        return ENGINE_ESESSION_ENDED; /* a turn queued behind the one that ended it */
     const sequence *hist = r->p.session_id >= 0 ? sched_session(e->sched, r->p.session_id)
                                                 : NULL;
     int n_hist = hist ? hist->n_tokens : 0, n_ctx = n_hist + r->n_prompt;
@@ -272,6 +291,7 @@ static int start_request(engine *e, request *r) {
     r->n_seqs = 1;
     r->started = true;
     sched_add(e->sched, q, r->p.session_id);
+    if (r->p.session_id >= 0) sched_session_busy(e->sched, r->p.session_id);
     return 0;
 }
 
@@ -299,6 +319,69 @@ static request *find_turn_in_flight(engine *e, int64_t session) {
     return NULL;
 }
 
+/* ---- sessions: ended ids, the cap ---- */
+
+static double engine_now(const engine *e) { return e->cfg.clock ? e->cfg.clock() : folio_now(); }
+
+static void sessions_changed(engine *e) {
+    e->stats.sessions = sched_num_sessions(e->sched) + e->n_opening;
+}
+
+/* Remembers an ended session (the ring's oldest entry is forgotten when it is full). */
+static void remember_ended(engine *e, int64_t id, session_end_reason why, double idle_s) {
+    int i = e->next_ended;
+    uint64_t at;
+    if (e->n_ended == ENGINE_ENDED_SESSIONS &&
+        u64map_get(&e->ended_ids, (uint64_t)e->ended[i].id, &at) && at == (uint64_t)i)
+        u64map_del(&e->ended_ids, (uint64_t)e->ended[i].id);
+    e->ended[i].id = id;
+    e->ended[i].why = why;
+    e->ended[i].idle_s = idle_s;
+    u64map_put(&e->ended_ids, (uint64_t)id, (uint64_t)i);
+    e->next_ended = (i + 1) % ENGINE_ENDED_SESSIONS;
+    if (e->n_ended < ENGINE_ENDED_SESSIONS) e->n_ended++;
+}
+
+/* A remembered ended session: ENGINE_ESESSION_ENDED with a message saying how it ended. */
+static int session_ended_error(const engine *e, int64_t session_id) {
+    uint64_t at;
+    if (!u64map_get(&e->ended_ids, (uint64_t)session_id, &at)) return 0;
+    if (e->ended[at].why == SESSION_END_EXPIRED)
+        folio_fail("session_id: session %lld ended (expired after %.0f s idle; "
+                   "--session-idle-timeout %.0f s); start a new session_id",
+                   (long long)session_id, e->ended[at].idle_s, e->cfg.session_idle_s);
+    else
+        folio_fail("session_id: session %lld ended (ended by the client); start a new "
+                   "session_id", (long long)session_id);
+    return ENGINE_ESESSION_ENDED;
+}
+
+static void end_session(engine *e, int64_t session_id, session_end_reason why, double idle_s) {
+    if (sched_end_session(e->sched, session_id) != 0)
+        FOLIO_BUG("ending session %lld, which has no parked turn", (long long)session_id);
+    remember_ended(e, session_id, why, idle_s);
+    e->stats.sessions_ended[why]++;
+    sessions_changed(e);
+}
+
+/* Whether a turn of session_id may be added: 0 and *fresh (it starts a new session), or an
+ * ENGINE_E* code with a message. */
+static int session_admit(engine *e, int64_t session_id, bool busy, bool *fresh) {
+    *fresh = false;
+    if (busy || sched_session(e->sched, session_id)) return 0;
+    int rc = session_ended_error(e, session_id);
+    if (rc != 0) return rc;
+    if (e->cfg.max_sessions > 0 && e->stats.sessions >= e->cfg.max_sessions) {
+        folio_fail("session_id: session %lld would be a new session, but %d are open, the most "
+                   "this server holds (--max-sessions); end one (\"end_session\": true or "
+                   "DELETE /v1/sessions/ID) or retry later", (long long)session_id,
+                   e->stats.sessions);
+        return ENGINE_ESESSION_CAP;
+    }
+    *fresh = true;
+    return 0;
+}
+
 int engine_add(engine *e, const int32_t *prompt, int n_prompt, const request_params *p,
                void *tag, int64_t *id) {
     if (check_params(e, p, n_prompt) != 0) return -1;
@@ -310,6 +393,11 @@ int engine_add(engine *e, const int32_t *prompt, int n_prompt, const request_par
     const sequence *hist = p->session_id >= 0 ? sched_session(e->sched, p->session_id) : NULL;
     if (!busy && check_length(e, n_prompt + (hist ? hist->n_tokens : 0), p->max_tokens) != 0)
         return -1;
+    bool fresh = false;
+    if (p->session_id >= 0) {
+        int rc = session_admit(e, p->session_id, busy != NULL, &fresh);
+        if (rc != 0) return rc;
+    }
     request *r = folio_xcalloc(1, sizeof *r);
     r->id = e->next_id++;
     r->tag = tag;
@@ -326,8 +414,12 @@ int engine_add(engine *e, const int32_t *prompt, int n_prompt, const request_par
         busy->next_turn = r;
     } else {
         live_push(e, r);
-        if (start_request(e, r) != 0) /* its length was checked above */
+        if (start_request(e, r) != 0) /* its length and session were checked above */
             FOLIO_BUG("request %lld: %s", (long long)r->id, folio_last_error());
+    }
+    if (fresh) {
+        e->n_opening++;
+        sessions_changed(e);
     }
     if (id) *id = r->id;
     return 0;
@@ -345,8 +437,10 @@ static void complete_request(engine *e, request *r) {
     e->stats.requests_done++;
     if (e->done) e->done(r, e->user);
     if (r->p.session_id >= 0 && r->n_seqs == 1 && r->seqs[0]) {
-        sched_park(e->sched, r->seqs[0], r->p.session_id);
+        if (sched_park(e->sched, r->seqs[0], r->p.session_id, engine_now(e))) e->n_opening--;
         r->seqs[0] = NULL;
+        if (r->p.end_session) end_session(e, r->p.session_id, SESSION_END_CLIENT, 0);
+        sessions_changed(e);
     }
     request_free(r);
     if (next) start_next_turn(e, next);
@@ -354,8 +448,10 @@ static void complete_request(engine *e, request *r) {
 
 static void start_next_turn(engine *e, request *next) {
     live_push(e, next);
-    if (start_request(e, next) != 0) {
+    int rc = start_request(e, next);
+    if (rc != 0) {
         next->error = folio_xstrdup(folio_last_error());
+        next->error_code = rc;
         next->n_seqs = 0;
         complete_request(e, next);
     }
@@ -408,11 +504,29 @@ int engine_cancel(engine *e, int64_t id) {
 }
 
 int engine_end_session(engine *e, int64_t session_id) {
-    if (find_turn_in_flight(e, session_id))
-        return folio_fail("session %lld has a turn in flight", (long long)session_id);
-    if (sched_end_session(e->sched, session_id) != 0)
+    if (find_turn_in_flight(e, session_id)) {
+        folio_fail("session %lld has a turn in flight; end it after the turn (or with "
+                   "\"end_session\": true in the turn)", (long long)session_id);
+        return ENGINE_ESESSION_BUSY;
+    }
+    if (!sched_session(e->sched, session_id)) {
+        if (session_ended_error(e, session_id) != 0) return -1; /* its message says how */
         return folio_fail("session %lld is unknown", (long long)session_id);
+    }
+    end_session(e, session_id, SESSION_END_CLIENT, 0);
     return 0;
+}
+
+int engine_expire_sessions(engine *e) {
+    if (e->cfg.session_idle_s <= 0) return 0;
+    double now = engine_now(e), t_park;
+    int64_t id;
+    int n = 0;
+    while (sched_oldest_idle(e->sched, &id, &t_park) && now - t_park > e->cfg.session_idle_s) {
+        end_session(e, id, SESSION_END_EXPIRED, now - t_park);
+        n++;
+    }
+    return n;
 }
 
 /* ---- sampling and stop conditions ---- */

@@ -89,12 +89,25 @@ static int read_session(const json_t *obj, const json_src *src, request_params *
         p->session_id = json_integer_value(v);
         return 0;
     }
-    if (json_is_string(v)) { /* a name: hashed to a non-negative id */
-        const uint64_t h = folio_fnv1a64(FOLIO_FNV64_FOLIO_START, json_string_value(v));
-        p->session_id = (int64_t)(h >> 1);
+    if (json_is_string(v)) {
+        p->session_id = request_session_id_of_name(json_string_value(v));
         return 0;
     }
     return json_fail_field(src, "session_id", "a non-negative integer or a string", v);
+}
+
+/* end_session: true ends the session after this turn; it needs a session_id. */
+static int read_end_session(const json_t *obj, const json_src *src, request_params *p) {
+    if (json_get_bool(obj, "end_session", src, &p->end_session, false) < 0) return -1;
+    if (p->end_session && p->session_id < 0)
+        return json_fail_field(src, "end_session", "true only with a session_id",
+                               json_object_get(obj, "end_session"));
+    return 0;
+}
+
+int64_t request_session_id_of_name(const char *name) {
+    const uint64_t h = folio_fnv1a64(FOLIO_FNV64_FOLIO_START, name); /* a name: hashed */
+    return (int64_t)(h >> 1);
 }
 
 int request_params_from_json(const json_t *obj, const json_src *src, int vocab, uint64_t seed,
@@ -113,7 +126,8 @@ int request_params_from_json(const json_t *obj, const json_src *src, int vocab, 
         read_float(obj, "frequency_penalty", src, &p->proc.frequency_penalty) < 0 ||
         read_float(obj, "repetition_penalty", src, &p->proc.repetition_penalty) < 0 ||
         json_get_bool(obj, "ignore_eos", src, &p->ignore_eos, false) < 0 || read_stop(obj, src, p) < 0 ||
-        read_bias(obj, src, vocab, p) < 0 || read_session(obj, src, p) < 0)
+        read_bias(obj, src, vocab, p) < 0 || read_session(obj, src, p) < 0 ||
+        read_end_session(obj, src, p) < 0)
         return -1;
     if (p->sampling.top_k < 0) p->sampling.top_k = 0; /* -1 = off, as in vLLM */
     /* 0 turns the penalty off inside the engine; asked for, it must be a real penalty */

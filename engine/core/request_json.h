@@ -1,6 +1,6 @@
 /* The OpenAI completion parameters of a JSON object (max_tokens, temperature, top_p, top_k,
  * min_p, n, stop, stop_token_ids, seed, ignore_eos, presence_penalty, frequency_penalty,
- * repetition_penalty, logprobs, session_id, min_tokens, logit_bias), read in one place for
+ * repetition_penalty, logprobs, session_id, end_session, min_tokens, logit_bias), read in one place for
  * the offline JSONL format (engine/offline) and the HTTP server's bodies (engine/serve). */
 #ifndef FOLIO_REQUEST_JSON_H
 #define FOLIO_REQUEST_JSON_H
@@ -24,6 +24,10 @@
  * has none. 0, or -1 with a message naming the field (src's origin first). */
 int request_params_from_json(const json_t *obj, const json_src *src, int vocab, uint64_t seed,
                              request_params *p);
+
+/* The session id a string session_id names (a hash of it, non-negative): the same in a body
+ * and in DELETE /v1/sessions/{name}. */
+int64_t request_session_id_of_name(const char *name);
 
 /* The token ids of the array arr (field key), each inside [0, vocab): malloc'd in *ids.
  * 0, or -1 with a message naming the field and the element. */

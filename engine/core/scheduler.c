@@ -6,11 +6,20 @@
 
 #include "error.h"
 #include "grow.h"
+#include "hashmap.h"
 #include "scheduler.h"
 
-typedef struct {
+/* The two lists a session slot can be on, both in park order (oldest first): idle sessions
+ * (no turn in flight; what idle expiry looks at) and sessions whose parked sequence still
+ * holds KV blocks (what memory pressure drops). */
+enum { LIST_IDLE, LIST_KV, N_LISTS };
+
+typedef struct session_slot {
     int64_t id;
     sequence *parked;            /* the conversation so far (owned), maybe holding blocks */
+    double t_park;               /* when its last turn ended */
+    bool on[N_LISTS];
+    struct session_slot *prev[N_LISTS], *next[N_LISTS];
 } session_slot;
 
 typedef struct {
@@ -24,8 +33,9 @@ struct scheduler {
     seq_list waiting;            /* front = next to admit */
     seq_list running;            /* admission order */
     seq_list scheduled;          /* this step, plan order */
-    session_slot *sessions;      /* park order: oldest first */
-    int n_sessions, cap_sessions;
+    u64map session_ids;          /* session id -> session_slot * (owned) */
+    session_slot *head[N_LISTS], *tail[N_LISTS];   /* LIST_IDLE, LIST_KV: oldest first */
+    int n_sessions;
     int32_t *pending_src, *pending_dst;   /* copy-on-write pairs of this step */
     int n_pending;
     int64_t admit_counter;
@@ -91,13 +101,23 @@ scheduler *sched_create(const sched_config *c) {
     s->pending_dst = folio_xmalloc(sizeof(int32_t) * (c->max_num_seqs + 1));
     list_reserve(&s->running, c->max_num_seqs + 1);
     list_reserve(&s->scheduled, c->max_num_seqs + 1);
+    u64map_init(&s->session_ids, 16);
     return s;
+}
+
+static session_slot *slot_at(const u64map *m, size_t i) {
+    return m->keys[i] == UINT64_MAX ? NULL : (session_slot *)(uintptr_t)m->values[i];
 }
 
 void sched_free(scheduler *s) {
     if (!s) return;
-    for (int i = 0; i < s->n_sessions; i++) sequence_free(s->sessions[i].parked);
-    free(s->sessions);
+    for (size_t i = 0; i < s->session_ids.cap; i++) {
+        session_slot *ss = slot_at(&s->session_ids, i);
+        if (!ss) continue;
+        sequence_free(ss->parked);
+        free(ss);
+    }
+    u64map_free(&s->session_ids);
     free(s->waiting.items);
     free(s->running.items);
     free(s->scheduled.items);
@@ -117,6 +137,7 @@ void sched_add(scheduler *s, sequence *seq, int64_t session_id) {
     seq->session_id = session_id;
     list_push(&s->waiting, seq);
 }
+
 
 /* ---- blocks of one sequence ---- */
 
@@ -156,15 +177,42 @@ static void grow(scheduler *s, sequence *seq, int tokens) {
     }
 }
 
+/* ---- session slots: lists in park order ---- */
+
+static void slot_append(scheduler *s, session_slot *ss, int k) {
+    if (ss->on[k]) return;
+    ss->on[k] = true;
+    ss->next[k] = NULL;
+    ss->prev[k] = s->tail[k];
+    if (s->tail[k]) s->tail[k]->next[k] = ss;
+    else s->head[k] = ss;
+    s->tail[k] = ss;
+}
+
+static void slot_unlink(scheduler *s, session_slot *ss, int k) {
+    if (!ss->on[k]) return;
+    ss->on[k] = false;
+    if (ss->prev[k]) ss->prev[k]->next[k] = ss->next[k];
+    else s->head[k] = ss->next[k];
+    if (ss->next[k]) ss->next[k]->prev[k] = ss->prev[k];
+    else s->tail[k] = ss->prev[k];
+    ss->prev[k] = ss->next[k] = NULL;
+}
+
+static session_slot *find_session(const scheduler *s, int64_t id) {
+    uint64_t v;
+    if (id < 0 || !u64map_get(&s->session_ids, (uint64_t)id, &v)) return NULL;
+    return (session_slot *)(uintptr_t)v;
+}
+
 /* Frees the KV of the least recently parked session holding blocks (not `keep`). */
 static bool drop_parked(scheduler *s, int64_t keep) {
-    for (int i = 0; i < s->n_sessions; i++) {
-        sequence *p = s->sessions[i].parked;
-        if (s->sessions[i].id != keep && p->n_blocks > 0) {
-            release_blocks(s, p);
-            s->stats.session_drops++;
-            return true;
-        }
+    for (session_slot *ss = s->head[LIST_KV]; ss; ss = ss->next[LIST_KV]) {
+        if (ss->id == keep) continue;
+        release_blocks(s, ss->parked);
+        slot_unlink(s, ss, LIST_KV);
+        s->stats.session_drops++;
+        return true;
     }
     return false;
 }
@@ -245,12 +293,6 @@ static int acquire_prefix(scheduler *s, sequence *seq) {
     return seq->n_computed;
 }
 
-static session_slot *find_session(const scheduler *s, int64_t id) {
-    for (int i = 0; i < s->n_sessions; i++)
-        if (s->sessions[i].id == id) return &s->sessions[i];
-    return NULL;
-}
-
 /* Gives seq the KV of its session's parked turn, if the parked sequence still holds it. */
 static int adopt_session(scheduler *s, sequence *seq) {
     session_slot *ss = seq->session_id >= 0 ? find_session(s, seq->session_id) : NULL;
@@ -263,6 +305,7 @@ static int adopt_session(scheduler *s, sequence *seq) {
     seq->last_hash = p->last_hash;
     p->n_blocks = p->n_computed = p->n_hashed = 0;
     p->last_hash = bm_hash_seed();
+    slot_unlink(s, ss, LIST_KV);
     return seq->n_computed;
 }
 
@@ -382,26 +425,45 @@ void sched_remove(scheduler *s, sequence *seq) {
 
 /* ---- sessions ---- */
 
-static void session_unlink(scheduler *s, session_slot *ss) {
-    int i = (int)(ss - s->sessions);
+static void slot_free(scheduler *s, session_slot *ss) {
+    for (int k = 0; k < N_LISTS; k++) slot_unlink(s, ss, k);
     release_blocks(s, ss->parked);
     sequence_free(ss->parked);
-    memmove(s->sessions + i, s->sessions + i + 1, sizeof *s->sessions * (s->n_sessions - i - 1));
+    u64map_del(&s->session_ids, (uint64_t)ss->id);
     s->n_sessions--;
+    free(ss);
 }
 
-void sched_park(scheduler *s, sequence *seq, int64_t session_id) {
+bool sched_park(scheduler *s, sequence *seq, int64_t session_id, double now) {
     int i = list_find(&s->running, seq);
     if (i >= 0) list_remove_at(&s->running, i);
     else if ((i = list_find(&s->waiting, seq)) >= 0) list_remove_at(&s->waiting, i);
     if ((i = list_find(&s->scheduled, seq)) >= 0) list_remove_at(&s->scheduled, i);
-    session_slot *old = find_session(s, session_id);
-    if (old) session_unlink(s, old);
-    FOLIO_GROW(s->sessions, s->cap_sessions, s->n_sessions + 1);
+    session_slot *ss = find_session(s, session_id);
+    bool fresh = ss == NULL;
+    if (fresh) {
+        ss = folio_xcalloc(1, sizeof *ss);
+        ss->id = session_id;
+        u64map_put(&s->session_ids, (uint64_t)session_id, (uint64_t)(uintptr_t)ss);
+        s->n_sessions++;
+    } else { /* the earlier turn's sequence goes; the slot moves to the back of both lists */
+        for (int k = 0; k < N_LISTS; k++) slot_unlink(s, ss, k);
+        release_blocks(s, ss->parked);
+        sequence_free(ss->parked);
+    }
     seq->status = SEQ_PARKED;
     seq->step_new = 0;
     seq->req = NULL;
-    s->sessions[s->n_sessions++] = (session_slot){.id = session_id, .parked = seq};
+    ss->parked = seq;
+    ss->t_park = now;
+    slot_append(s, ss, LIST_IDLE);
+    if (seq->n_blocks > 0) slot_append(s, ss, LIST_KV);
+    return fresh;
+}
+
+void sched_session_busy(scheduler *s, int64_t session_id) {
+    session_slot *ss = find_session(s, session_id);
+    if (ss) slot_unlink(s, ss, LIST_IDLE); /* back in park order when the turn parks */
 }
 
 const sequence *sched_session(const scheduler *s, int64_t session_id) {
@@ -412,8 +474,18 @@ const sequence *sched_session(const scheduler *s, int64_t session_id) {
 int sched_end_session(scheduler *s, int64_t session_id) {
     session_slot *ss = find_session(s, session_id);
     if (!ss) return -1;
-    session_unlink(s, ss);
+    slot_free(s, ss);
     return 0;
+}
+
+int sched_num_sessions(const scheduler *s) { return s->n_sessions; }
+
+bool sched_oldest_idle(const scheduler *s, int64_t *session_id, double *t_park) {
+    const session_slot *ss = s->head[LIST_IDLE];
+    if (!ss) return false;
+    *session_id = ss->id;
+    *t_park = ss->t_park;
+    return true;
 }
 
 /* ---- invariants ---- */
@@ -433,6 +505,37 @@ static int check_seq(const scheduler *s, const sequence *q, int32_t *refs, const
     return 0;
 }
 
+/* Parked sequences' blocks into refs; the map, the count and both lists agree: every slot on
+ * the KV list holds blocks and every slot holding blocks is on it, each list in park order. */
+static int check_sessions(const scheduler *s, int32_t *refs) {
+    int n = 0;
+    for (size_t i = 0; i < s->session_ids.cap; i++) {
+        const session_slot *ss = slot_at(&s->session_ids, i);
+        if (!ss) continue;
+        n++;
+        if (check_seq(s, ss->parked, refs, "parked") != 0) return -1;
+        if ((ss->parked->n_blocks > 0) != ss->on[LIST_KV])
+            return folio_fail("scheduler: session %lld holds %d blocks but is%s on the KV list",
+                              (long long)ss->id, ss->parked->n_blocks,
+                              ss->on[LIST_KV] ? "" : " not");
+    }
+    if (n != s->n_sessions || (size_t)n != s->session_ids.count)
+        return folio_fail("scheduler: %d sessions counted, %d in the map", s->n_sessions, n);
+    for (int k = 0; k < N_LISTS; k++) {
+        int len = 0;
+        for (const session_slot *ss = s->head[k]; ss; ss = ss->next[k], len++) {
+            if (!ss->on[k] || find_session(s, ss->id) != ss)
+                return folio_fail("scheduler: list %d holds session %lld wrongly", k,
+                                  (long long)ss->id);
+            if (ss->next[k] && ss->next[k]->t_park < ss->t_park)
+                return folio_fail("scheduler: list %d is out of park order at session %lld", k,
+                                  (long long)ss->id);
+            if (len > n) return folio_fail("scheduler: list %d loops", k);
+        }
+    }
+    return 0;
+}
+
 int sched_check(const scheduler *s) {
     int32_t *refs = folio_xcalloc(s->cfg.num_blocks ? s->cfg.num_blocks : 1, sizeof *refs);
     int rc = 0;
@@ -448,8 +551,7 @@ int sched_check(const scheduler *s) {
             rc = folio_fail("scheduler: running sequence has status %d",
                             s->running.items[i]->status);
     }
-    for (int i = 0; rc == 0 && i < s->n_sessions; i++)
-        rc = check_seq(s, s->sessions[i].parked, refs, "parked");
+    if (rc == 0) rc = check_sessions(s, refs);
     if (rc == 0 && s->running.n > s->cfg.max_num_seqs)
         rc = folio_fail("scheduler: %d running sequences, cap %d", s->running.n,
                         s->cfg.max_num_seqs);

@@ -79,14 +79,25 @@ void sched_fork(scheduler *s, sequence *parent, int n, sequence **out);
 /* A sequence is finished (or cancelled): leaves its queue and frees its blocks now. */
 void sched_remove(scheduler *s, sequence *seq);
 
-/* Session KV between turns. sched_park: a finished session turn keeps its blocks (the
- * scheduler takes ownership of seq, replacing the session's earlier parked sequence). A later
- * turn whose context starts with the parked tokens adopts those blocks at admission. */
-void sched_park(scheduler *s, sequence *seq, int64_t session_id);
+/* Session KV between turns. Sessions are found by id in O(1) (a hash map) and kept in park
+ * order on two lists: the idle ones (no turn in flight: the oldest first, for idle expiry) and
+ * those whose parked sequence still holds blocks (the oldest is dropped first).
+ *
+ * sched_park: a finished session turn keeps its blocks (the scheduler takes ownership of seq,
+ * replacing the session's earlier parked sequence); now: when the turn ended. True when the
+ * session had no parked turn (its first). A later turn whose context starts with the parked
+ * tokens adopts those blocks at admission. */
+bool sched_park(scheduler *s, sequence *seq, int64_t session_id, double now);
+/* A turn of the session starts: it leaves the idle list until it parks again. */
+void sched_session_busy(scheduler *s, int64_t session_id);
 /* The parked sequence of a session (its tokens are the conversation so far), or NULL. */
 const sequence *sched_session(const scheduler *s, int64_t session_id);
 /* Ends a session: frees its parked sequence and blocks. 0, or -1 if no such session. */
 int sched_end_session(scheduler *s, int64_t session_id);
+/* Sessions with a parked turn. */
+int sched_num_sessions(const scheduler *s);
+/* The idle session parked longest ago: true with its id and park time; false when none. */
+bool sched_oldest_idle(const scheduler *s, int64_t *session_id, double *t_park);
 
 /* Invariants (tests call it after every step): every block's refcount equals the references
  * the queued, running and parked sequences hold; sequences' counts are consistent. -1 with a

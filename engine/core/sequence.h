@@ -43,6 +43,7 @@ typedef struct {
     int logprobs;                /* -1 = off, else top-N alternatives (0..FOLIO_MAX_LOGPROBS) */
     bool keep_special;           /* output text keeps special tokens (skip_special_tokens off) */
     int64_t session_id;          /* -1 = none */
+    bool end_session;            /* the session ends after this turn (its KV freed, not parked) */
     logit_bias_entry *owned_bias;
 } request_params;
 

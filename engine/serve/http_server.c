@@ -26,6 +26,7 @@
 #include "openai_format.h"
 #include "progress.h"
 #include "prompts.h"
+#include "request_json.h"
 #include "sse.h"
 
 #define MAX_LOGGED_UNKNOWN 64    /* unknown field names remembered (each logged once) */
@@ -37,7 +38,9 @@
 #define MAX_LOG_KINDS 32         /* libmicrohttpd messages rate-limited each on its own */
 
 enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE,
-       R_OPTIONS };
+       R_SESSION, R_OPTIONS };
+
+#define SESSIONS_PREFIX "/v1/sessions/"   /* DELETE /v1/sessions/{id} */
 
 /* Where a request is once its body is in (each resume comes back to the phase). */
 enum { PH_BODY, PH_PREP, PH_ACCEPT, PH_OVER };
@@ -122,6 +125,7 @@ struct conn_ctx {
     double t_start;
     sse_stream *sse;             /* a stream */
     char *log_params;
+    char *session;               /* R_SESSION: the id in the path (decoded) */
     /* the access line */
     unsigned status;             /* the status sent (0: none yet) */
     char peer[64];               /* the client's address and port */
@@ -141,7 +145,7 @@ static void add_cors(const http_server *s, struct MHD_Response *r) {
     if (!s->cfg.cors) return;
     MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
     MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
-    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
 }
 
 static enum MHD_Result reply(conn_ctx *cx, struct MHD_Connection *c, unsigned status,
@@ -170,6 +174,7 @@ static const char *error_type(unsigned status) {
     case 401: return "AuthenticationError";
     case 404: return "NotFoundError";
     case 405: return "MethodNotAllowed";
+    case 409: return "ConflictError";
     case 413: return "RequestTooLarge";
     case 415: return "UnsupportedMediaType";
     case 429: return "RateLimitError";
@@ -556,6 +561,13 @@ static void prep_generate(conn_ctx *cx) {
         answer_error(cx, 400, msg, "min_tokens");
         goto out;
     }
+    /* a prompt too long for its max_tokens fails here, not after it was counted in flight
+     * (where a request that cannot run would crowd out others: 429s while it waits) */
+    for (int i = 0; i < ps.n; i++)
+        if (engine_check_length(s->cfg.max_model_len, ps.len[i], rq.p.max_tokens) != 0) {
+            answer_error(cx, 400, folio_last_error(), NULL);
+            goto out;
+        }
     cx->job = job_create(cx->kind == OAI_CHAT ? 1 : rq.n_prompts);
     setup_response(cx, &rq, &ps);
     job_set_params(cx->job, &rq.p, rq.skip_special, rq.stream);
@@ -589,6 +601,35 @@ out:
     oai_request_free(&rq);
 }
 
+/* DELETE /v1/sessions/{id}: an id of digits is the integer session_id, anything else the
+ * string one (hashed as in a body). Ended on the engine thread; this preparation thread waits
+ * for it. 200 {"id", "object": "session", "deleted": true}; 404 unknown (or already ended);
+ * 409 a turn in flight. */
+static void prep_session(conn_ctx *cx) {
+    const char *key = cx->session;
+    size_t len = strlen(key);
+    bool digits = len > 0 && len <= 18 && strspn(key, "0123456789") == len;
+    if (len == 0) {
+        answer_error(cx, 404, "no session id in the path (DELETE /v1/sessions/ID)", "");
+        return;
+    }
+    int64_t id = digits ? (int64_t)strtoll(key, NULL, 10) : request_session_id_of_name(key);
+    char *msg = NULL;
+    int rc = serve_loop_end_session(cx->s->L, id, &msg);
+    if (rc == 0) {
+        json_t *o = json_object();
+        json_object_set_new(o, "id", digits ? json_integer((json_int_t)id) : json_string(key));
+        json_object_set_new(o, "object", json_string("session"));
+        json_object_set_new(o, "deleted", json_true());
+        answer(cx, 200, json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER));
+        json_decref(o);
+    } else {
+        answer_error(cx, rc == SERVE_SESSION_BUSY ? 409 : rc == SERVE_SESSION_UNKNOWN ? 404 : 503,
+                     msg ? msg : "failed", "");
+    }
+    free(msg);
+}
+
 /* Hands the request to a preparation thread (the connection parks meanwhile). */
 static void prep_submit(conn_ctx *cx) {
     http_server *s = cx->s;
@@ -603,10 +644,11 @@ static void prep_submit(conn_ctx *cx) {
 
 /* The request is the connection's again: its answer, or a job the engine has. */
 static void prep_done(conn_ctx *cx) {
-    pthread_mutex_lock(&cx->s->pmu);
+    http_server *s = cx->s; /* once resumed, cx may be freed (a client gone: completed) */
+    pthread_mutex_lock(&s->pmu);
     cx->prepped = true;
-    wake_locked(cx->s, cx);
-    pthread_mutex_unlock(&cx->s->pmu);
+    wake_locked(s, cx);
+    pthread_mutex_unlock(&s->pmu);
 }
 
 static void *prep_main(void *arg) {
@@ -620,6 +662,7 @@ static void *prep_main(void *arg) {
         if (!cx) return NULL;
         if (cx->route == R_TOKENIZE) prep_tokenize(cx);
         else if (cx->route == R_DETOKENIZE) prep_detokenize(cx);
+        else if (cx->route == R_SESSION) prep_session(cx);
         else prep_generate(cx);
         release_body(cx);
         folio_clear_error();
@@ -629,11 +672,13 @@ static void *prep_main(void *arg) {
 
 /* ---- the connection's side of a request whose body is in ---- */
 
-/* Answers with the job's error (400) when it failed; false when it did not. */
+/* Answers with the job's error (400, or 404 / 429 for sessions) when it failed; false when it
+ * did not. */
 static bool reply_failure(conn_ctx *cx, struct MHD_Connection *c, enum MHD_Result *res) {
-    char *failure = job_failure(cx->job);
+    int status;
+    char *failure = job_failure(cx->job, &status);
     if (!failure) return false;
-    *res = reply_error(cx, c, 400, failure, NULL);
+    *res = reply_error(cx, c, (unsigned)status, failure, NULL);
     free(failure);
     return true;
 }
@@ -683,7 +728,7 @@ static enum MHD_Result request_ready(conn_ctx *cx, struct MHD_Connection *c) {
         switch (cx->phase) {
         case PH_BODY:
             if (cx->route != R_COMPLETIONS && cx->route != R_CHAT && cx->route != R_TOKENIZE &&
-                cx->route != R_DETOKENIZE) {
+                cx->route != R_DETOKENIZE && cx->route != R_SESSION) {
                 release_body(cx);
                 return do_simple(cx, c);
             }
@@ -728,22 +773,28 @@ static enum MHD_Result request_ready(conn_ctx *cx, struct MHD_Connection *c) {
 
 /* ---- MHD callbacks ---- */
 
-static int route_of(const char *method, const char *url, bool *post) {
+/* The route of a request, and the method it takes (*want). */
+static int route_of(const char *method, const char *url, const char **want) {
     static const struct {
         const char *url;
         int route;
-        bool post;
-    } T[] = {{"/health", R_HEALTH, false},           {"/metrics", R_METRICS, false},
-             {"/v1/models", R_MODELS, false},        {"/v1/completions", R_COMPLETIONS, true},
-             {"/v1/chat/completions", R_CHAT, true}, {"/tokenize", R_TOKENIZE, true},
-             {"/detokenize", R_DETOKENIZE, true}};
-    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
+        const char *method;
+    } T[] = {{"/health", R_HEALTH, "GET"},           {"/metrics", R_METRICS, "GET"},
+             {"/v1/models", R_MODELS, "GET"},        {"/v1/completions", R_COMPLETIONS, "POST"},
+             {"/v1/chat/completions", R_CHAT, "POST"}, {"/tokenize", R_TOKENIZE, "POST"},
+             {"/detokenize", R_DETOKENIZE, "POST"}};
+    int route = R_NONE;
+    for (size_t i = 0; i < sizeof T / sizeof T[0] && route == R_NONE; i++)
         if (strcmp(url, T[i].url) == 0) {
-            *post = T[i].post;
-            if (strcmp(method, "OPTIONS") == 0) return R_OPTIONS;
-            return T[i].route;
+            *want = T[i].method;
+            route = T[i].route;
         }
-    return R_NONE;
+    if (route == R_NONE && strncmp(url, SESSIONS_PREFIX, strlen(SESSIONS_PREFIX)) == 0) {
+        *want = "DELETE";
+        route = R_SESSION;
+    }
+    if (route != R_NONE && strcmp(method, "OPTIONS") == 0) return R_OPTIONS;
+    return route;
 }
 
 /* With --api-key: every route needs it but /health and /metrics (vLLM's rule), unknown ones
@@ -766,8 +817,9 @@ static enum MHD_Result first_call(conn_ctx *cx, struct MHD_Connection *c, const 
                  "--max-connections); retry later", s->serve_max);
         return reply_error(cx, c, 503, msg, "");
     }
-    bool post = false;
-    cx->route = route_of(method, url, &post);
+    const char *want = "GET";
+    cx->route = route_of(method, url, &want);
+    bool post = strcmp(want, "POST") == 0;
     if (cx->route == R_OPTIONS) {
         if (!s->cfg.cors) return reply_error(cx, c, 405, "CORS is off (--cors)", "");
         return reply(cx, c, 204, "text/plain", folio_xstrdup(""));
@@ -775,8 +827,12 @@ static enum MHD_Result first_call(conn_ctx *cx, struct MHD_Connection *c, const 
     if (!authorized(s, c, cx->route))
         return reply_error(cx, c, 401, "invalid or missing API key (Authorization: Bearer)", "");
     if (cx->route == R_NONE) return reply_error(cx, c, 404, "no such route", "");
-    if (strcmp(method, post ? "POST" : "GET") != 0)
-        return reply_error(cx, c, 405, post ? "use POST" : "use GET", "");
+    if (strcmp(method, want) != 0) {
+        char msg[32];
+        snprintf(msg, sizeof msg, "use %s", want);
+        return reply_error(cx, c, 405, msg, "");
+    }
+    if (cx->route == R_SESSION) cx->session = folio_xstrdup(url + strlen(SESSIONS_PREFIX));
     cx->limit = s->cfg.max_body; /* a GET's body, if any, is read (within it) and ignored */
     if (!post) return MHD_YES;
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
@@ -939,6 +995,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(cx->pend_body);
     sse_stream_free(cx->sse);
     free(cx->log_params);
+    free(cx->session);
     free(cx);
     *con_cls = NULL;
     pthread_mutex_lock(&s->mu);

@@ -165,6 +165,15 @@ char *metrics_render(metrics *m) {
             "cached tokens.", (uint64_t)e->prefix_hits);
     counter(&o, mn, "num_preemptions_total", "Cumulative number of preemptions.",
             (uint64_t)e->preemptions);
+    gauge(&o, mn, "num_sessions", "Interactive sessions open: parked between turns or in their "
+          "first turn (folio).", e->sessions);
+    header(&o, "sessions_ended_total", "counter", "Interactive sessions ended, by reason: "
+           "client (end_session or DELETE /v1/sessions) or expired (--session-idle-timeout) "
+           "(folio).");
+    text_buf_printf(&o, "folio:sessions_ended_total{model_name=\"%s\",reason=\"client\"} %llu\n"
+                        "folio:sessions_ended_total{model_name=\"%s\",reason=\"expired\"} %llu\n",
+                    mn, (unsigned long long)e->sessions_ended_client, mn,
+                    (unsigned long long)e->sessions_ended_expired);
     counter(&o, mn, "prompt_tokens_total", "Number of prefill tokens processed.", m->prompt_tokens);
     counter(&o, mn, "generation_tokens_total", "Number of generation tokens processed.",
             m->generation_tokens);

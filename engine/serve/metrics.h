@@ -3,7 +3,7 @@
  * running / waiting requests and KV cache usage, counters of tokens, prefix-cache queries and
  * hits, preemptions and finished requests, and histograms (vLLM's buckets) of time to first
  * token, inter-token latency, end-to-end latency and queue time. Folio's own metrics (KV
- * blocks, HTTP errors) say "(folio)" in their help.
+ * blocks, HTTP errors, interactive sessions) say "(folio)" in their help.
  *
  * The text passes `promtool check metrics` (tests/cli/server_metrics.sh) but for one lint rule
  * vLLM's names break by design: a ':' in a metric name. Counters end in _total and nothing
@@ -26,6 +26,8 @@ typedef struct {
     int64_t prefix_queries, prefix_hits;   /* tokens */
     int64_t preemptions;
     int64_t steps;
+    int sessions;                /* interactive sessions open */
+    int64_t sessions_ended_client, sessions_ended_expired;
 } metrics_engine;
 
 typedef struct metrics metrics;

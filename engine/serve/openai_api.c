@@ -16,7 +16,7 @@ static const char *const KNOWN[] = {
     "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
     "logprobs", "top_logprobs", "echo", "user", "stream", "stream_options", "top_k", "min_p",
     "repetition_penalty", "stop_token_ids", "ignore_eos", "min_tokens", "skip_special_tokens",
-    "add_generation_prompt", "priority", "session_id", "return_token_ids", NULL};
+    "add_generation_prompt", "priority", "session_id", "end_session", "return_token_ids", NULL};
 /* Known to chat requests only (unknown, so logged, in a completion request). */
 static const char *const CHAT_ONLY[] = {"tools", "tool_choice", "parallel_tool_calls", NULL};
 

@@ -62,7 +62,8 @@ struct serve_job {
     void (*notify)(void *user);  /* job_set_notify */
     void *notify_user;
     job_state state;
-    char *error;                 /* FAILED: the message (400) */
+    char *error;                 /* FAILED: the message */
+    int error_status;            /* FAILED: the HTTP status (400, 404, 429) */
     int subs_added, subs_done;
     bool adding;                 /* the engine thread is still adding subs */
     bool cancel;                 /* the HTTP side gave up (disconnect, overflow, shutdown) */
@@ -75,10 +76,21 @@ struct serve_job {
     struct serve_job *next;      /* the loop's queue link (under the loop's mutex) */
 };
 
+/* A DELETE /v1/sessions/{id} on its way to the engine thread (on the waiting thread's stack). */
+typedef struct session_cmd {
+    int64_t id;
+    int rc;                      /* SERVE_SESSION_* (written before done) */
+    char *message;               /* its message when it failed (malloc'd; before done) */
+    bool done;                   /* mu: rc and message are final */
+    struct session_cmd *next;
+} session_cmd;
+
 struct serve_loop {
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_cond_t cmd_cv;       /* a session command was answered */
     serve_job *head, *tail;      /* mu: submitted, not yet added */
+    session_cmd *cmds;           /* mu: session commands, not yet run */
     serve_job **cancels;         /* mu: jobs to cancel (each holds a reference) */
     int n_cancels, cap_cancels;
     bool draining, quit, cancel_all;   /* mu */
@@ -97,6 +109,8 @@ struct serve_loop {
     serve_job **overflowed;      /* streams to drop after this step */
     int n_overflowed, cap_overflowed;
     double last_step_s;
+    double session_idle_s;       /* engine_config's: 0, no expiry */
+    double last_expiry;          /* when idle sessions were last looked at */
 };
 
 /* ---- jobs ---- */
@@ -313,11 +327,21 @@ void job_stats(serve_job *j, serve_stats *st) {
     pthread_mutex_unlock(&j->mu);
 }
 
-char *job_failure(serve_job *j) {
+char *job_failure(serve_job *j, int *status) {
     pthread_mutex_lock(&j->mu);
     char *m = j->state == JOB_FAILED ? folio_xstrdup(j->error ? j->error : "failed") : NULL;
+    if (status) *status = j->error_status ? j->error_status : 400;
     pthread_mutex_unlock(&j->mu);
     return m;
+}
+
+/* The HTTP status of an engine failure code (engine_add's, a request's error_code). */
+static int status_of(int engine_rc) {
+    switch (engine_rc) {
+    case ENGINE_ESESSION_ENDED: return 404;
+    case ENGINE_ESESSION_CAP: return 429;
+    default: return 400;
+    }
 }
 
 /* ---- engine callbacks (engine thread) ---- */
@@ -430,7 +454,10 @@ static void on_done(const request *r, void *user) {
     int generated = 0;
     const char *why = "abort";
     pthread_mutex_lock(&j->mu);
-    if (r->error && !j->error) j->error = folio_xstrdup(r->error);
+    if (r->error && !j->error) {
+        j->error = folio_xstrdup(r->error);
+        j->error_status = status_of(r->error_code);
+    }
     sub->n_prompt = r->n_prompt;
     sub->n_cached = r->n_seqs > 0 && r->seqs[0] && r->seqs[0]->n_cached > 0
                         ? r->seqs[0]->n_cached : 0;
@@ -471,6 +498,8 @@ serve_loop *serve_loop_create(const engine_config *c, engine_backend be, metrics
     }
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->cv, NULL);
+    pthread_cond_init(&L->cmd_cv, NULL);
+    L->session_idle_s = c->session_idle_s;
     L->m = m;
     return L;
 }
@@ -487,13 +516,15 @@ static void add_job(serve_loop *L, serve_job *j) {
     pthread_mutex_unlock(&j->mu);
     push_ptr(&L->running, &L->n_running, &L->cap_running, j);
     char *err = NULL;
-    int added = 0;
+    int added = 0, err_status = 0;
     for (int i = 0; i < j->n_sub && !cancelled; i++) {
         serve_sub *s = &j->subs[i];
         s->job = j;
         s->index = i;
-        if (engine_add(L->e, j->prompts[i], j->n_prompts[i], &j->p, s, &s->req_id) != 0) {
+        int rc = engine_add(L->e, j->prompts[i], j->n_prompts[i], &j->p, s, &s->req_id);
+        if (rc != 0) {
             err = folio_xstrdup(folio_last_error());
+            err_status = status_of(rc);
             break;
         }
         s->added = true;
@@ -506,8 +537,12 @@ static void add_job(serve_loop *L, serve_job *j) {
         for (int i = 0; i < added; i++)
             if (!j->subs[i].done) engine_cancel(L->e, j->subs[i].req_id);
     pthread_mutex_lock(&j->mu);
-    if (err && !j->error) j->error = err;
-    else free(err);
+    if (err && !j->error) {
+        j->error = err;
+        j->error_status = err_status;
+    } else {
+        free(err);
+    }
     j->adding = false;
     bool finished = job_finished_locked(j);
     job_changed(j); /* accepted */
@@ -533,20 +568,76 @@ static void publish_metrics(serve_loop *L) {
                          .kv_blocks_used = bm_num_blocks(bm) - bm_num_available(bm),
                          .prefix_queries = st->prompt_tokens, .prefix_hits = st->cached_tokens,
                          .preemptions = st->preemptions, .steps = st->steps};
+    const engine_stats *es = engine_get_stats(L->e);
+    me.sessions = es->sessions;
+    me.sessions_ended_client = es->sessions_ended[SESSION_END_CLIENT];
+    me.sessions_ended_expired = es->sessions_ended[SESSION_END_EXPIRED];
     me.kv_usage = me.kv_blocks_total ? (double)me.kv_blocks_used / me.kv_blocks_total : 0;
     metrics_set_engine(L->m, &me);
+}
+
+/* Answers the session commands in list (the engine thread; quit: all refused). A waiting
+ * thread returns, and its command (on its stack) goes, once it sees done: so every command is
+ * finished, its result written, before done is set for any, all under the lock. */
+static void run_session_cmds(serve_loop *L, session_cmd *list, bool quit) {
+    if (!list) return;
+    for (session_cmd *c = list; c; c = c->next) {
+        int rc = quit ? -1 : engine_end_session(L->e, c->id);
+        c->message = rc == 0 ? NULL : folio_xstrdup(quit ? "the server is shutting down"
+                                                         : folio_last_error());
+        c->rc = quit ? SERVE_SESSION_SHUTDOWN
+                : rc == 0 ? 0 : rc == ENGINE_ESESSION_BUSY ? SERVE_SESSION_BUSY
+                : SERVE_SESSION_UNKNOWN;
+    }
+    pthread_mutex_lock(&L->mu);
+    for (session_cmd *c = list, *next; c; c = next) {
+        next = c->next;
+        c->done = true;
+    }
+    pthread_cond_broadcast(&L->cmd_cv);
+    pthread_mutex_unlock(&L->mu);
+}
+
+/* Idle sessions past --session-idle-timeout end: looked at once a second (O(1) when none is
+ * due). */
+static void expire_sessions(serve_loop *L) {
+    if (L->session_idle_s <= 0) return;
+    double now = folio_now();
+    if (now - L->last_expiry < SERVE_EXPIRY_CHECK_S) return;
+    L->last_expiry = now;
+    engine_expire_sessions(L->e);
+}
+
+/* With L->mu held: waits for work; while sessions may expire, at most a check's interval. */
+static void wait_for_work(serve_loop *L) {
+    while (!L->head && !L->cmds && L->n_cancels == 0 && !L->quit && !L->cancel_all &&
+           !L->failure && !engine_busy(L->e)) {
+        if (L->session_idle_s <= 0 || engine_get_stats(L->e)->sessions == 0) {
+            pthread_cond_wait(&L->cv, &L->mu);
+            continue;
+        }
+        double due = L->last_expiry + SERVE_EXPIRY_CHECK_S, now = folio_now();
+        if (due <= now) return;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double at = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + (due - now);
+        ts.tv_sec = (time_t)at;
+        ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+        pthread_cond_timedwait(&L->cv, &L->mu, &ts);
+    }
 }
 
 static void *loop_main(void *arg) {
     serve_loop *L = arg;
     publish_metrics(L);
+    L->last_expiry = folio_now();
     for (;;) {
         pthread_mutex_lock(&L->mu);
         L->idle = true;
-        while (!L->head && L->n_cancels == 0 && !L->quit && !L->cancel_all && !L->failure &&
-               !engine_busy(L->e))
-            pthread_cond_wait(&L->cv, &L->mu);
+        wait_for_work(L);
         L->idle = false;
+        session_cmd *cmds = L->cmds;
+        L->cmds = NULL;
         L->beat = folio_now();
         serve_job *list = L->head;
         L->head = L->tail = NULL;
@@ -566,6 +657,7 @@ static void *loop_main(void *arg) {
             add_job(L, list);
             list = next;
         }
+        run_session_cmds(L, cmds, false);
         for (int i = 0; i < nc; i++) {
             cancel_job(L, cancels[i]);
             job_release(cancels[i]);
@@ -578,6 +670,7 @@ static void *loop_main(void *arg) {
                 if (L->n_running == before) break; /* should not happen */
             }
         if (quit) break;
+        expire_sessions(L);
         if (engine_busy(L->e)) {
             double t0 = folio_now();
             if (engine_step(L->e) != 0) {
@@ -592,6 +685,11 @@ static void *loop_main(void *arg) {
         }
         publish_metrics(L);
     }
+    pthread_mutex_lock(&L->mu);
+    session_cmd *late = L->cmds;
+    L->cmds = NULL;
+    pthread_mutex_unlock(&L->mu);
+    run_session_cmds(L, late, true);
     publish_metrics(L);
     return NULL;
 }
@@ -642,6 +740,24 @@ void serve_loop_cancel(serve_loop *L, serve_job *j) {
     push_ptr(&L->cancels, &L->n_cancels, &L->cap_cancels, j);
     pthread_cond_signal(&L->cv);
     pthread_mutex_unlock(&L->mu);
+}
+
+int serve_loop_end_session(serve_loop *L, int64_t session_id, char **message) {
+    session_cmd c = {.id = session_id};
+    *message = NULL;
+    pthread_mutex_lock(&L->mu);
+    if (L->quit || !L->started) {
+        pthread_mutex_unlock(&L->mu);
+        *message = folio_xstrdup("the server is shutting down");
+        return SERVE_SESSION_SHUTDOWN;
+    }
+    c.next = L->cmds;
+    L->cmds = &c;
+    pthread_cond_signal(&L->cv);
+    while (!c.done) pthread_cond_wait(&L->cmd_cv, &L->mu);
+    pthread_mutex_unlock(&L->mu);
+    *message = c.message;
+    return c.rc;
 }
 
 void serve_loop_load(serve_loop *L, int64_t *seqs, int64_t *tokens) {
@@ -729,5 +845,6 @@ void serve_loop_free(serve_loop *L) {
     free(L->failure);
     pthread_mutex_destroy(&L->mu);
     pthread_cond_destroy(&L->cv);
+    pthread_cond_destroy(&L->cmd_cv);
     free(L);
 }

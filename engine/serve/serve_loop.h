@@ -10,6 +10,9 @@
  * appends under the job's mutex and signals; a stream whose unsent output passes
  * SERVE_MAX_PENDING (a client that stopped reading) is cancelled.
  *
+ * Session commands (DELETE /v1/sessions/{id}) take the same queue onto the engine thread, which
+ * also ends sessions idle past --session-idle-timeout (looked at once a second).
+ *
  * Ownership: a job is reference-counted (the HTTP side, the engine while it runs the job, a
  * pending cancel); job_release frees it at zero. */
 #ifndef FOLIO_SERVE_LOOP_H
@@ -24,6 +27,7 @@
 
 #define SERVE_MAX_PENDING (4 << 20) /* unsent bytes of one stream before it is dropped */
 #define SERVE_WAIT_SLICE_MS 100     /* how often a waiting thread checks its client */
+#define SERVE_EXPIRY_CHECK_S 1.0    /* how often idle sessions are looked at */
 
 typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED } job_state;
 
@@ -99,8 +103,9 @@ typedef struct {
 
 /* A snapshot of the job's counts. */
 void job_stats(serve_job *j, serve_stats *st);
-/* JOB_FAILED: its message (malloc'd); else NULL. */
-char *job_failure(serve_job *j);
+/* JOB_FAILED: its message (malloc'd) and, status not NULL, its HTTP status (400; 404 for a
+ * session that ended, 429 for one more session than --max-sessions); else NULL. */
+char *job_failure(serve_job *j, int *status);
 
 typedef struct serve_loop serve_loop;
 
@@ -126,6 +131,13 @@ void job_cost(const serve_job *j, int64_t *seqs, int64_t *tokens);
 int serve_loop_submit(serve_loop *L, serve_job *j, const serve_admission *lim);
 /* Sequences and tokens in flight now (as counted by serve_loop_submit). */
 void serve_loop_load(serve_loop *L, int64_t *seqs, int64_t *tokens);
+/* Ends an idle session on the engine thread (DELETE /v1/sessions/{id}); blocks until the
+ * engine thread has done it (it takes it up between steps). 0, or one of the codes below with
+ * *message (malloc'd). */
+#define SERVE_SESSION_UNKNOWN -1    /* no such session (the message says if it ended) */
+#define SERVE_SESSION_BUSY -2       /* a turn is in flight */
+#define SERVE_SESSION_SHUTDOWN -3   /* the engine thread has stopped */
+int serve_loop_end_session(serve_loop *L, int64_t session_id, char **message);
 /* Cancels a job (its blocks are freed at the start of the next step). */
 void serve_loop_cancel(serve_loop *L, serve_job *j);
 /* Jobs submitted and not finished. */

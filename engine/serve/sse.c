@@ -114,7 +114,7 @@ static void on_piece(void *user, const serve_output *p) {
 
 /* The end of the stream: the job's error, or its usage when asked for; then [DONE]. */
 static void finish_stream(sse_stream *s) {
-    char *failure = job_failure(s->job);
+    char *failure = job_failure(s->job, NULL);
     if (failure) {
         char *e = oai_format_error(failure, "BadRequestError", "", 400);
         text_buf_append(&s->out, "data: ", 6);

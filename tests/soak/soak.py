@@ -11,7 +11,10 @@ Checks (each failure names its check):
   status      valid requests answer 200, malformed ones 4xx with a JSON error, never 5xx
   format      every streamed chunk has the fields of OpenAI's schema that clients read
   health      /health answers 200 within HEALTH_LIMIT_S throughout (probed every 0.1 s)
-  gauges      num_requests_running/waiting and kv_cache_blocks_used back at their idle value
+  gauges      num_requests_running/waiting, kv_cache_blocks_used and num_sessions back at their
+              idle value (sessions end by end_session, DELETE, or --session-idle-timeout)
+  sessions    every session ended (by its last turn's end_session, a DELETE, or idle expiry);
+              a turn naming an ended session answers 404
   fds         /proc/PID/fd back at its idle count
   rss         VmRSS after the run <= RSS after warm-up + RSS_GROWTH_MB
   log         the log's bytes <= LOG_FIXED_BYTES + LOG_BYTES_PER_CONNECTION * connections made;
@@ -303,10 +306,8 @@ def make_templates():
 # in flight at SIGTERM: long enough to be mid-stream when the signal comes
 SHUTDOWN_REQ = {"prompt": "Once upon a time", "max_tokens": 64, "ignore_eos": True,
                 "temperature": 0, "return_token_ids": True}
-# Three distinct 200-token prompts: together more than the pool (24 blocks of 16 tokens), so
-# every parked session's KV is dropped (prefill is cheap, even under the sanitizers).
-FLUSH_REQS = [{"prompt": [1] + [random.Random(k).randrange(3, 512) for _ in range(200)],
-               "max_tokens": 4, "temperature": 0, "return_token_ids": True} for k in range(3)]
+# Sessions left idle end after this long (--session-idle-timeout); the server looks once a second.
+SESSION_IDLE_S = 3
 
 SESSIONS = [  # turns of a conversation kept in the server's KV between turns
     [("Once upon a time", 16), (" Then the dog ran", 24), (" The end.", 12)],
@@ -324,6 +325,7 @@ class Soak:
         self.refs = {}            # key -> (choices, usage)
         self.session_refs = []    # [session][turn] -> (choices, usage)
         self.next_session = 1_000_000
+        self.ended = {}           # how a session was ended ("client", "expired") -> one such id
         self.stop_at = 0
         self.health_max = 0.0
         self.health_n = 0
@@ -336,7 +338,8 @@ class Soak:
     def start(self):
         cmd = [self.a.folio, "serve", "--model", self.a.model, "--port", "0",
                "--served-model-name", "stories", "--num-kv-blocks", str(self.a.kv_blocks),
-               "--max-model-len", "256", "--max-num-seqs", "16", "--shutdown-timeout", "30"]
+               "--max-model-len", "256", "--max-num-seqs", "16", "--shutdown-timeout", "30",
+               "--session-idle-timeout", str(SESSION_IDLE_S)]
         self.logf = open(self.a.log, "wb")
         env = dict(os.environ)
         if "ASAN_OPTIONS" in env:  # under AddressSanitizer: a quarantine that cannot pass for
@@ -463,9 +466,11 @@ class Soak:
         compare(what, res[0], ref[0], res[1], ref[1], ids=req.get("return_token_ids", False))
         count("requests_ok")
 
-    def session(self, turns, stream_turns, vanish_turn=None):
+    def session(self, turns, stream_turns, vanish_turn=None, end="turn"):
         """One conversation under a fresh session id, a turn after the other: the turns'
-        results (fewer after an error), or None when the client vanished mid-turn."""
+        results (fewer after an error), or None when the client vanished mid-turn. end: how
+        the session ends: "turn" (end_session on the last turn), "delete" (DELETE after it),
+        "idle" (left to --session-idle-timeout, as is a session whose client vanished)."""
         with lock:
             sid = self.next_session
             self.next_session += 1
@@ -473,6 +478,8 @@ class Soak:
         for k, (prompt, max_tokens) in enumerate(turns):
             req = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
                    "session_id": sid, "ignore_eos": True, "return_token_ids": True}
+            if end == "turn" and k == len(turns) - 1:
+                req["end_session"] = True
             res = self.run("completions", req, k in stream_turns,
                            vanish_after=2 if k == vanish_turn else None, rst=True)
             if res is None:   # vanished: the session is never used again
@@ -480,6 +487,12 @@ class Soak:
             if res == "error":
                 return out
             out.append(res)
+        if end == "delete":
+            st, body = exchange(self.port, "DELETE", f"/v1/sessions/{sid}")
+            if st != 200 or json.loads(body) != {"id": sid, "object": "session", "deleted": True}:
+                fail("sessions", f"DELETE /v1/sessions/{sid}: {st} {body[:200]!r}")
+        with lock:
+            self.ended["expired" if end == "idle" else "client"] = sid
         return out
 
     # ---- the actions of a client
@@ -501,7 +514,7 @@ class Soak:
         turns = SESSIONS[s]
         stream_turns = {k for k in range(len(turns)) if rng.random() < 0.5}
         vanish = rng.randrange(len(turns)) if rng.random() < 0.15 else None
-        res = self.session(turns, stream_turns, vanish)
+        res = self.session(turns, stream_turns, vanish, rng.choice(["turn", "turn", "delete", "idle"]))
         if res is None:
             count("vanished_sessions")
             return
@@ -714,7 +727,7 @@ class Soak:
     def references(self):
         """Every template and session run alone, one at a time."""
         t0 = time.time()
-        for kind, req in self.templates + [("completions", r) for r in [SHUTDOWN_REQ] + FLUSH_REQS]:
+        for kind, req in self.templates + [("completions", SHUTDOWN_REQ)]:
             res = self.run(kind, dict(req, return_token_ids=True), False)
             if res in (None, "error"):
                 raise SystemExit(f"reference run failed: {kind} {req}")
@@ -730,17 +743,17 @@ class Soak:
         log(f"references: {len(self.refs)} requests and {len(SESSIONS)} sessions run alone in "
             f"{time.time() - t0:.1f} s")
 
-    def flush(self):
-        """Parked session KV is only dropped under memory pressure (there is no API to end a
-        session): a burst of long requests that needs the whole pool, so the blocks in use
-        can be compared with their idle value (0)."""
-        threads = [threading.Thread(daemon=True, target=lambda r=r: self.checked(
-                       "flush", "completions", r, self.run("completions", r, False)))
-                   for r in FLUSH_REQS]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    def ended_sessions(self):
+        """After the load: every session ended (the gauge is 0 once the idle ones expire), and
+        a turn naming an ended one (by its client; by expiry) answers 404 saying so."""
+        for how, sid in sorted(self.ended.items()):
+            req = {"prompt": "again", "max_tokens": 2, "session_id": sid}
+            st, body = exchange(self.port, "POST", "/v1/completions", json.dumps(req).encode())
+            want = "expired after" if how == "expired" else "ended by the client"
+            if st != 404 or want.encode() not in body:
+                fail("sessions", f"a turn of session {sid} ({how}): {st} {body[:200]!r}")
+        if not self.ended:
+            fail("coverage", "no session ran")
 
     def settle(self, what):
         """Waits (up to 20 s) for the server to go idle; its gauges and fd count."""
@@ -749,7 +762,7 @@ class Soak:
             m = self.metrics()
             fds = self.fds()
             idle = (m.get("num_requests_running") == 0 and m.get("num_requests_waiting") == 0
-                    and m.get("kv_cache_blocks_used") == 0)
+                    and m.get("kv_cache_blocks_used") == 0 and m.get("num_sessions") == 0)
             if (idle and fds == getattr(self, "idle_fds", fds)) or time.time() > t0 + 20:
                 log(f"{what}: {'idle' if idle else 'NOT idle'} after {time.time() - t0:.1f} s")
                 return m, fds
@@ -763,7 +776,6 @@ class Soak:
             t.start()
         for t in threads:
             t.join()
-        self.flush()
         m, fds = self.settle("warm-up")
         self.idle_fds = fds
         time.sleep(0.5)
@@ -797,15 +809,15 @@ class Soak:
             t.join()
         self.soak_s = time.time() - t0
         log(f"load over after {self.soak_s:.1f} s")
-        self.flush()
         stop.set()
         sampler.join()
         m, fds = self.settle("soak")
+        self.ended_sessions()
         time.sleep(0.5)
         rss = self.rss_mb()
         self.end_metrics, self.end_fds, self.end_rss = m, fds, rss
         for g in ("num_requests_running", "num_requests_waiting", "kv_cache_blocks_used",
-                  "kv_cache_usage_perc"):
+                  "kv_cache_usage_perc", "num_sessions"):
             if m.get(g) != self.idle_metrics.get(g):
                 fail("gauges", f"{g} is {m.get(g)} after the run, {self.idle_metrics.get(g)} idle")
         errors_5xx = {k: v for k, v in m.items() if k.startswith('http_errors_total{status="5')}
@@ -985,6 +997,9 @@ def main():
         "generation_tokens": int(m1.get("generation_tokens_total", 0) -
                                  m0.get("generation_tokens_total", 0)),
         "preemptions": int(m1.get("num_preemptions_total", 0) - m0.get("num_preemptions_total", 0)),
+        "sessions_ended": {r: int(m1.get(f'sessions_ended_total{{model_name="stories",reason="{r}"}}', 0) -
+                                  m0.get(f'sessions_ended_total{{model_name="stories",reason="{r}"}}', 0))
+                           for r in ("client", "expired")},
         "peak": {k: int(v) for k, v in s.peak.items()},
         "rss_mb": {"after_warmup": round(s.idle_rss, 1), "after_run": round(s.end_rss, 1),
                    "growth": round(s.end_rss - s.idle_rss, 1),
