@@ -9,9 +9,9 @@
  *     over powers of two per token and group, so a scale applied to the wrong token or group
  *     shows. The output is poisoned (NaN) first: an element left unwritten fails.
  * Then (unless FOLIO_BENCH=0) the bench: the 8B/70B projection shapes, n = 1 .. 4096: median
- * microseconds per call of the whole FP8 product (activation quantization included) and of
- * the bf16 product (gemm_run) on the same shape, GB/s of the FP8 weight bytes against the
- * device copy rate at n <= 4, TFLOP/s at n >= 256. Skips (77) without a GPU. */
+ * microseconds per call (back-to-back, weights rotated over >= 3x L2) of the whole FP8 product
+ * (activation quantization included) and of the bf16 product (gemm_run) on the same shape,
+ * GB/s of the FP8 weight bytes against the device copy rate at n <= 4, TFLOP/s at n >= 256. Skips (77) without a GPU. */
 #include <stdio.h>
 
 #ifndef FOLIO_HAVE_CUDA
@@ -255,70 +255,18 @@ typedef struct {
     void *x, *y;
     uint8_t *xq;
     float *xs;
-    int i;
 } bench_case;
 
-static void run_fp8(void *arg) {
+static void run_fp8(void *arg, int i) {
     bench_case *c = arg;
-    fp8_linear_cuda(g_gemm, c->y, c->x, &c->w8[c->i++ % c->copies], NULL, DTYPE_BF16, c->n,
+    fp8_linear_cuda(g_gemm, c->y, c->x, &c->w8[i], NULL, DTYPE_BF16, c->n,
                     c->xq, c->xs, 0);
 }
 
-static void run_bf16(void *arg) {
+static void run_bf16(void *arg, int i) {
     bench_case *c = arg;
-    gemm_run(g_gemm, c->y, DTYPE_BF16, c->x, c->w16[c->i++ % c->copies], NULL, DTYPE_BF16, c->n,
+    gemm_run(g_gemm, c->y, DTYPE_BF16, c->x, c->w16[i], NULL, DTYPE_BF16, c->n,
              c->cols, c->rows, 0);
-}
-
-/* Median us per call over back-to-back calls rotating over the weight copies. */
-static double time_us(void (*fn)(void *), bench_case *c) {
-    fn(c);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    const int reps = 2 * c->copies;
-    double v[7];
-    for (int k = 0; k < 7; k++) {
-        cudaEvent_t a, b;
-        CUDA_CHECK(cudaEventCreate(&a));
-        CUDA_CHECK(cudaEventCreate(&b));
-        CUDA_CHECK(cudaEventRecord(a, 0));
-        for (int i = 0; i < reps; i++) fn(c);
-        CUDA_CHECK(cudaEventRecord(b, 0));
-        CUDA_CHECK(cudaEventSynchronize(b));
-        float ms = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-        v[k] = 1000.0 * ms / reps;
-        CUDA_CHECK(cudaEventDestroy(a));
-        CUDA_CHECK(cudaEventDestroy(b));
-    }
-    for (int i = 1; i < 7; i++)
-        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-            const double t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    return v[3];
-}
-
-static double copy_gbps(void) {
-    const size_t bytes = (size_t)1 << 30;
-    void *a = NULL, *b = NULL;
-    CUDA_CHECK(cudaMalloc(&a, bytes));
-    CUDA_CHECK(cudaMalloc(&b, bytes));
-    CUDA_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
-    cudaEvent_t s, e;
-    CUDA_CHECK(cudaEventCreate(&s));
-    CUDA_CHECK(cudaEventCreate(&e));
-    CUDA_CHECK(cudaEventRecord(s, 0));
-    for (int i = 0; i < 5; i++) CUDA_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
-    CUDA_CHECK(cudaEventRecord(e, 0));
-    CUDA_CHECK(cudaEventSynchronize(e));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, s, e));
-    CUDA_CHECK(cudaEventDestroy(s));
-    CUDA_CHECK(cudaEventDestroy(e));
-    CUDA_CHECK(cudaFree(a));
-    CUDA_CHECK(cudaFree(b));
-    return 2.0 * 5 * bytes / (ms * 1e-3) * 1e-9;
 }
 
 static void bench_shape(const char *name, int rows, int cols, fp8_weight_scale kind,
@@ -346,7 +294,8 @@ static void bench_shape(const char *name, int rows, int cols, fp8_weight_scale k
     static const int ns[] = {1, 2, 4, 8, 16, 64, 256, 1024, 4096};
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
         c.n = ns[k];
-        const double f8 = time_us(run_fp8, &c), bf = time_us(run_bf16, &c);
+        const double f8 = gpu_test_rotating_us(run_fp8, &c, c.copies);
+        const double bf = gpu_test_rotating_us(run_bf16, &c, c.copies);
         printf("%-9s %-7s %6d %6d %5d | %9.2f %9.2f %6.2fx |", name,
                kind == FP8_W_BLOCK ? "block" : "channel", rows, cols, c.n, f8, bf, bf / f8);
         if (c.n <= FP8_GEMV_MAX_N) {
@@ -380,10 +329,10 @@ static void bench(void) {
     CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
     struct cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    const double copy = copy_gbps();
+    const double copy = gpu_test_copy_gbps();
     printf("\nfp8 bench on %s: bf16 activations, median us per call (weights rotated over >= "
            "3x L2); fp8 = activation quantization + GEMV (n <= %d) or cuBLASLt FP8; bf16 = "
-           "gemm_run; copy 1 GiB D2D = %.0f GB/s (read + write)\n", prop.name, FP8_GEMV_MAX_N,
+           "gemm_run; copy 2 GiB D2D = %.0f GB/s (read + write)\n", prop.name, FP8_GEMV_MAX_N,
            copy);
     printf("%-9s %-7s %6s %6s %5s | %9s %9s %7s |\n", "shape", "weights", "rows", "cols", "n",
            "fp8 us", "bf16 us", "bf/fp8");

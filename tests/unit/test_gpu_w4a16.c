@@ -271,80 +271,26 @@ typedef struct {
     void *x, *y, *scratch;
 } bench_case;
 
-typedef void (*bench_fn)(bench_case *c, int copy);
-
-static void run_w4(bench_case *c, int i) {
+static void run_w4(void *p, int i) {
+    bench_case *c = p;
     w4a16_gemm_cuda(g_gemm, c->y, c->x, &c->q[i], NULL, DTYPE_BF16, c->n, c->scratch, 0);
 }
 
-static void run_dequant_lt(bench_case *c, int i) {
+static void run_dequant_lt(void *p, int i) {
+    bench_case *c = p;
     w4a16_dequant_cuda(c->scratch, &c->q[i], DTYPE_BF16, 0);
     gemm_run(g_gemm, c->y, DTYPE_BF16, c->x, c->scratch, NULL, DTYPE_BF16, c->n, c->cols,
              c->rows, 0);
 }
 
-static void run_bf16(bench_case *c, int i) {
+static void run_bf16(void *p, int i) {
+    bench_case *c = p;
     gemm_run(g_gemm, c->y, DTYPE_BF16, c->x, c->w[i], NULL, DTYPE_BF16, c->n, c->cols, c->rows, 0);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median microseconds per call of back-to-back calls rotating over `copies` weight copies. */
-static double time_us(bench_fn fn, bench_case *c, int copies) {
-    const int iters = copies * (copies < 20 ? (40 + copies - 1) / copies : 2), reps = 7;
-    cudaEvent_t start, stop;
-    CUDA_CHECK(cudaEventCreate(&start));
-    CUDA_CHECK(cudaEventCreate(&stop));
-    for (int i = 0; i < copies; i++) fn(c, i); /* warm-up (cuBLASLt plans, first touch) */
-    double us[7];
-    for (int r = 0; r < reps; r++) {
-        CUDA_CHECK(cudaEventRecord(start, 0));
-        for (int i = 0; i < iters; i++) fn(c, i % copies);
-        CUDA_CHECK(cudaEventRecord(stop, 0));
-        CUDA_CHECK(cudaEventSynchronize(stop));
-        float ms = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-        us[r] = 1e3 * ms / iters;
-    }
-    qsort(us, reps, sizeof us[0], cmp_double);
-    CUDA_CHECK(cudaEventDestroy(start));
-    CUDA_CHECK(cudaEventDestroy(stop));
-    return us[reps / 2];
 }
 
 static int copies_for(size_t bytes, size_t l2) {
     const size_t k = (3 * l2 + bytes - 1) / bytes;
     return k < 2 ? 2 : k > MAX_COPIES ? MAX_COPIES : (int)k;
-}
-
-static double copy_gbps(void) {
-    const size_t bytes = (size_t)2 << 30;
-    void *src = NULL, *dst = NULL;
-    CUDA_CHECK(cudaMalloc(&src, bytes));
-    CUDA_CHECK(cudaMalloc(&dst, bytes));
-    CUDA_CHECK(cudaMemset(src, 1, bytes));
-    cudaEvent_t start, stop;
-    CUDA_CHECK(cudaEventCreate(&start));
-    CUDA_CHECK(cudaEventCreate(&stop));
-    double ms[5];
-    for (int r = 0; r < 6; r++) { /* r = 0 warms up */
-        CUDA_CHECK(cudaEventRecord(start, 0));
-        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
-        CUDA_CHECK(cudaEventRecord(stop, 0));
-        CUDA_CHECK(cudaEventSynchronize(stop));
-        float t = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
-        if (r) ms[r - 1] = t;
-    }
-    qsort(ms, 5, sizeof ms[0], cmp_double);
-    CUDA_CHECK(cudaEventDestroy(start));
-    CUDA_CHECK(cudaEventDestroy(stop));
-    CUDA_CHECK(cudaFree(src));
-    CUDA_CHECK(cudaFree(dst));
-    return 2.0 * bytes / (ms[2] * 1e-3) * 1e-9;
 }
 
 typedef struct {
@@ -386,20 +332,20 @@ static int bench_shape_rows(const bench_shape *s, size_t l2, double copy) {
     int met = 0;
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
         c.n = ns[k];
-        const double w4 = time_us(run_w4, &c, wq);
+        const double w4 = gpu_test_rotating_us(run_w4, &c, wq);
         double ao = 0;
         if (c.n <= W4A16_GEMV_MAX_N) {
             for (int i = 0; i < wq; i++) c.q[i].perm = src.t.perm, c.q[i].xg = src.t.xg;
-            ao = time_us(run_w4, &c, wq);
+            ao = gpu_test_rotating_us(run_w4, &c, wq);
             for (int i = 0; i < wq; i++) c.q[i].perm = NULL, c.q[i].xg = NULL;
         } else {
-            ao = time_us(run_dequant_lt, &c, wq);
+            ao = gpu_test_rotating_us(run_dequant_lt, &c, wq);
         }
-        const double bf = time_us(run_bf16, &c, wb);
+        const double bf = gpu_test_rotating_us(run_bf16, &c, wb);
         double lt = 0;
         if (c.n == 1) {
             gemm_set_gemv(g_gemm, false);
-            lt = time_us(run_bf16, &c, wb);
+            lt = gpu_test_rotating_us(run_bf16, &c, wb);
             gemm_set_gemv(g_gemm, true);
             met += lt / w4 >= 3.6;
         }
@@ -433,7 +379,7 @@ static void bench(void) {
     CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
     struct cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    const double copy = copy_gbps();
+    const double copy = gpu_test_copy_gbps();
     printf("\nw4a16 bench on %s: bf16 activations, group 128, median us per call over "
            "back-to-back calls (weights rotated over >= 3x L2); copy 2 GiB D2D = %.0f GB/s "
            "(read + write)\n", prop.name, copy);

@@ -124,6 +124,60 @@ double gpu_test_time_ms(void (*fn)(void *), void *arg, int warmup, int reps) {
     return med;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double gpu_test_rotating_us(void (*fn)(void *arg, int copy), void *arg, int copies) {
+    const int iters = copies * (copies < 20 ? (40 + copies - 1) / copies : 2), reps = 7;
+    cudaEvent_t start, stop;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    for (int i = 0; i < copies; i++) fn(arg, i); /* warm-up (cuBLASLt plans, first touch) */
+    double us[7];
+    for (int r = 0; r < reps; r++) {
+        CUDA_CHECK(cudaEventRecord(start, 0));
+        for (int i = 0; i < iters; i++) fn(arg, i % copies);
+        CUDA_CHECK(cudaEventRecord(stop, 0));
+        CUDA_CHECK(cudaEventSynchronize(stop));
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+        us[r] = 1e3 * ms / iters;
+    }
+    qsort(us, reps, sizeof us[0], cmp_double);
+    CUDA_CHECK(cudaEventDestroy(start));
+    CUDA_CHECK(cudaEventDestroy(stop));
+    return us[reps / 2];
+}
+
+double gpu_test_copy_gbps(void) {
+    const size_t bytes = (size_t)2 << 30;
+    void *src = NULL, *dst = NULL;
+    CUDA_CHECK(cudaMalloc(&src, bytes));
+    CUDA_CHECK(cudaMalloc(&dst, bytes));
+    CUDA_CHECK(cudaMemset(src, 1, bytes));
+    cudaEvent_t start, stop;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    double ms[5];
+    for (int r = 0; r < 6; r++) { /* r = 0 warms up */
+        CUDA_CHECK(cudaEventRecord(start, 0));
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
+        CUDA_CHECK(cudaEventRecord(stop, 0));
+        CUDA_CHECK(cudaEventSynchronize(stop));
+        float t = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+        if (r) ms[r - 1] = t;
+    }
+    qsort(ms, 5, sizeof ms[0], cmp_double);
+    CUDA_CHECK(cudaEventDestroy(start));
+    CUDA_CHECK(cudaEventDestroy(stop));
+    CUDA_CHECK(cudaFree(src));
+    CUDA_CHECK(cudaFree(dst));
+    return 2.0 * bytes / (ms[2] * 1e-3) * 1e-9;
+}
+
 #else
 typedef int folio_gpu_test_util_unused; /* built without CUDA */
 #endif

@@ -34,5 +34,14 @@ bool gpu_test_bench_enabled(void);
 /* Median milliseconds of `reps` runs of fn(arg) after `warmup`, L2 flushed before each. */
 double gpu_test_time_ms(void (*fn)(void *), void *arg, int warmup, int reps);
 
+/* Median microseconds per call of back-to-back calls fn(arg, i % copies) (one warm-up call
+ * per copy, then 7 timed runs of at least 40 calls): the benches' decode-like timing, each
+ * call reading another copy of its weights so L2 does not hold them. */
+double gpu_test_rotating_us(void (*fn)(void *arg, int copy), void *arg, int copies);
+
+/* The device-to-device copy rate in GB/s (read + write) of a 2 GiB cudaMemcpyAsync, median of
+ * 5 after a warm-up: the bandwidth ceiling the benches quote. */
+double gpu_test_copy_gbps(void);
+
 #endif
 #endif
