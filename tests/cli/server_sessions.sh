@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `folio serve`'s interactive sessions end: DELETE /v1/sessions/{id} (200, 404 unknown or
 # already ended, 409 with a turn in flight, 401 without the API key), "end_session": true on
-# a turn, idle expiry (--session-idle-timeout 2), the cap (--max-sessions: 429 for a new
+# a turn, idle expiry (--session-idle-timeout 5), the cap (--max-sessions: 429 for a new
 # session, existing ones go on), 404 naming how a session ended when a turn names it again,
 # the metrics (folio:num_sessions, folio:sessions_ended_total{reason}), and that ended
 # sessions give their KV blocks and memory back: three rounds of 1,500 one-turn sessions that
@@ -37,9 +37,9 @@ ended() { # REASON: folio:sessions_ended_total{reason=REASON}
   curl -s "$BASE/metrics" | sed -nE "s/^folio:sessions_ended_total\{.*reason=\"$1\"\} ([0-9]+)$/\1/p"
 }
 
-start_server "$TMP/s1.log" --api-key "$KEY" --session-idle-timeout 2 --max-sessions 3 --max-num-seqs 1 \
+start_server "$TMP/s1.log" --api-key "$KEY" --session-idle-timeout 5 --max-sessions 3 --max-num-seqs 1 \
   || { echo "FAIL: server start"; exit 1; }
-grep -q "sessions: 3 at once, ended after 2 s idle" "$TMP/s1.log" && echo "ok: start-up line names the session limits" \
+grep -q "sessions: 3 at once, ended after 5 s idle" "$TMP/s1.log" && echo "ok: start-up line names the session limits" \
   || fail "start-up line lacks the session limits: $(grep limits "$TMP/s1.log")"
 
 # ---- DELETE ----
@@ -73,13 +73,16 @@ long() {
   curl -s "$BASE/v1/completions" -H "$JSON" -H "$AUTH" -o "$TMP/long.$1" \
     -d "{\"prompt\": \"Once upon a time\", \"max_tokens\": 400, \"ignore_eos\": true$2}"
 }
+# (the idle timeout, 5 s, is longer than a loaded machine takes from the turn's end to the
+# DELETE after it)
 long 1 "" & b1=$!
 long 2 "" & b2=$!
+long 4 "" & b3=$!
 sleep 0.2
 long 3 ', "session_id": 7' & turn7=$!
 for _ in $(seq 50); do [ "$(metric num_requests_waiting)" -ge 1 ] 2>/dev/null && break; sleep 0.05; done
 expect_http "DELETE during a turn" 409 "turn in flight" -X DELETE -H "$AUTH" "$BASE/v1/sessions/7"
-wait "$b1" "$b2" "$turn7"
+wait "$b1" "$b2" "$b3" "$turn7"
 grep -q '"finish_reason":"length"' "$TMP/long.3" || fail "the session's turn did not finish: $(head -c 200 "$TMP/long.3")"
 expect_http "DELETE after the turn" 200 '"deleted":true' -X DELETE -H "$AUTH" "$BASE/v1/sessions/7"
 
@@ -93,11 +96,11 @@ expect_metric num_sessions 3
 
 # ---- idle expiry ----
 [ "$(metric kv_cache_blocks_used)" -gt 0 ] && echo "ok: parked sessions hold KV" || fail "parked sessions hold no KV"
-sleep 3.5
+sleep 6.5
 expect_metric num_sessions 0
 expect_metric kv_cache_blocks_used 0
 [ "$(ended expired)" = 3 ] && echo "ok: sessions_ended_total{reason=expired} = 3" || fail "sessions_ended_total{expired} = $(ended expired)"
-expect_turn "a turn of an expired session" 404 "s idle; --session-idle-timeout 2 s); start a new session_id" 12
+expect_turn "a turn of an expired session" 404 "s idle; --session-idle-timeout 5 s); start a new session_id" 12
 expect_turn "cap: a new session once the others expired" 200 '"text"' 14
 stop_server
 [ "$SERVER_RC" = 0 ] || fail "server exit status $SERVER_RC"
