@@ -26,7 +26,7 @@ gen=$(metric generation_tokens_total)
 echo "generation tokens: $gen"
 
 # disconnect mid-stream: the request is cancelled and its blocks freed
-curl -sN -m 0.5 "$BASE/v1/completions" -H "$JSON" -d '{"prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true, "stream": true}' >/dev/null 2>&1
+cut_stream "Once upon a time" 400 || fail "disconnect: the stream did not start"
 for _ in $(seq 20); do [ "$(metric kv_cache_blocks_used)" = 0 ] && break; sleep 0.05; done
 [ "$(metric kv_cache_blocks_used)" = 0 ] && [ "$(metric num_requests_running)" = 0 ] \
   && echo "ok: a disconnected stream frees its blocks" || fail "disconnect: $(metric kv_cache_blocks_used) blocks still used"

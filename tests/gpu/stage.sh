@@ -3,7 +3,8 @@
 # machine needs into DEST (default .carry/gpu): the folio binary, every GPU test, the shared
 # libraries that machine lacks, the committed fixtures and configs/ (with stories260K) under
 # DEST/src (so the folder runs on its own). Then send it with the device tool:
-#   run(command="bash tests/gpu/run_gpu_checks.sh .carry/gpu", carry=[".carry"])
+#   run(command="tar -C .carry -xzf .carry/gpu.tgz && bash tests/gpu/run_gpu_checks.sh .carry/gpu",
+#       carry=[".carry/gpu.tgz"])
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DEST=${1:-.carry/gpu}
@@ -12,6 +13,8 @@ rm -rf "$DEST" && mkdir -p "$DEST/lib" "$DEST/src/tests/fixtures"
 cp build-cuda/folio "$DEST/"
 find build-cuda/tests -maxdepth 1 -type f -name 'test_gpu_*' -perm -u+x -exec cp {} "$DEST/" \;
 # (test_gpu_nccl runs under mpirun: tests/gpu/run_nccl_checks.sh)
+# symbols off: the device tool carries 64 MiB at most, and unstripped the binaries pass 90 MiB
+strip "$DEST"/folio "$DEST"/test_gpu_*
 # Libraries the GPU machine does not have (it has MPI, NCCL, cuBLAS, jansson, pcre2, hwloc, gomp).
 for lib in libcmocka.so.0 libutf8proc.so.2 libmicrohttpd.so.12; do
   # awk reads to the end: exiting early would SIGPIPE ldconfig, and pipefail end the script
@@ -22,3 +25,6 @@ done
 cp -r tests/fixtures/models "$DEST/src/tests/fixtures/"
 cp -r configs "$DEST/src/"
 du -sh "$DEST"
+# the device tool carries 64 MiB at most: send the folder packed (about a third of its size)
+tar -C "$(dirname "$DEST")" -czf "$DEST.tgz" "$(basename "$DEST")"
+du -sh "$DEST.tgz"
