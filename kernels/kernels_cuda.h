@@ -62,6 +62,15 @@ void rope_kv_write_cuda(void *q_out, const void *qkv, void *k_cache, void *v_cac
                         const float *cos_table, const float *sin_table, const void *q_norm,
                         const void *k_norm, int n, int n_heads, int n_kv_heads, int head_dim,
                         int block_size, float eps, folio_dtype dtype, cudaStream_t stream);
+/* The same into an FP8 (e4m3) cache: each K and V value, rounded to dtype as above, is stored
+ * as e4m3(value / k_scale or v_scale), round to nearest even, saturating at +-448 (twin:
+ * kv_write_fp8_cpu). k_cache, v_cache: one byte per element, same layout. */
+void rope_kv_write_fp8_cuda(void *q_out, const void *qkv, uint8_t *k_cache, uint8_t *v_cache,
+                            const int64_t *slot_mapping, const int32_t *positions,
+                            const float *cos_table, const float *sin_table, const void *q_norm,
+                            const void *k_norm, int n, int n_heads, int n_kv_heads,
+                            int head_dim, int block_size, float eps, float k_scale,
+                            float v_scale, folio_dtype dtype, cudaStream_t stream);
 
 /* ids[r] = index of the largest logit of row r, lowest on ties (twin: sampler_argmax).
  * ids: [n]; logits: float [n][vocab]. */

@@ -128,9 +128,11 @@ int device_model_open(const char *dir, const device_options *o, comm_ctx *comm,
     dm->enforce_eager = o->enforce_eager;
     dm->allreduce_nccl = o->allreduce_nccl;
     int rc;
-    if (o->device == DEVICE_CUDA && o->kv_fp8) {
-        rc = folio_fail("--kv-cache-dtype fp8: the FP8 KV cache runs on the CPU backend only so "
-                        "far (--device cpu); the GPU's attention kernels read 16-bit KV");
+    if (o->device == DEVICE_CUDA && o->kv_fp8 && !o->dtype_auto && o->dtype != DTYPE_BF16 &&
+        o->dtype != DTYPE_F16) {
+        rc = folio_fail("--kv-cache-dtype fp8: the GPU's attention reads an FP8 cache for "
+                        "bfloat16 and float16 models, not --dtype %s (use --dtype bfloat16, or "
+                        "--device cpu)", dtype_name(o->dtype));
     } else if (o->device == DEVICE_CUDA && !o->quant.w4a16 && refuse_quantized_gpu(dir, o) != 0) {
         rc = -1;
     } else if (o->device == DEVICE_CUDA) {

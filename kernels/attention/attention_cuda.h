@@ -5,7 +5,9 @@
  *
  * GPU KV cache layout, per layer ("HND": one block of one KV head is contiguous, so a decode
  * reads whole 16-token x head_dim tiles):
- *     k_cache, v_cache: [num_blocks][n_kv_heads][block_size][head_dim], element type dtype.
+ *     k_cache, v_cache: [num_blocks][n_kv_heads][block_size][head_dim], element type dtype,
+ *     or one e4m3 byte per element with kv_fp8 (value = e4m3 * the layer's k_scale / v_scale;
+ *     bfloat16 and float16 only; written by rope_kv_write_fp8_cuda).
  * The new tokens' K and V are already written into the cache (by the backend's rope + KV
  * write kernel) when this runs. */
 #ifndef FOLIO_ATTENTION_CUDA_H
@@ -36,6 +38,8 @@ typedef struct {
                                     sees positions p - window + 1 .. p) */
     float scale;                 /* softmax scale, 1/sqrt(head_dim) */
     folio_dtype dtype;           /* DTYPE_BF16, DTYPE_F16 or DTYPE_F32 */
+    int kv_fp8;                  /* 1: the cache holds e4m3 bytes (dtype BF16 or F16) */
+    float k_scale, v_scale;      /* kv_fp8: the layer's scales (the cache stores value/scale) */
 } paged_attention_params;
 
 /* Device scratch bytes paged_attention_cuda needs for these bounds (split-context partial

@@ -253,6 +253,7 @@ extern "C" void attention_simple_cuda(void *out, const void *q, const void *k_ca
                                       const void *v_cache, const int32_t *block_tables,
                                       const int32_t *seq_start, const int32_t *context_lens,
                                       const paged_attention_params *p, cudaStream_t stream) {
+    CUDA_REQUIRE(!p->kv_fp8, "attention_simple_cuda: no FP8 KV cache (paged_attention_cuda has it)");
     CUDA_REQUIRE(p->head_dim <= kMaxHeadDim && p->n_kv_heads > 0 &&
                      p->n_heads % p->n_kv_heads == 0,
                  "attention_simple_cuda: need head_dim <= 256 and n_heads % n_kv_heads == 0");

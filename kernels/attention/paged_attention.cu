@@ -2,6 +2,7 @@
  * attention_cuda.h; CPU twin: paged_attention_cpu; check: tests/unit/test_gpu_attention.c).
  *
  * A step mixes decodes (q_len 1) and prefills (q_len > 1, possibly after a cached prefix).
+ * With kv_fp8 the bfloat16/float16 kernels read e4m3 bytes (paged_attention_impl.cuh's load8).
  * Every call launches the decode kernel over all sequences (paged_attention_decode_mma.cu on
  * the tensor cores for bfloat16 and float16, paged_attention_decode.cu for float32; rows with
  * q_len != 1 return at once; plus the partition merge when the context is split) and, when max_q_len > 1, the prefill kernel
@@ -68,6 +69,10 @@ void check_params(const paged_attention_params *p) {
                      p->max_q_len >= 1 && p->window >= 0,
                  "paged_attention_cuda: bad block_size, max_blocks, max_context, max_q_len or "
                  "window");
+    CUDA_REQUIRE(!p->kv_fp8 || p->dtype != DTYPE_F32,
+                 "paged_attention_cuda: the FP8 KV cache runs with bfloat16 or float16 only");
+    CUDA_REQUIRE(!p->kv_fp8 || (p->k_scale > 0.0f && p->v_scale > 0.0f),
+                 "paged_attention_cuda: kv_fp8 needs positive k_scale and v_scale");
     CUDA_REQUIRE(p->n_kv_heads <= 65535 && p->n_seqs <= 65535,
                  "paged_attention_cuda: n_seqs and n_kv_heads must be <= 65535 (grid y, z)");
 }
@@ -115,7 +120,8 @@ extern "C" void paged_attention_cuda(void *out, const void *q, const void *k_cac
     }
     a.max_blocks = p->max_blocks;
     a.window = p->window;
-    a.scale_log2 = p->scale * 1.4426950408889634f;
+    a.scale_log2 = p->scale * 1.4426950408889634f * (p->kv_fp8 ? p->k_scale : 1.0f);
+    a.v_scale = p->kv_fp8 ? p->v_scale : 1.0f;
     a.part_tokens = plan.part_tokens;
     a.n_parts = plan.n_parts;
     a.prefill_rows = 0;
@@ -133,7 +139,8 @@ extern "C" void paged_attention_cuda(void *out, const void *q, const void *k_cac
                                 stream);
     else
         folio_attn::launch_decode_mma(out, part_acc, part_ml, q, k_cache, v_cache, block_tables,
-                                      seq_start, context_lens, a, p->head_dim, p->dtype, stream);
+                                      seq_start, context_lens, a, p->head_dim, p->dtype,
+                                      p->kv_fp8 != 0, stream);
 
     if (p->max_q_len > 1) {
         if (p->dtype == DTYPE_F32) {
@@ -147,7 +154,7 @@ extern "C" void paged_attention_cuda(void *out, const void *q, const void *k_cac
         } else {
             folio_attn::launch_prefill_mma(out, q, k_cache, v_cache, block_tables, seq_start,
                                            context_lens, a, p->max_q_len, p->head_dim, p->dtype,
-                                           stream);
+                                           p->kv_fp8 != 0, stream);
         }
     }
 }

@@ -19,7 +19,9 @@
  *     fragment of the next mma after rounding to the input type.
  *   O = P V: B = V (k = 16 positions, n = 8 dims) wants two positions of one dim per
  *     register; thread (g, t) reads positions 2t, 2t+1, 2t+8, 2t+9 at dims 64i + 8g .. +8
- *     (n-tile j holds dims 64(j/8) + 8g + j%8) and pairs halves with byte permutes. */
+ *     (n-tile j holds dims 64(j/8) + 8g + j%8) and pairs halves with byte permutes.
+ * The FP8 KV cache (e4m3) takes the same path with 8-byte loads widened to the 16-bit type in
+ * registers (load8): half the bytes per position for the same mma work. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -42,15 +44,17 @@ __device__ __forceinline__ uint32_t word(const uint4 &v, int i) {
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
-/* Grid: x = sequence, y = KV head, z = partition. Block: kThreads. */
-template <typename T, int D>
+/* Grid: x = sequence, y = KV head, z = partition. Block: kThreads. KV: T, or uint8_t for the
+ * FP8 cache (8-byte loads widened to T, load8; K's scale is in a.scale_log2, V's applied at
+ * the end). */
+template <typename T, typename KV, int D>
 __global__ void __launch_bounds__(kThreads)
 paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_heads][D] */
                                   float *part_acc,          /* [n_seqs][n_heads][n_parts][D] */
                                   float *part_ml,           /* [n_seqs][n_heads][n_parts][2] */
                                   const T *q,               /* [n_tokens][n_heads][D] */
-                                  const T *k_cache,         /* [num_blocks][n_kv][bs][D] */
-                                  const T *v_cache,         /* [num_blocks][n_kv][bs][D] */
+                                  const KV *k_cache,        /* [num_blocks][n_kv][bs][D] */
+                                  const KV *v_cache,        /* [num_blocks][n_kv][bs][D] */
                                   const int32_t *block_tables, /* [n_seqs][max_blocks] */
                                   const int32_t *seq_start, /* [n_seqs + 1] */
                                   const int32_t *context_lens, /* [n_seqs] */
@@ -117,10 +121,8 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
                                   : -1;
 #pragma unroll
         for (int i = 0; i < NK; i++) {
-            k0[i] = oa >= 0 ? *reinterpret_cast<const uint4 *>(k_cache + oa + 32 * i + 8 * tq)
-                            : make_uint4(0, 0, 0, 0);
-            k1[i] = ob >= 0 ? *reinterpret_cast<const uint4 *>(k_cache + ob + 32 * i + 8 * tq)
-                            : make_uint4(0, 0, 0, 0);
+            k0[i] = oa >= 0 ? load8<T>(k_cache + oa + 32 * i + 8 * tq) : make_uint4(0, 0, 0, 0);
+            k1[i] = ob >= 0 ? load8<T>(k_cache + ob + 32 * i + 8 * tq) : make_uint4(0, 0, 0, 0);
         }
     };
     auto load_v = [&](int j0) {
@@ -132,8 +134,7 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
                                       : -1;
 #pragma unroll
             for (int i = 0; i < NV; i++)
-                vv[r][i] = ov >= 0 ? *reinterpret_cast<const uint4 *>(v_cache + ov + 64 * i + 8 * g)
-                                   : make_uint4(0, 0, 0, 0);
+                vv[r][i] = ov >= 0 ? load8<T>(v_cache + ov + 64 * i + 8 * g) : make_uint4(0, 0, 0, 0);
         }
     };
     if (warp * kTile < n) load_k(warp * kTile);
@@ -220,6 +221,7 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
             num = fmaf(sc, s_o[w][hg][d], num);
             den = fmaf(sc, s_l[w][hg], den);
         }
+        num *= a.v_scale;
         const int hh = kvh * a.group + hg;
         if (a.n_parts == 1) {
             out[((int64_t)t * a.n_heads + hh) * D + d] = from_f32<T>(num / den);
@@ -234,16 +236,28 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
     }
 }
 
-template <typename T, int D>
+template <typename T, typename KV, int D>
 void launch_t(void *out, float *part_acc, float *part_ml, const void *q, const void *k_cache,
               const void *v_cache, const int32_t *block_tables, const int32_t *seq_start,
               const int32_t *context_lens, const RowArgs &a, cudaStream_t stream) {
     const dim3 grid((unsigned)a.n_seqs, (unsigned)a.n_kv_heads, (unsigned)a.n_parts);
-    launch_pdl(paged_attention_decode_mma_kernel<T, D>, grid, dim3(kThreads), stream,
+    launch_pdl(paged_attention_decode_mma_kernel<T, KV, D>, grid, dim3(kThreads), stream,
                static_cast<T *>(out), part_acc, part_ml, static_cast<const T *>(q),
-               static_cast<const T *>(k_cache), static_cast<const T *>(v_cache), block_tables,
+               static_cast<const KV *>(k_cache), static_cast<const KV *>(v_cache), block_tables,
                seq_start, context_lens, a);
     CUDA_CHECK_LAUNCH();
+}
+
+template <typename T, typename KV>
+void launch_kv(void *out, float *part_acc, float *part_ml, const void *q, const void *k_cache,
+               const void *v_cache, const int32_t *block_tables, const int32_t *seq_start,
+               const int32_t *context_lens, const RowArgs &a, int head_dim, cudaStream_t stream) {
+    if (head_dim == 64)
+        launch_t<T, KV, 64>(out, part_acc, part_ml, q, k_cache, v_cache, block_tables, seq_start,
+                            context_lens, a, stream);
+    else
+        launch_t<T, KV, 128>(out, part_acc, part_ml, q, k_cache, v_cache, block_tables, seq_start,
+                             context_lens, a, stream);
 }
 
 } // namespace
@@ -251,22 +265,21 @@ void launch_t(void *out, float *part_acc, float *part_ml, const void *q, const v
 void launch_decode_mma(void *out, float *part_acc, float *part_ml, const void *q,
                        const void *k_cache, const void *v_cache, const int32_t *block_tables,
                        const int32_t *seq_start, const int32_t *context_lens, const RowArgs &a,
-                       int head_dim, folio_dtype dtype, cudaStream_t stream) {
-    if (dtype == DTYPE_BF16) {
-        if (head_dim == 64)
-            launch_t<__nv_bfloat16, 64>(out, part_acc, part_ml, q, k_cache, v_cache,
-                                        block_tables, seq_start, context_lens, a, stream);
-        else
-            launch_t<__nv_bfloat16, 128>(out, part_acc, part_ml, q, k_cache, v_cache,
-                                         block_tables, seq_start, context_lens, a, stream);
-    } else {
-        if (head_dim == 64)
-            launch_t<__half, 64>(out, part_acc, part_ml, q, k_cache, v_cache, block_tables,
-                                 seq_start, context_lens, a, stream);
-        else
-            launch_t<__half, 128>(out, part_acc, part_ml, q, k_cache, v_cache, block_tables,
-                                  seq_start, context_lens, a, stream);
-    }
+                       int head_dim, folio_dtype dtype, bool kv_fp8, cudaStream_t stream) {
+    if (dtype == DTYPE_BF16 && kv_fp8)
+        launch_kv<__nv_bfloat16, uint8_t>(out, part_acc, part_ml, q, k_cache, v_cache,
+                                          block_tables, seq_start, context_lens, a, head_dim,
+                                          stream);
+    else if (dtype == DTYPE_BF16)
+        launch_kv<__nv_bfloat16, __nv_bfloat16>(out, part_acc, part_ml, q, k_cache, v_cache,
+                                                block_tables, seq_start, context_lens, a,
+                                                head_dim, stream);
+    else if (kv_fp8)
+        launch_kv<__half, uint8_t>(out, part_acc, part_ml, q, k_cache, v_cache, block_tables,
+                                   seq_start, context_lens, a, head_dim, stream);
+    else
+        launch_kv<__half, __half>(out, part_acc, part_ml, q, k_cache, v_cache, block_tables,
+                                  seq_start, context_lens, a, head_dim, stream);
     if (a.n_parts > 1)
         launch_merge(out, part_acc, part_ml, seq_start, context_lens, a, head_dim, dtype, stream);
 }

@@ -9,6 +9,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <stdint.h>
@@ -57,6 +58,33 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
     return *reinterpret_cast<const uint32_t *>(&v);
 }
 
+/* The FP8 KV cache (attention_cuda.h's kv_fp8) holds e4m3 bytes. Every e4m3 value is exactly a
+ * float16 and a bfloat16 value, so the kernels widen cache bytes to their 16-bit type without
+ * rounding and apply the layer's scales outside the loops: K's in the softmax scale, V's on
+ * the output (both are linear). */
+template <typename T> __device__ __forceinline__ uint32_t widen_fp8x2(uint32_t two_bytes);
+template <> __device__ __forceinline__ uint32_t widen_fp8x2<__half>(uint32_t two_bytes) {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)two_bytes, __NV_E4M3);
+    return (uint32_t)h.x | (uint32_t)h.y << 16;
+}
+template <> __device__ __forceinline__ uint32_t widen_fp8x2<__nv_bfloat16>(uint32_t two_bytes) {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)two_bytes, __NV_E4M3);
+    const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&h));
+    return pack2<__nv_bfloat16>(f.x, f.y); /* exact: the values are e4m3's */
+}
+
+/* 8 consecutive cache elements as 8 values of T in 16 bytes (the first in the low half of
+ * .x): one 16-byte load for a 16-bit cache, one 8-byte load widened for an FP8 one. p must be
+ * aligned to 8 elements. */
+template <typename T> __device__ __forceinline__ uint4 load8(const T *p) {
+    return *reinterpret_cast<const uint4 *>(p);
+}
+template <typename T> __device__ __forceinline__ uint4 load8(const uint8_t *p) {
+    const uint2 w = *reinterpret_cast<const uint2 *>(p);
+    return make_uint4(widen_fp8x2<T>(w.x & 0xffffu), widen_fp8x2<T>(w.x >> 16),
+                      widen_fp8x2<T>(w.y & 0xffffu), widen_fp8x2<T>(w.y >> 16));
+}
+
 /* Position p of a sequence -> element offset of its row [block][kv_head][offset][0] in the
  * GPU cache layout [num_blocks][n_kv_heads][block_size][head_dim]. bs_shift is log2(block
  * size) when the block size is a power of two, else -1 (one integer division). */
@@ -84,6 +112,7 @@ struct RowArgs {
     int n_parts;        /* partitions per row (1: write out directly) */
     int prefill_rows;   /* 0: rows are sequences and only q_len == 1 ones run;
                            1: rows are query tokens and only sequences with q_len > 1 run */
+    float v_scale;      /* multiplies the output: the FP8 cache's V scale, else 1 */
 };
 
 /* Internal launchers (paged_attention_decode.cu, paged_attention_prefill.cu). */
@@ -95,15 +124,16 @@ void launch_rows(void *out, float *part_acc, float *part_ml, const void *q, cons
 void launch_merge(void *out, const float *part_acc, const float *part_ml,
                   const int32_t *seq_start, const int32_t *context_lens, const RowArgs &a,
                   int head_dim, folio_dtype dtype, cudaStream_t stream);
-/* Decode rows (q_len 1) on the tensor cores, bfloat16 and float16 (merge included). */
+/* Decode rows (q_len 1) on the tensor cores, bfloat16 and float16 (merge included); kv_fp8:
+ * the cache holds e4m3 bytes. */
 void launch_decode_mma(void *out, float *part_acc, float *part_ml, const void *q,
                        const void *k_cache, const void *v_cache, const int32_t *block_tables,
                        const int32_t *seq_start, const int32_t *context_lens, const RowArgs &a,
-                       int head_dim, folio_dtype dtype, cudaStream_t stream);
+                       int head_dim, folio_dtype dtype, bool kv_fp8, cudaStream_t stream);
 void launch_prefill_mma(void *out, const void *q, const void *k_cache, const void *v_cache,
                         const int32_t *block_tables, const int32_t *seq_start,
                         const int32_t *context_lens, const RowArgs &a, int max_q_len,
-                        int head_dim, folio_dtype dtype, cudaStream_t stream);
+                        int head_dim, folio_dtype dtype, bool kv_fp8, cudaStream_t stream);
 
 } // namespace folio_attn
 

@@ -14,6 +14,9 @@
  *   two n8 tiles is the A layout of one k16 slice) and V via ldmatrix.trans.
  * Shared-memory rows are padded by 16 bytes so ldmatrix's 8 rows fall in distinct banks.
  * Query tiles run longest first (the last tile of a causal prompt sees the most keys).
+ * The FP8 KV cache (e4m3) is widened to the 16-bit type on its way to shared memory (a plain
+ * 8-byte load per 8 elements instead of cp.async: the tile's load is not overlapped), K's
+ * scale is in the softmax scale and V's on the output.
  * Rows of sequences with q_len 1 are left to the decode kernel. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -62,14 +65,25 @@ template <int D> constexpr int prefill_smem_bytes() {
     return (kBM + 4 * kBN) * (D + 8) * 2; /* Q, K x2, V x2; rows padded by 8 elements */
 }
 
+/* 8 cache elements at src -> shared memory at dst as T: cp.async from a 16-bit cache, a
+ * widening load from an FP8 one; zeros where !valid. */
+template <typename T> __device__ __forceinline__ void kv_to_shared(T *dst, const T *src, bool valid) {
+    cp_async16(dst, src, valid);
+}
+template <typename T>
+__device__ __forceinline__ void kv_to_shared(T *dst, const uint8_t *src, bool valid) {
+    *reinterpret_cast<uint4 *>(dst) = valid ? load8<T>(src) : make_uint4(0, 0, 0, 0);
+}
+
 /* Grid: x = query tile (reversed: longest first), y = query head, z = sequence.
- * Block: kPfThreads. Dynamic shared memory: prefill_smem_bytes<D>(). */
-template <typename T, int D>
+ * Block: kPfThreads. Dynamic shared memory: prefill_smem_bytes<D>(). KV: T, or uint8_t for
+ * the FP8 cache. */
+template <typename T, typename KV, int D>
 __global__ void __launch_bounds__(kPfThreads)
 paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][D] */
                                const T *q,               /* [n_tokens][n_heads][D] */
-                               const T *k_cache,         /* [num_blocks][n_kv][block_size][D] */
-                               const T *v_cache,         /* [num_blocks][n_kv][block_size][D] */
+                               const KV *k_cache,        /* [num_blocks][n_kv][block_size][D] */
+                               const KV *v_cache,        /* [num_blocks][n_kv][block_size][D] */
                                const int32_t *block_tables, /* [n_seqs][max_blocks] */
                                const int32_t *seq_start, /* [n_seqs + 1] */
                                const int32_t *context_lens, /* [n_seqs] */
@@ -114,8 +128,8 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
                 valid ? kv_row_offset(table, p, kvh, a.n_kv_heads, a.block_size, a.bs_shift, D) +
                             lc * 8
                       : 0;
-            cp_async16(sK + (buf * kBN + r) * SD + lc * 8, k_cache + off, valid);
-            cp_async16(sV + (buf * kBN + r) * SD + lc * 8, v_cache + off, valid);
+            kv_to_shared<T>(sK + (buf * kBN + r) * SD + lc * 8, k_cache + off, valid);
+            kv_to_shared<T>(sV + (buf * kBN + r) * SD + lc * 8, v_cache + off, valid);
         }
     };
     load_kv(klo, 0);
@@ -230,7 +244,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+    const float inv0 = a.v_scale / l0, inv1 = a.v_scale / l1;
     const int r0 = warp * 16 + g, r1 = r0 + 8;
 #pragma unroll
     for (int jd = 0; jd < D / 8; jd++) {
@@ -244,21 +258,34 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
     }
 }
 
-template <typename T, int D>
+template <typename T, typename KV, int D>
 void launch_prefill_t(void *out, const void *q, const void *k_cache, const void *v_cache,
                       const int32_t *block_tables, const int32_t *seq_start,
                       const int32_t *context_lens, const RowArgs &a, int max_q_len,
                       cudaStream_t stream) {
     constexpr int smem = prefill_smem_bytes<D>();
-    auto kernel = paged_attention_prefill_kernel<T, D>;
+    auto kernel = paged_attention_prefill_kernel<T, KV, D>;
     /* above 48 KB for D = 128; set every call (cheap), so every device the caller uses has it */
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     const dim3 grid((unsigned)((max_q_len + kBM - 1) / kBM), (unsigned)a.n_heads,
                     (unsigned)a.n_seqs);
     kernel<<<grid, kPfThreads, smem, stream>>>(
-        static_cast<T *>(out), static_cast<const T *>(q), static_cast<const T *>(k_cache),
-        static_cast<const T *>(v_cache), block_tables, seq_start, context_lens, a);
+        static_cast<T *>(out), static_cast<const T *>(q), static_cast<const KV *>(k_cache),
+        static_cast<const KV *>(v_cache), block_tables, seq_start, context_lens, a);
     CUDA_CHECK_LAUNCH();
+}
+
+template <typename T, typename KV>
+void launch_prefill_kv(void *out, const void *q, const void *k_cache, const void *v_cache,
+                       const int32_t *block_tables, const int32_t *seq_start,
+                       const int32_t *context_lens, const RowArgs &a, int max_q_len,
+                       int head_dim, cudaStream_t stream) {
+    if (head_dim == 64)
+        launch_prefill_t<T, KV, 64>(out, q, k_cache, v_cache, block_tables, seq_start,
+                                    context_lens, a, max_q_len, stream);
+    else
+        launch_prefill_t<T, KV, 128>(out, q, k_cache, v_cache, block_tables, seq_start,
+                                     context_lens, a, max_q_len, stream);
 }
 
 } // namespace
@@ -266,22 +293,21 @@ void launch_prefill_t(void *out, const void *q, const void *k_cache, const void 
 void launch_prefill_mma(void *out, const void *q, const void *k_cache, const void *v_cache,
                         const int32_t *block_tables, const int32_t *seq_start,
                         const int32_t *context_lens, const RowArgs &a, int max_q_len,
-                        int head_dim, folio_dtype dtype, cudaStream_t stream) {
-    if (dtype == DTYPE_BF16) {
-        if (head_dim == 64)
-            launch_prefill_t<__nv_bfloat16, 64>(out, q, k_cache, v_cache, block_tables,
-                                                seq_start, context_lens, a, max_q_len, stream);
-        else
-            launch_prefill_t<__nv_bfloat16, 128>(out, q, k_cache, v_cache, block_tables,
-                                                 seq_start, context_lens, a, max_q_len, stream);
-    } else {
-        if (head_dim == 64)
-            launch_prefill_t<__half, 64>(out, q, k_cache, v_cache, block_tables, seq_start,
-                                         context_lens, a, max_q_len, stream);
-        else
-            launch_prefill_t<__half, 128>(out, q, k_cache, v_cache, block_tables, seq_start,
-                                          context_lens, a, max_q_len, stream);
-    }
+                        int head_dim, folio_dtype dtype, bool kv_fp8, cudaStream_t stream) {
+    if (dtype == DTYPE_BF16 && kv_fp8)
+        launch_prefill_kv<__nv_bfloat16, uint8_t>(out, q, k_cache, v_cache, block_tables,
+                                                  seq_start, context_lens, a, max_q_len,
+                                                  head_dim, stream);
+    else if (dtype == DTYPE_BF16)
+        launch_prefill_kv<__nv_bfloat16, __nv_bfloat16>(out, q, k_cache, v_cache, block_tables,
+                                                        seq_start, context_lens, a, max_q_len,
+                                                        head_dim, stream);
+    else if (kv_fp8)
+        launch_prefill_kv<__half, uint8_t>(out, q, k_cache, v_cache, block_tables, seq_start,
+                                           context_lens, a, max_q_len, head_dim, stream);
+    else
+        launch_prefill_kv<__half, __half>(out, q, k_cache, v_cache, block_tables, seq_start,
+                                          context_lens, a, max_q_len, head_dim, stream);
 }
 
 } // namespace folio_attn

@@ -12,8 +12,16 @@
  * CPU twins: rmsnorm_cpu + rope_cpu + kv_write_cpu (the test converts the cache layout);
  * check and timing: tests/unit/test_gpu_rope_kv_write.c.
  *
+ * The FP8 cache variant (rope_kv_write_fp8_cuda) stores e4m3(value / scale) of the same rounded
+ * values, with the hardware's round-to-nearest-even saturating conversion (twin:
+ * kv_write_fp8_cpu, bit for bit).
+ *
  * Grid: (n tokens, n_heads + 2 * n_kv_heads); block: head_dim / 2 threads rounded up to a warp,
  * thread i owns the pair (i, i + head_dim / 2). */
+#include <cuda_fp8.h>
+
+#include <type_traits>
+
 #include "cuda_types.cuh"
 #include "kernels_cuda.h"
 
@@ -21,16 +29,24 @@ namespace {
 
 using namespace folio;
 
-template <typename T>
+/* One cache element: the 16-bit cache stores v (already of type T), the FP8 one e4m3(v / s). */
+template <typename T> __device__ __forceinline__ void kv_store(T *p, T v, float) { *p = v; }
+template <typename T> __device__ __forceinline__ void kv_store(uint8_t *p, T v, float s) {
+    *p = (uint8_t)__nv_cvt_float_to_fp8(__fdiv_rn(to_f32(v), s), __NV_SATFINITE, __NV_E4M3);
+}
+
+/* C: the cache element, T or uint8_t (e4m3). */
+template <typename T, typename C>
 __global__ void rope_kv_write_kernel(T *q_out,                  /* [n][n_heads][hd] */
                                      const T *qkv,              /* [n][(nh + 2 nkv) * hd] */
-                                     T *k_cache, T *v_cache,    /* [blocks][nkv][bs][hd] */
+                                     C *k_cache, C *v_cache,    /* [blocks][nkv][bs][hd] */
                                      const int64_t *slot_mapping, /* [n] */
                                      const int32_t *positions,  /* [n] */
                                      const float *cos_table,    /* [max_pos][hd / 2] */
                                      const float *sin_table,    /* [max_pos][hd / 2] */
                                      const T *q_norm, const T *k_norm, /* [hd] or NULL */
-                                     int n_heads, int n_kv, int hd, int block_size, float eps) {
+                                     int n_heads, int n_kv, int hd, int block_size, float eps,
+                                     float k_scale, float v_scale) {
     pdl_wait(); /* launched with launch_pdl: qkv is the previous kernel's */
     pdl_launch_dependents();
     const int t = blockIdx.x, head = blockIdx.y, half = hd / 2, i = threadIdx.x;
@@ -47,8 +63,8 @@ __global__ void rope_kv_write_kernel(T *q_out,                  /* [n][n_heads][
     float a = active ? to_f32(src[i]) : 0.0f, b = active ? to_f32(src[i + half]) : 0.0f;
     if (!is_q && !is_k) { /* v: plain copy */
         if (active && slot >= 0) {
-            v_cache[cache_off + i] = src[i];
-            v_cache[cache_off + i + half] = src[i + half];
+            kv_store<T>(v_cache + cache_off + i, src[i], v_scale);
+            kv_store<T>(v_cache + cache_off + i + half, src[i + half], v_scale);
         }
         return;
     }
@@ -70,9 +86,35 @@ __global__ void rope_kv_write_kernel(T *q_out,                  /* [n][n_heads][
         dst[i] = ra;
         dst[i + half] = rb;
     } else if (slot >= 0) {
-        k_cache[cache_off + i] = ra;
-        k_cache[cache_off + i + half] = rb;
+        kv_store<T>(k_cache + cache_off + i, ra, k_scale);
+        kv_store<T>(k_cache + cache_off + i + half, rb, k_scale);
     }
+}
+
+/* Checks and the launch of either cache type (16-bit: k_scale and v_scale unused). */
+/* C: void for the 16-bit cache, uint8_t for the FP8 one. */
+template <typename C>
+void launch_rope_kv(void *q_out, const void *qkv, void *k_cache, void *v_cache,
+                    const int64_t *slot_mapping, const int32_t *positions,
+                    const float *cos_table, const float *sin_table, const void *q_norm,
+                    const void *k_norm, int n, int n_heads, int n_kv_heads, int head_dim,
+                    int block_size, float eps, float k_scale, float v_scale, folio_dtype dtype,
+                    cudaStream_t stream) {
+    CUDA_REQUIRE(n >= 0 && head_dim >= 2 && head_dim % 2 == 0 && head_dim <= 2048,
+                 "rope_kv_write_cuda: need an even head_dim <= 2048");
+    CUDA_REQUIRE((q_norm == NULL) == (k_norm == NULL),
+                 "rope_kv_write_cuda: q_norm and k_norm come together");
+    if (n == 0) return;
+    const int threads = (head_dim / 2 + kWarp - 1) / kWarp * kWarp;
+    const dim3 grid(n, n_heads + 2 * n_kv_heads);
+    FOLIO_DISPATCH_DTYPE(dtype, "rope_kv_write_cuda",
+        using CT = typename std::conditional<std::is_same<C, uint8_t>::value, uint8_t, T>::type;
+        launch_pdl(rope_kv_write_kernel<T, CT>, grid, dim3(threads), stream,
+            static_cast<T *>(q_out), static_cast<const T *>(qkv), static_cast<CT *>(k_cache),
+            static_cast<CT *>(v_cache), slot_mapping, positions, cos_table, sin_table,
+            static_cast<const T *>(q_norm), static_cast<const T *>(k_norm), n_heads,
+            n_kv_heads, head_dim, block_size, eps, k_scale, v_scale));
+    CUDA_CHECK_LAUNCH();
 }
 
 } // namespace
@@ -83,18 +125,21 @@ extern "C" void rope_kv_write_cuda(void *q_out, const void *qkv, void *k_cache, 
                                    const void *q_norm, const void *k_norm, int n, int n_heads,
                                    int n_kv_heads, int head_dim, int block_size, float eps,
                                    folio_dtype dtype, cudaStream_t stream) {
-    CUDA_REQUIRE(n >= 0 && head_dim >= 2 && head_dim % 2 == 0 && head_dim <= 2048,
-                 "rope_kv_write_cuda: need an even head_dim <= 2048");
-    CUDA_REQUIRE((q_norm == NULL) == (k_norm == NULL),
-                 "rope_kv_write_cuda: q_norm and k_norm come together");
-    if (n == 0) return;
-    const int threads = (head_dim / 2 + kWarp - 1) / kWarp * kWarp;
-    const dim3 grid(n, n_heads + 2 * n_kv_heads);
-    FOLIO_DISPATCH_DTYPE(dtype, "rope_kv_write_cuda",
-        launch_pdl(rope_kv_write_kernel<T>, grid, dim3(threads), stream,
-            static_cast<T *>(q_out), static_cast<const T *>(qkv), static_cast<T *>(k_cache),
-            static_cast<T *>(v_cache), slot_mapping, positions, cos_table, sin_table,
-            static_cast<const T *>(q_norm), static_cast<const T *>(k_norm), n_heads,
-            n_kv_heads, head_dim, block_size, eps));
-    CUDA_CHECK_LAUNCH();
+    launch_rope_kv<void>(q_out, qkv, k_cache, v_cache, slot_mapping, positions, cos_table,
+                         sin_table, q_norm, k_norm, n, n_heads, n_kv_heads, head_dim, block_size,
+                         eps, 1.0f, 1.0f, dtype, stream);
+}
+
+extern "C" void rope_kv_write_fp8_cuda(void *q_out, const void *qkv, uint8_t *k_cache,
+                                       uint8_t *v_cache, const int64_t *slot_mapping,
+                                       const int32_t *positions, const float *cos_table,
+                                       const float *sin_table, const void *q_norm,
+                                       const void *k_norm, int n, int n_heads, int n_kv_heads,
+                                       int head_dim, int block_size, float eps, float k_scale,
+                                       float v_scale, folio_dtype dtype, cudaStream_t stream) {
+    CUDA_REQUIRE(k_scale > 0.0f && v_scale > 0.0f,
+                 "rope_kv_write_fp8_cuda: k_scale and v_scale must be positive");
+    launch_rope_kv<uint8_t>(q_out, qkv, k_cache, v_cache, slot_mapping, positions, cos_table,
+                            sin_table, q_norm, k_norm, n, n_heads, n_kv_heads, head_dim,
+                            block_size, eps, k_scale, v_scale, dtype, stream);
 }

@@ -48,6 +48,6 @@ fi
 
 expect_error "bad --kv-cache-dtype" "--kv-cache-dtype: 'fp16' is not supported" -- \
   generate --model "$STORIES" --prompt hi --kv-cache-dtype fp16
-expect_error "fp8 KV on cuda" "the FP8 KV cache runs on the CPU backend only" -- \
-  generate --model "$STORIES" --prompt hi --device cuda --kv-cache-dtype fp8
+expect_error "fp8 KV on cuda in float32" "reads an FP8 cache for bfloat16 and float16 models, not --dtype float32" -- \
+  generate --model "$STORIES" --prompt hi --device cuda --dtype float32 --kv-cache-dtype fp8
 finish

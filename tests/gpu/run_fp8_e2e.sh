@@ -10,7 +10,7 @@
 # and the README's sweep (launch/bench_sweep.sh, bf16, no plot: drawn back on the build
 # machine). Argument: the folder tests/gpu/stage.sh filled. QUICK=1: checks only.
 . "$(dirname "$0")/e2e.inc"
-gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error" test_gpu_fp8 test_gpu_forward
+gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error" test_gpu_fp8 test_gpu_forward test_gpu_rope_kv_write test_gpu_attention
 
 echo "== FP8 fixtures: transformers' reference (dequantized weights, activations quantized by hooks)"
 # the committed references come from the script's own float64 forward; the same script with
@@ -30,7 +30,7 @@ sys.exit(0 if same_ids and rel < 1e-6 else 1)
 PY
 done
 
-for scheme in channel block; do
+for scheme in channel block kv; do
   echo "== dummy FP8 ($scheme): GPU bf16 logits vs CPU float32 logits (same drawn weights)"
   M=$OUTDIR/shape-$scheme; mkdir -p "$M"
   cp "$FOLIO_SOURCE_DIR/tests/fixtures/models/fp8_ct_channel/config.json" "$M/"
@@ -41,6 +41,8 @@ c.update(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_
 json.dump(c, open(sys.argv[1], "w"), indent=2)
 PY
   Q=(--model "$M" --load-format dummy --quantization fp8 --fp8-scheme $scheme --prompt-ids 1,5,9,13,17,21,25,29)
+  # kv: 16-bit weights, the FP8 KV cache on both sides (GPU: rope_kv_write_fp8 + paged attention)
+  [ $scheme = kv ] && Q=(--model "$M" --load-format dummy --kv-cache-dtype fp8 --prompt-ids 1,5,9,13,17,21,25,29,33,37,41,45,49,53,57,61,65,69,73,77)
   "$BIN/folio" score "${Q[@]}" --device cpu --logits-out "$OUTDIR/f8_cpu.f32" > /dev/null 2>&1
   "$BIN/folio" score "${Q[@]}" --device cuda --bind none --dtype bfloat16 --logits-out "$OUTDIR/f8_gpu.f32" 2>&1 | grep -v "^folio: \(KV\|loaded\)"
   python3 - "$OUTDIR/f8_cpu.f32" "$OUTDIR/f8_gpu.f32" <<'PY' && record "dummy fp8 $scheme: gpu bf16 = cpu f32" PASS || record "dummy fp8 $scheme: gpu bf16 = cpu f32" FAIL
@@ -52,6 +54,13 @@ sys.exit(0 if rel < 5e-2 else 1)
 PY
 done
 
+echo "== FP8 KV cache: the 8B shape's pool at the same memory (start-up lines)"
+for kv in auto fp8; do
+  timeout 300 "$BIN/folio" bench latency --model "$CONFIGS/llama-3-8b" --load-format dummy --device cuda \
+    --bind none --batch-size 1 --input-len 16 --output-len 2 --num-iters 1 --num-warmup 0 \
+    --max-model-len 2048 --kv-cache-dtype $kv 2>&1 | grep -E "KV cache|error" | sed "s/^/kv $kv: /"
+done
+
 if [ -z "${QUICK:-}" ]; then
   L8=(--model "$CONFIGS/llama-3-8b")
   for q in bf16 fp8 fp8-block; do
@@ -61,6 +70,8 @@ if [ -z "${QUICK:-}" ]; then
     bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5
     bench "8B $q 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128
   done
+  bench "8B bf16 fp8-kv b64 128/1024" latency "${L8[@]}" --kv-cache-dtype fp8 --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
+  bench "8B bf16 b64 128/1024" latency "${L8[@]}" --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
   echo "== test_gpu_fp8 bench"
   "$BIN/test_gpu_fp8" 2>&1 | sed -n '/fp8 bench/,$p' | head -80
   echo "== sweep (bf16, Llama-3-8B shape) for the README"

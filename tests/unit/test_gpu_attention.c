@@ -3,8 +3,10 @@
  * lengths that are not a multiple of the block size, shuffled non-contiguous block tables,
  * GQA 1/4/7/8, head sizes 64 and 128, block sizes 1/8/16/24/32, sliding windows, decode-only,
  * prefill-only and mixed steps with cached prefixes, contexts up to ~4,500), a CUDA graph
- * captured once and replayed with other context lengths, then benches: device-to-device copy
- * bandwidth, decode attention (batch 64 and batch 1) and one 2,048-token prefill.
+ * captured once and replayed with other context lengths; the FP8 (e4m3) cache in bfloat16 and
+ * float16 against paged_attention_fp8_cpu on the same bytes and scales (decodes, prefills,
+ * mixed). Then benches: device-to-device copy bandwidth, decode attention (batch 64 and batch
+ * 1, 16-bit and FP8 caches; the FP8 bandwidth counts the bytes read) and 2,048-token prefills.
  *
  * The GPU cache layout is [num_blocks][n_kv][block_size][head_dim], the CPU twin's
  * [num_blocks][block_size][n_kv][head_dim]: the test fills one and transposes it into the
@@ -38,6 +40,7 @@ int main(void) {
 #include "cuda_check.h"
 #include "dtype.h"
 #include "error.h"
+#include "fp8_layout.h"
 #include "kernels_cpu.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -123,6 +126,7 @@ typedef struct {
     int n_seqs;
     const int *q_lens;  /* [n_seqs] new tokens */
     const int *ctx;     /* [n_seqs] context lengths (prefix + new) */
+    int kv_fp8;         /* 1: the cache in e4m3 bytes with scales (bfloat16/float16 only) */
 } attn_case;
 
 /* A step's host and device state: random cache, q, shuffled block tables. */
@@ -130,6 +134,7 @@ typedef struct {
     paged_attention_params p;
     int num_blocks;
     float *k_gpu, *v_gpu, *k_cpu, *v_cpu, *q; /* host, rounded to the dtype */
+    uint8_t *k8_gpu, *v8_gpu, *k8_cpu, *v8_cpu; /* kv_fp8: the e4m3 bytes, both layouts */
     int32_t *tables, *seq_start, *ctx, *positions;
     void *d_k, *d_v, *d_q, *d_out, *d_tables, *d_seq_start, *d_ctx, *d_ws;
 } step;
@@ -145,6 +150,9 @@ static void step_build(step *st, const attn_case *c, int with_cpu) {
     p->window = c->window;
     p->scale = 1.0f / sqrtf((float)c->head_dim);
     p->dtype = c->dtype;
+    p->kv_fp8 = c->kv_fp8;
+    p->k_scale = c->kv_fp8 ? 1.0f / 160.0f : 1.0f; /* values in [-1, 1] fill e4m3's range */
+    p->v_scale = c->kv_fp8 ? 1.0f / 224.0f : 1.0f;
     p->max_q_len = 1;
     p->max_context = 1;
     p->max_blocks = 1;
@@ -206,12 +214,36 @@ static void step_build(step *st, const attn_case *c, int with_cpu) {
                 memcpy(st->k_cpu + dst, st->k_gpu + src, c->head_dim * sizeof(float));
                 memcpy(st->v_cpu + dst, st->v_gpu + src, c->head_dim * sizeof(float));
             }
+    if (c->kv_fp8) { /* e4m3(value / scale), both layouts */
+        st->k8_gpu = folio_xmalloc(cache_n);
+        st->v8_gpu = folio_xmalloc(cache_n);
+        for (size_t i = 0; i < cache_n; i++) {
+            st->k8_gpu[i] = fp8_e4m3_from_float(st->k_gpu[i] / p->k_scale);
+            st->v8_gpu[i] = fp8_e4m3_from_float(st->v_gpu[i] / p->v_scale);
+        }
+        st->k8_cpu = folio_xmalloc(cache_n);
+        st->v8_cpu = folio_xmalloc(cache_n);
+        for (size_t i = 0; with_cpu && i < cache_n / c->head_dim; i++) { /* row i = [b][kv][o] */
+            const size_t b = i / ((size_t)c->n_kv * c->block_size);
+            const size_t kv = i / c->block_size % c->n_kv, o = i % c->block_size;
+            const size_t dst = ((b * c->block_size + o) * c->n_kv + kv) * c->head_dim;
+            memcpy(st->k8_cpu + dst, st->k8_gpu + i * c->head_dim, c->head_dim);
+            memcpy(st->v8_cpu + dst, st->v8_gpu + i * c->head_dim, c->head_dim);
+        }
+    }
     const size_t q_n = (size_t)n_tokens * c->n_heads * c->head_dim;
     st->q = folio_xmalloc(q_n * sizeof(float) + 4);
     for (size_t i = 0; i < q_n; i++) st->q[i] = round_to(urand(-3, 3), c->dtype);
 
-    st->d_k = to_device(st->k_gpu, cache_n, c->dtype);
-    st->d_v = to_device(st->v_gpu, cache_n, c->dtype);
+    if (c->kv_fp8) {
+        CUDA_CHECK(cudaMalloc(&st->d_k, cache_n));
+        CUDA_CHECK(cudaMalloc(&st->d_v, cache_n));
+        CUDA_CHECK(cudaMemcpy(st->d_k, st->k8_gpu, cache_n, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(st->d_v, st->v8_gpu, cache_n, cudaMemcpyHostToDevice));
+    } else {
+        st->d_k = to_device(st->k_gpu, cache_n, c->dtype);
+        st->d_v = to_device(st->v_gpu, cache_n, c->dtype);
+    }
     st->d_q = to_device(st->q, q_n, c->dtype);
     CUDA_CHECK(cudaMalloc(&st->d_out, q_n * dtype_size(c->dtype) + 16));
     st->d_tables = to_device_i32(st->tables, (size_t)c->n_seqs * p->max_blocks);
@@ -231,6 +263,10 @@ static void step_free(step *st) {
     CUDA_CHECK(cudaFree(st->d_v));
     CUDA_CHECK(cudaFree(st->d_k));
     free(st->q);
+    free(st->k8_gpu);
+    free(st->v8_gpu);
+    free(st->k8_cpu);
+    free(st->v8_cpu);
     free(st->v_cpu);
     free(st->k_cpu);
     free(st->v_gpu);
@@ -255,9 +291,15 @@ static size_t compare_with_cpu(step *st, const char *what) {
     const size_t q_n = (size_t)p->n_tokens * p->n_heads * p->head_dim;
     float *got = folio_xmalloc(q_n * sizeof(float) + 4), *want = folio_xmalloc(q_n * sizeof(float) + 4);
     from_device(got, st->d_out, q_n, p->dtype);
-    paged_attention_cpu(want, st->q, st->k_cpu, st->v_cpu, st->tables, p->max_blocks,
-                        st->seq_start, st->positions, p->n_seqs, p->n_heads, p->n_kv_heads,
-                        p->head_dim, p->block_size, p->window, p->scale);
+    if (p->kv_fp8)
+        paged_attention_fp8_cpu(want, st->q, st->k8_cpu, st->v8_cpu, p->k_scale, p->v_scale,
+                                st->tables, p->max_blocks, st->seq_start, st->positions,
+                                p->n_seqs, p->n_heads, p->n_kv_heads, p->head_dim,
+                                p->block_size, p->window, p->scale);
+    else
+        paged_attention_cpu(want, st->q, st->k_cpu, st->v_cpu, st->tables, p->max_blocks,
+                            st->seq_start, st->positions, p->n_seqs, p->n_heads, p->n_kv_heads,
+                            p->head_dim, p->block_size, p->window, p->scale);
     double atol, rtol;
     tolerances(p->dtype, &atol, &rtol);
     const size_t bad = mismatches(what, got, want, q_n, p->n_heads, p->head_dim, atol, rtol);
@@ -275,8 +317,8 @@ static size_t run_case(const attn_case *c) {
                          st.d_ctx, &st.p, st.d_ws, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
     char what[160];
-    snprintf(what, sizeof what, "%s d=%d heads=%d/%d bs=%d win=%d seqs=%d max_q=%d max_ctx=%d",
-             dtype_name(c->dtype), c->head_dim, c->n_heads, c->n_kv, c->block_size, c->window,
+    snprintf(what, sizeof what, "%s%s d=%d heads=%d/%d bs=%d win=%d seqs=%d max_q=%d max_ctx=%d",
+             dtype_name(c->dtype), c->kv_fp8 ? " fp8-kv" : "", c->head_dim, c->n_heads, c->n_kv, c->block_size, c->window,
              c->n_seqs, st.p.max_q_len, st.p.max_context);
     const size_t bad = compare_with_cpu(&st, what);
     printf("  %s: %s\n", what, bad ? "FAIL" : "ok");
@@ -310,7 +352,7 @@ static void test_decode(void **state) {
         }
         if (n_seqs > 2) ctx[1] = 1; /* the first token of a sequence */
         const attn_case c = {shapes[i].t, shapes[i].d, shapes[i].h, shapes[i].kv, shapes[i].bs,
-                             shapes[i].win, n_seqs, q_lens, ctx};
+                             shapes[i].win, n_seqs, q_lens, ctx, 0};
         bad += run_case(&c);
     }
     assert_int_equal(bad, 0);
@@ -338,12 +380,51 @@ static void test_prefill_mixed(void **state) {
     size_t bad = 0;
     for (int i = 0; i < N(shapes); i++) {
         attn_case c = {shapes[i].t, shapes[i].d, shapes[i].h, shapes[i].kv, shapes[i].bs,
-                       shapes[i].win, N(q_mixed), q_mixed, c_mixed};
+                       shapes[i].win, N(q_mixed), q_mixed, c_mixed, 0};
         bad += run_case(&c);
         if (shapes[i].t == DTYPE_F32) continue; /* the row path: slow, one case is enough */
         c.n_seqs = N(q_pre);
         c.q_lens = q_pre;
         c.ctx = c_pre;
+        bad += run_case(&c);
+        c.n_seqs = N(q_chunk);
+        c.q_lens = q_chunk;
+        c.ctx = c_chunk;
+        bad += run_case(&c);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* The FP8 cache: decodes (long contexts, split into partitions), prefills after a cached prefix
+ * and mixed steps, in bfloat16 and float16, GQA 1/4/8, head sizes 64 and 128. */
+static void test_fp8_kv(void **state) {
+    (void)state;
+    static const struct {
+        folio_dtype t;
+        int d, h, kv, bs, win;
+    } shapes[] = {
+        {DTYPE_BF16, 128, 32, 8, 16, 0}, {DTYPE_F16, 128, 16, 4, 32, 0},
+        {DTYPE_BF16, 64, 8, 8, 1, 0},    {DTYPE_F16, 64, 28, 4, 8, 100},
+        {DTYPE_BF16, 128, 8, 1, 24, 0},
+    };
+    static const int q_mixed[] = {300, 1, 77, 1, 2, 129, 1};
+    static const int c_mixed[] = {300, 4501, 1077, 33, 2, 2176, 1};
+    static const int q_chunk[] = {200, 63};
+    static const int c_chunk[] = {1000, 4000};
+    size_t bad = 0;
+    for (int i = 0; i < N(shapes); i++) {
+        const int n_seqs = irand(1, 9);
+        int q_lens[16], ctx[16];
+        for (int s = 0; s < n_seqs; s++) {
+            q_lens[s] = 1;
+            ctx[s] = s == 0 ? 4501 : irand(1, 3000) | 1;
+        }
+        attn_case c = {shapes[i].t, shapes[i].d, shapes[i].h, shapes[i].kv, shapes[i].bs,
+                       shapes[i].win, n_seqs, q_lens, ctx, 1};
+        bad += run_case(&c);
+        c.n_seqs = N(q_mixed);
+        c.q_lens = q_mixed;
+        c.ctx = c_mixed;
         bad += run_case(&c);
         c.n_seqs = N(q_chunk);
         c.q_lens = q_chunk;
@@ -360,7 +441,7 @@ static void test_graph_replay(void **state) {
     enum { S = 5 };
     static const int q_lens[S] = {1, 1, 1, 1, 1};
     static const int ctx[S] = {4096, 4000, 3000, 17, 1500};
-    const attn_case c = {DTYPE_BF16, 128, 32, 8, 16, 0, S, q_lens, ctx};
+    const attn_case c = {DTYPE_BF16, 128, 32, 8, 16, 0, S, q_lens, ctx, 0};
     step st;
     step_build(&st, &c, 1);
     cudaStream_t stream;
@@ -455,38 +536,40 @@ static double copy_bandwidth(bench_ctx *b) {
     return gbs;
 }
 
-static void bench_decode(bench_ctx *b, folio_dtype t, int batch, int context, int bs,
-                         double copy_gbs) {
+static void bench_decode(bench_ctx *b, folio_dtype t, int kv_fp8, int batch, int context,
+                         int bs, double copy_gbs) {
     int *q_lens = folio_xmalloc((size_t)batch * sizeof(int)), *ctx = folio_xmalloc((size_t)batch * sizeof(int));
     for (int s = 0; s < batch; s++) {
         q_lens[s] = 1;
         ctx[s] = context;
     }
-    const attn_case c = {t, 128, 32, 8, bs, 0, batch, q_lens, ctx};
+    const attn_case c = {t, 128, 32, 8, bs, 0, batch, q_lens, ctx, kv_fp8};
     step st;
     step_build(&st, &c, 0);
     const float ms = time_attention(b, &st, batch >= 16 ? 30 : 100);
-    const double bytes = 2.0 * batch * (double)context * c.n_kv * c.head_dim * dtype_size(t);
+    const double bytes = 2.0 * batch * (double)context * c.n_kv * c.head_dim *
+                         (kv_fp8 ? 1.0 : (double)dtype_size(t));
     const double gbs = bytes / (ms * 1e-3) * 1e-9;
-    printf("bench decode %s batch=%d ctx=%d heads=32/8 d=128 bs=%d: median %.1f us, KV %.0f GB/s "
-           "= %.1f%% of copy\n",
-           dtype_name(t), batch, context, bs, ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
+    printf("bench decode %s%s batch=%d ctx=%d heads=32/8 d=128 bs=%d: median %.1f us, KV %.0f "
+           "GB/s = %.1f%% of copy\n",
+           dtype_name(t), kv_fp8 ? " fp8-kv" : "", batch, context, bs, ms * 1e3, gbs,
+           100.0 * gbs / copy_gbs);
     step_free(&st);
     free(ctx);
     free(q_lens);
 }
 
-static void bench_prefill(bench_ctx *b, folio_dtype t, int n, int d) {
+static void bench_prefill(bench_ctx *b, folio_dtype t, int kv_fp8, int n, int d) {
     const int q_lens[1] = {n}, ctx[1] = {n};
-    const attn_case c = {t, d, 32, 8, 16, 0, 1, q_lens, ctx};
+    const attn_case c = {t, d, 32, 8, 16, 0, 1, q_lens, ctx, kv_fp8};
     step st;
     step_build(&st, &c, 0);
     const float ms = time_attention(b, &st, 30);
     const double flops = 2.0 * 2.0 * ((double)n * n / 2.0) * c.n_heads * d;
     const double tf = flops / (ms * 1e-3) * 1e-12;
-    printf("bench prefill %s n=%d heads=32/8 d=%d bs=16: median %.1f us, %.1f TFLOP/s = %.1f%% "
-           "of 790\n",
-           dtype_name(t), n, d, ms * 1e3, tf, 100.0 * tf / 790.0);
+    printf("bench prefill %s%s n=%d heads=32/8 d=%d bs=16: median %.1f us, %.1f TFLOP/s = "
+           "%.1f%% of 790\n",
+           dtype_name(t), kv_fp8 ? " fp8-kv" : "", n, d, ms * 1e3, tf, 100.0 * tf / 790.0);
     step_free(&st);
 }
 
@@ -504,23 +587,27 @@ static void bench(int quick) {
     printf("bench device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, l2 >> 20);
 
     const double copy = quick ? 3000.0 : copy_bandwidth(&b);
-    bench_decode(&b, DTYPE_BF16, 64, 4096, 16, copy);
+    bench_decode(&b, DTYPE_BF16, 0, 64, 4096, 16, copy);
     if (quick) {
-        bench_prefill(&b, DTYPE_BF16, 2048, 128);
+        bench_prefill(&b, DTYPE_BF16, 0, 2048, 128);
         goto done;
     }
-    bench_decode(&b, DTYPE_BF16, 64, 4096, 32, copy);
-    bench_decode(&b, DTYPE_BF16, 64, 4096, 8, copy);
-    bench_decode(&b, DTYPE_BF16, 64, 4096, 1, copy);
-    bench_decode(&b, DTYPE_F16, 64, 4096, 16, copy);
-    bench_decode(&b, DTYPE_BF16, 256, 1024, 16, copy);
-    bench_decode(&b, DTYPE_BF16, 1, 128, 16, copy);
-    bench_decode(&b, DTYPE_BF16, 1, 4096, 16, copy);
-    bench_decode(&b, DTYPE_BF16, 8, 4096, 16, copy);
-    bench_prefill(&b, DTYPE_BF16, 2048, 128);
-    bench_prefill(&b, DTYPE_F16, 2048, 128);
-    bench_prefill(&b, DTYPE_BF16, 2048, 64);
-    bench_prefill(&b, DTYPE_BF16, 8192, 128);
+    bench_decode(&b, DTYPE_BF16, 1, 64, 4096, 16, copy);
+    bench_decode(&b, DTYPE_BF16, 0, 64, 4096, 32, copy);
+    bench_decode(&b, DTYPE_BF16, 0, 64, 4096, 8, copy);
+    bench_decode(&b, DTYPE_BF16, 0, 64, 4096, 1, copy);
+    bench_decode(&b, DTYPE_F16, 0, 64, 4096, 16, copy);
+    bench_decode(&b, DTYPE_BF16, 0, 256, 1024, 16, copy);
+    bench_decode(&b, DTYPE_BF16, 1, 256, 1024, 16, copy);
+    bench_decode(&b, DTYPE_BF16, 0, 1, 128, 16, copy);
+    bench_decode(&b, DTYPE_BF16, 0, 1, 4096, 16, copy);
+    bench_decode(&b, DTYPE_BF16, 1, 1, 4096, 16, copy);
+    bench_decode(&b, DTYPE_BF16, 0, 8, 4096, 16, copy);
+    bench_prefill(&b, DTYPE_BF16, 0, 2048, 128);
+    bench_prefill(&b, DTYPE_BF16, 1, 2048, 128);
+    bench_prefill(&b, DTYPE_F16, 0, 2048, 128);
+    bench_prefill(&b, DTYPE_BF16, 0, 2048, 64);
+    bench_prefill(&b, DTYPE_BF16, 0, 8192, 128);
 done:
 
     CUDA_CHECK(cudaEventDestroy(b.stop));
@@ -543,6 +630,7 @@ int main(void) {
         cmocka_unit_test(test_decode),
         cmocka_unit_test(test_prefill_mixed),
         cmocka_unit_test(test_graph_replay),
+        cmocka_unit_test(test_fp8_kv),
     };
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (!failed && !(bench_env && strcmp(bench_env, "0") == 0)) bench(0);

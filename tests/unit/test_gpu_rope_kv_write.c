@@ -3,7 +3,9 @@
  * and float16: random fused q/k/v rows, random positions, shuffled slots in a cache of more
  * blocks than needed, padding rows (slot -1) that must write nothing, with and without the
  * per-head norm, GQA and MHA head counts, head_dim 16 to 256. The GPU cache (HND) is converted
- * to the CPU layout for the comparison. Skips (77) without a GPU. */
+ * to the CPU layout for the comparison. The FP8 cache (rope_kv_write_fp8_cuda) against
+ * kv_write_fp8_cpu on the values rounded to the dtype: V bytes equal, K within one e4m3 step
+ * (its input may differ from the CPU's by one rounding of the dtype). Skips (77) without a GPU. */
 #include <stdio.h>
 
 #ifndef FOLIO_HAVE_CUDA
@@ -25,6 +27,7 @@ int main(void) {
 
 #include "cuda_check.h"
 #include "error.h"
+#include "fp8_layout.h"
 #include "gpu_test_util.h"
 #include "kernels_cpu.h"
 #include "kernels_cuda.h"
@@ -40,7 +43,50 @@ static void hnd_to_cpu(float *dst, const float *src, int blocks, int nkv, int bs
                        src + (((size_t)b * nkv + h) * bs + s) * hd, sizeof(float) * hd);
 }
 
-static void check_case(int n, int nh, int nkv, int hd, int qk_norm, folio_dtype t) {
+/* HND e4m3 bytes -> CPU layout bytes */
+static void hnd_to_cpu8(uint8_t *dst, const uint8_t *src, int blocks, int nkv, int bs, int hd) {
+    for (int b = 0; b < blocks; b++)
+        for (int h = 0; h < nkv; h++)
+            for (int s = 0; s < bs; s++)
+                memcpy(dst + (((size_t)b * bs + s) * nkv + h) * hd,
+                       src + (((size_t)b * nkv + h) * bs + s) * hd, (size_t)hd);
+}
+
+/* The FP8 caches of the GPU (HND, device) against kv_write_fp8_cpu's on k and v rounded to t:
+ * how many elements differ (V: at all; K: by more than one e4m3 step). */
+static size_t fp8_cache_mismatches(const char *what, const void *d_kc, const void *d_vc,
+                                   float *k, const float *v, const int64_t *slots, int n,
+                                   int blocks, int nkv, int bs, int hd, float ks, float vs,
+                                   folio_dtype t) {
+    const size_t len = (size_t)blocks * bs * nkv * hd;
+    uint8_t *want_k = folio_xcalloc(len, 1), *want_v = folio_xcalloc(len, 1);
+    uint8_t *raw = folio_xmalloc(len), *got_k = folio_xmalloc(len), *got_v = folio_xmalloc(len);
+    gpu_test_round(k, (size_t)n * nkv * hd, t); /* the GPU stores the rounded rotated k */
+    kv_write_fp8_cpu(want_k, want_v, k, v, slots, n, nkv, hd, ks, vs);
+    CUDA_CHECK(cudaMemcpy(raw, d_kc, len, cudaMemcpyDeviceToHost));
+    hnd_to_cpu8(got_k, raw, blocks, nkv, bs, hd);
+    CUDA_CHECK(cudaMemcpy(raw, d_vc, len, cudaMemcpyDeviceToHost));
+    hnd_to_cpu8(got_v, raw, blocks, nkv, bs, hd);
+    size_t bad = 0, k_exact = 0;
+    for (size_t i = 0; i < len; i++) {
+        const float g = fp8_e4m3_to_float(got_k[i]), w = fp8_e4m3_to_float(want_k[i]);
+        const float step = fabsf(w) < 0.015625f ? 0.001953125f : fabsf(w) / 8.0f;
+        k_exact += got_k[i] == want_k[i];
+        if (!(fabsf(g - w) <= step * 1.0001f) || got_v[i] != want_v[i]) {
+            if (bad < 8)
+                fprintf(stderr, "  %s: element %zu: k gpu %02x cpu %02x, v gpu %02x cpu %02x\n",
+                        what, i, got_k[i], want_k[i], got_v[i], want_v[i]);
+            bad++;
+        }
+    }
+    printf("  %s fp8: %zu of %zu K bytes equal, V bytes %s\n", what, k_exact, len,
+           bad ? "DIFFER" : "equal");
+    uint8_t *bufs[] = {want_k, want_v, raw, got_k, got_v};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    return bad;
+}
+
+static void check_case(int n, int nh, int nkv, int hd, int qk_norm, folio_dtype t, int fp8) {
     const int bs = 16, blocks = (n + bs - 1) / bs + 3, qkv_w = (nh + 2 * nkv) * hd;
     const size_t cache_len = (size_t)blocks * bs * nkv * hd;
     float *qkv = gpu_test_rand((size_t)n * qkv_w, -2, 2, t);
@@ -71,6 +117,7 @@ static void check_case(int n, int nh, int nkv, int hd, int qk_norm, folio_dtype 
     void *d_qn = gpu_test_to_device(qn, hd, t), *d_kn = gpu_test_to_device(kn, hd, t);
     float *zeros = folio_xcalloc(cache_len, sizeof(float));
     void *d_kc = gpu_test_to_device(zeros, cache_len, t), *d_vc = gpu_test_to_device(zeros, cache_len, t);
+    const float ks = 1.0f / 96.0f, vs = 1.0f / 200.0f; /* |k| up to ~40: some saturate at 448 */
     float *d_cos = gpu_test_to_device(cos_t, MAX_POS * hd / 2, DTYPE_F32);
     float *d_sin = gpu_test_to_device(sin_t, MAX_POS * hd / 2, DTYPE_F32);
     int32_t *d_pos;
@@ -81,9 +128,14 @@ static void check_case(int n, int nh, int nkv, int hd, int qk_norm, folio_dtype 
     CUDA_CHECK(cudaMalloc(&d_q, (size_t)n * nh * hd * dtype_size(t)));
     CUDA_CHECK(cudaMemcpy(d_pos, pos, sizeof *pos * n, cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpy(d_slots, slots, sizeof *slots * n, cudaMemcpyHostToDevice));
-    rope_kv_write_cuda(d_q, d_qkv, d_kc, d_vc, d_slots, d_pos, d_cos, d_sin,
-                       qk_norm ? d_qn : NULL, qk_norm ? d_kn : NULL, n, nh, nkv, hd, bs, 1e-6f,
-                       t, 0);
+    if (fp8) /* the byte caches fit in the zeroed 16-bit ones */
+        rope_kv_write_fp8_cuda(d_q, d_qkv, d_kc, d_vc, d_slots, d_pos, d_cos, d_sin,
+                               qk_norm ? d_qn : NULL, qk_norm ? d_kn : NULL, n, nh, nkv, hd, bs,
+                               1e-6f, ks, vs, t, 0);
+    else
+        rope_kv_write_cuda(d_q, d_qkv, d_kc, d_vc, d_slots, d_pos, d_cos, d_sin,
+                           qk_norm ? d_qn : NULL, qk_norm ? d_kn : NULL, n, nh, nkv, hd, bs,
+                           1e-6f, t, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
     /* CPU: split q, k, v; norm; rope; write */
     float *q = folio_xmalloc(sizeof(float) * n * nh * hd), *k = folio_xmalloc(sizeof(float) * n * nkv * hd);
@@ -114,12 +166,19 @@ static void check_case(int n, int nh, int nkv, int hd, int qk_norm, folio_dtype 
              qk_norm);
     gpu_test_from_device(g, d_q, (size_t)n * nh * hd, t);
     assert_int_equal(gpu_test_mismatches(what, g, q, (size_t)n * nh * hd, atol, rtol), 0);
+    if (fp8) {
+        assert_int_equal(fp8_cache_mismatches(what, d_kc, d_vc, k, v, slots, n, blocks, nkv, bs,
+                                              hd, ks, vs, t),
+                         0);
+        goto done;
+    }
     gpu_test_from_device(g2, d_kc, cache_len, t);
     hnd_to_cpu(g, g2, blocks, nkv, bs, hd);
     assert_int_equal(gpu_test_mismatches(what, g, kc, cache_len, atol, rtol), 0);
     gpu_test_from_device(g2, d_vc, cache_len, t);
     hnd_to_cpu(g, g2, blocks, nkv, bs, hd);
     assert_int_equal(gpu_test_mismatches(what, g, vc, cache_len, 0, 0), 0);
+done:;
     void *dev[] = {d_qkv, d_qn, d_kn, d_kc, d_vc, d_cos, d_sin, d_pos, d_slots, d_q};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) CUDA_CHECK(cudaFree(dev[i]));
     float *host[] = {qkv, qn, kn, cos_t, sin_t, zeros, q, k, v, kc, vc, g, g2};
@@ -134,11 +193,22 @@ static void test_rope_kv_write(void **state) {
     const folio_dtype types[] = {DTYPE_F32, DTYPE_BF16, DTYPE_F16};
     for (int i = 0; i < 3; i++)
         for (int norm = 0; norm < 2; norm++) {
-            check_case(1, 4, 2, 16, norm, types[i]);
-            check_case(29, 4, 4, 16, norm, types[i]);
-            check_case(40, 8, 1, 64, norm, types[i]);
-            check_case(33, 32, 8, 128, norm, types[i]);
-            check_case(5, 4, 2, 256, norm, types[i]);
+            check_case(1, 4, 2, 16, norm, types[i], 0);
+            check_case(29, 4, 4, 16, norm, types[i], 0);
+            check_case(40, 8, 1, 64, norm, types[i], 0);
+            check_case(33, 32, 8, 128, norm, types[i], 0);
+            check_case(5, 4, 2, 256, norm, types[i], 0);
+        }
+}
+
+static void test_rope_kv_write_fp8(void **state) {
+    (void)state;
+    const folio_dtype types[] = {DTYPE_BF16, DTYPE_F16};
+    for (int i = 0; i < 2; i++)
+        for (int norm = 0; norm < 2; norm++) {
+            check_case(29, 4, 4, 16, norm, types[i], 1);
+            check_case(40, 8, 1, 64, norm, types[i], 1);
+            check_case(33, 32, 8, 128, norm, types[i], 1);
         }
 }
 
@@ -193,7 +263,8 @@ static void bench(void) {
 
 int main(void) {
     if (gpu_test_skip()) return 77;
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_rope_kv_write)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_rope_kv_write),
+                                       cmocka_unit_test(test_rope_kv_write_fp8)};
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (!failed && gpu_test_bench_enabled()) bench();
     return failed;

@@ -16,7 +16,9 @@ forward_cuda_options backend_cuda_options(const device_model *dm, const backend_
         .max_seqs = s->max_seqs, .max_logits = s->max_logits,
         .max_blocks_per_seq = (s->max_model_len + s->block_size - 1) / s->block_size,
         .block_size = s->block_size, .num_blocks = s->num_blocks,
-        .enforce_eager = dm->enforce_eager, .nccl_only = dm->allreduce_nccl};
+        .enforce_eager = dm->enforce_eager, .nccl_only = dm->allreduce_nccl,
+        .kv_k_scale = dm->kv_fp8 ? dm->kv_scales.k : NULL,
+        .kv_v_scale = dm->kv_fp8 ? dm->kv_scales.v : NULL};
 }
 
 int backend_cuda_create(backend_cuda *b, const device_model *dm, comm_ctx *comm,

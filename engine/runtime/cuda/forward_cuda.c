@@ -86,7 +86,7 @@ static void linear(forward_cuda *f, void *y, const void *x, const void *w,
 
 /* Layer `layer` of the pool: K or V. */
 static char *kv_layer(const forward_cuda *f, void *pool, int layer) {
-    return (char *)pool + f->layer_stride * layer * dtype_size(f->dt);
+    return (char *)pool + f->layer_stride * layer * f->kv_elem;
 }
 
 /* xn -> qkv GEMM -> q/k norm + rope, K and V into the pool -> attention -> o GEMM, this rank's
@@ -100,10 +100,17 @@ static void attention_block(forward_cuda *f, const step_shape *s, int layer) {
     linear(f, f->qkv, f->xn, lw->w_qkv, &lw->q_qkv, &lw->f_qkv, lw->b_qkv, T, c->hidden, f->qkv_dim);
     fc_prof_mark(f, PROF_QKV);
     char *kc = kv_layer(f, f->k_pool, layer), *vc = kv_layer(f, f->v_pool, layer);
-    rope_kv_write_cuda(f->q, f->qkv, kc, vc, PLAN_PTR(f, plan, slots, int64_t),
-                       PLAN_PTR(f, plan, positions, int32_t), f->cos, f->sin, lw->q_norm,
-                       lw->k_norm, T, sh->n_heads, sh->n_kv_heads, c->head_dim, f->o.block_size,
-                       (float)c->rms_eps, f->dt, f->stream);
+    const int64_t *slots = PLAN_PTR(f, plan, slots, int64_t);
+    const int32_t *positions = PLAN_PTR(f, plan, positions, int32_t);
+    if (f->kv_k_scale)
+        rope_kv_write_fp8_cuda(f->q, f->qkv, (uint8_t *)kc, (uint8_t *)vc, slots, positions,
+                               f->cos, f->sin, lw->q_norm, lw->k_norm, T, sh->n_heads,
+                               sh->n_kv_heads, c->head_dim, f->o.block_size, (float)c->rms_eps,
+                               f->kv_k_scale[layer], f->kv_v_scale[layer], f->dt, f->stream);
+    else
+        rope_kv_write_cuda(f->q, f->qkv, kc, vc, slots, positions, f->cos, f->sin, lw->q_norm,
+                           lw->k_norm, T, sh->n_heads, sh->n_kv_heads, c->head_dim,
+                           f->o.block_size, (float)c->rms_eps, f->dt, f->stream);
     fc_prof_mark(f, PROF_ROPE_KV);
     const paged_attention_params ap = {
         .n_seqs = s->n_seqs, .n_tokens = T, .max_q_len = s->max_q_len,
@@ -111,7 +118,9 @@ static void attention_block(forward_cuda *f, const step_shape *s, int layer) {
         .max_blocks = f->o.max_blocks_per_seq, .n_heads = sh->n_heads,
         .n_kv_heads = sh->n_kv_heads, .head_dim = c->head_dim, .block_size = f->o.block_size,
         .window = c->sliding_window[layer], .scale = 1.0f / sqrtf((float)c->head_dim),
-        .dtype = f->dt};
+        .dtype = f->dt, .kv_fp8 = f->kv_k_scale != NULL,
+        .k_scale = f->kv_k_scale ? f->kv_k_scale[layer] : 1.0f,
+        .v_scale = f->kv_v_scale ? f->kv_v_scale[layer] : 1.0f};
     const int32_t *tables = PLAN_PTR(f, plan, block_tables, int32_t);
     const int32_t *starts = PLAN_PTR(f, plan, seq_start, int32_t);
     const int32_t *ctx = PLAN_PTR(f, plan, context_lens, int32_t);

@@ -38,6 +38,9 @@ typedef struct {
     bool enforce_eager;          /* no CUDA graphs */
     bool nccl_only;              /* --all-reduce nccl: no one-shot all-reduce over peer memory */
     bool quiet;                  /* no summary lines on stderr */
+    const float *kv_k_scale;     /* host [n_layers]: an FP8 (e4m3) KV cache with these K and V */
+    const float *kv_v_scale;     /* scales per layer (--kv-cache-dtype fp8); NULL: KV in dtype.
+                                  * Copied at creation. */
 } forward_cuda_options;
 
 /* Allocates the workspace and the KV pool of o->num_blocks blocks, uploads the rope tables,

@@ -95,6 +95,8 @@ struct forward_cuda {
     int32_t *ids;                /* [max_logits] greedy ids */
     void *k_pool, *v_pool;       /* [n_layers][num_blocks][n_kv][block_size][head_dim] */
     size_t layer_stride;         /* elements of one layer of the pool */
+    size_t kv_elem;              /* bytes of one pool element: dtype's, or 1 (FP8) */
+    float *kv_k_scale, *kv_v_scale; /* FP8 pool: host [n_layers] scales; NULL: 16-bit pool */
     int num_blocks;
     plan_layout lay;
     char *h_plan, *d_plan;       /* pinned host / device blob */

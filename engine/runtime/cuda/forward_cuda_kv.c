@@ -1,6 +1,7 @@
 /* The forward's device KV pool: K and V for every layer, [n_layers][num_blocks][n_kv]
  * [block_size][head_dim] each, of the num_blocks the caller sized (backend_kv_blocks, the one
- * sizer); allocated and zeroed at creation, and copied block by block for copy-on-write. */
+ * sizer), elements of the forward's dtype or e4m3 bytes (--kv-cache-dtype fp8, with per-layer
+ * scales); allocated and zeroed at creation, and copied block by block for copy-on-write. */
 #ifdef FOLIO_HAVE_CUDA
 
 #include "cuda_check.h"
@@ -24,7 +25,7 @@ int fc_kv_pool_alloc(forward_cuda *f) {
     f->num_blocks = f->o.num_blocks;
     f->layer_stride = (size_t)f->num_blocks * f->w->shard.n_kv_heads * f->o.block_size *
                       c->head_dim;
-    const size_t pool = f->layer_stride * c->n_layers * dtype_size(f->dt);
+    const size_t pool = f->layer_stride * c->n_layers * f->kv_elem;
     f->k_pool = try_alloc_zeroed(pool);
     f->v_pool = f->k_pool ? try_alloc_zeroed(pool) : NULL;
     if (!f->v_pool) {
@@ -41,10 +42,10 @@ int forward_cuda_num_blocks(const forward_cuda *f) { return f->num_blocks; }
 
 void forward_cuda_copy_blocks(forward_cuda *f, const int32_t *src, const int32_t *dst, int n) {
     const size_t block = (size_t)f->w->shard.n_kv_heads * f->o.block_size * f->cfg->head_dim *
-                         dtype_size(f->dt);
+                         f->kv_elem;
     for (int i = 0; i < n; i++)
         for (int l = 0; l < f->cfg->n_layers; l++) {
-            const size_t layer = f->layer_stride * l * dtype_size(f->dt);
+            const size_t layer = f->layer_stride * l * f->kv_elem;
             char *k = (char *)f->k_pool + layer, *v = (char *)f->v_pool + layer;
             CUDA_CHECK(cudaMemcpyAsync(k + block * dst[i], k + block * src[i], block,
                                        cudaMemcpyDeviceToDevice, f->stream));

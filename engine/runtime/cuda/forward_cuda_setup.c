@@ -141,6 +141,7 @@ static void init_sizes(forward_cuda *f, const model_config *cfg, const cuda_weig
     f->qkv_dim = f->q_dim + 2 * f->kv_dim;
     f->inter = w->shard.intermediate;
     f->lay = fc_plan_layout(o);
+    f->kv_elem = o->kv_k_scale ? 1 : dtype_size(f->dt);
     choose_attention(f);
     /* 4-bit weights: batches above the GEMV's dequantize the matrix into this scratch */
     if (o->max_tokens > W4A16_GEMV_MAX_N && w->quant_scratch_elems)
@@ -194,6 +195,24 @@ static int open_oneshot(forward_cuda *f) {
     return 0;
 }
 
+/* --kv-cache-dtype fp8: the paged kernels read e4m3 for bfloat16 and float16 models; keeps
+ * its own copy of the per-layer scales. */
+static int copy_kv_scales(forward_cuda *f) {
+    if (!f->paged_attention || f->dt == DTYPE_F32)
+        return folio_fail("--kv-cache-dtype fp8 on the GPU needs bfloat16 or float16 (not %s) "
+                          "and the paged attention kernels (head_dim 64 or 128, up to 8 query "
+                          "heads per KV head; this model: head_dim %d%s)",
+                          dtype_name(f->dt), f->cfg->head_dim,
+                          folio_env("FOLIO_ATTENTION") ? ", FOLIO_ATTENTION is set" : "");
+    const size_t n = (size_t)f->cfg->n_layers;
+    f->kv_k_scale = folio_xcalloc(n, sizeof *f->kv_k_scale);
+    f->kv_v_scale = folio_xcalloc(n, sizeof *f->kv_v_scale);
+    memcpy(f->kv_k_scale, f->o.kv_k_scale, n * sizeof *f->kv_k_scale);
+    memcpy(f->kv_v_scale, f->o.kv_v_scale, n * sizeof *f->kv_v_scale);
+    f->o.kv_k_scale = f->o.kv_v_scale = NULL; /* the caller's arrays need not outlive this */
+    return 0;
+}
+
 forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w,
                                   comm_ctx *comm, const forward_cuda_options *o) {
     if (cfg->head_dim > 256 || cfg->head_dim % 2) {
@@ -209,6 +228,7 @@ forward_cuda *forward_cuda_create(const model_config *cfg, const cuda_weights *w
     forward_cuda *f = folio_xcalloc(1, sizeof *f);
     init_sizes(f, cfg, w, o);
     f->comm = comm;
+    if (o->kv_k_scale && copy_kv_scales(f) != 0) goto fail;
     CUDA_CHECK(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
     fc_prof_init(f);
     if (comm->world > 1 && nccl_init(&f->nccl, comm, f->stream, STEP_TIMEOUT_DEFAULT_S) != 0) goto fail;
@@ -236,6 +256,8 @@ void forward_cuda_free(forward_cuda *f) {
     if (f->h_plan) CUDA_CHECK(cudaFreeHost(f->h_plan));
     if (f->h_ids) CUDA_CHECK(cudaFreeHost(f->h_ids));
     if (f->h_logits) CUDA_CHECK(cudaFreeHost(f->h_logits));
+    free(f->kv_k_scale);
+    free(f->kv_v_scale);
     gemm_free(f->gemm);
     if (f->nccl.comm) {
         /* A local teardown once this rank's work is done: ncclCommFinalize would wait for the
