@@ -160,6 +160,11 @@ int fp8_gemv_max_tokens(const fp8_matrix *m, folio_dtype dtype);
 
 void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
                    const void *bias, folio_dtype dtype, int n, cudaStream_t stream);
+/* The same product from the 16-bit activations x [n][m->cols] (dtype, 16-byte aligned),
+ * quantized inside the kernel exactly as fp8_quantize_act_cuda would (m->act, m->input_scale):
+ * one launch instead of two (twin: fp8_act_quant_cpu, then fp8_gemm_cpu). */
+void fp8_gemv_x_cuda(void *y, const void *x, const fp8_matrix *m, const void *bias,
+                     folio_dtype dtype, int n, cudaStream_t stream);
 
 /* paged_attention_cuda's contract in a simple kernel, no workspace (the fallback for shapes
  * the paged kernels do not support, and FOLIO_ATTENTION=simple). head_dim <= 256. */

@@ -17,6 +17,11 @@
  * weights (and activations per 128-column group) scale each chunk's sum (a chunk never
  * crosses a 128-column block); per-channel weights and per-token activations scale the row's
  * sum at the end. Rows are reduced across the block through shared memory.
+ *
+ * fp8_gemv_x_cuda: the same GEMV fed the 16-bit activations, quantizing them in its prologue
+ * (each block the whole of its n <= 4 rows: a few KB from L2) with fp8_quantize_act_cuda's
+ * scale and rounding, bit for bit: a decode step saves one launch and one round trip through
+ * memory per FP8 product (128 launches a step for Llama-3-8B).
  * Twins: fp8_act_quant_cpu, fp8_gemm_cpu (kernels/gemm/fp8_cpu.c); check and timing:
  * tests/unit/test_gpu_fp8.c. */
 #include <cfloat>
@@ -131,25 +136,119 @@ __device__ __forceinline__ float dot_chunk(const uint4 &wv, const __half2 *xh) {
     return (f.x + f.y) * 256.0f;
 }
 
-template <typename T, int N, int NCH, bool BLOCK>
+/* 16 values of x at p (16-byte aligned) as float. */
+template <typename T> __device__ __forceinline__ void load16(float (&v)[16], const T *p) {
+    constexpr int VEC = 16 / (int)sizeof(T);
+#pragma unroll
+    for (int h = 0; h < 16 / VEC; h++) {
+        const Pack<T, VEC> pk = *reinterpret_cast<const Pack<T, VEC> *>(p + h * VEC);
+#pragma unroll
+        for (int i = 0; i < VEC; i++) v[h * VEC + i] = to_f32(pk.v[i]);
+    }
+}
+
+/* The fused GEMV's prologue: token t's 16 values of each chunk this thread owns, quantized
+ * as quantize_token_kernel / quantize_group_kernel do (same scale a, same e4m3(v / a)) into
+ * the registers load_x_chunk fills; xsc[t][j] = the chunk's group scale (act GROUP, else 1)
+ * and s_tok[t] = the token's scale (TOKEN, STATIC). Every thread of the block must call it
+ * (a block max for TOKEN: a first pass over x; 8-lane shuffles for GROUP: a 128-column group
+ * is the chunks of 8 neighbouring threads, blockDim being a multiple of 32). x is re-read
+ * from L1/L2 rather than held (16 * N * NCH floats would spill). */
+template <typename T, int N, int NCH>
+__device__ void quantize_x_regs(__half2 (&xh)[N][NCH][8], float (&xsc)[N][NCH], float *s_tok,
+                                const T *x, int k, int act, float input_scale,
+                                const bool (&have)[NCH]) {
+    __shared__ float part[N][kMaxThreads / kWarp];
+    float a_tok[N];
+#pragma unroll
+    for (int t = 0; t < N; t++) a_tok[t] = input_scale;
+    if (act == FP8_ACT_TOKEN) {
+        const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            float m = 0.f;
+#pragma unroll
+            for (int j = 0; j < NCH; j++) {
+                if (!have[j]) continue;
+                float v[16];
+                load16(v, x + (size_t)t * k + (threadIdx.x + j * blockDim.x) * 16);
+#pragma unroll
+                for (int i = 0; i < 16; i++) m = fmaxf(m, fabsf(v[i]));
+            }
+            m = warp_max(m);
+            if (lane == 0) part[t][warp] = m;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            float r = 0.f;
+            for (int w = 0; w < (int)(blockDim.x / kWarp); w++) r = fmaxf(r, part[t][w]);
+            a_tok[t] = act_scale(r);
+        }
+    }
+    if (threadIdx.x < N) s_tok[threadIdx.x] = a_tok[threadIdx.x];
+    const __half2 s8 = __float2half2_rn(1.0f / 256.0f);
+#pragma unroll
+    for (int t = 0; t < N; t++)
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            float v[16];
+            if (have[j]) {
+                load16(v, x + (size_t)t * k + (threadIdx.x + j * blockDim.x) * 16);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 16; i++) v[i] = 0.f;
+            }
+            float a = a_tok[t];
+            xsc[t][j] = 1.f;
+            if (act == FP8_ACT_GROUP) { /* uniform: every lane shuffles */
+                float g = 0.f;
+#pragma unroll
+                for (int i = 0; i < 16; i++) g = fmaxf(g, fabsf(v[i]));
+                g = fmaxf(g, __shfl_xor_sync(0xffffffffu, g, 1));
+                g = fmaxf(g, __shfl_xor_sync(0xffffffffu, g, 2));
+                g = fmaxf(g, __shfl_xor_sync(0xffffffffu, g, 4));
+                a = act_scale(g);
+                xsc[t][j] = a;
+            }
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const uint32_t two = (uint32_t)to_e4m3(v[2 * i] / a) |
+                                     (uint32_t)to_e4m3(v[2 * i + 1] / a) << 8;
+                xh[t][j][i] = __hmul2(e4m3x2_to_half2(two), s8);
+            }
+        }
+}
+
+/* FUSED: x is T [N][k], quantized by quantize_x_regs (xq, xs unused); else xq, xs are
+ * fp8_quantize_act_cuda's. */
+template <typename T, int N, int NCH, bool BLOCK, bool FUSED>
 __global__ void __launch_bounds__(kMaxThreads, 1)
-fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const uint8_t *w, const float *ws,
-                const T *bias, int rows, int k, int block_rows) {
+fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const T *x, int act, float input_scale,
+                const uint8_t *w, const float *ws, const T *bias, int rows, int k,
+                int block_rows) {
     constexpr int R = kRowRegs / NCH; /* rows per block: NCH * R loads in flight per thread */
     const int chunks = k / 16;
     const int r0 = blockIdx.x * R;
     __half2 xh[N][NCH][8];
     float xsc[N][NCH];
     bool have[NCH];
+    __shared__ float s_tok[N]; /* FUSED: the tokens' scales (TOKEN, STATIC) */
 #pragma unroll
-    for (int j = 0; j < NCH; j++) {
-        const int ch = threadIdx.x + j * blockDim.x;
-        have[j] = ch < chunks;
+    for (int j = 0; j < NCH; j++) have[j] = threadIdx.x + j * blockDim.x < chunks;
+    if constexpr (FUSED) {
+        quantize_x_regs<T, N, NCH>(xh, xsc, s_tok, x, k, act, input_scale, have);
+    } else {
 #pragma unroll
-        for (int t = 0; t < N; t++) {
-            if (have[j]) load_x_chunk(xh[t][j], xq + (size_t)t * k, ch * 16);
-            xsc[t][j] = BLOCK && have[j] ? xs[(size_t)(ch * 16 / FP8_ACT_GROUP_SIZE) * N + t]
-                                         : 1.f;
+        for (int j = 0; j < NCH; j++) {
+            const int ch = threadIdx.x + j * blockDim.x;
+#pragma unroll
+            for (int t = 0; t < N; t++) {
+                if (have[j]) load_x_chunk(xh[t][j], xq + (size_t)t * k, ch * 16);
+                xsc[t][j] = BLOCK && have[j]
+                                ? xs[(size_t)(ch * 16 / FP8_ACT_GROUP_SIZE) * N + t]
+                                : 1.f;
+            }
         }
     }
     uint4 wv[R][NCH];
@@ -201,7 +300,7 @@ fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const uint8_t *w, cons
         if (row < rows) {
             float v = 0.f;
             for (int i = 0; i < n_warps; i++) v += part[threadIdx.x][i];
-            if (!BLOCK) v *= ws[row] * xs[t];
+            if (!BLOCK) v *= ws[row] * (FUSED ? s_tok[t] : xs[t]);
             if (bias) v += to_f32(bias[row]);
             y[(size_t)t * rows + row] = from_f32<T>(v);
         }
@@ -216,41 +315,70 @@ void gemv_shape(int k, int *threads, int *nch) {
     *threads = (t + kWarp - 1) / kWarp * kWarp;
 }
 
-template <typename T, int N, int NCH>
-void launch_gemv(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
-                 const void *bias, int threads, cudaStream_t s) {
+/* The GEMV's activations: quantized ones (xq, xs) or, fused, the 16-bit x. */
+struct GemvIn {
+    const uint8_t *xq;
+    const float *xs;
+    const void *x; /* non-NULL: the fused kernel */
+};
+
+template <typename T, int N, int NCH, bool FUSED>
+void launch_gemv_f(void *y, const GemvIn &in, const fp8_matrix *m, const void *bias,
+                   int threads, cudaStream_t s) {
     constexpr int R = kRowRegs / NCH;
     const int grid = (m->rows + R - 1) / R;
     if (m->kind == FP8_W_BLOCK)
-        fp8_gemv_kernel<T, N, NCH, true><<<grid, threads, 0, s>>>(
-            (T *)y, xq, xs, m->w, m->scale, (const T *)bias, m->rows, m->cols, m->block_rows);
+        fp8_gemv_kernel<T, N, NCH, true, FUSED><<<grid, threads, 0, s>>>(
+            (T *)y, in.xq, in.xs, (const T *)in.x, (int)m->act, m->input_scale, m->w, m->scale,
+            (const T *)bias, m->rows, m->cols, m->block_rows);
     else
-        fp8_gemv_kernel<T, N, NCH, false><<<grid, threads, 0, s>>>(
-            (T *)y, xq, xs, m->w, m->scale, (const T *)bias, m->rows, m->cols, m->block_rows);
+        fp8_gemv_kernel<T, N, NCH, false, FUSED><<<grid, threads, 0, s>>>(
+            (T *)y, in.xq, in.xs, (const T *)in.x, (int)m->act, m->input_scale, m->w, m->scale,
+            (const T *)bias, m->rows, m->cols, m->block_rows);
+}
+
+template <typename T, int N, int NCH>
+void launch_gemv(void *y, const GemvIn &in, const fp8_matrix *m, const void *bias, int threads,
+                 cudaStream_t s) {
+    if (in.x) launch_gemv_f<T, N, NCH, true>(y, in, m, bias, threads, s);
+    else launch_gemv_f<T, N, NCH, false>(y, in, m, bias, threads, s);
 }
 
 /* n tokens (1..4; with 4 chunks a row, 1..2: fp8_gemv_supported keeps it so). */
 template <typename T, int NCH>
-void gemv_nch(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
-              const void *bias, int n, int threads, cudaStream_t s) {
-    if (n == 1) return launch_gemv<T, 1, NCH>(y, xq, xs, m, bias, threads, s);
-    if (n == 2) return launch_gemv<T, 2, NCH>(y, xq, xs, m, bias, threads, s);
+void gemv_nch(void *y, const GemvIn &in, const fp8_matrix *m, const void *bias, int n,
+              int threads, cudaStream_t s) {
+    if (n == 1) return launch_gemv<T, 1, NCH>(y, in, m, bias, threads, s);
+    if (n == 2) return launch_gemv<T, 2, NCH>(y, in, m, bias, threads, s);
     if constexpr (NCH <= 2) {
-        if (n == 3) return launch_gemv<T, 3, NCH>(y, xq, xs, m, bias, threads, s);
-        if (n == 4) return launch_gemv<T, 4, NCH>(y, xq, xs, m, bias, threads, s);
+        if (n == 3) return launch_gemv<T, 3, NCH>(y, in, m, bias, threads, s);
+        if (n == 4) return launch_gemv<T, 4, NCH>(y, in, m, bias, threads, s);
     }
     fprintf(stderr, "fp8_gemv_cuda: %d tokens with %d chunks a row: not supported\n", n, NCH);
     abort();
 }
 
 template <typename T>
-void gemv_n(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m, const void *bias,
-            int n, cudaStream_t s) {
+void gemv_n(void *y, const GemvIn &in, const fp8_matrix *m, const void *bias, int n,
+            cudaStream_t s) {
     int threads, nch;
     gemv_shape(m->cols, &threads, &nch);
-    if (nch == 1) gemv_nch<T, 1>(y, xq, xs, m, bias, n, threads, s);
-    else if (nch == 2) gemv_nch<T, 2>(y, xq, xs, m, bias, n, threads, s);
-    else gemv_nch<T, 4>(y, xq, xs, m, bias, n, threads, s);
+    if (nch == 1) gemv_nch<T, 1>(y, in, m, bias, n, threads, s);
+    else if (nch == 2) gemv_nch<T, 2>(y, in, m, bias, n, threads, s);
+    else gemv_nch<T, 4>(y, in, m, bias, n, threads, s);
+}
+
+void gemv_dispatch(void *y, const GemvIn &in, const fp8_matrix *m, const void *bias,
+                   folio_dtype dtype, int n, cudaStream_t stream) {
+    if (!fp8_gemv_supported(m, dtype, n) || ((uintptr_t)in.xq & 15) != 0 ||
+        ((uintptr_t)in.x & 15) != 0) {
+        fprintf(stderr, "fp8_gemv_cuda: unsupported call (n=%d, %d x %d, kind %d, act %d, dtype %d)\n",
+                n, m->rows, m->cols, (int)m->kind, (int)m->act, (int)dtype);
+        abort();
+    }
+    if (dtype == DTYPE_BF16) gemv_n<__nv_bfloat16>(y, in, m, bias, n, stream);
+    else gemv_n<__half>(y, in, m, bias, n, stream);
+    CUDA_CHECK(cudaGetLastError());
 }
 
 template <typename T>
@@ -300,12 +428,10 @@ extern "C" int fp8_gemv_max_tokens(const fp8_matrix *m, folio_dtype dtype) {
 
 extern "C" void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
                               const void *bias, folio_dtype dtype, int n, cudaStream_t stream) {
-    if (!fp8_gemv_supported(m, dtype, n) || ((uintptr_t)xq & 15) != 0) {
-        fprintf(stderr, "fp8_gemv_cuda: unsupported call (n=%d, %d x %d, kind %d, act %d, dtype %d)\n",
-                n, m->rows, m->cols, (int)m->kind, (int)m->act, (int)dtype);
-        abort();
-    }
-    if (dtype == DTYPE_BF16) gemv_n<__nv_bfloat16>(y, xq, xs, m, bias, n, stream);
-    else gemv_n<__half>(y, xq, xs, m, bias, n, stream);
-    CUDA_CHECK(cudaGetLastError());
+    gemv_dispatch(y, GemvIn{xq, xs, NULL}, m, bias, dtype, n, stream);
+}
+
+extern "C" void fp8_gemv_x_cuda(void *y, const void *x, const fp8_matrix *m, const void *bias,
+                                folio_dtype dtype, int n, cudaStream_t stream) {
+    gemv_dispatch(y, GemvIn{NULL, NULL, x}, m, bias, dtype, n, stream);
 }

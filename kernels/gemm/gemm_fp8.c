@@ -10,7 +10,7 @@
  *     accumulation (cuBLASLt refuses it with block scales).
  * cuBLASLt's scaled kernels want n a multiple of 8 (block scales certainly, per-vector ones
  * likely), so fp8_linear_cuda gives cuBLASLt the first n & ~7 tokens and the GEMV (n <= 4 at a
- * time) the rest: no padded copies. Output and bias in bf16 or fp16; a bias through the BIAS
+ * time, fp8_gemv_x_cuda: it quantizes the activations itself) the rest: no padded copies. Output and bias in bf16 or fp16; a bias through the BIAS
  * epilogue, or added after the GEMM where cuBLASLt has no such kernel. One plan per shape and
  * alignment, cached in the gemm_ctx. */
 #ifdef FOLIO_HAVE_CUDA
@@ -193,14 +193,6 @@ void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
     if (bias && !p->epilogue_bias) add_bias_rows_cuda(y, bias, n, m->rows, dtype, stream);
 }
 
-/* Where the scales of a piece starting at token t0 go: each piece is quantized on its own,
- * its scales after those of the tokens before it (a float a token, or one per group). */
-static size_t piece_scales(const fp8_matrix *m, int t0) {
-    return (size_t)t0 * (m->act == FP8_ACT_GROUP
-                             ? (size_t)((m->cols + FP8_ACT_GROUP_SIZE - 1) / FP8_ACT_GROUP_SIZE)
-                             : 1);
-}
-
 void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
                      const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
                      cudaStream_t stream) {
@@ -219,13 +211,10 @@ void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
         fp8_gemm_cuda(g, y, xq, xs, m, bias, dtype, n8, stream);
         t0 = n8;
     }
-    while (t0 < n) { /* the rest, up to FP8_GEMV_MAX_N tokens at a time */
+    while (t0 < n) { /* the rest, up to FP8_GEMV_MAX_N tokens at a time, quantized inside */
         const int k = n - t0 < per_gemv ? n - t0 : per_gemv;
-        uint8_t *q = xq + (size_t)t0 * m->cols;
-        float *s = xs + piece_scales(m, t0);
-        fp8_quantize_act_cuda(q, s, (const char *)x + (size_t)t0 * m->cols * xb, dtype, k,
-                              m->cols, m->act, m->input_scale, stream);
-        fp8_gemv_cuda((char *)y + (size_t)t0 * m->rows * yb, q, s, m, bias, dtype, k, stream);
+        fp8_gemv_x_cuda((char *)y + (size_t)t0 * m->rows * yb,
+                        (const char *)x + (size_t)t0 * m->cols * xb, m, bias, dtype, k, stream);
         t0 += k;
     }
 }

@@ -7,7 +7,9 @@
  *     128 block weights with group activations (block rows padded on the device), with and
  *     without bias, odd row counts, model-sized and the widest inputs; activations spread
  *     over powers of two per token and group, so a scale applied to the wrong token or group
- *     shows. The output is poisoned (NaN) first: an element left unwritten fails.
+ *     shows. The output is poisoned (NaN) first: an element left unwritten fails. Where the
+ *     GEMV takes all n tokens, its fused form (fp8_gemv_x_cuda, quantizing inside) must give
+ *     the same bits as fp8_quantize_act_cuda + fp8_gemv_cuda.
  * Then (unless FOLIO_BENCH=0) the bench: the 8B/70B projection shapes, n = 1 .. 4096: median
  * microseconds per call (back-to-back, weights rotated over >= 3x L2) of the whole FP8 product
  * (activation quantization included) and of the bf16 product (gemm_run) on the same shape,
@@ -207,6 +209,23 @@ static void check_product(int rows, int cols, fp8_weight_scale kind, fp8_act act
                                    (size_t)rows, 0.01 * peak, 0.01);
     }
     assert_int_equal(bad, 0);
+    if (n <= per) { /* the fused GEMV against quantize + GEMV: bit for bit */
+        void *d_y2 = NULL;
+        CUDA_CHECK(cudaMalloc(&d_y2, (size_t)n * rows * 2));
+        fp8_quantize_act_cuda(d_q, d_s, d_x, t, n, cols, p.d.act, p.d.input_scale, 0);
+        fp8_gemv_cuda(d_y2, d_q, d_s, &p.d, d_b, t, n, 0);
+        uint16_t *a = folio_xmalloc((size_t)n * rows * 2), *b2 = folio_xmalloc((size_t)n * rows * 2);
+        CUDA_CHECK(cudaMemcpy(a, d_y, (size_t)n * rows * 2, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(b2, d_y2, (size_t)n * rows * 2, cudaMemcpyDeviceToHost));
+        size_t diff = 0;
+        for (size_t i = 0; i < (size_t)n * rows; i++) diff += a[i] != b2[i];
+        if (diff) fprintf(stderr, "  %s: fused GEMV differs from quantize + GEMV in %zu of %zu\n",
+                          what, diff, (size_t)n * rows);
+        assert_int_equal(diff, 0);
+        free(a);
+        free(b2);
+        CUDA_CHECK(cudaFree(d_y2));
+    }
     void *dev[] = {d_x, d_b, d_y, d_q, d_s};
     for (int i = 0; i < 5; i++)
         if (dev[i]) CUDA_CHECK(cudaFree(dev[i]));
