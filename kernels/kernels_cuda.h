@@ -165,6 +165,11 @@ void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix
  * one launch instead of two (twin: fp8_act_quant_cpu, then fp8_gemm_cpu). */
 void fp8_gemv_x_cuda(void *y, const void *x, const fp8_matrix *m, const void *bias,
                      folio_dtype dtype, int n, cudaStream_t stream);
+/* y[t][r] = y[t][r] * ws[r] * xs[t] + bias[r] (bias NULL: none), in float, rounded once:
+ * the per-channel x per-token scales after an unscaled FP8 GEMM (where cuBLASLt has no
+ * OUTER_VEC kernel). y: [n][rows] bf16 or fp16. */
+void fp8_rescale_rows_cuda(void *y, const float *ws, const float *xs, const void *bias, int n,
+                           int rows, folio_dtype dtype, cudaStream_t stream);
 
 /* paged_attention_cuda's contract in a simple kernel, no workspace (the fallback for shapes
  * the paged kernels do not support, and FOLIO_ATTENTION=simple). head_dim <= 256. */

@@ -394,7 +394,33 @@ void quantize(uint8_t *xq, float *xs, const void *x, int n, int k, fp8_act act,
     }
 }
 
+/* y[t][r] = y[t][r] * ws[r] * xs[t] (+ bias[r]), rounded once; grid (ceil(rows / 256), n). */
+template <typename T>
+__global__ void __launch_bounds__(256)
+rescale_rows_kernel(T *y, const float *ws, const float *xs, const T *bias, int rows) {
+    const int t = blockIdx.y, r = blockIdx.x * 256 + threadIdx.x;
+    if (r >= rows) return;
+    T *p = y + (size_t)t * rows + r;
+    float v = to_f32(*p) * ws[r] * xs[t];
+    if (bias) v += to_f32(bias[r]);
+    *p = from_f32<T>(v);
+}
+
 } // namespace
+
+extern "C" void fp8_rescale_rows_cuda(void *y, const float *ws, const float *xs,
+                                      const void *bias, int n, int rows, folio_dtype dtype,
+                                      cudaStream_t stream) {
+    if (n <= 0) return;
+    const dim3 grid((unsigned)((rows + 255) / 256), (unsigned)n);
+    if (dtype == DTYPE_BF16)
+        rescale_rows_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(
+            (__nv_bfloat16 *)y, ws, xs, (const __nv_bfloat16 *)bias, rows);
+    else
+        rescale_rows_kernel<__half><<<grid, 256, 0, stream>>>((__half *)y, ws, xs,
+                                                              (const __half *)bias, rows);
+    CUDA_CHECK(cudaGetLastError());
+}
 
 extern "C" void fp8_quantize_act_cuda(uint8_t *xq, float *xs, const void *x, folio_dtype dtype,
                                       int n, int k, fp8_act act, float input_scale,

@@ -46,6 +46,8 @@ typedef struct {
     bool block;                  /* block weights x group activations (else channel x token) */
     folio_dtype dtype;
     bool epilogue_bias;          /* the bias in cuBLASLt's epilogue (else added after) */
+    bool unscaled;               /* channel x token without OUTER_VEC: a unit-scale GEMM, then
+                                  * fp8_rescale_rows_cuda applies both scales and the bias */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
@@ -93,8 +95,8 @@ static int alignment_of(const void *const *ptrs, int n) {
     return (int)(bits & (~bits + 1));
 }
 
-/* Builds p's descriptors (with or without the bias epilogue) and asks the heuristic; false
- * when it has nothing. */
+/* Builds p's descriptors (with or without the bias epilogue; p->unscaled: no scale modes) and
+ * asks the heuristic; false when it has nothing. */
 static bool make_plan(gemm_ctx *g, fp8_plan *p, bool fast_accum, bool epilogue_bias) {
     cublasLtHandle_t lt = (cublasLtHandle_t)gemm_lt_handle(g);
     size_t ws_bytes;
@@ -107,8 +109,10 @@ static bool make_plan(gemm_ctx *g, fp8_plan *p, bool fast_accum, bool epilogue_b
                                    : CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
     const int32_t bmode = p->block ? CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F
                                    : CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-    set_attr(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &amode, sizeof amode);
-    set_attr(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &bmode, sizeof bmode);
+    if (!p->unscaled) {
+        set_attr(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &amode, sizeof amode);
+        set_attr(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &bmode, sizeof bmode);
+    }
     const int8_t fast = !p->block && fast_accum;
     set_attr(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast);
     const cudaDataType_t out = p->dtype == DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
@@ -161,16 +165,25 @@ static fp8_plan *find_plan(gemm_ctx *g, const fp8_plan *key) {
         destroy_plan(p);
     }
     *p = *key;
-    if (!make_plan(g, p, c->fast_accum, key->has_bias) &&
-        !(key->has_bias && make_plan(g, p, c->fast_accum, false))) {
-        fprintf(stderr, "fp8_gemm_cuda: cuBLASLt found no FP8 kernel for n=%d cols=%d rows=%d "
-                        "(%s, alignment %d): needs cuBLAS 12.9+ on sm_90 with these scale "
-                        "modes\n", p->n, p->cols, p->rows,
-                p->block ? "128x128 block weights, group activations"
-                         : "channel weights, token activations", p->align);
-        abort();
+    if (make_plan(g, p, c->fast_accum, key->has_bias) ||
+        (key->has_bias && make_plan(g, p, c->fast_accum, false)))
+        return p;
+    /* channel x token: a unit-scale FP8 GEMM and the scales after it */
+    p->unscaled = !key->block;
+    if (p->unscaled && make_plan(g, p, c->fast_accum, false)) {
+        static bool said;
+        if (!said)
+            fprintf(stderr, "folio: cuBLASLt offers no per-channel x per-token (OUTER_VEC) FP8 "
+                            "kernel here; FP8 products run unit-scaled, then rescaled\n");
+        said = true;
+        return p;
     }
-    return p;
+    fprintf(stderr, "fp8_gemm_cuda: cuBLASLt found no FP8 kernel for n=%d cols=%d rows=%d (%s, "
+                    "alignment %d): needs cuBLAS 12.9+ on sm_90 with these scale modes\n",
+            p->n, p->cols, p->rows,
+            p->block ? "128x128 block weights, group activations"
+                     : "channel weights, token activations", p->align);
+    abort();
 }
 
 static bool block_scheme(const fp8_matrix *m) { return m->kind == FP8_W_BLOCK; }
@@ -182,15 +195,18 @@ void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
     fp8_plan key = {.n = n, .cols = m->cols, .rows = m->rows, .has_bias = bias != NULL,
                     .align = alignment_of(ptrs, 4), .block = block_scheme(m), .dtype = dtype};
     fp8_plan *p = find_plan(g, &key);
-    set_attr(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &m->scale, sizeof m->scale);
-    set_attr(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs, sizeof xs);
+    if (!p->unscaled) {
+        set_attr(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &m->scale, sizeof m->scale);
+        set_attr(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs, sizeof xs);
+    }
     if (p->epilogue_bias) set_attr(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
     size_t ws_bytes;
     void *ws = gemm_workspace(g, &ws_bytes);
     const float alpha = 1.0f, beta = 0.0f;
     LT_CHECK(cublasLtMatmul((cublasLtHandle_t)gemm_lt_handle(g), p->op, &alpha, m->w, p->a, xq,
                             p->b, &beta, y, p->d, y, p->d, &p->algo, ws, ws_bytes, stream));
-    if (bias && !p->epilogue_bias) add_bias_rows_cuda(y, bias, n, m->rows, dtype, stream);
+    if (p->unscaled) fp8_rescale_rows_cuda(y, m->scale, xs, bias, n, m->rows, dtype, stream);
+    else if (bias && !p->epilogue_bias) add_bias_rows_cuda(y, bias, n, m->rows, dtype, stream);
 }
 
 void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,

@@ -8,7 +8,8 @@
 # bf16 and FP8 side by side on the Llama-3-8B shape (dummy weights): batch-1 decode, batch 64,
 # TTFT of a 2,048-token prompt, 1,000 requests of 128/128; the kernel bench (test_gpu_fp8);
 # and the README's sweep (launch/bench_sweep.sh, bf16, no plot: drawn back on the build
-# machine). Argument: the folder tests/gpu/stage.sh filled. QUICK=1: checks only.
+# machine). Argument: the folder tests/gpu/stage.sh filled. QUICK=1: checks only; BUDGET_S=N:
+# no bench starts after N seconds (the device call's limit), each left out says so.
 . "$(dirname "$0")/e2e.inc"
 gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error" test_gpu_fp8 test_gpu_forward test_gpu_rope_kv_write test_gpu_attention
 
@@ -57,27 +58,40 @@ done
 echo "== FP8 KV cache: the 8B shape's pool at the same memory (start-up lines)"
 for kv in auto fp8; do
   timeout 300 "$BIN/folio" bench latency --model "$CONFIGS/llama-3-8b" --load-format dummy --device cuda \
-    --bind none --batch-size 1 --input-len 16 --output-len 2 --num-iters 1 --num-warmup 0 \
-    --max-model-len 2048 --kv-cache-dtype $kv 2>&1 | grep -E "KV cache|error" | sed "s/^/kv $kv: /"
+    --bind none --batch-size 1 --input-len 2046 --output-len 2 --num-iters 1 --num-warmup 0 \
+    --kv-cache-dtype $kv 2>&1 | grep -E "KV cache|error" | sed "s/^/kv $kv: /"
 done
 
+# Benches in order of what the issue asks first; BUDGET_S (seconds from the start of the
+# script) skips the rest once spent, so one device call ends with a summary.
+over() { [ -n "${BUDGET_S:-}" ] && [ "$SECONDS" -ge "$BUDGET_S" ] && { record "$1" "skipped (BUDGET_S)"; return 0; }; return 1; }
+if ! over "test_gpu_attention bench"; then
+  echo "== test_gpu_attention bench (16-bit and FP8 KV caches)"
+  FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep bench
+fi
 if [ -z "${QUICK:-}" ]; then
   L8=(--model "$CONFIGS/llama-3-8b")
-  for q in bf16 fp8 fp8-block; do
-    case $q in bf16) Q=() ;; fp8) Q=(--quantization fp8) ;; *) Q=(--quantization fp8 --fp8-scheme block) ;; esac
-    bench "8B $q b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128
-    bench "8B $q b64 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 64 --input-len 128 --output-len 128 --num-iters 3
-    bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5
-    bench "8B $q 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128
-  done
-  bench "8B bf16 fp8-kv b64 128/1024" latency "${L8[@]}" --kv-cache-dtype fp8 --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
-  bench "8B bf16 b64 128/1024" latency "${L8[@]}" --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
-  echo "== test_gpu_fp8 bench"
-  "$BIN/test_gpu_fp8" 2>&1 | sed -n '/fp8 bench/,$p' | head -80
-  echo "== sweep (bf16, Llama-3-8B shape) for the README"
-  bash launch/bench_sweep.sh latency --folio "$BIN/folio" --no-plot --values 1,2,4,8,16,32,64,128,256 \
-    --out "$OUTDIR/sweep-llama3-8b" -- --device cuda --bind none --model "$CONFIGS/llama-3-8b" \
-    --load-format dummy --input-len 128 --output-len 128 --num-iters 3 --num-warmup 1 2>&1 | tail -12
+  q_args() { case $1 in bf16) Q=() ;; fp8) Q=(--quantization fp8) ;; *) Q=(--quantization fp8 --fp8-scheme block) ;; esac; }
+  for q in bf16 fp8; do q_args $q; over "8B $q b1" || bench "8B $q b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128; done
+  for q in bf16 fp8; do q_args $q; over "8B $q 1000" || bench "8B $q 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128; done
+  for q in bf16 fp8; do q_args $q; over "8B $q TTFT" || bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5; done
+  for q in bf16 fp8; do q_args $q; over "8B $q b64" || bench "8B $q b64 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 64 --input-len 128 --output-len 128 --num-iters 3; done
+  over "8B bf16 fp8-kv b64" || bench "8B bf16 fp8-kv b64 128/1024" latency "${L8[@]}" --kv-cache-dtype fp8 --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
+  over "8B bf16 b64 1024" || bench "8B bf16 b64 128/1024" latency "${L8[@]}" --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
+  q_args fp8-block
+  over "8B fp8-block b1" || bench "8B fp8-block b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128
+  over "8B fp8-block 1000" || bench "8B fp8-block 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128
+  over "8B fp8-block TTFT" || bench "8B fp8-block TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5
+  if ! over "test_gpu_fp8 bench"; then
+    echo "== test_gpu_fp8 bench"
+    "$BIN/test_gpu_fp8" 2>&1 | sed -n '/fp8 bench/,$p' | head -80
+  fi
+  if ! over "sweep"; then
+    echo "== sweep (bf16, Llama-3-8B shape) for the README"
+    bash launch/bench_sweep.sh latency --folio "$BIN/folio" --no-plot --values 1,2,4,8,16,32,64,128,256 \
+      --out "$OUTDIR/sweep-llama3-8b" -- --device cuda --bind none --model "$CONFIGS/llama-3-8b" \
+      --load-format dummy --input-len 128 --output-len 128 --num-iters 3 --num-warmup 1 2>&1 | tail -12
+  fi
 fi
 
 summary
