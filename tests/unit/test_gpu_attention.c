@@ -359,6 +359,13 @@ static void test_decode(void **state) {
 }
 
 /* Prefill-only and mixed steps: prompts with and without a cached prefix, decodes beside. */
+/* q_len, context per sequence of the prefill steps: a fresh prompt, a chunk after a prefix,
+ * decodes, tiny ones (mixed); two chunks after long prefixes (chunk). */
+static const int q_mixed[] = {300, 1, 77, 1, 2, 129, 1};
+static const int c_mixed[] = {300, 4501, 1077, 33, 2, 2176, 1};
+static const int q_chunk[] = {200, 63};
+static const int c_chunk[] = {1000, 4000};
+
 static void test_prefill_mixed(void **state) {
     (void)state;
     static const struct {
@@ -370,13 +377,8 @@ static void test_prefill_mixed(void **state) {
         {DTYPE_F32, 64, 8, 2, 16, 0},    {DTYPE_F32, 128, 4, 4, 32, 50},
         {DTYPE_BF16, 128, 32, 8, 16, 64}, {DTYPE_BF16, 128, 8, 2, 24, 0},
     };
-    /* q_len, context per sequence: a fresh prompt, a chunk after a prefix, decodes, tiny ones */
-    static const int q_mixed[] = {300, 1, 77, 1, 2, 129, 1};
-    static const int c_mixed[] = {300, 4501, 1077, 33, 2, 2176, 1};
     static const int q_pre[] = {65};
     static const int c_pre[] = {65};
-    static const int q_chunk[] = {200, 63};
-    static const int c_chunk[] = {1000, 4000};
     size_t bad = 0;
     for (int i = 0; i < N(shapes); i++) {
         attn_case c = {shapes[i].t, shapes[i].d, shapes[i].h, shapes[i].kv, shapes[i].bs,
@@ -407,10 +409,6 @@ static void test_fp8_kv(void **state) {
         {DTYPE_BF16, 64, 8, 8, 1, 0},    {DTYPE_F16, 64, 28, 4, 8, 100},
         {DTYPE_BF16, 128, 8, 1, 24, 0},
     };
-    static const int q_mixed[] = {300, 1, 77, 1, 2, 129, 1};
-    static const int c_mixed[] = {300, 4501, 1077, 33, 2, 2176, 1};
-    static const int q_chunk[] = {200, 63};
-    static const int c_chunk[] = {1000, 4000};
     size_t bad = 0;
     for (int i = 0; i < N(shapes); i++) {
         const int n_seqs = irand(1, 9);
