@@ -165,6 +165,13 @@ void fp8_gemv_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix
  * one launch instead of two (twin: fp8_act_quant_cpu, then fp8_gemm_cpu). */
 void fp8_gemv_x_cuda(void *y, const void *x, const fp8_matrix *m, const void *bias,
                      folio_dtype dtype, int n, cudaStream_t stream);
+/* The same product from the quantized activations at any n on the tensor cores (mma.sync
+ * e4m3, kernels/gemm/fp8_mma.cu): channel weights, or 128 x 128 blocks with group
+ * activations; xq, m->w 16-byte aligned, cols % 16 == 0. workspace (workspace_bytes, may be
+ * 0) holds split-K partial sums when the grid is small; in use until the stream passes. */
+void fp8_mma_cuda(void *y, const uint8_t *xq, const float *xs, const fp8_matrix *m,
+                  const void *bias, folio_dtype dtype, int n, void *workspace,
+                  size_t workspace_bytes, cudaStream_t stream);
 /* y[t][r] = y[t][r] * ws[r] * xs[t] + bias[r] (bias NULL: none), in float, rounded once:
  * the per-channel x per-token scales after an unscaled FP8 GEMM (where cuBLASLt has no
  * OUTER_VEC kernel). y: [n][rows] bf16 or fp16. */

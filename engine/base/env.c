@@ -30,6 +30,9 @@ static const folio_env_var VARS[] = {
     {"FOLIO_FP8_FAST_ACCUM", "on",
      "'0': cuBLASLt's FP8 GEMMs of per-channel weights accumulate without fast accumulation "
      "(block-scaled ones never use it)"},
+    {"FOLIO_FP8_GEMM", "cuBLASLt where it offers the scheme's kernel, else Folio's own",
+     "'mma': every FP8 product above the GEMV's batch runs Folio's mma.sync FP8 GEMM; "
+     "'cublaslt': cuBLASLt only (fails where it has no kernel)"},
     {"FOLIO_PDL", "on",
      "'0' turns off programmatic dependent launch (kernels launched the ordinary way)"},
 };

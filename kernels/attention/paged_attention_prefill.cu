@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "cuda_check.h"
+#include "async_copy.cuh"
 #include "paged_attention_impl.cuh"
 
 namespace folio_attn {
@@ -36,31 +37,6 @@ constexpr int kPfThreads = 128;
 constexpr int kBM = 64; /* query rows per block: 16 per warp */
 constexpr int kBN = 64; /* key positions per tile */
 
-__device__ __forceinline__ uint32_t smem_addr(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-/* 16 bytes global -> shared, asynchronously; valid == false writes zeros instead. */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
-                 "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() {
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
 template <int D> constexpr int prefill_smem_bytes() {
     return (kBM + 4 * kBN) * (D + 8) * 2; /* Q, K x2, V x2; rows padded by 8 elements */
 }
@@ -68,7 +44,7 @@ template <int D> constexpr int prefill_smem_bytes() {
 /* 8 cache elements at src -> shared memory at dst as T: cp.async from a 16-bit cache, a
  * widening load from an FP8 one; zeros where !valid. */
 template <typename T> __device__ __forceinline__ void kv_to_shared(T *dst, const T *src, bool valid) {
-    cp_async16(dst, src, valid);
+    folio::cp_async16_zfill(dst, src, valid);
 }
 template <typename T>
 __device__ __forceinline__ void kv_to_shared(T *dst, const uint8_t *src, bool valid) {
@@ -118,7 +94,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
     for (int r = lr; r < kBM; r += RPP) {
         const bool valid = r < rows;
         const T *src = valid ? q + ((int64_t)(q0 + i0 + r) * a.n_heads + h) * D + lc * 8 : q;
-        cp_async16(sQ + r * SD + lc * 8, src, valid);
+        folio::cp_async16_zfill(sQ + r * SD + lc * 8, src, valid);
     }
     auto load_kv = [&](int kstart, int buf) {
         for (int r = lr; r < kBN; r += RPP) {
@@ -133,7 +109,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
         }
     };
     load_kv(klo, 0);
-    cp_async_commit();
+    folio::cp_async_commit();
 
     const int g = lane / 4, tq = lane % 4;
     const int qp0 = pos0 + warp * 16 + g, qp1 = qp0 + 8; /* positions of this thread's rows */
@@ -144,16 +120,16 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 
     for (int tile = 0; tile < n_tiles; tile++) {
-        cp_async_wait_all();
+        folio::cp_async_wait<0>();
         __syncthreads();
         if (tile == 0) {
 #pragma unroll
             for (int kc = 0; kc < D / 16; kc++)
-                ldmatrix_x4(qa[kc], sQ + (warp * 16 + lane % 16) * SD + kc * 16 + (lane / 16) * 8);
+                folio::ldmatrix_x4(qa[kc], sQ + (warp * 16 + lane % 16) * SD + kc * 16 + (lane / 16) * 8);
         }
         if (tile + 1 < n_tiles) {
             load_kv(klo + (tile + 1) * kBN, (tile + 1) & 1);
-            cp_async_commit();
+            folio::cp_async_commit();
         }
         const T *k = sK + (tile & 1) * kBN * SD;
         const T *v = sV + (tile & 1) * kBN * SD;
@@ -167,7 +143,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
 #pragma unroll
             for (int jn = 0; jn < kBN / 8; jn += 2) {
                 uint32_t b[4];
-                ldmatrix_x4(b, k + (8 * jn + (lane / 16) * 8 + lane % 8) * SD + kc * 16 +
+                folio::ldmatrix_x4(b, k + (8 * jn + (lane / 16) * 8 + lane % 8) * SD + kc * 16 +
                                    ((lane / 8) % 2) * 8);
                 mma16816<T>(sc[jn], qa[kc], b[0], b[1]);
                 mma16816<T>(sc[jn + 1], qa[kc], b[2], b[3]);
@@ -232,7 +208,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
 #pragma unroll
             for (int jd = 0; jd < D / 8; jd += 2) {
                 uint32_t b[4];
-                ldmatrix_x4_trans(b, v + (16 * kc + lane % 8 + ((lane / 8) % 2) * 8) * SD +
+                folio::ldmatrix_x4_trans(b, v + (16 * kc + lane % 8 + ((lane / 8) % 2) * 8) * SD +
                                          8 * (jd + lane / 16));
                 mma16816<T>(o[jd], pa, b[0], b[1]);
                 mma16816<T>(o[jd + 1], pa, b[2], b[3]);

@@ -58,13 +58,14 @@ void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
  * quantized per m->act into xq (e4m3 [n][m->cols]) and xs (n * ceil(cols / 128) floats at
  * most), the caller's scratch, in use until the stream passes: the first n & ~7 tokens
  * through cuBLASLt's FP8 GEMM (scales applied by cuBLASLt), the rest through fp8_gemv_cuda
- * (all of them when n <= fp8_gemv_max_tokens). kernels/gemm/gemm_fp8.c explains. */
+ * (all of them when n <= fp8_gemv_max_tokens); where cuBLASLt has no kernel for the shape,
+ * all n through fp8_mma_cuda. kernels/gemm/gemm_fp8.c explains. */
 void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
                      const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
                      cudaStream_t stream);
 
-/* The cuBLASLt half of it (xq, xs already written by fp8_quantize_act_cuda for these n
- * tokens); n a multiple of 8. */
+/* The GEMM half of it (xq, xs already written by fp8_quantize_act_cuda for these n tokens):
+ * cuBLASLt where it has the kernel and n is a multiple of 8, else fp8_mma_cuda. */
 void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
                    const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
                    cudaStream_t stream);

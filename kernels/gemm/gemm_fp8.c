@@ -1,18 +1,23 @@
-/* FP8 GEMMs through cuBLASLt (gemm.h: fp8_linear_cuda, fp8_gemm_cuda). The column-major view
- * of gemm.c: D[rows][n] = op(A) B with A = the e4m3 weight [rows][cols] row-major seen as
- * [cols][rows] column-major and transposed ("TN", the only layout cuBLASLt's FP8 kernels
- * take; cols % 16 == 0), B = the e4m3 activations [n][cols] seen as [cols][n]. Scales are
- * cuBLASLt's own (cuBLAS 12.9+ on sm_90), in the two schemes the GPU runs:
+/* FP8 GEMMs (gemm.h: fp8_linear_cuda, fp8_gemm_cuda): which kernel runs a product, and
+ * cuBLASLt's. The column-major view of gemm.c: D[rows][n] = op(A) B with A = the e4m3 weight
+ * [rows][cols] row-major seen as [cols][rows] column-major and transposed ("TN", the only
+ * layout cuBLASLt's FP8 kernels take; cols % 16 == 0), B = the e4m3 activations [n][cols]
+ * seen as [cols][n]. Scales are cuBLASLt's own (cuBLAS 12.9+ on sm_90), in the two schemes
+ * the GPU runs:
  *   channel weights (OUTER_VEC_32F, a float a row) x per-token or static activations
  *     (OUTER_VEC_32F, a float a token), fast accumulation unless FOLIO_FP8_FAST_ACCUM=0;
+ *     where cuBLASLt has no OUTER_VEC kernel (CUDA 13.0 on an H100 had none), a unit-scale
+ *     FP8 GEMM and fp8_rescale_rows_cuda after it;
  *   128 x 128 block weights (BLK128x128_32F, [ceil(rows/128)][fp8_block_scale_ld(cols)]) x
  *     per-token 128-column groups (VEC128_32F, [ceil(cols/128)][n], tokens fastest), no fast
  *     accumulation (cuBLASLt refuses it with block scales).
- * cuBLASLt's scaled kernels want n a multiple of 8 (block scales certainly, per-vector ones
- * likely), so fp8_linear_cuda gives cuBLASLt the first n & ~7 tokens and the GEMV (n <= 4 at a
- * time, fp8_gemv_x_cuda: it quantizes the activations itself) the rest: no padded copies. Output and bias in bf16 or fp16; a bias through the BIAS
- * epilogue, or added after the GEMM where cuBLASLt has no such kernel. One plan per shape and
- * alignment, cached in the gemm_ctx. */
+ * Where cuBLASLt has no kernel for a shape (or FOLIO_FP8_GEMM=mma), Folio's own tensor-core
+ * FP8 GEMM (fp8_mma_cuda, any n) runs it; the miss is remembered per shape and said once.
+ * cuBLASLt's scaled kernels want n a multiple of 8, so fp8_linear_cuda gives cuBLASLt the
+ * first n & ~7 tokens and the GEMV (n <= 4 at a time, fp8_gemv_x_cuda: it quantizes the
+ * activations itself) the rest: no padded copies. Output and bias in bf16 or fp16; a bias
+ * through the BIAS epilogue, or added after the GEMM where cuBLASLt has no such kernel. One
+ * plan per shape and alignment, cached in the gemm_ctx. */
 #ifdef FOLIO_HAVE_CUDA
 
 #include <stdbool.h>
@@ -48,6 +53,7 @@ typedef struct {
     bool epilogue_bias;          /* the bias in cuBLASLt's epilogue (else added after) */
     bool unscaled;               /* channel x token without OUTER_VEC: a unit-scale GEMM, then
                                   * fp8_rescale_rows_cuda applies both scales and the bias */
+    bool none;                   /* cuBLASLt has no kernel: fp8_mma_cuda runs it */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
@@ -57,7 +63,10 @@ struct fp8_plan_cache {
     fp8_plan plans[FP8_MAX_PLANS];
     int n_plans, next_evict;
     bool fast_accum;
+    int force;                   /* FOLIO_FP8_GEMM: GEMM_AUTO, GEMM_LT or GEMM_MMA */
 };
+
+enum { GEMM_AUTO = 0, GEMM_LT, GEMM_MMA };
 
 static void destroy_plan(fp8_plan *p) {
     cublasLtMatrixLayoutDestroy(p->a);
@@ -68,7 +77,8 @@ static void destroy_plan(fp8_plan *p) {
 
 void fp8_plan_cache_free(struct fp8_plan_cache *c) {
     if (!c) return;
-    for (int i = 0; i < c->n_plans; i++) destroy_plan(&c->plans[i]);
+    for (int i = 0; i < c->n_plans; i++)
+        if (!c->plans[i].none) destroy_plan(&c->plans[i]);
     free(c);
 }
 
@@ -78,6 +88,12 @@ static struct fp8_plan_cache *cache_of(gemm_ctx *g) {
         *slot = folio_xcalloc(1, sizeof **slot);
         const char *env = folio_env("FOLIO_FP8_FAST_ACCUM");
         (*slot)->fast_accum = !(env && strcmp(env, "0") == 0);
+        const char *force = folio_env("FOLIO_FP8_GEMM");
+        if (force && strcmp(force, "mma") == 0) (*slot)->force = GEMM_MMA;
+        else if (force && strcmp(force, "cublaslt") == 0) (*slot)->force = GEMM_LT;
+        else if (force && *force)
+            fprintf(stderr, "folio: FOLIO_FP8_GEMM=%s is neither 'mma' nor 'cublaslt': "
+                            "ignored (cuBLASLt where it has the kernel)\n", force);
     }
     return *slot;
 }
@@ -162,7 +178,7 @@ static fp8_plan *find_plan(gemm_ctx *g, const fp8_plan *key) {
         p = &c->plans[c->n_plans++];
     } else {
         p = &c->plans[c->next_evict++ % FP8_MAX_PLANS];
-        destroy_plan(p);
+        if (!p->none) destroy_plan(p);
     }
     *p = *key;
     if (make_plan(g, p, c->fast_accum, key->has_bias) ||
@@ -178,30 +194,57 @@ static fp8_plan *find_plan(gemm_ctx *g, const fp8_plan *key) {
         said = true;
         return p;
     }
-    fprintf(stderr, "fp8_gemm_cuda: cuBLASLt found no FP8 kernel for n=%d cols=%d rows=%d (%s, "
-                    "alignment %d): needs cuBLAS 12.9+ on sm_90 with these scale modes\n",
-            p->n, p->cols, p->rows,
-            p->block ? "128x128 block weights, group activations"
-                     : "channel weights, token activations", p->align);
-    abort();
+    p->unscaled = false;
+    p->none = true;
+    return p;
 }
 
 static bool block_scheme(const fp8_matrix *m) { return m->kind == FP8_W_BLOCK; }
 
+/* cuBLASLt's plan for n tokens of m, or NULL where Folio's GEMM runs them: n not a multiple
+ * of 8, no cuBLASLt kernel for the shape (said once per scheme), or FOLIO_FP8_GEMM=mma. */
+static fp8_plan *lt_plan(gemm_ctx *g, const void *y, const uint8_t *xq, const fp8_matrix *m,
+                         const void *bias, folio_dtype dtype, int n) {
+    struct fp8_plan_cache *c = cache_of(g);
+    if (c->force == GEMM_MMA || n % 8 != 0) return NULL;
+    const void *ptrs[] = {y, xq, m->w, bias};
+    const fp8_plan key = {.n = n, .cols = m->cols, .rows = m->rows, .has_bias = bias != NULL,
+                          .align = alignment_of(ptrs, 4), .block = block_scheme(m),
+                          .dtype = dtype};
+    fp8_plan *p = find_plan(g, &key);
+    if (!p->none) return p;
+    const char *what = key.block ? "128 x 128 block weights x group activations"
+                                 : "channel weights x token activations";
+    if (c->force == GEMM_LT) {
+        fprintf(stderr, "fp8_gemm_cuda: FOLIO_FP8_GEMM=cublaslt, but cuBLASLt has no FP8 kernel "
+                        "for %s at n=%d, %d x %d (alignment %d)\n", what, n, m->rows, m->cols,
+                key.align);
+        abort();
+    }
+    static bool said[2];
+    if (!said[key.block])
+        fprintf(stderr, "folio: cuBLASLt offers no FP8 kernel for %s (first: n=%d, %d x %d); "
+                        "Folio's own tensor-core FP8 GEMM runs those\n", what, n, m->rows,
+                m->cols);
+    said[key.block] = true;
+    return NULL;
+}
+
 void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
                    const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
                    cudaStream_t stream) {
-    const void *ptrs[] = {y, xq, m->w, bias};
-    fp8_plan key = {.n = n, .cols = m->cols, .rows = m->rows, .has_bias = bias != NULL,
-                    .align = alignment_of(ptrs, 4), .block = block_scheme(m), .dtype = dtype};
-    fp8_plan *p = find_plan(g, &key);
+    size_t ws_bytes;
+    void *ws = gemm_workspace(g, &ws_bytes);
+    fp8_plan *p = lt_plan(g, y, xq, m, bias, dtype, n);
+    if (!p) {
+        fp8_mma_cuda(y, xq, xs, m, bias, dtype, n, ws, ws_bytes, stream);
+        return;
+    }
     if (!p->unscaled) {
         set_attr(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &m->scale, sizeof m->scale);
         set_attr(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs, sizeof xs);
     }
     if (p->epilogue_bias) set_attr(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
-    size_t ws_bytes;
-    void *ws = gemm_workspace(g, &ws_bytes);
     const float alpha = 1.0f, beta = 0.0f;
     LT_CHECK(cublasLtMatmul((cublasLtHandle_t)gemm_lt_handle(g), p->op, &alpha, m->w, p->a, xq,
                             p->b, &beta, y, p->d, y, p->d, &p->algo, ws, ws_bytes, stream));
@@ -221,11 +264,13 @@ void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
         abort();
     }
     int t0 = 0;
-    if (n > per_gemv && n >= 8) { /* cuBLASLt: the first n & ~7 tokens */
-        const int n8 = n & ~7;
-        fp8_quantize_act_cuda(xq, xs, x, dtype, n8, m->cols, m->act, m->input_scale, stream);
-        fp8_gemm_cuda(g, y, xq, xs, m, bias, dtype, n8, stream);
-        t0 = n8;
+    if (n > per_gemv && n >= 8) {
+        /* a GEMM: cuBLASLt the first n & ~7 tokens, Folio's own all n where it runs them */
+        int nb = n & ~7;
+        if (!lt_plan(g, y, xq, m, bias, dtype, nb)) nb = n;
+        fp8_quantize_act_cuda(xq, xs, x, dtype, nb, m->cols, m->act, m->input_scale, stream);
+        fp8_gemm_cuda(g, y, xq, xs, m, bias, dtype, nb, stream);
+        t0 = nb;
     }
     while (t0 < n) { /* the rest, up to FP8_GEMV_MAX_N tokens at a time, quantized inside */
         const int k = n - t0 < per_gemv ? n - t0 : per_gemv;

@@ -4,8 +4,8 @@
  * permutation (w4a16_gemm.c sends those to dequantize + cuBLASLt). Twin: w4a16_cpu; check and
  * bench: test_gpu_w4a16.c.
  *
- * A block of 4 warps owns 4 stripes (64 rows, warp w: stripe 4 blockIdx.x + w) and 8 kNT
- * batch rows (kNT n8 tiles), and a range of the column tiles (split-K over gridDim.z when
+ * A block of 4 warps owns 4 stripes (64 rows, warp w: stripe 4 blockIdx.y + w) and 8 kNT
+ * batch rows (kNT n8 tiles; blockIdx.x, fastest, so blocks sharing weights run together), and a range of the column tiles (split-K over gridDim.z when
  * the grid would not fill the GPU). Per 64-column tile, every thread copies its share of
  * the x tile [8 kNT][64] and its lane's 16 weight bytes and 8 scale/zero bytes into a ring
  * of kStages shared-memory stages with cp.async (kStages - 1 tiles in flight). A warp
@@ -14,8 +14,9 @@
  * operands are x's columns in the tile layout's k order (lane t: 16 consecutive columns,
  * two 16-byte shared loads per n8 tile; rows padded to 144 bytes so the 8 rows g of a load
  * hit different banks). Split-K partial tiles go to a float workspace in a fixed order and
- * w4a16_splitk_reduce_kernel sums them (deterministic). */
+ * splitk_reduce sums them (splitk.cuh: deterministic). */
 #include "gemm.h"
+#include "splitk.cuh"
 #include "w4a16_tile.cuh"
 
 namespace {
@@ -93,7 +94,7 @@ w4a16_mma_kernel(T *y, float *part, const uint16_t *x, const w4a16_tiles m, cons
     extern __shared__ uint4 smem_raw[];
     MmaStage<kNT> *ring = reinterpret_cast<MmaStage<kNT> *>(smem_raw);
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int stripe = blockIdx.x * kWarps + warp, b0 = blockIdx.y * 8 * kNT;
+    const int stripe = blockIdx.y * kWarps + warp, b0 = blockIdx.x * 8 * kNT;
     const int groups = m.cols / m.group_size;
     const int kt0 = blockIdx.z * tiles_per_split, kt1 = min(m.ktiles, kt0 + tiles_per_split);
     const int count = max(kt1 - kt0, 0);
@@ -132,36 +133,6 @@ w4a16_mma_kernel(T *y, float *part, const uint16_t *x, const w4a16_tiles m, cons
         }
 }
 
-/* y[b][r] = sum over the splits, in order, of part[s][b][r] (+ bias[r]). */
-template <typename T>
-__global__ void __launch_bounds__(256)
-w4a16_splitk_reduce_kernel(T *y, const float *part, const T *bias, int rows, int n, int splits) {
-    const int64_t total = (int64_t)n * rows;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        float v = 0.0f;
-        for (int s = 0; s < splits; s++) v += part[(size_t)s * total + i];
-        const int r = (int)(i % rows);
-        y[i] = from_f32<T>(v + (bias ? to_f32(bias[r]) : 0.0f));
-    }
-}
-
-/* Splits of the column tiles: enough blocks for ~2 per SM, at least 8 tiles per split, and
- * a workspace (splits x n x rows floats) within workspace_bytes. */
-int choose_splits(int blocks, int ktiles, int n, int rows, size_t workspace_bytes) {
-    static const int sms = [] {
-        int dev = 0, v = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-        return v;
-    }();
-    int splits = 1;
-    while (blocks * splits * 2 <= 2 * sms && ktiles / (splits * 2) >= 8 &&
-           (size_t)splits * 2 * n * rows * sizeof(float) <= workspace_bytes)
-        splits *= 2;
-    return splits;
-}
-
 template <typename T, int kNT>
 void launch_mma(void *y, const void *x, const w4a16_tiles *m, const void *bias, int n,
                 void *workspace, size_t workspace_bytes, cudaStream_t stream) {
@@ -173,20 +144,16 @@ void launch_mma(void *y, const void *x, const w4a16_tiles *m, const void *bias, 
         configured = true;
     }
     const int bx = (m->stripes + kWarps - 1) / kWarps, by = (n + 8 * kNT - 1) / (8 * kNT);
-    const int splits = choose_splits(bx * by, m->ktiles, n, m->rows, workspace_bytes);
+    const int splits = splitk_count(bx * by, m->ktiles, 8, n, m->rows, workspace_bytes);
     const int per = (m->ktiles + splits - 1) / splits;
     float *part = splits > 1 ? static_cast<float *>(workspace) : NULL;
-    w4a16_mma_kernel<T, kNT><<<dim3(bx, by, splits), kWarps * kWarp, smem, stream>>>(
+    w4a16_mma_kernel<T, kNT><<<dim3(by, bx, splits), kWarps * kWarp, smem, stream>>>(
         static_cast<T *>(y), part, static_cast<const uint16_t *>(x), *m,
         static_cast<const T *>(bias), n, per);
     CUDA_CHECK_LAUNCH();
-    if (part) {
-        const int64_t total = (int64_t)n * m->rows;
-        const int blocks = (int)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
-        w4a16_splitk_reduce_kernel<T><<<blocks, 256, 0, stream>>>(
-            static_cast<T *>(y), part, static_cast<const T *>(bias), m->rows, n, splits);
-        CUDA_CHECK_LAUNCH();
-    }
+    if (part)
+        splitk_reduce<T>(static_cast<T *>(y), part, static_cast<const T *>(bias), m->rows, n,
+                         splits, stream);
 }
 
 template <typename T>

@@ -1,9 +1,11 @@
 /* Device helpers of the W4A16 kernels (w4a16.cu: pack, GEMV, dequantize; w4a16_mma.cu: the
  * tensor-core GEMM) over the w4a16_tiles layout that w4a16.cu's header explains: the tile
- * geometry, the magic-number dequantization of one A register, the mma, cp.async. */
+ * geometry, the magic-number dequantization of one A register, the mma (cp.async:
+ * async_copy.cuh). */
 #ifndef FOLIO_W4A16_TILE_CUH
 #define FOLIO_W4A16_TILE_CUH
 
+#include "async_copy.cuh"
 #include "cuda_types.cuh"
 #include "kernels_cuda.h"
 #include "quant_layout.h"
@@ -95,28 +97,6 @@ __device__ __forceinline__ uint32_t word(const uint4 &v, int j) {
  * are q = 0 against x = 0). */
 __device__ __forceinline__ int tile_group(int kt, int t, int group_size, int groups) {
     return min((kt * kTileCols + 16 * t) / group_size, groups - 1);
-}
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-/* Asynchronous copies global -> shared of this thread's own bytes (it alone reads them
- * back, so a thread's wait is all the synchronization they need). */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
-}
-/* As cp_async16, zeros instead where !valid (src is then not read). */
-__device__ __forceinline__ void cp_async16_zfill(void *dst, const void *src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
-                 "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async8(void *dst, const void *src) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_addr(dst)), "l"(src));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
 } // namespace w4

@@ -11,7 +11,7 @@
 # machine). Argument: the folder tests/gpu/stage.sh filled. QUICK=1: checks only; BUDGET_S=N:
 # no bench starts after N seconds (the device call's limit), each left out says so.
 . "$(dirname "$0")/e2e.inc"
-gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error" test_gpu_fp8 test_gpu_forward test_gpu_rope_kv_write test_gpu_attention
+gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error" test_gpu_fp8 test_gpu_forward test_gpu_rope_kv_write test_gpu_attention test_gpu_w4a16
 
 echo "== FP8 fixtures: transformers' reference (dequantized weights, activations quantized by hooks)"
 # the committed references come from the script's own float64 forward; the same script with
@@ -73,6 +73,10 @@ if [ -z "${QUICK:-}" ]; then
   L8=(--model "$CONFIGS/llama-3-8b")
   q_args() { case $1 in bf16) Q=() ;; fp8) Q=(--quantization fp8) ;; *) Q=(--quantization fp8 --fp8-scheme block) ;; esac; }
   for q in bf16 fp8; do q_args $q; over "8B $q b1" || bench "8B $q b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128; done
+  if ! over "test_gpu_fp8 bench"; then
+    echo "== test_gpu_fp8 bench"
+    FOLIO_BENCH=only "$BIN/test_gpu_fp8" 2>&1 | sed -n '/fp8 bench/,$p' | head -80
+  fi
   for q in bf16 fp8; do q_args $q; over "8B $q 1000" || bench "8B $q 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128; done
   for q in bf16 fp8; do q_args $q; over "8B $q TTFT" || bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5; done
   for q in bf16 fp8; do q_args $q; over "8B $q b64" || bench "8B $q b64 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 64 --input-len 128 --output-len 128 --num-iters 3; done
@@ -82,10 +86,6 @@ if [ -z "${QUICK:-}" ]; then
   over "8B fp8-block b1" || bench "8B fp8-block b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128
   over "8B fp8-block 1000" || bench "8B fp8-block 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128
   over "8B fp8-block TTFT" || bench "8B fp8-block TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5
-  if ! over "test_gpu_fp8 bench"; then
-    echo "== test_gpu_fp8 bench"
-    "$BIN/test_gpu_fp8" 2>&1 | sed -n '/fp8 bench/,$p' | head -80
-  fi
   if ! over "sweep"; then
     echo "== sweep (bf16, Llama-3-8B shape) for the README"
     bash launch/bench_sweep.sh latency --folio "$BIN/folio" --no-plot --values 1,2,4,8,16,32,64,128,256 \

@@ -13,7 +13,9 @@
  * Then (unless FOLIO_BENCH=0) the bench: the 8B/70B projection shapes, n = 1 .. 4096: median
  * microseconds per call (back-to-back, weights rotated over >= 3x L2) of the whole FP8 product
  * (activation quantization included) and of the bf16 product (gemm_run) on the same shape,
- * GB/s of the FP8 weight bytes against the device copy rate at n <= 4, TFLOP/s at n >= 256. Skips (77) without a GPU. */
+ * GB/s of the FP8 weight bytes against the device copy rate at n <= 4, TFLOP/s at n >= 256;
+ * beside them Folio's own GEMM (fp8_mma_cuda) at n >= 8. FOLIO_BENCH=only: the bench alone.
+ * Skips (77) without a GPU. */
 #include <stdio.h>
 
 #ifndef FOLIO_HAVE_CUDA
@@ -172,6 +174,20 @@ static float *spread_x(int n, int cols, folio_dtype t) {
     return x;
 }
 
+/* Outputs off by more than 1% of their token's largest (16-bit output rounding, fast
+ * accumulation), counted and reported. */
+static size_t mismatches(const char *what, const float *got, const float *want, int n,
+                         int rows) {
+    size_t bad = 0;
+    for (int r = 0; r < n; r++) {
+        double peak = 0;
+        for (int c = 0; c < rows; c++) peak = fmax(peak, fabs(want[(size_t)r * rows + c]));
+        bad += gpu_test_mismatches(what, got + (size_t)r * rows, want + (size_t)r * rows,
+                                   (size_t)rows, 0.01 * peak, 0.01);
+    }
+    return bad;
+}
+
 static void check_product(int rows, int cols, fp8_weight_scale kind, fp8_act act, int n,
                           int bias, folio_dtype t) {
     fp8_pair p;
@@ -199,16 +215,19 @@ static void check_product(int rows, int cols, fp8_weight_scale kind, fp8_act act
     snprintf(what, sizeof what, "fp8 %s rows=%d cols=%d %s/%s n=%d bias=%d (%s)", dtype_name(t),
              rows, cols, kind == FP8_W_BLOCK ? "block" : "channel",
              act == FP8_ACT_GROUP ? "group" : act == FP8_ACT_STATIC ? "static" : "token", n, bias,
-             n <= per ? "gemv" : n % 8 ? "cuBLASLt + gemv" : "cuBLASLt");
-    /* per token, 16-bit output rounding and fast accumulation: 1% of the token's largest output */
-    size_t bad = 0;
-    for (int r = 0; r < n; r++) {
-        double peak = 0;
-        for (int c = 0; c < rows; c++) peak = fmax(peak, fabs(want[(size_t)r * rows + c]));
-        bad += gpu_test_mismatches(what, got + (size_t)r * rows, want + (size_t)r * rows,
-                                   (size_t)rows, 0.01 * peak, 0.01);
-    }
-    assert_int_equal(bad, 0);
+             n <= per ? "gemv" : n % 8 ? "GEMM + gemv" : "GEMM");
+    assert_int_equal(mismatches(what, got, want, n, rows), 0);
+    /* Folio's tensor-core GEMM alone on all n tokens (the block scheme's GEMM where cuBLASLt
+     * has none; split-K at small n), against the same twin */
+    CUDA_CHECK(cudaMemset(d_y, 0xff, (size_t)n * rows * 2));
+    fp8_quantize_act_cuda(d_q, d_s, d_x, t, n, cols, p.d.act, p.d.input_scale, 0);
+    size_t ws_bytes;
+    void *ws = gemm_workspace(g_gemm, &ws_bytes);
+    fp8_mma_cuda(d_y, d_q, d_s, &p.d, d_b, t, n, ws, ws_bytes, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_test_from_device(got, d_y, (size_t)n * rows, t);
+    snprintf(what + strlen(what) - 1, sizeof what - strlen(what) + 1, ", alone: fp8_mma)");
+    assert_int_equal(mismatches(what, got, want, n, rows), 0);
     if (n <= per) { /* the fused GEMV against quantize + GEMV: bit for bit */
         void *d_y2 = NULL;
         CUDA_CHECK(cudaMalloc(&d_y2, (size_t)n * rows * 2));
@@ -282,6 +301,14 @@ static void run_fp8(void *arg, int i) {
                     c->xq, c->xs, 0);
 }
 
+static void run_mma(void *arg, int i) { /* quantization + Folio's GEMM, whatever cuBLASLt has */
+    bench_case *c = arg;
+    size_t ws_bytes;
+    void *ws = gemm_workspace(g_gemm, &ws_bytes);
+    fp8_quantize_act_cuda(c->xq, c->xs, c->x, DTYPE_BF16, c->n, c->cols, c->w8[i].act, 0.f, 0);
+    fp8_mma_cuda(c->y, c->xq, c->xs, &c->w8[i], NULL, DTYPE_BF16, c->n, ws, ws_bytes, 0);
+}
+
 static void run_bf16(void *arg, int i) {
     bench_case *c = arg;
     gemm_run(g_gemm, c->y, DTYPE_BF16, c->x, c->w16[i], NULL, DTYPE_BF16, c->n,
@@ -315,15 +342,16 @@ static void bench_shape(const char *name, int rows, int cols, fp8_weight_scale k
         c.n = ns[k];
         const double f8 = gpu_test_rotating_us(run_fp8, &c, c.copies);
         const double bf = gpu_test_rotating_us(run_bf16, &c, c.copies);
-        printf("%-9s %-7s %6d %6d %5d | %9.2f %9.2f %6.2fx |", name,
-               kind == FP8_W_BLOCK ? "block" : "channel", rows, cols, c.n, f8, bf, bf / f8);
+        const double mma = c.n >= 8 ? gpu_test_rotating_us(run_mma, &c, c.copies) : NAN;
+        printf("%-9s %-7s %6d %6d %5d | %9.2f %9.2f %6.2fx | %9.2f |", name,
+               kind == FP8_W_BLOCK ? "block" : "channel", rows, cols, c.n, f8, bf, bf / f8, mma);
         if (c.n <= FP8_GEMV_MAX_N) {
             const double gbps = (double)wbytes / (f8 * 1e-6) * 1e-9;
             printf(" %6.0f GB/s %5.1f%% of copy", gbps, 100.0 * gbps / copy);
         } else if (c.n >= 256) {
             const double fl = 2.0 * rows * cols * c.n;
-            printf(" fp8 %6.0f TFLOP/s, bf16 %6.0f", fl / (f8 * 1e-6) * 1e-12,
-                   fl / (bf * 1e-6) * 1e-12);
+            printf(" fp8 %6.0f TFLOP/s, mma %6.0f, bf16 %6.0f", fl / (f8 * 1e-6) * 1e-12,
+                   fl / (mma * 1e-6) * 1e-12, fl / (bf * 1e-6) * 1e-12);
         }
         printf("\n");
     }
@@ -350,11 +378,11 @@ static void bench(void) {
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     const double copy = gpu_test_copy_gbps();
     printf("\nfp8 bench on %s: bf16 activations, median us per call (weights rotated over >= "
-           "3x L2); fp8 = activation quantization + GEMV (n <= %d) or cuBLASLt FP8; bf16 = "
-           "gemm_run; copy 2 GiB D2D = %.0f GB/s (read + write)\n", prop.name, FP8_GEMV_MAX_N,
+           "3x L2); fp8 = activation quantization + GEMV (n <= %d) or the chosen FP8 GEMM; mma "
+           "= quantization + fp8_mma_cuda; bf16 = gemm_run; copy 2 GiB D2D = %.0f GB/s (read + write)\n", prop.name, FP8_GEMV_MAX_N,
            copy);
-    printf("%-9s %-7s %6s %6s %5s | %9s %9s %7s |\n", "shape", "weights", "rows", "cols", "n",
-           "fp8 us", "bf16 us", "bf/fp8");
+    printf("%-9s %-7s %6s %6s %5s | %9s %9s %7s | %9s |\n", "shape", "weights", "rows", "cols",
+           "n", "fp8 us", "bf16 us", "bf/fp8", "mma us");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         bench_shape(shapes[i].name, shapes[i].rows, shapes[i].cols, FP8_W_CHANNEL, copy,
                     (size_t)l2);
@@ -373,7 +401,9 @@ int main(void) {
     }
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_quantize),
                                        cmocka_unit_test(test_products)};
-    const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    const char *only = getenv("FOLIO_BENCH"); /* "only": the bench without the checks */
+    const int failed = only && strcmp(only, "only") == 0 ? 0
+                                                          : cmocka_run_group_tests(tests, NULL, NULL);
     if (!failed && gpu_test_bench_enabled()) bench();
     gemm_free(g_gemm);
     return failed ? 1 : 0;

@@ -58,9 +58,6 @@ static int fused_rows(const fp8_matrix *parts, int n, const char *name, int *row
     if (parts[0].cols % 16 != 0)
         return folio_fail("--device cuda: %s: %d input columns: the GPU's FP8 products need a "
                           "multiple of 16 (use --device cpu)", name, parts[0].cols);
-    if (parts[0].kind == FP8_W_BLOCK && *rows % 8 != 0)
-        return folio_fail("--device cuda: %s: %d rows: cuBLASLt's block-scaled FP8 GEMM needs a "
-                          "multiple of 8 (use --device cpu)", name, *rows);
     return 0;
 }
 
