@@ -20,8 +20,9 @@
  *   O = P V: B = V (k = 16 positions, n = 8 dims) wants two positions of one dim per
  *     register; thread (g, t) reads positions 2t, 2t+1, 2t+8, 2t+9 at dims 64i + 8g .. +8
  *     (n-tile j holds dims 64(j/8) + 8g + j%8) and pairs halves with byte permutes.
- * The FP8 KV cache (e4m3) takes the same path with 8-byte loads widened to the 16-bit type in
- * registers (load8): half the bytes per position for the same mma work. */
+ * The FP8 KV cache (e4m3) takes the same path with 8-byte loads kept raw in registers until
+ * the mma needs them, then widened to the 16-bit type (Kv8): half the bytes per position for
+ * the same mma work. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -45,8 +46,8 @@ __device__ __forceinline__ uint32_t word(const uint4 &v, int i) {
 }
 
 /* Grid: x = sequence, y = KV head, z = partition. Block: kThreads. KV: T, or uint8_t for the
- * FP8 cache (8-byte loads widened to T, load8; K's scale is in a.scale_log2, V's applied at
- * the end). */
+ * FP8 cache (8-byte loads kept raw, widened to T where used: Kv8; K's scale is in
+ * a.scale_log2, V's applied at the end). */
 template <typename T, typename KV, int D>
 __global__ void __launch_bounds__(kThreads)
 paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_heads][D] */
@@ -109,8 +110,9 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
      * throughput under its clocks, so the kernel is latency-bound; the next step is fewer
      * registers (the accumulator rows 8..15 of O are dead weight) or a cp.async pipeline
      * through shared memory. */
-    uint4 k0[NK], k1[NK];
-    uint4 vv[4][NV]; /* positions j0 + 2t, 2t+1, 2t+8, 2t+9 */
+    using L = Kv8<T, KV>; /* loads stay raw (8 bytes a vector for FP8) until used */
+    typename L::Raw k0[NK], k1[NK];
+    typename L::Raw vv[4][NV]; /* positions j0 + 2t, 2t+1, 2t+8, 2t+9 */
     auto load_k = [&](int j0) {
         const int ja = j0 + g, jb = j0 + 8 + g;
         const int64_t oa = ja < n ? kv_row_offset(table, start + ja, kvh, a.n_kv_heads,
@@ -121,8 +123,8 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
                                   : -1;
 #pragma unroll
         for (int i = 0; i < NK; i++) {
-            k0[i] = oa >= 0 ? load8<T>(k_cache + oa + 32 * i + 8 * tq) : make_uint4(0, 0, 0, 0);
-            k1[i] = ob >= 0 ? load8<T>(k_cache + ob + 32 * i + 8 * tq) : make_uint4(0, 0, 0, 0);
+            k0[i] = oa >= 0 ? L::load(k_cache + oa + 32 * i + 8 * tq) : L::zero();
+            k1[i] = ob >= 0 ? L::load(k_cache + ob + 32 * i + 8 * tq) : L::zero();
         }
     };
     auto load_v = [&](int j0) {
@@ -134,7 +136,7 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
                                       : -1;
 #pragma unroll
             for (int i = 0; i < NV; i++)
-                vv[r][i] = ov >= 0 ? load8<T>(v_cache + ov + 64 * i + 8 * g) : make_uint4(0, 0, 0, 0);
+                vv[r][i] = ov >= 0 ? L::load(v_cache + ov + 64 * i + 8 * g) : L::zero();
         }
     };
     if (warp * kTile < n) load_k(warp * kTile);
@@ -151,11 +153,12 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
         float s0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int i = 0; i < NK; i++) {
+            const uint4 ka = L::widen(k0[i]), kb = L::widen(k1[i]);
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
                 const uint32_t af[4] = {qa[2 * i + hh][0], 0u, qa[2 * i + hh][1], 0u};
-                mma16816<T>(s0, af, word(k0[i], 2 * hh), word(k0[i], 2 * hh + 1));
-                mma16816<T>(s1, af, word(k1[i], 2 * hh), word(k1[i], 2 * hh + 1));
+                mma16816<T>(s0, af, word(ka, 2 * hh), word(ka, 2 * hh + 1));
+                mma16816<T>(s1, af, word(kb, 2 * hh), word(kb, 2 * hh + 1));
             }
         }
 
@@ -185,12 +188,17 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
 
         /* O += P V */
         const uint32_t pa[4] = {pack2<T>(p[0], p[1]), 0u, pack2<T>(p[2], p[3]), 0u};
+        uint4 vw[4][NV];
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+#pragma unroll
+            for (int i = 0; i < NV; i++) vw[r][i] = L::widen(vv[r][i]);
 #pragma unroll
         for (int j = 0; j < NT; j++) {
             const int i = j / 8, e = j % 8;
             const uint32_t sel = e % 2 ? 0x7632u : 0x5410u;
-            const uint32_t b0 = __byte_perm(word(vv[0][i], e / 2), word(vv[1][i], e / 2), sel);
-            const uint32_t b1 = __byte_perm(word(vv[2][i], e / 2), word(vv[3][i], e / 2), sel);
+            const uint32_t b0 = __byte_perm(word(vw[0][i], e / 2), word(vw[1][i], e / 2), sel);
+            const uint32_t b1 = __byte_perm(word(vw[2][i], e / 2), word(vw[3][i], e / 2), sel);
             mma16816<T>(o[j], pa, b0, b1);
         }
     }

@@ -67,22 +67,45 @@ template <> __device__ __forceinline__ uint32_t widen_fp8x2<__half>(uint32_t two
     const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)two_bytes, __NV_E4M3);
     return (uint32_t)h.x | (uint32_t)h.y << 16;
 }
+/* bfloat16 without conversion instructions: byte b as the bf16 bits (b & 0x80) << 8 |
+ * (b & 0x7f) << 4 puts e4m3's exponent and mantissa in bf16's fields, which reads as the value
+ * times 2^(7 - 127); one exact multiply by 2^120 restores it (a subnormal too: bf16's m/8
+ * 2^-126 times 2^120 is e4m3's m/8 2^-6). Integer ops and one bf16x2 multiply instead of four
+ * conversions (half2, two floats, bf16x2), which bound the FP8 decode attention. */
 template <> __device__ __forceinline__ uint32_t widen_fp8x2<__nv_bfloat16>(uint32_t two_bytes) {
-    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)two_bytes, __NV_E4M3);
-    const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&h));
-    return pack2<__nv_bfloat16>(f.x, f.y); /* exact: the values are e4m3's */
+    const uint32_t spread = (two_bytes & 0xffu) | (two_bytes & 0xff00u) << 8;
+    const uint32_t bits = (spread & 0x00800080u) << 8 | (spread & 0x007f007fu) << 4;
+    uint32_t out;
+    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(out) : "r"(bits), "r"(0x7b807b80u)); /* 2^120 */
+    return out;
 }
 
-/* 8 consecutive cache elements as 8 values of T in 16 bytes (the first in the low half of
- * .x): one 16-byte load for a 16-bit cache, one 8-byte load widened for an FP8 one. p must be
- * aligned to 8 elements. */
-template <typename T> __device__ __forceinline__ uint4 load8(const T *p) {
-    return *reinterpret_cast<const uint4 *>(p);
-}
-template <typename T> __device__ __forceinline__ uint4 load8(const uint8_t *p) {
-    const uint2 w = *reinterpret_cast<const uint2 *>(p);
-    return make_uint4(widen_fp8x2<T>(w.x & 0xffffu), widen_fp8x2<T>(w.x >> 16),
-                      widen_fp8x2<T>(w.y & 0xffffu), widen_fp8x2<T>(w.y >> 16));
+/* 8 consecutive cache elements as loaded (Raw: 16 bytes of a 16-bit cache, 8 of an FP8 one)
+ * and as 8 values of T in 16 bytes (widen; the first in the low half of .x). The decode
+ * kernel keeps its loads raw in registers while it computes and widens them where it uses
+ * them, so an FP8 load does not wait to be converted. p must be aligned to 8 elements. */
+template <typename T, typename KV> struct Kv8;
+template <typename T> struct Kv8<T, T> {
+    using Raw = uint4;
+    static __device__ __forceinline__ Raw load(const T *p) {
+        return *reinterpret_cast<const uint4 *>(p);
+    }
+    static __device__ __forceinline__ uint4 widen(const Raw &r) { return r; }
+    static __device__ __forceinline__ Raw zero() { return make_uint4(0, 0, 0, 0); }
+};
+template <typename T> struct Kv8<T, uint8_t> {
+    using Raw = uint2;
+    static __device__ __forceinline__ Raw load(const uint8_t *p) {
+        return *reinterpret_cast<const uint2 *>(p);
+    }
+    static __device__ __forceinline__ uint4 widen(const Raw &w) {
+        return make_uint4(widen_fp8x2<T>(w.x & 0xffffu), widen_fp8x2<T>(w.x >> 16),
+                          widen_fp8x2<T>(w.y & 0xffffu), widen_fp8x2<T>(w.y >> 16));
+    }
+    static __device__ __forceinline__ Raw zero() { return make_uint2(0, 0); }
+};
+template <typename T, typename KV> __device__ __forceinline__ uint4 load8(const KV *p) {
+    return Kv8<T, KV>::widen(Kv8<T, KV>::load(p));
 }
 
 /* Position p of a sequence -> element offset of its row [block][kv_head][offset][0] in the

@@ -140,6 +140,17 @@ inline size_t elem_size(folio_dtype t) { return t == DTYPE_F32 ? 4 : 2; }
 
 inline bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+/* The current device's SM count (asked once). */
+inline int device_sm_count() {
+    static const int sms = [] {
+        int dev = 0, v = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+        return v;
+    }();
+    return sms;
+}
+
 } // namespace folio
 
 /* Runs BODY with `T` bound to the storage type of dtype (float, __nv_bfloat16, __half). */

@@ -9,16 +9,6 @@
 
 namespace folio {
 
-inline int device_sm_count() {
-    static const int sms = [] {
-        int dev = 0, v = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-        return v;
-    }();
-    return sms;
-}
-
 /* Splits of ktiles inner tiles for a grid of `blocks`: doubled while the grid stays under
  * ~2 blocks per SM, each split keeps >= min_tiles tiles and the partials (splits x n x rows
  * floats) fit workspace_bytes. */
