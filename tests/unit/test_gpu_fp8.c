@@ -14,7 +14,8 @@
  * microseconds per call (back-to-back, weights rotated over >= 3x L2) of the whole FP8 product
  * (activation quantization included) and of the bf16 product (gemm_run) on the same shape,
  * GB/s of the FP8 weight bytes against the device copy rate at n <= 4, TFLOP/s at n >= 256;
- * beside them Folio's own GEMM (fp8_mma_cuda) at n >= 8. FOLIO_BENCH=only: the bench alone.
+ * beside them Folio's own GEMM (fp8_mma_cuda) at n >= 8, and the chosen GEMM alone on input
+ * quantized before (what activation quantization costs). FOLIO_BENCH=only: the bench alone.
  * Skips (77) without a GPU. */
 #include <stdio.h>
 
@@ -309,6 +310,11 @@ static void run_mma(void *arg, int i) { /* quantization + Folio's GEMM, whatever
     fp8_mma_cuda(c->y, c->xq, c->xs, &c->w8[i], NULL, DTYPE_BF16, c->n, ws, ws_bytes, 0);
 }
 
+static void run_gemm_only(void *arg, int i) { /* the chosen GEMM on already quantized input */
+    bench_case *c = arg;
+    fp8_gemm_cuda(g_gemm, c->y, c->xq, c->xs, &c->w8[i], NULL, DTYPE_BF16, c->n, 0);
+}
+
 static void run_bf16(void *arg, int i) {
     bench_case *c = arg;
     gemm_run(g_gemm, c->y, DTYPE_BF16, c->x, c->w16[i], NULL, DTYPE_BF16, c->n,
@@ -343,8 +349,14 @@ static void bench_shape(const char *name, int rows, int cols, fp8_weight_scale k
         const double f8 = gpu_test_rotating_us(run_fp8, &c, c.copies);
         const double bf = gpu_test_rotating_us(run_bf16, &c, c.copies);
         const double mma = c.n >= 8 ? gpu_test_rotating_us(run_mma, &c, c.copies) : NAN;
-        printf("%-9s %-7s %6d %6d %5d | %9.2f %9.2f %6.2fx | %9.2f |", name,
-               kind == FP8_W_BLOCK ? "block" : "channel", rows, cols, c.n, f8, bf, bf / f8, mma);
+        double gemm = NAN;
+        if (c.n >= 8 && c.n % 8 == 0) { /* quantized once: the GEMM (+ rescale) alone */
+            fp8_quantize_act_cuda(c.xq, c.xs, c.x, DTYPE_BF16, c.n, cols, c.w8[0].act, 0.f, 0);
+            gemm = gpu_test_rotating_us(run_gemm_only, &c, c.copies);
+        }
+        printf("%-9s %-7s %6d %6d %5d | %9.2f %9.2f %6.2fx | %9.2f %9.2f |", name,
+               kind == FP8_W_BLOCK ? "block" : "channel", rows, cols, c.n, f8, bf, bf / f8, mma,
+               gemm);
         if (c.n <= FP8_GEMV_MAX_N) {
             const double gbps = (double)wbytes / (f8 * 1e-6) * 1e-9;
             printf(" %6.0f GB/s %5.1f%% of copy", gbps, 100.0 * gbps / copy);
@@ -379,10 +391,11 @@ static void bench(void) {
     const double copy = gpu_test_copy_gbps();
     printf("\nfp8 bench on %s: bf16 activations, median us per call (weights rotated over >= "
            "3x L2); fp8 = activation quantization + GEMV (n <= %d) or the chosen FP8 GEMM; mma "
-           "= quantization + fp8_mma_cuda; bf16 = gemm_run; copy 2 GiB D2D = %.0f GB/s (read + write)\n", prop.name, FP8_GEMV_MAX_N,
+           "= quantization + fp8_mma_cuda; gemm = fp8_gemm_cuda alone (input quantized before); "
+           "bf16 = gemm_run; copy 2 GiB D2D = %.0f GB/s (read + write)\n", prop.name, FP8_GEMV_MAX_N,
            copy);
-    printf("%-9s %-7s %6s %6s %5s | %9s %9s %7s | %9s |\n", "shape", "weights", "rows", "cols",
-           "n", "fp8 us", "bf16 us", "bf/fp8", "mma us");
+    printf("%-9s %-7s %6s %6s %5s | %9s %9s %7s | %9s %9s |\n", "shape", "weights", "rows",
+           "cols", "n", "fp8 us", "bf16 us", "bf/fp8", "mma us", "gemm us");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         bench_shape(shapes[i].name, shapes[i].rows, shapes[i].cols, FP8_W_CHANNEL, copy,
                     (size_t)l2);
