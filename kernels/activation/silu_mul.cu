@@ -2,8 +2,10 @@
  * g = gate_up[t][i], u = gate_up[t][d + i], silu(x) = x / (1 + exp(-x)), computed in float and
  * rounded once to the storage type. CPU twin: silu_mul_cpu (on the two halves); check and
  * timing: tests/unit/test_gpu_silu_mul.c. Grid: (ceil(d / (threads * VEC)), n). Bytes moved:
- * 3 * n * d * sizeof(T). */
+ * 3 * n * d * sizeof(T). silu_mul_fp8_cuda: one block a row, which also quantizes the row for
+ * the FP8 down product (fp8_quantize_act_cuda's bytes, no extra pass over memory). */
 #include "cuda_types.cuh"
+#include "fp8_convert.cuh"
 #include "kernels_cuda.h"
 
 namespace {
@@ -31,6 +33,63 @@ __global__ void silu_mul_kernel(T *out,           /* [n][d] */
     *reinterpret_cast<P *>(out + row * d + i) = o;
 }
 
+/* The same for one row a block, and out's FP8 quantization for the down product (per token
+ * or static, fp8_quantize_act_cuda's bytes): packs kept in registers between the passes
+ * (up to kRowPacks a thread). Grid: n; block: threads, a multiple of 32. */
+constexpr int kRowPacks = 4;
+
+template <typename T, int VEC>
+__global__ void silu_mul_fp8_kernel(T *out, const T *gate_up, int d, uint8_t *xq, float *xs,
+                                    int act, float input_scale) {
+    using P = Pack<T, VEC>;
+    const size_t row = blockIdx.x;
+    const int n_packs = d / VEC;
+    P o[kRowPacks];
+    float amax = 0.f;
+#pragma unroll
+    for (int k = 0; k < kRowPacks; k++) {
+        const int i = (threadIdx.x + k * blockDim.x) * VEC;
+        if (i >= n_packs * VEC) continue;
+        const P g = *reinterpret_cast<const P *>(gate_up + row * 2 * d + i);
+        const P u = *reinterpret_cast<const P *>(gate_up + row * 2 * d + d + i);
+#pragma unroll
+        for (int j = 0; j < VEC; j++) {
+            const float x = to_f32(g.v[j]);
+            o[k].v[j] = from_f32<T>(x / (1.0f + expf(-x)) * to_f32(u.v[j]));
+        }
+        *reinterpret_cast<P *>(out + row * d + i) = o[k];
+        amax = fmaxf(amax, pack_amax<T, VEC>(o[k]));
+    }
+    const float a = act == FP8_ACT_TOKEN ? act_scale(block_max(amax)) : input_scale;
+#pragma unroll
+    for (int k = 0; k < kRowPacks; k++) {
+        const int i = (threadIdx.x + k * blockDim.x) * VEC;
+        if (i < n_packs * VEC) store_e4m3_pack<T, VEC>(xq + row * d + i, o[k], a);
+    }
+    if (threadIdx.x == 0) xs[row] = a;
+}
+
+template <typename T>
+void launch_fp8(void *out, const void *gate_up, int n, int d, uint8_t *xq, float *xs,
+                fp8_act act, float input_scale, cudaStream_t stream) {
+    constexpr int kVec = 16 / sizeof(T);
+    T *o = static_cast<T *>(out);
+    const T *gu = static_cast<const T *>(gate_up);
+    const bool vec = d % kVec == 0 && aligned16(o) && aligned16(gu) &&
+                     reinterpret_cast<uintptr_t>(xq) % 8 == 0;
+    const int per_row = vec ? d / kVec : d;
+    int threads = (per_row + kRowPacks - 1) / kRowPacks;
+    threads = (threads + kWarp - 1) / kWarp * kWarp;
+    CUDA_REQUIRE(threads <= 1024, "silu_mul_fp8_cuda: rows of at most 4096 packs");
+    if (vec)
+        silu_mul_fp8_kernel<T, kVec><<<n, threads, 0, stream>>>(o, gu, d, xq, xs, (int)act,
+                                                                input_scale);
+    else
+        silu_mul_fp8_kernel<T, 1><<<n, threads, 0, stream>>>(o, gu, d, xq, xs, (int)act,
+                                                             input_scale);
+    CUDA_CHECK_LAUNCH();
+}
+
 template <typename T>
 void launch(void *out, const void *gate_up, int n, int d, cudaStream_t stream) {
     constexpr int kVec = 16 / sizeof(T), kThreads = 256;
@@ -53,4 +112,15 @@ extern "C" void silu_mul_cuda(void *out, const void *gate_up, int n, int d, foli
     CUDA_REQUIRE(n >= 0 && d >= 1 && n <= 65535, "silu_mul_cuda: need 0 <= n <= 65535, d >= 1");
     if (n == 0) return;
     FOLIO_DISPATCH_DTYPE(dtype, "silu_mul_cuda", launch<T>(out, gate_up, n, d, stream));
+}
+
+extern "C" void silu_mul_fp8_cuda(void *out, const void *gate_up, int n, int d,
+                                  folio_dtype dtype, uint8_t *xq, float *xs, fp8_act act,
+                                  float input_scale, cudaStream_t stream) {
+    CUDA_REQUIRE(n >= 0 && d >= 1, "silu_mul_fp8_cuda: need n >= 0, d >= 1");
+    CUDA_REQUIRE(act == FP8_ACT_TOKEN || act == FP8_ACT_STATIC,
+                 "silu_mul_fp8_cuda: per-token or static activation scales");
+    if (n == 0) return;
+    FOLIO_DISPATCH_16BIT(dtype, "silu_mul_fp8_cuda",
+                         launch_fp8<T>(out, gate_up, n, d, xq, xs, act, input_scale, stream));
 }

@@ -50,21 +50,22 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-/* Sum of v over the block (up to 1024 threads), returned to every thread; every thread of
- * the block must call it, and may call it again (the first barrier waits for the readers of
- * the previous call). */
-__device__ __forceinline__ float block_sum(float v) {
+/* v summed (kMax false) or maxed over the block, to every thread (blockDim.x a multiple of
+ * 32; a barrier before the shared slots are written, so calls may follow each other). */
+template <bool kMax> __device__ __forceinline__ float block_reduce(float v) {
     __shared__ float partial[32];
     const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
     const int n_warps = (blockDim.x + kWarp - 1) / kWarp;
-    v = warp_sum(v);
+    v = kMax ? warp_max(v) : warp_sum(v);
     __syncthreads();
     if (lane == 0) partial[warp] = v;
     __syncthreads();
-    float s = 0.0f;
-    for (int w = 0; w < n_warps; w++) s += partial[w];
-    return s;
+    float r = partial[0];
+    for (int w = 1; w < n_warps; w++) r = kMax ? fmaxf(r, partial[w]) : r + partial[w];
+    return r;
 }
+__device__ __forceinline__ float block_sum(float v) { return block_reduce<false>(v); }
+__device__ __forceinline__ float block_max(float v) { return block_reduce<true>(v); }
 
 /* a[j] += v[j], rounded to the storage type; returns the sum of the new a[j]^2 in float (this
  * thread's share of the RMSNorm's sum of squares). */
@@ -161,6 +162,16 @@ inline int device_sm_count() {
         case DTYPE_BF16: { using T = __nv_bfloat16; __VA_ARGS__; } break;                     \
         case DTYPE_F16: { using T = __half; __VA_ARGS__; } break;                             \
         default: CUDA_REQUIRE(false, what ": unknown dtype");                                 \
+        }                                                                                     \
+    } while (0)
+
+/* The same for the 16-bit types only (bfloat16, float16). */
+#define FOLIO_DISPATCH_16BIT(dtype, what, ...)                                               \
+    do {                                                                                      \
+        switch (dtype) {                                                                      \
+        case DTYPE_BF16: { using T = __nv_bfloat16; __VA_ARGS__; } break;                     \
+        case DTYPE_F16: { using T = __half; __VA_ARGS__; } break;                             \
+        default: CUDA_REQUIRE(false, what ": dtype must be DTYPE_BF16 or DTYPE_F16");         \
         }                                                                                     \
     } while (0)
 

@@ -34,6 +34,7 @@
 #include <cuda_fp8.h>
 
 #include "cuda_types.cuh"
+#include "fp8_convert.cuh"
 #include "kernels_cuda.h"
 
 namespace {
@@ -44,30 +45,12 @@ constexpr int kQuantThreads = 256;
 constexpr int kMaxThreads = 512; /* GEMV block; a thread keeps its activations in registers */
 constexpr int kRowRegs = 8;      /* 16-byte weight loads in flight per thread (rows x chunks) */
 
-__device__ __forceinline__ uint8_t to_e4m3(float v) {
-    return (uint8_t)__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
-}
-
-/* The activation scale of a row or group whose largest magnitude is amax (fp8_layout.h):
- * amax / 448, 1 for a zero row, never below FLT_MIN (x / a stays finite). */
-__device__ __forceinline__ float act_scale(float amax) {
-    return amax > 0.f ? fmaxf(amax / FP8_E4M3_MAX, FLT_MIN) : 1.f;
-}
-
 /* Largest |x| over [c0, c1) of one row, to every thread of the block. */
 template <typename T>
 __device__ float row_amax(const T *x, int c0, int c1) {
     float m = 0.f;
     for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) m = fmaxf(m, fabsf(to_f32(x[c])));
-    __shared__ float part[32];
-    m = warp_max(m);
-    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    __syncthreads(); /* readers of the previous call are done */
-    if (lane == 0) part[warp] = m;
-    __syncthreads();
-    float r = 0.f;
-    for (int w = 0; w < (int)(blockDim.x / kWarp); w++) r = fmaxf(r, part[w]);
-    return r;
+    return block_max(m);
 }
 
 /* Per token (or a static scale): one block a row; xs[t]. */

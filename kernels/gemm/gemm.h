@@ -63,6 +63,15 @@ void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
 void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
                      const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
                      cudaStream_t stream);
+/* fp8_linear_cuda where xq, xs already hold the quantization of all n rows of x (per token or
+ * static: add_rmsnorm_fp8_cuda, silu_mul_fp8_cuda wrote it): the GEMM reads them, tokens left
+ * to the GEMV still read x. Call it where fp8_linear_reads_xq says the GEMM runs. */
+void fp8_linear_prequantized_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
+                                  const void *bias, folio_dtype dtype, int n,
+                                  const uint8_t *xq, const float *xs, cudaStream_t stream);
+/* Whether fp8_linear_cuda would quantize x into xq for n tokens of m (a GEMM runs; per-token
+ * or static activations): a kernel before it may then write the quantization instead. */
+int fp8_linear_reads_xq(const fp8_matrix *m, folio_dtype dtype, int n);
 
 /* The GEMM half of it (xq, xs already written by fp8_quantize_act_cuda for these n tokens):
  * cuBLASLt where it has the kernel and n is a multiple of 8, else fp8_mma_cuda. */

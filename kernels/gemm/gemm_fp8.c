@@ -252,9 +252,11 @@ void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
     else if (bias && !p->epilogue_bias) add_bias_rows_cuda(y, bias, n, m->rows, dtype, stream);
 }
 
-void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
-                     const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
-                     cudaStream_t stream) {
+/* fp8_linear_cuda, fp8_linear_prequantized_cuda: x_quantized says whether xq, xs already hold
+ * x's quantization (all n tokens). */
+static void linear(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m, const void *bias,
+                   folio_dtype dtype, int n, uint8_t *xq, float *xs, bool x_quantized,
+                   cudaStream_t stream) {
     const size_t xb = dtype_size(dtype), yb = dtype_size(dtype);
     const int per_gemv = fp8_gemv_max_tokens(m, dtype);
     if (per_gemv == 0) {
@@ -268,7 +270,8 @@ void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
         /* a GEMM: cuBLASLt the first n & ~7 tokens, Folio's own all n where it runs them */
         int nb = n & ~7;
         if (!lt_plan(g, y, xq, m, bias, dtype, nb)) nb = n;
-        fp8_quantize_act_cuda(xq, xs, x, dtype, nb, m->cols, m->act, m->input_scale, stream);
+        if (!x_quantized)
+            fp8_quantize_act_cuda(xq, xs, x, dtype, nb, m->cols, m->act, m->input_scale, stream);
         fp8_gemm_cuda(g, y, xq, xs, m, bias, dtype, nb, stream);
         t0 = nb;
     }
@@ -278,6 +281,24 @@ void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
                         (const char *)x + (size_t)t0 * m->cols * xb, m, bias, dtype, k, stream);
         t0 += k;
     }
+}
+
+void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
+                     const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
+                     cudaStream_t stream) {
+    linear(g, y, x, m, bias, dtype, n, xq, xs, false, stream);
+}
+
+void fp8_linear_prequantized_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
+                                  const void *bias, folio_dtype dtype, int n,
+                                  const uint8_t *xq, const float *xs, cudaStream_t stream) {
+    linear(g, y, x, m, bias, dtype, n, (uint8_t *)xq, (float *)xs, true, stream);
+}
+
+int fp8_linear_reads_xq(const fp8_matrix *m, folio_dtype dtype, int n) {
+    if (m->act == FP8_ACT_GROUP) return 0;
+    const int per_gemv = fp8_gemv_max_tokens(m, dtype);
+    return per_gemv > 0 && n > per_gemv && n >= 8;
 }
 
 #else

@@ -34,7 +34,7 @@ PY
 done
 tar -C "$FX" -czf "$OUTDIR/fp8_logits_bf16.tgz" $(cd "$FX" && ls */logits_bf16.f32 2>/dev/null)
 
-gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error" test_gpu_fp8 test_gpu_forward test_gpu_rope_kv_write test_gpu_attention test_gpu_w4a16
+gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error|differ" test_gpu_fp8 test_gpu_forward test_gpu_rope_kv_write test_gpu_attention test_gpu_rmsnorm test_gpu_silu_mul
 
 for scheme in channel block kv; do
   echo "== dummy FP8 ($scheme): GPU bf16 logits vs CPU float32 logits (same drawn weights)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (the build machine): builds with CUDA into build-cuda/ and copies what the GPU
-# machine needs into DEST (default .carry/gpu): the folio binary, every GPU test, the shared
+# machine needs into DEST (default .carry/gpu): the folio binary, every GPU test (or those in
+# STAGE_TESTS, space-separated), the shared
 # libraries that machine lacks, the committed fixtures and configs/ (with stories260K) under
 # DEST/src (so the folder runs on its own). Then send it with the device tool:
 #   run(command="tar -C .carry -xzf .carry/gpu.tgz && bash tests/gpu/run_gpu_checks.sh .carry/gpu",
@@ -11,7 +12,11 @@ DEST=${1:-.carry/gpu}
 FOLIO_BUILD_DIR=build-cuda bash launch/build.sh -DFOLIO_CUDA=ON -DCMAKE_BUILD_TYPE=Release
 rm -rf "$DEST" && mkdir -p "$DEST/lib" "$DEST/src/tests/fixtures"
 cp build-cuda/folio "$DEST/"
-find build-cuda/tests -maxdepth 1 -type f -name 'test_gpu_*' -perm -u+x -exec cp {} "$DEST/" \;
+if [ -n "${STAGE_TESTS:-}" ]; then # only these (the carry limit counts the checkout too)
+  for t in $STAGE_TESTS; do cp "build-cuda/tests/$t" "$DEST/"; done
+else
+  find build-cuda/tests -maxdepth 1 -type f -name 'test_gpu_*' -perm -u+x -exec cp {} "$DEST/" \;
+fi
 # (test_gpu_nccl runs under mpirun: tests/gpu/run_nccl_checks.sh)
 # symbols off: the device tool carries 64 MiB at most, and unstripped the binaries pass 90 MiB
 strip "$DEST"/folio "$DEST"/test_gpu_*

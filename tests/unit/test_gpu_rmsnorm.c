@@ -1,4 +1,5 @@
-/* Check and timing of add_rmsnorm_cuda (kernels/rmsnorm.cu) against its CPU twin
+/* Check and timing of add_rmsnorm_cuda (kernels/rmsnorm.cu) against its CPU twin, and of
+ * add_rmsnorm_fp8_cuda against add_rmsnorm_cuda + fp8_quantize_act_cuda (bit for bit)
  * add_rmsnorm_cpu, in float32 and bfloat16, on random rows of several sizes (odd dims that
  * take the scalar path, dims of real models, a misaligned pointer), then the kernel's memory
  * bandwidth: CUDA events around each launch after warm-up, L2 flushed between repeats.
@@ -145,6 +146,52 @@ static void test_add_rmsnorm_bf16(void **state) {
     check_case(4, 4096, DTYPE_BF16, 1);
 }
 
+/* add_rmsnorm_fp8_cuda against add_rmsnorm_cuda + fp8_quantize_act_cuda on the same input:
+ * the residual and out bit for bit, and the e4m3 bytes and scales of out (per token with a
+ * zero row, and static with values past 448 that saturate). */
+static void check_fp8_case(int n, int dim, folio_dtype t, fp8_act act) {
+    const size_t len = (size_t)n * dim, esz = dtype_size(t);
+    float *res = rand_host(len, -3, 3, t), *x = rand_host(len, -1, 1, t);
+    float *w = rand_host((size_t)dim, -2, 2, t);
+    if (act == FP8_ACT_TOKEN)
+        for (int c = 0; c < dim; c++) res[c] = x[c] = 0.f; /* a zero row: scale 1 */
+    const float input_scale = 1.0f / 256; /* |out| up to ~8: some values saturate */
+    char *d_res = to_device(res, len, t, 0), *d_x = to_device(x, len, t, 0);
+    char *d_res2 = to_device(res, len, t, 0), *d_w = to_device(w, (size_t)dim, t, 0);
+    void *d_out = NULL, *d_out2 = NULL;
+    uint8_t *d_q = NULL;
+    float *d_s = NULL;
+    CUDA_CHECK(cudaMalloc(&d_out, len * esz));
+    CUDA_CHECK(cudaMalloc(&d_out2, len * esz));
+    CUDA_CHECK(cudaMalloc((void **)&d_q, len));
+    CUDA_CHECK(cudaMalloc((void **)&d_s, sizeof(float) * (size_t)n));
+    add_rmsnorm_fp8_cuda(d_res, d_x, d_out, d_w, n, dim, 1e-5f, t, d_q, d_s, act, input_scale, 0);
+    add_rmsnorm_cuda(d_res2, d_x, d_out2, d_w, n, dim, 1e-5f, t, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    char what[96];
+    snprintf(what, sizeof what, "add_rmsnorm_fp8 %s n=%d dim=%d %s", dtype_name(t), n, dim,
+             act == FP8_ACT_TOKEN ? "token" : "static");
+    assert_int_equal(gpu_test_bits_diff(d_res, d_res2, len, t), 0);
+    assert_int_equal(gpu_test_bits_diff(d_out, d_out2, len, t), 0);
+    assert_int_equal(gpu_test_fp8_quant_diff(what, d_out, d_q, d_s, n, dim, t, act, input_scale), 0);
+    void *dev[] = {d_res, d_x, d_res2, d_w, d_out, d_out2, d_q, d_s};
+    for (int i = 0; i < 8; i++) CUDA_CHECK(cudaFree(dev[i]));
+    free(w);
+    free(x);
+    free(res);
+}
+
+static void test_add_rmsnorm_fp8(void **state) {
+    (void)state;
+    static const int fp8_shapes[][2] = {{1, 16}, {5, 4096}, {3, 4095}, {300, 896}, {2, 8192}};
+    for (size_t i = 0; i < sizeof fp8_shapes / sizeof fp8_shapes[0]; i++)
+        for (int a = 0; a < 2; a++) {
+            const fp8_act act = a ? FP8_ACT_STATIC : FP8_ACT_TOKEN;
+            check_fp8_case(fp8_shapes[i][0], fp8_shapes[i][1], DTYPE_BF16, act);
+            check_fp8_case(fp8_shapes[i][0], fp8_shapes[i][1], DTYPE_F16, act);
+        }
+}
+
 /* GB/s over the bytes the kernel must move: read residual, x, weight; write residual, out. */
 static void bench(void) {
     int l2 = 0;
@@ -211,6 +258,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_rmsnorm_f32),
         cmocka_unit_test(test_add_rmsnorm_bf16),
+        cmocka_unit_test(test_add_rmsnorm_fp8),
     };
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     const char *bench_env = getenv("FOLIO_BENCH");

@@ -1,6 +1,7 @@
 /* Check and timing of silu_mul_cuda (kernels/silu_mul.cu) against silu_mul_cpu on the two
  * halves of a fused gate_up row, in float32, bfloat16 and float16 (vector and scalar paths),
- * then GB/s (read gate_up, write out) on Llama-3-8B's FFN width. Skips (77) without a GPU. */
+ * then GB/s (read gate_up, write out) on Llama-3-8B's FFN width; silu_mul_fp8_cuda against
+ * silu_mul_cuda + fp8_quantize_act_cuda (bit for bit). Skips (77) without a GPU. */
 #include <stdio.h>
 
 #ifndef FOLIO_HAVE_CUDA
@@ -68,6 +69,46 @@ static void test_silu_mul(void **state) {
     }
 }
 
+/* silu_mul_fp8_cuda against silu_mul_cuda + fp8_quantize_act_cuda on the same gate_up: out
+ * bit for bit, and the e4m3 bytes and scales (per token, a zero row included; static with
+ * saturating values). */
+static void check_fp8_case(int n, int d, folio_dtype t, fp8_act act) {
+    const size_t len = (size_t)n * d;
+    float *gu = gpu_test_rand(2 * len, -8, 8, t);
+    if (act == FP8_ACT_TOKEN)
+        for (int i = 0; i < 2 * d; i++) gu[i] = 0.f; /* a zero row: scale 1 */
+    const float input_scale = 1.0f / 64; /* |out| up to ~64: some values saturate */
+    void *d_gu = gpu_test_to_device(gu, 2 * len, t), *d_out = NULL, *d_out2 = NULL;
+    uint8_t *d_q = NULL;
+    float *d_s = NULL;
+    CUDA_CHECK(cudaMalloc(&d_out, len * dtype_size(t)));
+    CUDA_CHECK(cudaMalloc(&d_out2, len * dtype_size(t)));
+    CUDA_CHECK(cudaMalloc((void **)&d_q, len));
+    CUDA_CHECK(cudaMalloc((void **)&d_s, sizeof(float) * (size_t)n));
+    silu_mul_fp8_cuda(d_out, d_gu, n, d, t, d_q, d_s, act, input_scale, 0);
+    silu_mul_cuda(d_out2, d_gu, n, d, t, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    char what[96];
+    snprintf(what, sizeof what, "silu_mul_fp8 %s n=%d d=%d %s", dtype_name(t), n, d,
+             act == FP8_ACT_TOKEN ? "token" : "static");
+    assert_int_equal(gpu_test_bits_diff(d_out, d_out2, len, t), 0);
+    assert_int_equal(gpu_test_fp8_quant_diff(what, d_out, d_q, d_s, n, d, t, act, input_scale), 0);
+    void *dev[] = {d_gu, d_out, d_out2, d_q, d_s};
+    for (int i = 0; i < 5; i++) CUDA_CHECK(cudaFree(dev[i]));
+    free(gu);
+}
+
+static void test_silu_mul_fp8(void **state) {
+    (void)state;
+    static const int shapes[][2] = {{1, 16}, {3, 1000}, {5, 14336}, {2, 28672}, {64, 4864}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int a = 0; a < 2; a++) {
+            const fp8_act act = a ? FP8_ACT_STATIC : FP8_ACT_TOKEN;
+            check_fp8_case(shapes[i][0], shapes[i][1], DTYPE_BF16, act);
+            check_fp8_case(shapes[i][0], shapes[i][1], DTYPE_F16, act);
+        }
+}
+
 typedef struct {
     void *out, *gu;
     int n, d;
@@ -97,7 +138,8 @@ static void bench(void) {
 
 int main(void) {
     if (gpu_test_skip()) return 77;
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_silu_mul)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_silu_mul),
+                                       cmocka_unit_test(test_silu_mul_fp8)};
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (!failed && gpu_test_bench_enabled()) bench();
     return failed;

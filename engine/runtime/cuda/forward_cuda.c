@@ -45,12 +45,20 @@ static int reduce_rows(forward_cuda *f, void *buf, const void *bias, int n) {
     return 0;
 }
 
+/* Whether the kernel before FP8 product `next` (NULL or a 16-bit layer: none) quantizes its
+ * n rows for it (fp8_linear_reads_xq: a GEMM runs, per-token or static scales). */
+static bool fp8_input_fused(const forward_cuda *f, const fp8_matrix *next, int n) {
+    return next && next->w && fp8_linear_reads_xq(next, f->dt, n);
+}
+
 /* After a GEMM left this rank's partial sums of n rows in red[k]: their sum over ranks, the
  * row-parallel bias once (NULL: none), then x += that and xn = rmsnorm(x) * norm. One
  * kernel with the one-shot all-reduce; else NCCL, the bias and add_rmsnorm. */
-static int reduce_add_norm(forward_cuda *f, int k, const void *bias, int n, const void *norm) {
+static int reduce_add_norm(forward_cuda *f, int k, const void *bias, int n, const void *norm,
+                           const fp8_matrix *next) {
     const int dim = f->cfg->hidden;
     const float eps = (float)f->cfg->rms_eps;
+    f->xq_ready = false;
     if (f->oneshot_step && (size_t)n * dim * dtype_size(f->dt) <= f->oneshot_max_bytes) {
         oneshot_allreduce_add_rmsnorm_cuda(&f->oneshot[k], f->x, f->xn, bias, norm, n, dim, eps,
                                            f->dt, f->stream);
@@ -58,7 +66,13 @@ static int reduce_add_norm(forward_cuda *f, int k, const void *bias, int n, cons
         return 0;
     }
     if (reduce_rows(f, f->red[k], bias, n) != 0) return -1;
-    add_rmsnorm_cuda(f->x, f->red[k], f->xn, norm, n, dim, eps, f->dt, f->stream);
+    if (fp8_input_fused(f, next, n)) { /* the norm quantizes xn for the FP8 product */
+        add_rmsnorm_fp8_cuda(f->x, f->red[k], f->xn, norm, n, dim, eps, f->dt, f->fp8_xq,
+                             f->fp8_xs, next->act, next->input_scale, f->stream);
+        f->xq_ready = true;
+    } else {
+        add_rmsnorm_cuda(f->x, f->red[k], f->xn, norm, n, dim, eps, f->dt, f->stream);
+    }
     fc_prof_mark(f, PROF_NORM);
     return 0;
 }
@@ -72,16 +86,20 @@ static const void *gemm_bias(const forward_cuda *f, const void *bias) {
 /* y[T][n] = x[T][k] @ W^T (+ bias): the dense GEMM, the 4-bit product where the layer's
  * weight is 4-bit (qm->tiles set; w4a16_gemm_cuda, dequantizing into the scratch
  * above W4A16_GEMV_MAX_N tokens), or the FP8 one (fm->w set; the activations quantized into
- * the FP8 scratch first). */
+ * the FP8 scratch first, or already there: xq_ready, the norm or SiLU before it did it). */
 static void linear(forward_cuda *f, void *y, const void *x, const void *w,
                    const w4a16_tiles *qm, const fp8_matrix *fm, const void *bias, int T, int k,
                    int n) {
-    if (fm->w)
+    if (fm->w && f->xq_ready) /* x's quantization is in the scratch already */
+        fp8_linear_prequantized_cuda(f->gemm, y, x, fm, bias, f->dt, T, f->fp8_xq, f->fp8_xs,
+                                     f->stream);
+    else if (fm->w)
         fp8_linear_cuda(f->gemm, y, x, fm, bias, f->dt, T, f->fp8_xq, f->fp8_xs, f->stream);
     else if (qm->tiles)
         w4a16_gemm_cuda(f->gemm, y, x, qm, bias, f->dt, T, f->w4_scratch, f->stream);
     else
         gemm_run(f->gemm, y, f->dt, x, w, bias, f->dt, T, k, n, f->stream);
+    f->xq_ready = false; /* consumed (or not this product's) */
 }
 
 /* Layer `layer` of the pool: K or V. */
@@ -142,7 +160,13 @@ static void mlp_block(forward_cuda *f, int layer, int T) {
     linear(f, f->gate_up, f->xn, lw->w_gate_up, &lw->q_gate_up, &lw->f_gate_up, lw->b_gate_up, T, c->hidden,
            2 * f->inter);
     fc_prof_mark(f, PROF_GATE_UP);
-    silu_mul_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->stream);
+    if (fp8_input_fused(f, &lw->f_down, T) && f->inter % 8 == 0 && f->inter <= 4 * 4096) {
+        silu_mul_fp8_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->fp8_xq, f->fp8_xs,
+                          lw->f_down.act, lw->f_down.input_scale, f->stream);
+        f->xq_ready = true; /* the down product reads it */
+    } else {
+        silu_mul_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->stream);
+    }
     fc_prof_mark(f, PROF_SILU);
     linear(f, f->red[RED_MLP], f->act, lw->w_down, &lw->q_down, &lw->f_down, gemm_bias(f, lw->b_down), T,
            f->inter, c->hidden);
@@ -190,14 +214,19 @@ int fc_run_forward(forward_cuda *f, const step_shape *s) {
     fc_prof_mark(f, PROF_EMBED);
     /* x = 0 + the embedding (rows outside a shard are zeros: the sum completes the lookup),
      * then the plain norm of forward_cpu */
-    if (reduce_add_norm(f, RED_EMBED, NULL, T, w->layers[0].attn_norm) != 0) return -1;
+    if (reduce_add_norm(f, RED_EMBED, NULL, T, w->layers[0].attn_norm, &w->layers[0].f_qkv) != 0)
+        return -1;
     for (int l = 0; l < c->n_layers; l++) {
         attention_block(f, s, l);
-        if (reduce_add_norm(f, RED_ATTN, w->layers[l].bo, T, w->layers[l].mlp_norm) != 0)
+        if (reduce_add_norm(f, RED_ATTN, w->layers[l].bo, T, w->layers[l].mlp_norm,
+                            &w->layers[l].f_gate_up) != 0)
             return -1;
         mlp_block(f, l, T);
-        const void *next = l + 1 < c->n_layers ? w->layers[l + 1].attn_norm : w->final_norm;
-        if (reduce_add_norm(f, RED_MLP, w->layers[l].b_down, T, next) != 0) return -1;
+        const bool last = l + 1 == c->n_layers;
+        if (reduce_add_norm(f, RED_MLP, w->layers[l].b_down, T,
+                            last ? w->final_norm : w->layers[l + 1].attn_norm,
+                            last ? NULL : &w->layers[l + 1].f_qkv) != 0)
+            return -1;
     }
     return s->n_logits > 0 ? lm_head(f, s->n_logits) : 0;
 }

@@ -115,6 +115,8 @@ struct forward_cuda {
                                   * FP8 matrix's cols] (NULL: no FP8 weights) */
     float *fp8_xs;               /* and their scales [max_tokens][ceil(cols / 128)] */
     size_t fp8_xq_bytes, fp8_xs_bytes;
+    bool xq_ready;               /* fp8_xq/fp8_xs hold the quantization of the next FP8
+                                  * product's input (written by the norm or SiLU before it) */
     size_t attn_ws_bytes;
     profile prof;
     /* device sampling (forward_cuda_sample), allocated at first use */

@@ -178,6 +178,21 @@ double gpu_test_copy_gbps(void) {
     return 2.0 * bytes / (ms[2] * 1e-3) * 1e-9;
 }
 
+size_t gpu_test_device_diff(const void *a, const void *b, size_t bytes, size_t elem) {
+    unsigned char *ha = folio_xmalloc(bytes ? bytes : 1), *hb = folio_xmalloc(bytes ? bytes : 1);
+    CUDA_CHECK(cudaMemcpy(ha, a, bytes, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(hb, b, bytes, cudaMemcpyDeviceToHost));
+    size_t diff = 0;
+    for (size_t i = 0; i < bytes; i += elem) diff += memcmp(ha + i, hb + i, elem) != 0;
+    free(ha);
+    free(hb);
+    return diff;
+}
+
+size_t gpu_test_bits_diff(const void *a, const void *b, size_t n, folio_dtype t) {
+    return gpu_test_device_diff(a, b, n * dtype_size(t), dtype_size(t));
+}
+
 #else
 typedef int folio_gpu_test_util_unused; /* built without CUDA */
 #endif

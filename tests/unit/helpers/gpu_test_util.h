@@ -26,6 +26,17 @@ void gpu_test_round(float *h, size_t n, folio_dtype t);
 /* Mismatches of |got - want| > atol + rtol |want| (NaN counts); prints the first ten. */
 size_t gpu_test_mismatches(const char *what, const float *got, const float *want, size_t n,
                            double atol, double rtol);
+/* Bytes of xq [n][k] and scales xs [n] (device) that differ from fp8_quantize_act_cuda's
+ * quantization of the device activations x (dtype t) with act (per token or static) and
+ * input_scale: what a kernel that quantizes its own output must match bit for bit; prints the
+ * first few. */
+size_t gpu_test_fp8_quant_diff(const char *what, const void *x, const uint8_t *xq,
+                               const float *xs, int n, int k, folio_dtype t, int act,
+                               float input_scale);
+/* Elements of the two device arrays (n of dtype t) whose bits differ. */
+size_t gpu_test_bits_diff(const void *a, const void *b, size_t n, folio_dtype t);
+/* The same over `bytes` bytes in elements of `elem` bytes. */
+size_t gpu_test_device_diff(const void *a, const void *b, size_t bytes, size_t elem);
 /* true (after printing "SKIPPED: ...") when there is no usable GPU. */
 bool gpu_test_skip(void);
 /* true unless FOLIO_BENCH=0. */
