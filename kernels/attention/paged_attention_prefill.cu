@@ -14,9 +14,10 @@
  *   two n8 tiles is the A layout of one k16 slice) and V via ldmatrix.trans.
  * Shared-memory rows are padded by 16 bytes so ldmatrix's 8 rows fall in distinct banks.
  * Query tiles run longest first (the last tile of a causal prompt sees the most keys).
- * The FP8 KV cache (e4m3) is widened to the 16-bit type on its way to shared memory (a plain
- * 8-byte load per 8 elements instead of cp.async: the tile's load is not overlapped), K's
- * scale is in the softmax scale and V's on the output.
+ * The FP8 KV cache (e4m3) is widened to the 16-bit type on its way to shared memory: the next
+ * tile's raw 8-byte loads go to registers before the current tile's math and are widened into
+ * the other buffer after it (a register pipeline in place of cp.async, which cannot convert);
+ * K's scale is in the softmax scale and V's on the output.
  * Rows of sequences with q_len 1 are left to the decode kernel. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -24,6 +25,8 @@
 
 #include <math.h>
 #include <stdint.h>
+
+#include <type_traits>
 
 #include "cuda_check.h"
 #include "async_copy.cuh"
@@ -39,16 +42,6 @@ constexpr int kBN = 64; /* key positions per tile */
 
 template <int D> constexpr int prefill_smem_bytes() {
     return (kBM + 4 * kBN) * (D + 8) * 2; /* Q, K x2, V x2; rows padded by 8 elements */
-}
-
-/* 8 cache elements at src -> shared memory at dst as T: cp.async from a 16-bit cache, a
- * widening load from an FP8 one; zeros where !valid. */
-template <typename T> __device__ __forceinline__ void kv_to_shared(T *dst, const T *src, bool valid) {
-    folio::cp_async16_zfill(dst, src, valid);
-}
-template <typename T>
-__device__ __forceinline__ void kv_to_shared(T *dst, const uint8_t *src, bool valid) {
-    *reinterpret_cast<uint4 *>(dst) = valid ? load8<T>(src) : make_uint4(0, 0, 0, 0);
 }
 
 /* Grid: x = query tile (reversed: longest first), y = query head, z = sequence.
@@ -96,19 +89,48 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
         const T *src = valid ? q + ((int64_t)(q0 + i0 + r) * a.n_heads + h) * D + lc * 8 : q;
         folio::cp_async16_zfill(sQ + r * SD + lc * 8, src, valid);
     }
+    /* K and V of the next tile: a 16-bit cache by cp.async straight into shared memory; an
+     * FP8 one as raw 8-byte loads into registers (fetch_kv) that are widened into shared
+     * memory only after the current tile's math (store_kv), so the loads stay in flight
+     * meanwhile. */
+    constexpr bool kFp8 = !std::is_same<KV, T>::value;
+    constexpr int kRowsPerThread = kBN / RPP;
+    using L = Kv8<T, KV>;
+    typename L::Raw rk[kFp8 ? kRowsPerThread : 1], rv[kFp8 ? kRowsPerThread : 1];
+    auto row_off = [&](int p) {
+        return kv_row_offset(table, p, kvh, a.n_kv_heads, a.block_size, a.bs_shift, D) + lc * 8;
+    };
     auto load_kv = [&](int kstart, int buf) {
-        for (int r = lr; r < kBN; r += RPP) {
-            const int p = kstart + r;
-            const bool valid = p < kend;
-            const int64_t off =
-                valid ? kv_row_offset(table, p, kvh, a.n_kv_heads, a.block_size, a.bs_shift, D) +
-                            lc * 8
-                      : 0;
-            kv_to_shared<T>(sK + (buf * kBN + r) * SD + lc * 8, k_cache + off, valid);
-            kv_to_shared<T>(sV + (buf * kBN + r) * SD + lc * 8, v_cache + off, valid);
+        if constexpr (kFp8) {
+#pragma unroll
+            for (int i = 0; i < kRowsPerThread; i++) {
+                const int p = kstart + lr + i * RPP;
+                const int64_t off = p < kend ? row_off(p) : -1;
+                rk[i] = off >= 0 ? L::load(k_cache + off) : L::zero();
+                rv[i] = off >= 0 ? L::load(v_cache + off) : L::zero();
+            }
+        } else {
+            for (int r = lr; r < kBN; r += RPP) {
+                const int p = kstart + r;
+                const bool valid = p < kend;
+                const int64_t off = valid ? row_off(p) : 0;
+                folio::cp_async16_zfill(sK + (buf * kBN + r) * SD + lc * 8, k_cache + off, valid);
+                folio::cp_async16_zfill(sV + (buf * kBN + r) * SD + lc * 8, v_cache + off, valid);
+            }
+        }
+    };
+    auto store_kv = [&](int buf) { /* FP8: the fetched rows, widened, into buffer buf */
+        if constexpr (kFp8) {
+#pragma unroll
+            for (int i = 0; i < kRowsPerThread; i++) {
+                const int r = lr + i * RPP;
+                *reinterpret_cast<uint4 *>(sK + (buf * kBN + r) * SD + lc * 8) = L::widen(rk[i]);
+                *reinterpret_cast<uint4 *>(sV + (buf * kBN + r) * SD + lc * 8) = L::widen(rv[i]);
+            }
         }
     };
     load_kv(klo, 0);
+    store_kv(0);
     folio::cp_async_commit();
 
     const int g = lane / 4, tq = lane % 4;
@@ -214,6 +236,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
                 mma16816<T>(o[jd + 1], pa, b[2], b[3]);
             }
         }
+        if (tile + 1 < n_tiles) store_kv((tile + 1) & 1); /* FP8: nobody reads that buffer now */
     }
 
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
