@@ -160,7 +160,8 @@ static void mlp_block(forward_cuda *f, int layer, int T) {
     linear(f, f->gate_up, f->xn, lw->w_gate_up, &lw->q_gate_up, &lw->f_gate_up, lw->b_gate_up, T, c->hidden,
            2 * f->inter);
     fc_prof_mark(f, PROF_GATE_UP);
-    if (fp8_input_fused(f, &lw->f_down, T) && f->inter % 8 == 0 && f->inter <= 4 * 4096) {
+    /* the fused kernel holds a row in one block: up to 4,096 packs of 8 */
+    if (fp8_input_fused(f, &lw->f_down, T) && f->inter % 8 == 0 && f->inter <= 8 * 4096) {
         silu_mul_fp8_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->fp8_xq, f->fp8_xs,
                           lw->f_down.act, lw->f_down.input_scale, f->stream);
         f->xq_ready = true; /* the down product reads it */
