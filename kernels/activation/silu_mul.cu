@@ -39,7 +39,7 @@ __global__ void silu_mul_kernel(T *out,           /* [n][d] */
 constexpr int kRowPacks = 4;
 
 template <typename T, int VEC>
-__global__ void silu_mul_fp8_kernel(T *out, const T *gate_up, int d, uint8_t *xq, float *xs,
+__global__ void __launch_bounds__(1024) silu_mul_fp8_kernel(T *out, const T *gate_up, int d, uint8_t *xq, float *xs,
                                     int act, float input_scale) {
     using P = Pack<T, VEC>;
     const size_t row = blockIdx.x;

@@ -71,7 +71,9 @@ template <> __device__ __forceinline__ uint32_t widen_fp8x2<__half>(uint32_t two
  * (b & 0x7f) << 4 puts e4m3's exponent and mantissa in bf16's fields, which reads as the value
  * times 2^(7 - 127); one exact multiply by 2^120 restores it (a subnormal too: bf16's m/8
  * 2^-126 times 2^120 is e4m3's m/8 2^-6). Integer ops and one bf16x2 multiply instead of four
- * conversions (half2, two floats, bf16x2), which bound the FP8 decode attention. */
+ * conversions (half2, two floats, bf16x2), which bound the FP8 decode attention. The NaN
+ * bytes 0x7f / 0xff read as +-480 here (the cache writer saturates finite values, so only a
+ * NaN already in the activations stores them). */
 template <> __device__ __forceinline__ uint32_t widen_fp8x2<__nv_bfloat16>(uint32_t two_bytes) {
     const uint32_t spread = (two_bytes & 0xffu) | (two_bytes & 0xff00u) << 8;
     const uint32_t bits = (spread & 0x00800080u) << 8 | (spread & 0x007f007fu) << 4;

@@ -45,6 +45,12 @@ constexpr int kQuantThreads = 256;
 constexpr int kMaxThreads = 512; /* GEMV block; a thread keeps its activations in registers */
 constexpr int kRowRegs = 8;      /* 16-byte weight loads in flight per thread (rows x chunks) */
 
+/* Rows of a GEMV row group: kRowRegs 16-byte loads a thread (twice that in flight with the
+ * next group's), halved where several tokens and chunks a row would spill registers. */
+template <int N, int NCH> __host__ __device__ constexpr int group_rows() {
+    return N > 1 && NCH > 1 ? kRowRegs / NCH / 2 : kRowRegs / NCH;
+}
+
 /* Largest |x| over [c0, c1) of one row, to every thread of the block. */
 template <typename T>
 __device__ float row_amax(const T *x, int c0, int c1) {
@@ -231,7 +237,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1)
 fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const T *x, int act, float input_scale,
                 const uint8_t *w, const float *ws, const T *bias, int rows, int k,
                 int block_rows) {
-    constexpr int R = kRowRegs / NCH; /* rows per block: NCH * R loads in flight per thread */
+    constexpr int R = group_rows<N, NCH>(); /* rows per group: NCH * R loads per thread */
     const int chunks = k / 16;
     __half2 xh[N][NCH][8];
     float xsc[N][NCH];
@@ -353,7 +359,7 @@ int resident_blocks(bool block, int threads) {
 template <typename T, int N, int NCH, bool FUSED>
 void launch_gemv_f(void *y, const GemvIn &in, const fp8_matrix *m, const void *bias,
                    int threads, cudaStream_t s) {
-    constexpr int R = kRowRegs / NCH;
+    constexpr int R = group_rows<N, NCH>();
     const int groups = (m->rows + R - 1) / R;
     const int grid = groups < resident_blocks<T, N, NCH, FUSED>(m->kind == FP8_W_BLOCK, threads)
                          ? groups

@@ -1,8 +1,10 @@
 /* FP8 GEMM on the tensor cores with mma.sync (m16n8k32, e4m3 x e4m3, float accumulation;
- * sm_89 and later): y[n][rows] = the FP8 product of fp8_layout.h from the quantized
- * activations, for both schemes the GPU runs, at any n. It is the block scheme's GEMM where
- * cuBLASLt (CUDA 13.0 on an H100) offers no BLK128x128 kernel, and the channel scheme's where
- * it offers none at all or FOLIO_FP8_GEMM=mma says so (gemm_fp8.c chooses).
+ * sm_90: sm_89 has the instruction but not the 147 KB of shared memory this tiling takes):
+ * y[n][rows] = the FP8 product of fp8_layout.h from the quantized activations, for both
+ * schemes the GPU runs, at any n. It is the block scheme's GEMM where cuBLASLt offers no
+ * BLK128x128 kernel (cuBLASLt 13.1 on an H100 has none), the channel scheme's for fp16 output
+ * or where cuBLASLt has no FP8 kernel at all, and any FP8 GEMM's with FOLIO_FP8_GEMM=mma
+ * (gemm_fp8.c chooses).
  *
  * A block of 8 warps owns 128 weight rows (one 128-row scale block) and kBN tokens; warps sit
  * 4 (rows, 32 each) x 2 (tokens, kBN / 2 each). The token blocks run fastest in the grid
@@ -211,10 +213,11 @@ extern "C" void fp8_mma_cuda(void *y, const uint8_t *xq, const float *xs, const 
     CUDA_REQUIRE(dtype == DTYPE_BF16 || dtype == DTYPE_F16, "fp8_mma_cuda: bf16 or fp16 output");
     CUDA_REQUIRE(n >= 1 && m->cols % 16 == 0 && aligned16(xq) && aligned16(m->w),
                  "fp8_mma_cuda: n >= 1, cols a multiple of 16, 16-byte aligned operands");
-    CUDA_REQUIRE(m->kind == FP8_W_CHANNEL ||
+    CUDA_REQUIRE((m->kind == FP8_W_CHANNEL && m->act != FP8_ACT_GROUP) ||
                      (m->kind == FP8_W_BLOCK && m->block_rows == kBM && m->block_cols == kBK &&
                       m->act == FP8_ACT_GROUP),
-                 "fp8_mma_cuda: channel weights, or 128 x 128 blocks with group activations");
+                 "fp8_mma_cuda: channel weights with token or static activations, or 128 x 128 "
+                 "blocks with group activations");
     if (dtype == DTYPE_BF16)
         launch_t<__nv_bfloat16>(y, xq, xs, m, bias, n, workspace, workspace_bytes, stream);
     else

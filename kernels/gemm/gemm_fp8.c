@@ -6,8 +6,9 @@
  * the GPU runs:
  *   channel weights (OUTER_VEC_32F, a float a row) x per-token or static activations
  *     (OUTER_VEC_32F, a float a token), fast accumulation unless FOLIO_FP8_FAST_ACCUM=0;
- *     where cuBLASLt has no OUTER_VEC kernel (CUDA 13.0 on an H100 had none), a unit-scale
- *     FP8 GEMM and fp8_rescale_rows_cuda after it;
+ *     where cuBLASLt has no OUTER_VEC kernel (cuBLASLt 13.1 on an H100 has none), a unit-scale
+ *     FP8 GEMM into bf16 and fp8_rescale_rows_cuda after it (fp16 output would overflow on
+ *     the unscaled sums: fp8_mma_cuda runs those);
  *   128 x 128 block weights (BLK128x128_32F, [ceil(rows/128)][fp8_block_scale_ld(cols)]) x
  *     per-token 128-column groups (VEC128_32F, [ceil(cols/128)][n], tokens fastest), no fast
  *     accumulation (cuBLASLt refuses it with block scales).
@@ -184,8 +185,9 @@ static fp8_plan *find_plan(gemm_ctx *g, const fp8_plan *key) {
     if (make_plan(g, p, c->fast_accum, key->has_bias) ||
         (key->has_bias && make_plan(g, p, c->fast_accum, false)))
         return p;
-    /* channel x token: a unit-scale FP8 GEMM and the scales after it */
-    p->unscaled = !key->block;
+    /* channel x token: a unit-scale FP8 GEMM and the scales after it; bf16 output only (the
+     * unscaled sums, up to 448^2 a product, overflow fp16: fp8_mma_cuda runs those) */
+    p->unscaled = !key->block && key->dtype == DTYPE_BF16;
     if (p->unscaled && make_plan(g, p, c->fast_accum, false)) {
         static bool said;
         if (!said)

@@ -9,7 +9,8 @@
  *     over powers of two per token and group, so a scale applied to the wrong token or group
  *     shows. The output is poisoned (NaN) first: an element left unwritten fails. Where the
  *     GEMV takes all n tokens, its fused form (fp8_gemv_x_cuda, quantizing inside) must give
- *     the same bits as fp8_quantize_act_cuda + fp8_gemv_cuda.
+ *     the same bits as fp8_quantize_act_cuda + fp8_gemv_cuda; where a GEMM reads quantized
+ *     input, fp8_linear_prequantized_cuda on it must give fp8_linear_cuda's bits.
  * Then (unless FOLIO_BENCH=0) the bench: the 8B/70B projection shapes, n = 1 .. 4096: median
  * microseconds per call (back-to-back, weights rotated over >= 3x L2) of the whole FP8 product
  * (activation quantization included) and of the bf16 product (gemm_run) on the same shape,
@@ -218,6 +219,19 @@ static void check_product(int rows, int cols, fp8_weight_scale kind, fp8_act act
              act == FP8_ACT_GROUP ? "group" : act == FP8_ACT_STATIC ? "static" : "token", n, bias,
              n <= per ? "gemv" : n % 8 ? "GEMM + gemv" : "GEMM");
     assert_int_equal(mismatches(what, got, want, n, rows), 0);
+    if (fp8_linear_reads_xq(&p.d, t, n)) { /* input quantized before (the fused norm's way) */
+        void *d_y3 = NULL;
+        CUDA_CHECK(cudaMalloc(&d_y3, (size_t)n * rows * 2));
+        CUDA_CHECK(cudaMemset(d_y3, 0xff, (size_t)n * rows * 2));
+        fp8_quantize_act_cuda(d_q, d_s, d_x, t, n, cols, p.d.act, p.d.input_scale, 0);
+        fp8_linear_prequantized_cuda(g_gemm, d_y3, d_x, &p.d, d_b, t, n, d_q, d_s, 0);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        const size_t diff = gpu_test_bits_diff(d_y, d_y3, (size_t)n * rows, t);
+        if (diff) fprintf(stderr, "  %s: prequantized input differs in %zu of %zu\n", what, diff,
+                          (size_t)n * rows);
+        assert_int_equal(diff, 0);
+        CUDA_CHECK(cudaFree(d_y3));
+    }
     if (n <= per) { /* the fused GEMV against quantize + GEMV: bit for bit */
         void *d_y2 = NULL;
         CUDA_CHECK(cudaMalloc(&d_y2, (size_t)n * rows * 2));
@@ -280,6 +294,8 @@ static void test_products(void **state) {
         check_product(136, 640, FP8_W_BLOCK, FP8_ACT_GROUP, odd[i], 0, DTYPE_F16);
         check_product(64, 28672, FP8_W_CHANNEL, FP8_ACT_TOKEN, odd[i] - 5, 0, DTYPE_BF16);
         check_product(128, 28672, FP8_W_BLOCK, FP8_ACT_GROUP, odd[i] - 5, 1, DTYPE_BF16);
+        /* fp16 output of a channel GEMM: the unit-scale sums would overflow fp16 */
+        check_product(256, 4096, FP8_W_CHANNEL, FP8_ACT_TOKEN, odd[i], i % 2, DTYPE_F16);
     }
 }
 

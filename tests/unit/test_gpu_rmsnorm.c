@@ -151,13 +151,14 @@ static void test_add_rmsnorm_bf16(void **state) {
  * zero row, and static with values past 448 that saturate). */
 static void check_fp8_case(int n, int dim, folio_dtype t, fp8_act act) {
     const size_t len = (size_t)n * dim, esz = dtype_size(t);
-    float *res = rand_host(len, -3, 3, t), *x = rand_host(len, -1, 1, t);
-    float *w = rand_host((size_t)dim, -2, 2, t);
+    /* gpu_test_rand / gpu_test_to_device: this file's own helpers know float32 and bf16 only */
+    float *res = gpu_test_rand(len, -3, 3, t), *x = gpu_test_rand(len, -1, 1, t);
+    float *w = gpu_test_rand((size_t)dim, -2, 2, t);
     if (act == FP8_ACT_TOKEN)
         for (int c = 0; c < dim; c++) res[c] = x[c] = 0.f; /* a zero row: scale 1 */
     const float input_scale = 1.0f / 256; /* |out| up to ~8: some values saturate */
-    char *d_res = to_device(res, len, t, 0), *d_x = to_device(x, len, t, 0);
-    char *d_res2 = to_device(res, len, t, 0), *d_w = to_device(w, (size_t)dim, t, 0);
+    void *d_res = gpu_test_to_device(res, len, t), *d_x = gpu_test_to_device(x, len, t);
+    void *d_res2 = gpu_test_to_device(res, len, t), *d_w = gpu_test_to_device(w, (size_t)dim, t);
     void *d_out = NULL, *d_out2 = NULL;
     uint8_t *d_q = NULL;
     float *d_s = NULL;

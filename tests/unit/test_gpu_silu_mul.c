@@ -100,7 +100,9 @@ static void check_fp8_case(int n, int d, folio_dtype t, fp8_act act) {
 
 static void test_silu_mul_fp8(void **state) {
     (void)state;
-    static const int shapes[][2] = {{1, 16}, {3, 1000}, {5, 14336}, {2, 28672}, {64, 4864}};
+    /* 1001: the one-element path (d not a multiple of 8) */
+    static const int shapes[][2] = {{1, 16}, {3, 1000}, {3, 1001}, {5, 14336}, {2, 28672},
+                                    {64, 4864}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int a = 0; a < 2; a++) {
             const fp8_act act = a ? FP8_ACT_STATIC : FP8_ACT_TOKEN;

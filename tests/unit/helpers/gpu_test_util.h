@@ -29,7 +29,7 @@ size_t gpu_test_mismatches(const char *what, const float *got, const float *want
 /* Bytes of xq [n][k] and scales xs [n] (device) that differ from fp8_quantize_act_cuda's
  * quantization of the device activations x (dtype t) with act (per token or static) and
  * input_scale: what a kernel that quantizes its own output must match bit for bit; prints the
- * first few. */
+ * counts when any differ. */
 size_t gpu_test_fp8_quant_diff(const char *what, const void *x, const uint8_t *xq,
                                const float *xs, int n, int k, folio_dtype t, int act,
                                float input_scale);
