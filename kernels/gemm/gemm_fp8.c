@@ -232,12 +232,12 @@ static fp8_plan *lt_plan(gemm_ctx *g, const void *y, const uint8_t *xq, const fp
     return NULL;
 }
 
-void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
-                   const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
-                   cudaStream_t stream) {
+/* The GEMM on quantized input with plan p (lt_plan's), or fp8_mma_cuda where p is NULL. */
+static void run_gemm(gemm_ctx *g, fp8_plan *p, void *y, const uint8_t *xq, const float *xs,
+                     const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
+                     cudaStream_t stream) {
     size_t ws_bytes;
     void *ws = gemm_workspace(g, &ws_bytes);
-    fp8_plan *p = lt_plan(g, y, xq, m, bias, dtype, n);
     if (!p) {
         fp8_mma_cuda(y, xq, xs, m, bias, dtype, n, ws, ws_bytes, stream);
         return;
@@ -252,6 +252,12 @@ void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
                             p->b, &beta, y, p->d, y, p->d, &p->algo, ws, ws_bytes, stream));
     if (p->unscaled) fp8_rescale_rows_cuda(y, m->scale, xs, bias, n, m->rows, dtype, stream);
     else if (bias && !p->epilogue_bias) add_bias_rows_cuda(y, bias, n, m->rows, dtype, stream);
+}
+
+void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
+                   const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
+                   cudaStream_t stream) {
+    run_gemm(g, lt_plan(g, y, xq, m, bias, dtype, n), y, xq, xs, m, bias, dtype, n, stream);
 }
 
 /* fp8_linear_cuda, fp8_linear_prequantized_cuda: x_quantized says whether xq, xs already hold
@@ -270,11 +276,11 @@ static void linear(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m, con
     int t0 = 0;
     if (n > per_gemv && n >= 8) {
         /* a GEMM: cuBLASLt the first n & ~7 tokens, Folio's own all n where it runs them */
-        int nb = n & ~7;
-        if (!lt_plan(g, y, xq, m, bias, dtype, nb)) nb = n;
+        fp8_plan *p = lt_plan(g, y, xq, m, bias, dtype, n & ~7);
+        const int nb = p ? n & ~7 : n;
         if (!x_quantized)
             fp8_quantize_act_cuda(xq, xs, x, dtype, nb, m->cols, m->act, m->input_scale, stream);
-        fp8_gemm_cuda(g, y, xq, xs, m, bias, dtype, nb, stream);
+        run_gemm(g, p, y, xq, xs, m, bias, dtype, nb, stream);
         t0 = nb;
     }
     while (t0 < n) { /* the rest, up to FP8_GEMV_MAX_N tokens at a time, quantized inside */
