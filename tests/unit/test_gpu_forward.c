@@ -202,7 +202,7 @@ static void test_quant_bf16(void **state) {
     assert_int_equal(re.n, GEN);
     for (int i = 0; i < GEN; i++)
         if (rg.ids[i] != re.ids[i])
-            fail_msg("%s: 4-bit greedy token %d is %d with graphs, %d eager", name, i,
+            fail_msg("%s: quantized greedy token %d is %d with graphs, %d eager", name, i,
                      rg.ids[i], re.ids[i]);
     /* the decode against the prefill (dequantize + cuBLASLt) of prompt + continuation */
     const int total = ref.n_prompt + GEN - 1;
@@ -220,10 +220,10 @@ static void test_quant_bf16(void **state) {
         if (gap <= tol) continue;
         checked++;
         if (best != rg.ids[i])
-            fail_msg("%s: 4-bit decode token %d is %d, the prefill's argmax is %d (gap %.3g > "
+            fail_msg("%s: quantized decode token %d is %d, the prefill's argmax is %d (gap %.3g > "
                      "%.3g)", name, i, rg.ids[i], best, gap, tol);
     }
-    printf("  %-24s 4-bit decode = prefill argmax at %d of %d tokens (gap > %.3g)\n", name,
+    printf("  %-24s quantized decode = prefill argmax at %d of %d tokens (gap > %.3g)\n", name,
            checked, GEN, tol);
     device_model_close(&m);
     free(ids);
