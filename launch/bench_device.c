@@ -170,7 +170,7 @@ static int bench_kv_blocks(const device_model *dm, comm_ctx *comm, double utiliz
                            const backend_sizes *s, int need, int *fewest, size_t *block_bytes) {
     const kv_knobs knobs = {.utilization = utilization};
     int mine = 0;
-    if (backend_kv_blocks(dm, comm, s, &knobs, &mine, block_bytes) != 0) mine = 0;
+    if (backend_kv_blocks(dm, comm, s, &knobs, &mine, block_bytes, NULL) != 0) mine = 0;
     *fewest = mine;
     if (comm->world > 1) MPI_CHECK(MPI_Allreduce(&mine, fewest, 1, MPI_INT, MPI_MIN, comm->comm));
     if (mine < 1) return -1; /* the sizer said why */

@@ -164,7 +164,7 @@ void device_model_close(device_model *dm) {
 /* ---- the KV pool ---- */
 
 int backend_kv_blocks(const device_model *dm, const comm_ctx *comm, const backend_sizes *s,
-                      const kv_knobs *k, int *blocks, size_t *block_bytes) {
+                      const kv_knobs *k, int *blocks, size_t *block_bytes, int *memory_blocks) {
     const model_config *c = &dm->m.cfg;
     const long long per_seq = (s->max_model_len + s->block_size - 1) / s->block_size;
     const long long useful = (long long)s->max_seqs * per_seq;
@@ -195,7 +195,12 @@ int backend_kv_blocks(const device_model *dm, const comm_ctx *comm, const backen
         in.total_bytes /= (size_t)comm->local_size;
         in.free_bytes /= (size_t)comm->local_size;
     }
-    return kv_capacity_blocks(&in, blocks);
+    if (kv_capacity_blocks(&in, blocks) != 0) return -1;
+    if (memory_blocks) {
+        in.max_useful_blocks = 0; /* the same sizing without the cap: cannot fail now */
+        if (kv_capacity_blocks(&in, memory_blocks) != 0) return -1;
+    }
+    return 0;
 }
 
 /* ---- the backend ---- */

@@ -65,10 +65,12 @@ typedef struct {
 } kv_knobs;
 
 /* This rank's KV pool in blocks for a backend of sizes s (s->num_blocks ignored), from its
- * device's memory (the CPU backend: the host's, shared by the ranks on it); *block_bytes: one
- * block, all layers, K and V. -1 with a message naming the knob when not one block fits. */
+ * device's memory (the CPU backend: the host's, shared by the ranks on it), at most what
+ * s->max_seqs full contexts use; *block_bytes: one block, all layers, K and V; *memory_blocks
+ * (NULL: not wanted): what the memory alone would hold, before that cap. -1 with a message
+ * naming the knob when not one block fits. */
 int backend_kv_blocks(const device_model *dm, const comm_ctx *comm, const backend_sizes *s,
-                      const kv_knobs *k, int *blocks, size_t *block_bytes);
+                      const kv_knobs *k, int *blocks, size_t *block_bytes, int *memory_blocks);
 
 typedef struct backend backend;
 

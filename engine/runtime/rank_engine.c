@@ -48,33 +48,42 @@ static backend_sizes sizes_of(const sched_config *sc) {
                            .max_logits = sc->max_num_seqs, .max_model_len = sc->max_model_len};
 }
 
+/* The start-up line of the KV pool; memory_blocks: what the memory would hold without the
+ * cap of --max-num-seqs full contexts (said when the cap is what stopped the pool). */
+static void print_kv_pool(const sched_config *sc, const device_model *dm, const comm_ctx *comm,
+                          size_t block_bytes, int memory_blocks) {
+    char bytes[32];
+    const long long tokens = (long long)sc->num_blocks * sc->block_size;
+    const long long per_seq = (sc->max_model_len + sc->block_size - 1) / sc->block_size;
+    fprintf(stderr, "folio: KV cache: %d blocks of %d tokens (%s%s, %s): %lld tokens fit, "
+                    "%lld sequences of the full context at once; the largest context of one "
+                    "sequence is %lld tokens (--max-model-len %d)\n",
+            sc->num_blocks, sc->block_size,
+            format_bytes((double)block_bytes * sc->num_blocks, bytes, sizeof bytes),
+            comm->world > 1 ? " per rank, the minimum over ranks" : "",
+            dm->kv_fp8 ? "fp8 e4m3" : dtype_name(dm->dtype), tokens, sc->num_blocks / per_seq,
+            tokens < sc->max_model_len ? tokens : (long long)sc->max_model_len,
+            sc->max_model_len);
+    if (memory_blocks > sc->num_blocks)
+        fprintf(stderr, "folio: KV cache: the pool stops at --max-num-seqs %d full contexts; the "
+                        "memory would hold %d blocks (%lld sequences of the full context)\n",
+                sc->max_num_seqs, memory_blocks, memory_blocks / per_seq);
+}
+
 /* Every rank: sizes its own pool, then all use the minimum over ranks (block ids in the plan
  * must be valid everywhere); rank 0 prints what fits. */
 static int agree_kv_blocks(rank_setup *s, const device_model *dm, comm_ctx *comm) {
-    int mine, all;
+    int mine[2], all[2]; /* the pool, and what the memory alone would hold */
     size_t block_bytes;
     const backend_sizes sizes = sizes_of(&s->sched);
-    if (backend_kv_blocks(dm, comm, &sizes, &s->kv, &mine, &block_bytes) != 0) return -1;
-    all = mine;
-    if (comm->world > 1) MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm->comm));
-    s->sched.num_blocks = all;
+    if (backend_kv_blocks(dm, comm, &sizes, &s->kv, &mine[0], &block_bytes, &mine[1]) != 0)
+        return -1;
+    all[0] = mine[0];
+    all[1] = mine[1];
+    if (comm->world > 1) MPI_CHECK(MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MIN, comm->comm));
+    s->sched.num_blocks = all[0];
     if (sched_config_validate(&s->sched) != 0) return -1;
-    if (comm->rank == 0) {
-        const sched_config *sc = &s->sched;
-        char bytes[32];
-        long long tokens = (long long)sc->num_blocks * sc->block_size;
-        const long long per_seq = (sc->max_model_len + sc->block_size - 1) / sc->block_size;
-        fprintf(stderr, "folio: KV cache: %d blocks of %d tokens (%s%s, %s): %lld tokens fit, "
-                        "%lld sequences of the full context at once; the largest context of one "
-                        "sequence is %lld tokens (--max-model-len %d)\n",
-                sc->num_blocks, sc->block_size,
-                format_bytes((double)block_bytes * sc->num_blocks, bytes, sizeof bytes),
-                comm->world > 1 ? " per rank, the minimum over ranks" : "",
-                dm->kv_fp8 ? "fp8 e4m3" : dtype_name(dm->dtype), tokens,
-                sc->num_blocks / per_seq,
-                tokens < sc->max_model_len ? tokens : (long long)sc->max_model_len,
-                sc->max_model_len);
-    }
+    if (comm->rank == 0) print_kv_pool(&s->sched, dm, comm, block_bytes, all[1]);
     return 0;
 }
 

@@ -42,6 +42,8 @@ template <typename T, int VEC>
 __global__ void __launch_bounds__(1024) silu_mul_fp8_kernel(T *out, const T *gate_up, int d, uint8_t *xq, float *xs,
                                     int act, float input_scale) {
     using P = Pack<T, VEC>;
+    pdl_wait(); /* launched with launch_pdl: gate_up is the previous kernel's */
+    pdl_launch_dependents();
     const size_t row = blockIdx.x;
     const int n_packs = d / VEC;
     P o[kRowPacks];
@@ -82,11 +84,11 @@ void launch_fp8(void *out, const void *gate_up, int n, int d, uint8_t *xq, float
     threads = (threads + kWarp - 1) / kWarp * kWarp;
     CUDA_REQUIRE(threads <= 1024, "silu_mul_fp8_cuda: rows of at most 4096 packs");
     if (vec)
-        silu_mul_fp8_kernel<T, kVec><<<n, threads, 0, stream>>>(o, gu, d, xq, xs, (int)act,
-                                                                input_scale);
+        launch_pdl(silu_mul_fp8_kernel<T, kVec>, dim3(n), dim3(threads), stream, o, gu, d, xq,
+                   xs, (int)act, input_scale);
     else
-        silu_mul_fp8_kernel<T, 1><<<n, threads, 0, stream>>>(o, gu, d, xq, xs, (int)act,
-                                                             input_scale);
+        launch_pdl(silu_mul_fp8_kernel<T, 1>, dim3(n), dim3(threads), stream, o, gu, d, xq, xs,
+                   (int)act, input_scale);
     CUDA_CHECK_LAUNCH();
 }
 

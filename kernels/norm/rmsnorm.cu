@@ -14,7 +14,12 @@
  *
  * Loads and stores are 16 bytes (4 floats, 8 bfloat16) when all pointers are 16-byte aligned
  * and dim is a multiple of the vector; otherwise one element at a time (e.g. dim 4095).
- * Memory traffic per row: read residual, x, weight; write residual, out. */
+ * Memory traffic per row: read residual, x, weight; write residual, out.
+ *
+ * Launched with programmatic dependent launch (launch_pdl, cuda_types.cuh): the kernel waits
+ * for the one before it at its first line and lets the next one (a GEMV that starts streaming
+ * its weights before its own wait) launch at once, so a decode step's norm -> product pairs
+ * do not pay a launch gap. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -49,6 +54,8 @@ __global__ void add_rmsnorm_kernel(T *residual,        /* [n][dim], updated in p
                                    int dim, float eps, uint8_t *xq, float *xs, int act,
                                    float input_scale) {
     using P = Pack<T, VEC>;
+    folio::pdl_wait(); /* launched with launch_pdl: residual and x are earlier kernels' */
+    folio::pdl_launch_dependents();
     const size_t row = (size_t)blockIdx.x * (size_t)dim;
     P *r = reinterpret_cast<P *>(residual + row);
     const P *xr = reinterpret_cast<const P *>(x + row);
@@ -99,11 +106,11 @@ void launch(T *residual, const T *x, T *out, const T *weight, int n, int dim, fl
     int threads = (per_row + kWarp - 1) / kWarp * kWarp; /* one load per thread if it fits */
     if (threads > kMaxThreads) threads = kMaxThreads;
     if (vec)
-        add_rmsnorm_kernel<T, kVec, kQuant><<<n, threads, 0, stream>>>(
-            residual, x, out, weight, dim, eps, q.xq, q.xs, q.act, q.input_scale);
+        folio::launch_pdl(add_rmsnorm_kernel<T, kVec, kQuant>, dim3(n), dim3(threads), stream,
+                          residual, x, out, weight, dim, eps, q.xq, q.xs, q.act, q.input_scale);
     else
-        add_rmsnorm_kernel<T, 1, kQuant><<<n, threads, 0, stream>>>(
-            residual, x, out, weight, dim, eps, q.xq, q.xs, q.act, q.input_scale);
+        folio::launch_pdl(add_rmsnorm_kernel<T, 1, kQuant>, dim3(n), dim3(threads), stream,
+                          residual, x, out, weight, dim, eps, q.xq, q.xs, q.act, q.input_scale);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -24,6 +24,17 @@ if [ -n "$b32" ] && [ -n "$b8" ] && [ "$b8" = $((4 * b32)) ]; then
 else
   fail "KV blocks float32 '$b32', fp8 '$b8': expected 4x ($(grep 'KV cache' "$TMP/err.fp8"))"
 fi
+# a pool capped by --max-num-seqs says so, with what the memory would hold (4x float32's)
+timeout 60 "$FOLIO" generate --model "$STORIES" --temperature 0 --max-tokens 4 --prompt-ids 1 \
+  --kv-cache-memory 700000 --max-num-seqs 2 --max-model-len 512 --kv-cache-dtype fp8 \
+  >/dev/null 2>"$TMP/err.cap" || fail "generate --max-num-seqs 2: $(tail -2 "$TMP/err.cap")"
+cap=$(sed -n 's/.*stops at --max-num-seqs 2 full contexts; the memory would hold \([0-9]*\) blocks.*/\1/p' "$TMP/err.cap")
+pool=$(blocks "$TMP/err.cap")
+if [ -n "$cap" ] && [ "$cap" = $((4 * b32)) ] && [ "$pool" = 64 ]; then
+  echo "ok: capped pool of $pool blocks (2 x 512 tokens), the memory would hold $cap"
+else
+  fail "capped pool: pool '$pool' (want 64), memory '$cap' (want $((4 * b32))): $(grep 'KV cache' "$TMP/err.cap")"
+fi
 grep -q 'K/V scales for 0 of 5 layers' "$TMP/err.fp8" && echo "ok: missing scales warned" ||
   fail "no warning about missing K/V scales: $(cat "$TMP/err.fp8")"
 [ "$(wc -w <"$TMP/ids.fp8")" -ge 40 ] || fail "fp8 generation printed too few ids"

@@ -5,10 +5,10 @@
 # the FP8 fixtures' transformers reference (tests/fixtures/make_fp8_fixture.py --reference
 # transformers: written, never run before), a dummy FP8 model's GPU logits (bf16) against the
 # CPU backend's (float32) on the same drawn weights, per-channel and block. Then the benches,
-# bf16 and FP8 side by side on the Llama-3-8B shape (dummy weights): batch-1 decode, batch 64,
-# TTFT of a 2,048-token prompt, 1,000 requests of 128/128; the kernel bench (test_gpu_fp8);
-# and the README's sweep (launch/bench_sweep.sh, bf16, no plot: drawn back on the build
-# machine). Argument: the folder tests/gpu/stage.sh filled. QUICK=1: checks only; BUDGET_S=N:
+# bf16 and FP8 side by side on the Llama-3-8B shape (dummy weights), in the order the issue's
+# targets need them: batch-1 decode, the kernel bench (test_gpu_fp8), 1,000 requests of
+# 128/128 (also with the FP8 KV cache), TTFT of a 2,048-token prompt, per-kernel profiles
+# (FOLIO_PROFILE=1, eager), batch 64, the block scheme. Argument: the folder tests/gpu/stage.sh filled. QUICK=1: checks only; BUDGET_S=N:
 # no bench starts after N seconds (the device call's limit), each left out says so.
 . "$(dirname "$0")/e2e.inc"
 echo "== FP8 fixtures: transformers' reference (dequantized weights, activations quantized by hooks)"
@@ -63,10 +63,11 @@ sys.exit(0 if rel < 1e-1 else 1)
 PY
 done
 
-echo "== FP8 KV cache: 2,048-token sequences that fit, 8B shape, same memory fraction (start-up lines)"
+echo "== FP8 KV cache: 2,048-token sequences that fit, 8B shape, same memory fraction, --max-num-seqs 512 (start-up lines)"
 for kv in auto fp8; do
   timeout 300 "$BIN/folio" generate --model "$CONFIGS/llama-3-8b" --load-format dummy --device cuda \
-    --bind none --max-model-len 2048 --prompt-ids 1 --max-tokens 1 --kv-cache-dtype $kv 2>&1 \
+    --bind none --max-model-len 2048 --max-num-seqs 512 --prompt-ids 1 --max-tokens 1 \
+    --kv-cache-dtype $kv 2>&1 \
     | grep -E "KV cache|error" | sed "s/^/kv $kv: /"
 done
 
@@ -85,22 +86,28 @@ if [ -z "${QUICK:-}" ]; then
     echo "== test_gpu_fp8 bench"
     FOLIO_BENCH=only "$BIN/test_gpu_fp8" 2>&1 | sed -n '/fp8 bench/,$p' | head -80
   fi
+  for q in bf16 fp8; do q_args $q; over "8B $q 1000" || bench "8B $q 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128; done
+  # FP8 weights and the FP8 KV cache: at ~250 running sequences the KV reads are a quarter of a
+  # decode step's bytes
+  q_args fp8; over "8B fp8+kv 1000" || bench "8B fp8 fp8-kv 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --kv-cache-dtype fp8 --num-prompts 1000 --input-len 128 --output-len 128
+  for q in bf16 fp8; do q_args $q; over "8B $q TTFT" || bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5; done
+  # where the time goes (eager, an event after every launch): FP8 batch 1, FP8 and bf16 at the
+  # throughput run's batch
+  profile() {
+    FOLIO_PROFILE=1 bench "$@" > /dev/null
+    echo "== $1: folio bench ${*:2}"
+    grep -E 'time to first token|per output token' "$OUTDIR/bench.log"
+    sed -n '/^profile/,/^  total/p' "$OUTDIR/bench.log"
+  }
+  q_args fp8; over "8B fp8 b1 profile" || profile "8B fp8 b1 profile (eager)" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 32 --num-iters 2 --num-warmup 1
+  for q in fp8 bf16; do q_args $q; over "8B $q b256 profile" || profile "8B $q b256 profile (eager)" latency "${L8[@]}" "${Q[@]}" --batch-size 256 --input-len 128 --output-len 32 --num-iters 1 --num-warmup 1; done
+  for q in bf16 fp8; do q_args $q; over "8B $q b64" || bench "8B $q b64 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 64 --input-len 128 --output-len 128 --num-iters 3; done
   over "8B bf16 fp8-kv b64" || bench "8B bf16 fp8-kv b64 128/1024" latency "${L8[@]}" --kv-cache-dtype fp8 --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
   over "8B bf16 b64 1024" || bench "8B bf16 b64 128/1024" latency "${L8[@]}" --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
-  for q in bf16 fp8; do q_args $q; over "8B $q 1000" || bench "8B $q 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128; done
-  for q in bf16 fp8; do q_args $q; over "8B $q TTFT" || bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5; done
-  for q in bf16 fp8; do q_args $q; over "8B $q b64" || bench "8B $q b64 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 64 --input-len 128 --output-len 128 --num-iters 3; done
   q_args fp8-block
   over "8B fp8-block b1" || bench "8B fp8-block b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128
-  over "8B fp8-block 1000" || bench "8B fp8-block 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128
   over "8B fp8-block TTFT" || bench "8B fp8-block TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5
-  if ! over "sweep"; then
-    echo "== sweep (bf16, Llama-3-8B shape) for the README"
-    bash launch/bench_sweep.sh latency --folio "$BIN/folio" --no-plot --values 1,2,4,8,16,32,64,128,256 \
-      --out "$OUTDIR/sweep-llama3-8b" -- --device cuda --bind none --model "$CONFIGS/llama-3-8b" \
-      --load-format dummy --input-len 128 --output-len 128 --num-iters 3 --num-warmup 1 2>&1 | tail -12
-    tar -C "$OUTDIR" -czf "$OUTDIR/sweep-llama3-8b.tgz" sweep-llama3-8b && rm -rf "$OUTDIR/sweep-llama3-8b"
-  fi
+  over "8B fp8-block 1000" || bench "8B fp8-block 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --num-prompts 1000 --input-len 128 --output-len 128
 fi
 
 summary

@@ -157,6 +157,8 @@ static void test_quantize(void **state) {
             check_quantize(7, 640, (fp8_act)act, types[ti]);
             check_quantize(33, 14336, (fp8_act)act, types[ti]);
             check_quantize(3, 200, (fp8_act)act, types[ti]); /* a partial group */
+            check_quantize(2, 32768, (fp8_act)act, types[ti]); /* past the held packs */
+            check_quantize(3, 204, (fp8_act)act, types[ti]);   /* k % 8 != 0: the scalar path */
         }
 }
 
