@@ -31,13 +31,24 @@ extern "C" {
  * aligned and a row is a whole number of vectors. */
 void add_rmsnorm_cuda(void *residual, const void *x, void *out, const void *weight, int n,
                       int dim, float eps, folio_dtype dtype, cudaStream_t stream);
+/* The scales an FP8 product left to the kernel that reads its output (fp8_linear_ex_cuda,
+ * gemm.h): the value of y[t][c] is y[t][c] * ws[c] * xs[t], in float, rounded to y's type,
+ * bit for bit what fp8_rescale_rows_cuda would have stored. xs may be the buffer the reading
+ * kernel writes its own quantization scales to (each row's scale is read first). */
+typedef struct {
+    const float *ws; /* [columns of y] */
+    const float *xs; /* [rows of y] */
+} fp8_out_scale;
+
 /* add_rmsnorm_cuda (bf16 or fp16), and out's FP8 quantization for the next product in the
  * same kernel: xq e4m3 [n][dim] (8-byte aligned for the vector path), xs [n] (act
  * FP8_ACT_TOKEN: each row's scale; FP8_ACT_STATIC: input_scale), bit for bit
- * fp8_quantize_act_cuda's of out (twin: add_rmsnorm_cpu, then fp8_act_quant_cpu). */
+ * fp8_quantize_act_cuda's of out (twin: add_rmsnorm_cpu, then fp8_act_quant_cpu). x_scale
+ * (NULL: none): x is an FP8 product's unscaled output, applied as fp8_out_scale says. */
 void add_rmsnorm_fp8_cuda(void *residual, const void *x, void *out, const void *weight, int n,
                           int dim, float eps, folio_dtype dtype, uint8_t *xq, float *xs,
-                          fp8_act act, float input_scale, cudaStream_t stream);
+                          fp8_act act, float input_scale, const fp8_out_scale *x_scale,
+                          cudaStream_t stream);
 
 /* Below, dtype is DTYPE_F32, DTYPE_BF16 or DTYPE_F16 unless said otherwise. */
 
@@ -53,10 +64,11 @@ void silu_mul_cuda(void *out, const void *gate_up, int n, int d, folio_dtype dty
                    cudaStream_t stream);
 /* silu_mul_cuda (bf16 or fp16, d <= 4096 16-byte packs), and out's FP8 quantization for the
  * down product in the same kernel, as add_rmsnorm_fp8_cuda: xq e4m3 [n][d], xs [n] (twin:
- * silu_mul_cpu, then fp8_act_quant_cpu). */
+ * silu_mul_cpu, then fp8_act_quant_cpu). gu_scale (NULL: none): gate_up is the gate|up FP8
+ * product's unscaled output, applied as fp8_out_scale says (ws over all 2d columns). */
 void silu_mul_fp8_cuda(void *out, const void *gate_up, int n, int d, folio_dtype dtype,
                        uint8_t *xq, float *xs, fp8_act act, float input_scale,
-                       cudaStream_t stream);
+                       const fp8_out_scale *gu_scale, cudaStream_t stream);
 
 /* out[i] = x[rows[i]] (twin: gather_rows_cpu). out: [m][dim]; x: [n][dim]; rows: [m]. */
 void gather_rows_cuda(void *out, const void *x, const int32_t *rows, int m, int dim,

@@ -69,6 +69,14 @@ void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
 void fp8_linear_prequantized_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
                                   const void *bias, folio_dtype dtype, int n,
                                   const uint8_t *xq, const float *xs, cudaStream_t stream);
+/* fp8_linear_cuda (x_quantized false) or fp8_linear_prequantized_cuda (true), and where
+ * `defer` is non-NULL and the product runs as cuBLASLt's unit-scale GEMM over all n tokens
+ * with no bias (channel weights on an H100, n a multiple of 8): y is left unscaled, *defer
+ * gets m->scale and xs, and 1 is returned: the kernel that reads y applies them
+ * (fp8_out_scale, kernels_cuda.h), saving the rescale's pass over y. 0: y is final. */
+int fp8_linear_ex_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
+                       const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
+                       bool x_quantized, fp8_out_scale *defer, cudaStream_t stream);
 /* Whether fp8_linear_cuda would quantize x into xq for n tokens of m (a GEMM runs; per-token
  * or static activations): a kernel before it may then write the quantization instead. */
 int fp8_linear_reads_xq(const fp8_matrix *m, folio_dtype dtype, int n);

@@ -8,7 +8,9 @@
  *     (OUTER_VEC_32F, a float a token), fast accumulation unless FOLIO_FP8_FAST_ACCUM=0;
  *     where cuBLASLt has no OUTER_VEC kernel (cuBLASLt 13.1 on an H100 has none), a unit-scale
  *     FP8 GEMM into bf16 and fp8_rescale_rows_cuda after it (fp16 output would overflow on
- *     the unscaled sums: fp8_mma_cuda runs those);
+ *     the unscaled sums: fp8_mma_cuda runs those), or, through fp8_linear_ex_cuda, the scales
+ *     handed to the kernel that reads the output (the forward's SiLU*mul and residual-add
+ *     norm apply them as they load it: no pass over the output of its own);
  *   128 x 128 block weights (BLK128x128_32F, [ceil(rows/128)][fp8_block_scale_ld(cols)]) x
  *     per-token 128-column groups (VEC128_32F, [ceil(cols/128)][n], tokens fastest), no fast
  *     accumulation (cuBLASLt refuses it with block scales).
@@ -192,7 +194,8 @@ static fp8_plan *find_plan(gemm_ctx *g, const fp8_plan *key) {
         static bool said;
         if (!said)
             fprintf(stderr, "folio: cuBLASLt offers no per-channel x per-token (OUTER_VEC) FP8 "
-                            "kernel here; FP8 products run unit-scaled, then rescaled\n");
+                            "kernel here; FP8 products run unit-scaled, their scales applied by "
+                            "the next kernel or a rescale\n");
         said = true;
         return p;
     }
@@ -232,10 +235,11 @@ static fp8_plan *lt_plan(gemm_ctx *g, const void *y, const uint8_t *xq, const fp
     return NULL;
 }
 
-/* The GEMM on quantized input with plan p (lt_plan's), or fp8_mma_cuda where p is NULL. */
+/* The GEMM on quantized input with plan p (lt_plan's), or fp8_mma_cuda where p is NULL.
+ * rescale false: a unit-scale plan's output is left unscaled (the caller defers it). */
 static void run_gemm(gemm_ctx *g, fp8_plan *p, void *y, const uint8_t *xq, const float *xs,
                      const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
-                     cudaStream_t stream) {
+                     bool rescale, cudaStream_t stream) {
     size_t ws_bytes;
     void *ws = gemm_workspace(g, &ws_bytes);
     if (!p) {
@@ -250,21 +254,24 @@ static void run_gemm(gemm_ctx *g, fp8_plan *p, void *y, const uint8_t *xq, const
     const float alpha = 1.0f, beta = 0.0f;
     LT_CHECK(cublasLtMatmul((cublasLtHandle_t)gemm_lt_handle(g), p->op, &alpha, m->w, p->a, xq,
                             p->b, &beta, y, p->d, y, p->d, &p->algo, ws, ws_bytes, stream));
-    if (p->unscaled) fp8_rescale_rows_cuda(y, m->scale, xs, bias, n, m->rows, dtype, stream);
+    if (p->unscaled && rescale)
+        fp8_rescale_rows_cuda(y, m->scale, xs, bias, n, m->rows, dtype, stream);
     else if (bias && !p->epilogue_bias) add_bias_rows_cuda(y, bias, n, m->rows, dtype, stream);
 }
 
 void fp8_gemm_cuda(gemm_ctx *g, void *y, const uint8_t *xq, const float *xs,
                    const fp8_matrix *m, const void *bias, folio_dtype dtype, int n,
                    cudaStream_t stream) {
-    run_gemm(g, lt_plan(g, y, xq, m, bias, dtype, n), y, xq, xs, m, bias, dtype, n, stream);
+    run_gemm(g, lt_plan(g, y, xq, m, bias, dtype, n), y, xq, xs, m, bias, dtype, n, true,
+             stream);
 }
 
-/* fp8_linear_cuda, fp8_linear_prequantized_cuda: x_quantized says whether xq, xs already hold
- * x's quantization (all n tokens). */
-static void linear(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m, const void *bias,
-                   folio_dtype dtype, int n, uint8_t *xq, float *xs, bool x_quantized,
-                   cudaStream_t stream) {
+/* fp8_linear_ex_cuda's work (gemm.h): x_quantized says whether xq, xs already hold x's
+ * quantization (all n tokens); defer (NULL: never) receives the scales a unit-scale GEMM over
+ * all n tokens left undone. */
+static int linear(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m, const void *bias,
+                  folio_dtype dtype, int n, uint8_t *xq, float *xs, bool x_quantized,
+                  fp8_out_scale *defer, cudaStream_t stream) {
     const size_t xb = dtype_size(dtype), yb = dtype_size(dtype);
     const int per_gemv = fp8_gemv_max_tokens(m, dtype);
     if (per_gemv == 0) {
@@ -273,14 +280,15 @@ static void linear(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m, con
                 m->cols, (int)m->kind, (int)m->act);
         abort();
     }
-    int t0 = 0;
+    int t0 = 0, deferred = 0;
     if (n > per_gemv && n >= 8) {
         /* a GEMM: cuBLASLt the first n & ~7 tokens, Folio's own all n where it runs them */
         fp8_plan *p = lt_plan(g, y, xq, m, bias, dtype, n & ~7);
         const int nb = p ? n & ~7 : n;
         if (!x_quantized)
             fp8_quantize_act_cuda(xq, xs, x, dtype, nb, m->cols, m->act, m->input_scale, stream);
-        run_gemm(g, p, y, xq, xs, m, bias, dtype, nb, stream);
+        deferred = defer && p && p->unscaled && !bias && nb == n;
+        run_gemm(g, p, y, xq, xs, m, bias, dtype, nb, !deferred, stream);
         t0 = nb;
     }
     while (t0 < n) { /* the rest, up to FP8_GEMV_MAX_N tokens at a time, quantized inside */
@@ -289,18 +297,26 @@ static void linear(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m, con
                         (const char *)x + (size_t)t0 * m->cols * xb, m, bias, dtype, k, stream);
         t0 += k;
     }
+    if (deferred) *defer = (fp8_out_scale){.ws = m->scale, .xs = xs};
+    return deferred;
+}
+
+int fp8_linear_ex_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
+                       const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
+                       bool x_quantized, fp8_out_scale *defer, cudaStream_t stream) {
+    return linear(g, y, x, m, bias, dtype, n, xq, xs, x_quantized, defer, stream);
 }
 
 void fp8_linear_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
                      const void *bias, folio_dtype dtype, int n, uint8_t *xq, float *xs,
                      cudaStream_t stream) {
-    linear(g, y, x, m, bias, dtype, n, xq, xs, false, stream);
+    linear(g, y, x, m, bias, dtype, n, xq, xs, false, NULL, stream);
 }
 
 void fp8_linear_prequantized_cuda(gemm_ctx *g, void *y, const void *x, const fp8_matrix *m,
                                   const void *bias, folio_dtype dtype, int n,
                                   const uint8_t *xq, const float *xs, cudaStream_t stream) {
-    linear(g, y, x, m, bias, dtype, n, (uint8_t *)xq, (float *)xs, true, stream);
+    linear(g, y, x, m, bias, dtype, n, (uint8_t *)xq, (float *)xs, true, NULL, stream);
 }
 
 int fp8_linear_reads_xq(const fp8_matrix *m, folio_dtype dtype, int n) {

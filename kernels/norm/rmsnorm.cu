@@ -16,6 +16,10 @@
  * and dim is a multiple of the vector; otherwise one element at a time (e.g. dim 4095).
  * Memory traffic per row: read residual, x, weight; write residual, out.
  *
+ * add_rmsnorm_fp8_cuda may also take x as an FP8 product's unscaled output and apply its
+ * per-channel x per-token scales on the way in (fp8_out_scale): the same values the rescale
+ * kernel would have stored, without its pass over x.
+ *
  * Launched with programmatic dependent launch (launch_pdl, cuda_types.cuh): the kernel waits
  * for the one before it at its first line and lets the next one (a GEMV that starts streaming
  * its weights before its own wait) launch at once, so a decode step's norm -> product pairs
@@ -52,10 +56,15 @@ __global__ void add_rmsnorm_kernel(T *residual,        /* [n][dim], updated in p
                                    T *out,             /* [n][dim] */
                                    const T *weight,    /* [dim] */
                                    int dim, float eps, uint8_t *xq, float *xs, int act,
-                                   float input_scale) {
+                                   float input_scale, const float *x_ws, const float *x_xs) {
     using P = Pack<T, VEC>;
     folio::pdl_wait(); /* launched with launch_pdl: residual and x are earlier kernels' */
     folio::pdl_launch_dependents();
+    float a_in = 1.0f;
+    if (x_ws) { /* uniform; x_xs may be xs: read before the barrier, written after it */
+        a_in = x_xs[blockIdx.x];
+        __syncthreads();
+    }
     const size_t row = (size_t)blockIdx.x * (size_t)dim;
     P *r = reinterpret_cast<P *>(residual + row);
     const P *xr = reinterpret_cast<const P *>(x + row);
@@ -68,7 +77,11 @@ __global__ void add_rmsnorm_kernel(T *residual,        /* [n][dim], updated in p
         const P b = xr[i];
         float v[VEC];
 #pragma unroll
-        for (int j = 0; j < VEC; j++) v[j] = to_f32(b.v[j]);
+        for (int j = 0; j < VEC; j++) {
+            v[j] = to_f32(b.v[j]);
+            if (x_ws) /* fp8_rescale_rows_cuda's value, rounded to T as it stores it */
+                v[j] = to_f32(from_f32<T>(v[j] * x_ws[i * VEC + j] * a_in));
+        }
         ss += add_residual_pack<T, VEC>(a, v);
         r[i] = a;
     }
@@ -89,11 +102,12 @@ __global__ void add_rmsnorm_kernel(T *residual,        /* [n][dim], updated in p
 
 bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-struct Fp8Out { /* the optional FP8 quantization of out */
+struct Fp8Out { /* the optional FP8 quantization of out, and x's deferred scales */
     uint8_t *xq;
     float *xs;
     int act;
     float input_scale;
+    const float *x_ws, *x_xs;
 };
 
 template <typename T, bool kQuant>
@@ -107,10 +121,12 @@ void launch(T *residual, const T *x, T *out, const T *weight, int n, int dim, fl
     if (threads > kMaxThreads) threads = kMaxThreads;
     if (vec)
         folio::launch_pdl(add_rmsnorm_kernel<T, kVec, kQuant>, dim3(n), dim3(threads), stream,
-                          residual, x, out, weight, dim, eps, q.xq, q.xs, q.act, q.input_scale);
+                          residual, x, out, weight, dim, eps, q.xq, q.xs, q.act, q.input_scale,
+                          q.x_ws, q.x_xs);
     else
         folio::launch_pdl(add_rmsnorm_kernel<T, 1, kQuant>, dim3(n), dim3(threads), stream,
-                          residual, x, out, weight, dim, eps, q.xq, q.xs, q.act, q.input_scale);
+                          residual, x, out, weight, dim, eps, q.xq, q.xs, q.act, q.input_scale,
+                          q.x_ws, q.x_xs);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -146,12 +162,14 @@ extern "C" void add_rmsnorm_cuda(void *residual, const void *x, void *out, const
 extern "C" void add_rmsnorm_fp8_cuda(void *residual, const void *x, void *out,
                                      const void *weight, int n, int dim, float eps,
                                      folio_dtype dtype, uint8_t *xq, float *xs, fp8_act act,
-                                     float input_scale, cudaStream_t stream) {
+                                     float input_scale, const fp8_out_scale *x_scale,
+                                     cudaStream_t stream) {
     CUDA_REQUIRE(n >= 0 && dim >= 1, "add_rmsnorm_fp8_cuda: need n >= 0 and dim >= 1");
     CUDA_REQUIRE(act == FP8_ACT_TOKEN || act == FP8_ACT_STATIC,
                  "add_rmsnorm_fp8_cuda: per-token or static activation scales");
     if (n == 0) return;
-    const Fp8Out q{xq, xs, (int)act, input_scale};
+    const Fp8Out q{xq, xs, (int)act, input_scale, x_scale ? x_scale->ws : NULL,
+                   x_scale ? x_scale->xs : NULL};
     FOLIO_DISPATCH_16BIT(dtype, "add_rmsnorm_fp8_cuda",
                          launch<T, true>(static_cast<T *>(residual), static_cast<const T *>(x),
                                          static_cast<T *>(out), static_cast<const T *>(weight),

@@ -1,8 +1,9 @@
-/* Check and timing of add_rmsnorm_cuda (kernels/rmsnorm.cu) against its CPU twin, and of
- * add_rmsnorm_fp8_cuda against add_rmsnorm_cuda + fp8_quantize_act_cuda (bit for bit)
+/* Check and timing of add_rmsnorm_cuda (kernels/rmsnorm.cu) against its CPU twin
  * add_rmsnorm_cpu, in float32 and bfloat16, on random rows of several sizes (odd dims that
- * take the scalar path, dims of real models, a misaligned pointer), then the kernel's memory
- * bandwidth: CUDA events around each launch after warm-up, L2 flushed between repeats.
+ * take the scalar path, dims of real models, a misaligned pointer); of add_rmsnorm_fp8_cuda
+ * against add_rmsnorm_cuda + fp8_quantize_act_cuda, and with x's FP8 scales deferred to it
+ * against fp8_rescale_rows_cuda + add_rmsnorm_fp8_cuda (both bit for bit); then the kernel's
+ * memory bandwidth: CUDA events around each launch after warm-up, L2 flushed between repeats.
  *
  * FOLIO_BENCH=0 in the environment leaves the timing out (e.g. under compute-sanitizer).
  * Without a GPU (or built without CUDA) it prints "SKIPPED: no CUDA device (reason)" and exits
@@ -166,7 +167,8 @@ static void check_fp8_case(int n, int dim, folio_dtype t, fp8_act act) {
     CUDA_CHECK(cudaMalloc(&d_out2, len * esz));
     CUDA_CHECK(cudaMalloc((void **)&d_q, len));
     CUDA_CHECK(cudaMalloc((void **)&d_s, sizeof(float) * (size_t)n));
-    add_rmsnorm_fp8_cuda(d_res, d_x, d_out, d_w, n, dim, 1e-5f, t, d_q, d_s, act, input_scale, 0);
+    add_rmsnorm_fp8_cuda(d_res, d_x, d_out, d_w, n, dim, 1e-5f, t, d_q, d_s, act, input_scale,
+                         NULL, 0);
     add_rmsnorm_cuda(d_res2, d_x, d_out2, d_w, n, dim, 1e-5f, t, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
     char what[96];
@@ -182,6 +184,44 @@ static void check_fp8_case(int n, int dim, folio_dtype t, fp8_act act) {
     free(res);
 }
 
+/* add_rmsnorm_fp8_cuda taking x unscaled with its FP8 product's scales (fp8_out_scale; the
+ * token scales in the buffer the kernel writes its own to, as the forward does) against
+ * fp8_rescale_rows_cuda, then add_rmsnorm_fp8_cuda: residual, out, bytes and scales bit for
+ * bit. */
+static void check_fp8_scaled_case(int n, int dim, folio_dtype t, fp8_act act) {
+    const size_t len = (size_t)n * dim;
+    float *res = gpu_test_rand(len, -3, 3, t), *x = gpu_test_rand(len, -1, 1, t);
+    float *w = gpu_test_rand((size_t)dim, -2, 2, t);
+    float *ws = gpu_test_rand((size_t)dim, 0.25f, 2.f, DTYPE_F32);
+    float *xs = gpu_test_rand((size_t)n, 0.125f, 1.f, DTYPE_F32);
+    void *d_res = gpu_test_to_device(res, len, t), *d_res2 = gpu_test_to_device(res, len, t);
+    void *d_x = gpu_test_to_device(x, len, t), *d_x2 = gpu_test_to_device(x, len, t);
+    void *d_w = gpu_test_to_device(w, (size_t)dim, t);
+    float *d_ws = gpu_test_to_device(ws, (size_t)dim, DTYPE_F32);
+    float *d_xs2 = gpu_test_to_device(xs, (size_t)n, DTYPE_F32);
+    gpu_test_fp8_out a, b;
+    gpu_test_fp8_out_pair(&a, &b, len, n, t, d_xs2);
+    const fp8_out_scale sc = {.ws = d_ws, .xs = a.s};
+    const float input_scale = 1.0f / 256;
+    add_rmsnorm_fp8_cuda(d_res, d_x, a.out, d_w, n, dim, 1e-5f, t, a.q, a.s, act, input_scale,
+                         &sc, 0);
+    fp8_rescale_rows_cuda(d_x2, d_ws, d_xs2, NULL, n, dim, t, 0);
+    add_rmsnorm_fp8_cuda(d_res2, d_x2, b.out, d_w, n, dim, 1e-5f, t, b.q, b.s, act,
+                         input_scale, NULL, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    assert_int_equal(gpu_test_bits_diff(d_res, d_res2, len, t), 0);
+    assert_int_equal(gpu_test_fp8_out_diff(&a, &b, len, n, t), 0);
+    gpu_test_fp8_out_free(&a);
+    gpu_test_fp8_out_free(&b);
+    void *dev[] = {d_res, d_res2, d_x, d_x2, d_w, d_ws, d_xs2};
+    for (int i = 0; i < 7; i++) CUDA_CHECK(cudaFree(dev[i]));
+    free(res);
+    free(x);
+    free(w);
+    free(ws);
+    free(xs);
+}
+
 static void test_add_rmsnorm_fp8(void **state) {
     (void)state;
     static const int fp8_shapes[][2] = {{1, 16}, {5, 4096}, {3, 4095}, {300, 896}, {2, 8192}};
@@ -190,6 +230,8 @@ static void test_add_rmsnorm_fp8(void **state) {
             const fp8_act act = a ? FP8_ACT_STATIC : FP8_ACT_TOKEN;
             check_fp8_case(fp8_shapes[i][0], fp8_shapes[i][1], DTYPE_BF16, act);
             check_fp8_case(fp8_shapes[i][0], fp8_shapes[i][1], DTYPE_F16, act);
+            check_fp8_scaled_case(fp8_shapes[i][0], fp8_shapes[i][1], DTYPE_BF16, act);
+            check_fp8_scaled_case(fp8_shapes[i][0], fp8_shapes[i][1], DTYPE_F16, act);
         }
 }
 

@@ -1,7 +1,9 @@
 /* Check and timing of silu_mul_cuda (kernels/silu_mul.cu) against silu_mul_cpu on the two
  * halves of a fused gate_up row, in float32, bfloat16 and float16 (vector and scalar paths),
  * then GB/s (read gate_up, write out) on Llama-3-8B's FFN width; silu_mul_fp8_cuda against
- * silu_mul_cuda + fp8_quantize_act_cuda (bit for bit). Skips (77) without a GPU. */
+ * silu_mul_cuda + fp8_quantize_act_cuda (bit for bit), and with gate_up's FP8 scales deferred
+ * to it against fp8_rescale_rows_cuda + silu_mul_fp8_cuda (bit for bit). Skips (77) without a
+ * GPU. */
 #include <stdio.h>
 
 #ifndef FOLIO_HAVE_CUDA
@@ -85,7 +87,7 @@ static void check_fp8_case(int n, int d, folio_dtype t, fp8_act act) {
     CUDA_CHECK(cudaMalloc(&d_out2, len * dtype_size(t)));
     CUDA_CHECK(cudaMalloc((void **)&d_q, len));
     CUDA_CHECK(cudaMalloc((void **)&d_s, sizeof(float) * (size_t)n));
-    silu_mul_fp8_cuda(d_out, d_gu, n, d, t, d_q, d_s, act, input_scale, 0);
+    silu_mul_fp8_cuda(d_out, d_gu, n, d, t, d_q, d_s, act, input_scale, NULL, 0);
     silu_mul_cuda(d_out2, d_gu, n, d, t, 0);
     CUDA_CHECK(cudaDeviceSynchronize());
     char what[96];
@@ -98,6 +100,35 @@ static void check_fp8_case(int n, int d, folio_dtype t, fp8_act act) {
     free(gu);
 }
 
+/* silu_mul_fp8_cuda taking gate_up unscaled with its FP8 product's scales (fp8_out_scale;
+ * the token scales in the very buffer the kernel writes its own to, as the forward does)
+ * against fp8_rescale_rows_cuda, then silu_mul_fp8_cuda: out, bytes and scales bit for bit. */
+static void check_fp8_scaled_case(int n, int d, folio_dtype t, fp8_act act) {
+    const size_t len = (size_t)n * d;
+    float *gu = gpu_test_rand(2 * len, -4, 4, t);
+    float *ws = gpu_test_rand((size_t)2 * d, 0.25f, 2.f, DTYPE_F32);
+    float *xs = gpu_test_rand((size_t)n, 0.125f, 1.f, DTYPE_F32);
+    void *d_gu = gpu_test_to_device(gu, 2 * len, t), *d_gu2 = gpu_test_to_device(gu, 2 * len, t);
+    float *d_ws = gpu_test_to_device(ws, (size_t)2 * d, DTYPE_F32);
+    float *d_xs2 = gpu_test_to_device(xs, (size_t)n, DTYPE_F32);
+    gpu_test_fp8_out a, b;
+    gpu_test_fp8_out_pair(&a, &b, len, n, t, d_xs2);
+    const fp8_out_scale sc = {.ws = d_ws, .xs = a.s};
+    const float input_scale = 1.0f / 64;
+    silu_mul_fp8_cuda(a.out, d_gu, n, d, t, a.q, a.s, act, input_scale, &sc, 0);
+    fp8_rescale_rows_cuda(d_gu2, d_ws, d_xs2, NULL, n, 2 * d, t, 0);
+    silu_mul_fp8_cuda(b.out, d_gu2, n, d, t, b.q, b.s, act, input_scale, NULL, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    assert_int_equal(gpu_test_fp8_out_diff(&a, &b, len, n, t), 0);
+    gpu_test_fp8_out_free(&a);
+    gpu_test_fp8_out_free(&b);
+    void *dev[] = {d_gu, d_gu2, d_ws, d_xs2};
+    for (int i = 0; i < 4; i++) CUDA_CHECK(cudaFree(dev[i]));
+    free(gu);
+    free(ws);
+    free(xs);
+}
+
 static void test_silu_mul_fp8(void **state) {
     (void)state;
     /* 1001: the one-element path (d not a multiple of 8) */
@@ -108,6 +139,8 @@ static void test_silu_mul_fp8(void **state) {
             const fp8_act act = a ? FP8_ACT_STATIC : FP8_ACT_TOKEN;
             check_fp8_case(shapes[i][0], shapes[i][1], DTYPE_BF16, act);
             check_fp8_case(shapes[i][0], shapes[i][1], DTYPE_F16, act);
+            check_fp8_scaled_case(shapes[i][0], shapes[i][1], DTYPE_BF16, act);
+            check_fp8_scaled_case(shapes[i][0], shapes[i][1], DTYPE_F16, act);
         }
 }
 

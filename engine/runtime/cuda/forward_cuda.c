@@ -25,6 +25,7 @@
 
 #include "attention_cuda.h"
 #include "cuda_check.h"
+#include "error.h"
 #include "forward_cuda_internal.h"
 #include "kernels_cuda.h"
 #include "tensor_parallel.h"
@@ -58,8 +59,14 @@ static int reduce_add_norm(forward_cuda *f, int k, const void *bias, int n, cons
                            const fp8_matrix *next) {
     const int dim = f->cfg->hidden;
     const float eps = (float)f->cfg->rms_eps;
+    const fp8_out_scale *x_scale = f->deferred.ws ? &f->deferred : NULL;
+    const bool oneshot =
+        f->oneshot_step && (size_t)n * dim * dtype_size(f->dt) <= f->oneshot_max_bytes;
     f->xq_ready = false;
-    if (f->oneshot_step && (size_t)n * dim * dtype_size(f->dt) <= f->oneshot_max_bytes) {
+    if (x_scale && (oneshot || f->comm->world != 1 || !fp8_input_fused(f, next, n)))
+        FOLIO_BUG("forward (cuda): an FP8 product deferred its scales to a norm that cannot "
+                  "take them");
+    if (oneshot) {
         oneshot_allreduce_add_rmsnorm_cuda(&f->oneshot[k], f->x, f->xn, bias, norm, n, dim, eps,
                                            f->dt, f->stream);
         fc_prof_mark(f, PROF_ONESHOT);
@@ -68,7 +75,8 @@ static int reduce_add_norm(forward_cuda *f, int k, const void *bias, int n, cons
     if (reduce_rows(f, f->red[k], bias, n) != 0) return -1;
     if (fp8_input_fused(f, next, n)) { /* the norm quantizes xn for the FP8 product */
         add_rmsnorm_fp8_cuda(f->x, f->red[k], f->xn, norm, n, dim, eps, f->dt, f->fp8_xq,
-                             f->fp8_xs, next->act, next->input_scale, f->stream);
+                             f->fp8_xs, next->act, next->input_scale, x_scale, f->stream);
+        f->deferred.ws = NULL;
         f->xq_ready = true;
     } else {
         add_rmsnorm_cuda(f->x, f->red[k], f->xn, norm, n, dim, eps, f->dt, f->stream);
@@ -86,15 +94,16 @@ static const void *gemm_bias(const forward_cuda *f, const void *bias) {
 /* y[T][n] = x[T][k] @ W^T (+ bias): the dense GEMM, the 4-bit product where the layer's
  * weight is 4-bit (qm->tiles set; w4a16_gemm_cuda, dequantizing into the scratch
  * above W4A16_GEMV_MAX_N tokens), or the FP8 one (fm->w set; the activations quantized into
- * the FP8 scratch first, or already there: xq_ready, the norm or SiLU before it did it). */
+ * the FP8 scratch first, or already there: xq_ready, the norm or SiLU before it did it).
+ * may_defer: the kernel after it can take the FP8 product's scales (f->deferred) in place of
+ * a rescale pass over y. */
 static void linear(forward_cuda *f, void *y, const void *x, const void *w,
                    const w4a16_tiles *qm, const fp8_matrix *fm, const void *bias, int T, int k,
-                   int n) {
-    if (fm->w && f->xq_ready) /* x's quantization is in the scratch already */
-        fp8_linear_prequantized_cuda(f->gemm, y, x, fm, bias, f->dt, T, f->fp8_xq, f->fp8_xs,
-                                     f->stream);
-    else if (fm->w)
-        fp8_linear_cuda(f->gemm, y, x, fm, bias, f->dt, T, f->fp8_xq, f->fp8_xs, f->stream);
+                   int n, bool may_defer) {
+    if (f->deferred.ws) FOLIO_BUG("forward (cuda): deferred FP8 scales were not applied");
+    if (fm->w)
+        fp8_linear_ex_cuda(f->gemm, y, x, fm, bias, f->dt, T, f->fp8_xq, f->fp8_xs, f->xq_ready,
+                           may_defer ? &f->deferred : NULL, f->stream);
     else if (qm->tiles)
         w4a16_gemm_cuda(f->gemm, y, x, qm, bias, f->dt, T, f->w4_scratch, f->stream);
     else
@@ -115,7 +124,8 @@ static void attention_block(forward_cuda *f, const step_shape *s, int layer) {
     const shard_plan *sh = &f->w->shard;
     const int T = s->n_tokens;
     char *plan = f->d_plan;
-    linear(f, f->qkv, f->xn, lw->w_qkv, &lw->q_qkv, &lw->f_qkv, lw->b_qkv, T, c->hidden, f->qkv_dim);
+    linear(f, f->qkv, f->xn, lw->w_qkv, &lw->q_qkv, &lw->f_qkv, lw->b_qkv, T, c->hidden,
+           f->qkv_dim, false);
     fc_prof_mark(f, PROF_QKV);
     char *kc = kv_layer(f, f->k_pool, layer), *vc = kv_layer(f, f->v_pool, layer);
     const int64_t *slots = PLAN_PTR(f, plan, slots, int64_t);
@@ -148,29 +158,39 @@ static void attention_block(forward_cuda *f, const step_shape *s, int layer) {
     else
         attention_simple_cuda(f->att, f->q, kc, vc, tables, starts, ctx, &ap, f->stream);
     fc_prof_mark(f, PROF_ATTENTION);
-    linear(f, f->red[RED_ATTN], f->att, lw->wo, &lw->q_o, &lw->f_o, gemm_bias(f, lw->bo), T, f->q_dim,
-           c->hidden);
+    /* one rank: the norm after it applies the o product's FP8 scales (more ranks reduce the
+     * partial sums first, each rank's token scales its own) */
+    const bool defer_o = f->comm->world == 1 && fp8_input_fused(f, &lw->f_gate_up, T);
+    linear(f, f->red[RED_ATTN], f->att, lw->wo, &lw->q_o, &lw->f_o, gemm_bias(f, lw->bo), T,
+           f->q_dim, c->hidden, defer_o);
     fc_prof_mark(f, PROF_O);
 }
 
-/* xn -> gate_up GEMM -> silu * mul -> down GEMM, this rank's partial sums in red[RED_MLP]. */
-static void mlp_block(forward_cuda *f, int layer, int T) {
+/* xn -> gate_up GEMM -> silu * mul -> down GEMM, this rank's partial sums in red[RED_MLP].
+ * next_qkv: the next layer's q|k|v product (NULL after the last layer). */
+static void mlp_block(forward_cuda *f, int layer, int T, const fp8_matrix *next_qkv) {
     const model_config *c = f->cfg;
     const layer_weights_cuda *lw = &f->w->layers[layer];
-    linear(f, f->gate_up, f->xn, lw->w_gate_up, &lw->q_gate_up, &lw->f_gate_up, lw->b_gate_up, T, c->hidden,
-           2 * f->inter);
+    /* the fused kernel holds a row in one block: up to 4,096 packs of 8; it also applies the
+     * gate|up product's FP8 scales */
+    const bool silu_fp8 =
+        fp8_input_fused(f, &lw->f_down, T) && f->inter % 8 == 0 && f->inter <= 8 * 4096;
+    linear(f, f->gate_up, f->xn, lw->w_gate_up, &lw->q_gate_up, &lw->f_gate_up, lw->b_gate_up,
+           T, c->hidden, 2 * f->inter, silu_fp8);
     fc_prof_mark(f, PROF_GATE_UP);
-    /* the fused kernel holds a row in one block: up to 4,096 packs of 8 */
-    if (fp8_input_fused(f, &lw->f_down, T) && f->inter % 8 == 0 && f->inter <= 8 * 4096) {
+    if (silu_fp8) {
         silu_mul_fp8_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->fp8_xq, f->fp8_xs,
-                          lw->f_down.act, lw->f_down.input_scale, f->stream);
+                          lw->f_down.act, lw->f_down.input_scale,
+                          f->deferred.ws ? &f->deferred : NULL, f->stream);
+        f->deferred.ws = NULL;
         f->xq_ready = true; /* the down product reads it */
     } else {
         silu_mul_cuda(f->act, f->gate_up, T, f->inter, f->dt, f->stream);
     }
     fc_prof_mark(f, PROF_SILU);
-    linear(f, f->red[RED_MLP], f->act, lw->w_down, &lw->q_down, &lw->f_down, gemm_bias(f, lw->b_down), T,
-           f->inter, c->hidden);
+    const bool defer_down = f->comm->world == 1 && fp8_input_fused(f, next_qkv, T);
+    linear(f, f->red[RED_MLP], f->act, lw->w_down, &lw->q_down, &lw->f_down,
+           gemm_bias(f, lw->b_down), T, f->inter, c->hidden, defer_down);
     fc_prof_mark(f, PROF_DOWN);
 }
 
@@ -208,6 +228,7 @@ int fc_run_forward(forward_cuda *f, const step_shape *s) {
     /* One-shot only in steps that end with the logits all-gather: a rank done with it knows
      * every peer is done reading its region (so it may free it after its last step). */
     f->oneshot_step = f->use_oneshot && s->n_logits > 0;
+    f->deferred.ws = NULL; /* a step that failed half-way left nothing to apply */
     fc_prof_mark(f, PROF_EMBED); /* start */
     embedding_cuda(f->red[RED_EMBED], w->embed, PLAN_PTR(f, f->d_plan, token_ids, int32_t), T,
                    c->hidden, w->shard.vocab_start, w->shard.vocab, f->dt, f->stream);
@@ -222,8 +243,8 @@ int fc_run_forward(forward_cuda *f, const step_shape *s) {
         if (reduce_add_norm(f, RED_ATTN, w->layers[l].bo, T, w->layers[l].mlp_norm,
                             &w->layers[l].f_gate_up) != 0)
             return -1;
-        mlp_block(f, l, T);
         const bool last = l + 1 == c->n_layers;
+        mlp_block(f, l, T, last ? NULL : &w->layers[l + 1].f_qkv);
         if (reduce_add_norm(f, RED_MLP, w->layers[l].b_down, T,
                             last ? w->final_norm : w->layers[l + 1].attn_norm,
                             last ? NULL : &w->layers[l + 1].f_qkv) != 0)

@@ -117,6 +117,8 @@ struct forward_cuda {
     size_t fp8_xq_bytes, fp8_xs_bytes;
     bool xq_ready;               /* fp8_xq/fp8_xs hold the quantization of the next FP8
                                   * product's input (written by the norm or SiLU before it) */
+    fp8_out_scale deferred;      /* ws != NULL: the last FP8 product left its output unscaled
+                                  * and the kernel that reads it applies these (then clears) */
     size_t attn_ws_bytes;
     profile prof;
     /* device sampling (forward_cuda_sample), allocated at first use */

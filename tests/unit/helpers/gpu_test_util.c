@@ -193,6 +193,31 @@ size_t gpu_test_bits_diff(const void *a, const void *b, size_t n, folio_dtype t)
     return gpu_test_device_diff(a, b, n * dtype_size(t), dtype_size(t));
 }
 
+void gpu_test_fp8_out_alloc(gpu_test_fp8_out *o, size_t len, int n, folio_dtype t) {
+    CUDA_CHECK(cudaMalloc(&o->out, len * dtype_size(t)));
+    CUDA_CHECK(cudaMalloc((void **)&o->q, len));
+    CUDA_CHECK(cudaMalloc((void **)&o->s, sizeof(float) * (size_t)n));
+}
+
+void gpu_test_fp8_out_pair(gpu_test_fp8_out *a, gpu_test_fp8_out *b, size_t len, int n,
+                           folio_dtype t, const float *xs) {
+    gpu_test_fp8_out_alloc(a, len, n, t);
+    gpu_test_fp8_out_alloc(b, len, n, t);
+    CUDA_CHECK(cudaMemcpy(a->s, xs, sizeof(float) * (size_t)n, cudaMemcpyDeviceToDevice));
+}
+
+size_t gpu_test_fp8_out_diff(const gpu_test_fp8_out *a, const gpu_test_fp8_out *b, size_t len,
+                             int n, folio_dtype t) {
+    return gpu_test_bits_diff(a->out, b->out, len, t) + gpu_test_device_diff(a->q, b->q, len, 1) +
+           gpu_test_device_diff(a->s, b->s, sizeof(float) * (size_t)n, sizeof(float));
+}
+
+void gpu_test_fp8_out_free(gpu_test_fp8_out *o) {
+    CUDA_CHECK(cudaFree(o->out));
+    CUDA_CHECK(cudaFree(o->q));
+    CUDA_CHECK(cudaFree(o->s));
+}
+
 #else
 typedef int folio_gpu_test_util_unused; /* built without CUDA */
 #endif

@@ -37,6 +37,23 @@ size_t gpu_test_fp8_quant_diff(const char *what, const void *x, const uint8_t *x
 size_t gpu_test_bits_diff(const void *a, const void *b, size_t n, folio_dtype t);
 /* The same over `bytes` bytes in elements of `elem` bytes. */
 size_t gpu_test_device_diff(const void *a, const void *b, size_t bytes, size_t elem);
+/* What a kernel that quantizes its own output writes (device): out [len] of dtype t, its
+ * e4m3 bytes q [len] and scales s [n]; for comparing a fused form with its reference. */
+typedef struct {
+    void *out;
+    uint8_t *q;
+    float *s;
+} gpu_test_fp8_out;
+void gpu_test_fp8_out_alloc(gpu_test_fp8_out *o, size_t len, int n, folio_dtype t);
+/* Two of them for a check of a kernel taking deferred FP8 scales (fp8_out_scale) against the
+ * rescale + the plain kernel: a->s holds the device token scales xs (n), as in the forward,
+ * where the kernel reads them from the buffer it writes its own scales to. */
+void gpu_test_fp8_out_pair(gpu_test_fp8_out *a, gpu_test_fp8_out *b, size_t len, int n,
+                           folio_dtype t, const float *xs);
+/* Elements of out, bytes of q and scales of s that differ between a and b. */
+size_t gpu_test_fp8_out_diff(const gpu_test_fp8_out *a, const gpu_test_fp8_out *b, size_t len,
+                             int n, folio_dtype t);
+void gpu_test_fp8_out_free(gpu_test_fp8_out *o);
 /* true (after printing "SKIPPED: ...") when there is no usable GPU. */
 bool gpu_test_skip(void);
 /* true unless FOLIO_BENCH=0. */
