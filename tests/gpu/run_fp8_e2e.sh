@@ -10,7 +10,8 @@
 # 128/128 (also with the FP8 KV cache), served against offline at 256 streams
 # (run_serve_bench.sh), TTFT of a 2,048-token prompt, per-kernel profiles
 # (FOLIO_PROFILE=1, eager), batch 64, the block scheme. Argument: the folder
-# tests/gpu/stage.sh filled. QUICK=1: checks only; NO_KERNEL_BENCH=1: without test_gpu_fp8's
+# tests/gpu/stage.sh filled. QUICK=1: checks only; SANITIZE=1: also compute-sanitizer
+# (racecheck, memcheck) over the FP8 kernel tests; NO_KERNEL_BENCH=1: without test_gpu_fp8's
 # bench; BUDGET_S=N: no bench starts after N seconds (the device call's limit), each left out
 # says so.
 . "$(dirname "$0")/e2e.inc"
@@ -38,6 +39,10 @@ done
 tar -C "$FX" -czf "$OUTDIR/fp8_logits_bf16.tgz" $(cd "$FX" && ls */logits_bf16.f32 2>/dev/null)
 
 gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error|differ" test_gpu_fp8 test_gpu_forward test_gpu_rope_kv_write test_gpu_attention test_gpu_rmsnorm test_gpu_silu_mul
+if [ -n "${SANITIZE:-}" ]; then # the kernels that share a scale buffer or changed launches
+  sanitize racecheck test_gpu_silu_mul test_gpu_rmsnorm
+  sanitize memcheck test_gpu_silu_mul test_gpu_rmsnorm test_gpu_rope_kv_write test_gpu_fp8
+fi
 
 for scheme in channel block kv; do
   echo "== dummy FP8 ($scheme): GPU bf16 logits vs CPU float32 logits (same drawn weights)"
