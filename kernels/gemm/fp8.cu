@@ -514,17 +514,21 @@ rescale_rows_kernel(T *y, const float *ws, const float *xs, const T *bias, int r
     *p = v;
 }
 
+/* Tokens go in chunks of at most 65,535 (the grid's y limit). */
 template <typename T>
 void rescale(void *y, const float *ws, const float *xs, const void *bias, int n, int rows,
              cudaStream_t stream) {
-    T *yt = static_cast<T *>(y);
     const T *bt = static_cast<const T *>(bias);
-    if (rows % 8 == 0 && aligned16(y) && (!bias || aligned16(bias))) {
-        const dim3 grid((unsigned)((rows / 8 + 255) / 256), (unsigned)n);
-        launch_pdl(rescale_rows_kernel<T, 8>, grid, dim3(256), stream, yt, ws, xs, bt, rows);
-    } else {
-        const dim3 grid((unsigned)((rows + 255) / 256), (unsigned)n);
-        launch_pdl(rescale_rows_kernel<T, 1>, grid, dim3(256), stream, yt, ws, xs, bt, rows);
+    const bool vec = rows % 8 == 0 && aligned16(y) && (!bias || aligned16(bias));
+    for (int t0 = 0; t0 < n; t0 += 65535) {
+        T *yt = static_cast<T *>(y) + (size_t)t0 * rows;
+        const unsigned nt = (unsigned)(n - t0 < 65535 ? n - t0 : 65535);
+        if (vec)
+            launch_pdl(rescale_rows_kernel<T, 8>, dim3((unsigned)((rows / 8 + 255) / 256), nt),
+                       dim3(256), stream, yt, ws, xs + t0, bt, rows);
+        else
+            launch_pdl(rescale_rows_kernel<T, 1>, dim3((unsigned)((rows + 255) / 256), nt),
+                       dim3(256), stream, yt, ws, xs + t0, bt, rows);
     }
 }
 
