@@ -33,6 +33,9 @@ static const folio_env_var VARS[] = {
     {"FOLIO_FP8_GEMM", "cuBLASLt where it offers the scheme's kernel, else Folio's own",
      "'mma': every FP8 product above the GEMV's batch runs Folio's mma.sync FP8 GEMM; "
      "'cublaslt': cuBLASLt only (fails where it has no kernel)"},
+    {"FOLIO_L2_PREFETCH_MB", "0 (off)",
+     "MB of weights the batch-1 FP8 GEMV asks L2 to fetch before it waits for the kernel "
+     "before it (the weights of its later row groups; a hint, for measurements)"},
     {"FOLIO_PDL", "on",
      "'0' turns off programmatic dependent launch (kernels launched the ordinary way)"},
 };

@@ -136,6 +136,22 @@ inline void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStr
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...));
 }
 
+/* A hint: asks L2 to fetch `bytes` (a multiple of 16) at p (16-byte aligned) and returns at
+ * once (cp.async.bulk.prefetch, sm_90). Results never depend on it. */
+__device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+}
+
+/* FOLIO_L2_PREFETCH_MB in bytes (0: off), read once. */
+inline size_t l2_prefetch_bytes() {
+    static const size_t b = [] {
+        const char *e = folio_env("FOLIO_L2_PREFETCH_MB");
+        const long v = e ? strtol(e, NULL, 10) : 0;
+        return v > 0 && v <= 1024 ? (size_t)v << 20 : (size_t)0;
+    }();
+    return b;
+}
+
 /* dtype_size() without linking the engine library (kernels stand alone). */
 inline size_t elem_size(folio_dtype t) { return t == DTYPE_F32 ? 4 : 2; }
 

@@ -275,14 +275,30 @@ __device__ __forceinline__ void load_rows(uint4 (&wv)[R][NCH], const uint8_t *w,
     }
 }
 
+/* Up to `bytes` of the weights of this block's row groups after its first (first, second,
+ * ...), asked of L2 (prefetch_l2, one request a group; thread 0). */
+template <int R>
+__device__ void prefetch_groups(const uint8_t *w, int rows, int k, int n_groups,
+                                uint32_t bytes) {
+    for (int grp = blockIdx.x + gridDim.x; grp < n_groups && bytes >= 16; grp += gridDim.x) {
+        const int r0 = grp * R, nr = min(R, rows - r0);
+        uint32_t b = (uint32_t)nr * (uint32_t)k; /* rows are k bytes, k % 16 == 0 */
+        if (b > bytes) b = bytes & ~15u;
+        prefetch_l2(w + (size_t)r0 * k, b);
+        bytes -= b;
+    }
+}
+
 /* FUSED: x is T [N][k], quantized by quantize_x_regs (xq, xs unused); else xq, xs are
  * fp8_quantize_act_cuda's. Launched with launch_pdl: the first row group's weights (constants)
- * are loaded before pdl_wait(), while the kernel that writes x is still finishing. */
+ * are loaded before pdl_wait(), while the kernel that writes x is still finishing, and L2 is
+ * asked for up to prefetch bytes of the next groups' (FOLIO_L2_PREFETCH_MB: at batch 1 the
+ * norm, RoPE and attention kernels before a product leave the memory system idle). */
 template <typename T, int N, int NCH, bool BLOCK, bool FUSED>
 __global__ void __launch_bounds__(kMaxThreads, 1)
 fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const T *x, int act, float input_scale,
                 const uint8_t *w, const float *ws, const T *bias, int rows, int k,
-                int block_rows) {
+                int block_rows, uint32_t prefetch) {
     constexpr int R = group_rows<N, NCH>(); /* rows per group: NCH * R loads per thread */
     const int chunks = k / 16;
     const int n_groups = (rows + R - 1) / R;
@@ -294,6 +310,7 @@ fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const T *x, int act, f
     for (int j = 0; j < NCH; j++) have[j] = threadIdx.x + j * blockDim.x < chunks;
     uint4 wv[R][NCH], wn[R][NCH];
     if (blockIdx.x < n_groups) load_rows<R, NCH>(wv, w, blockIdx.x * R, rows, k, have);
+    if (prefetch && threadIdx.x == 0) prefetch_groups<R>(w, rows, k, n_groups, prefetch);
     pdl_wait();
     pdl_launch_dependents();
     if constexpr (FUSED) {
@@ -412,14 +429,16 @@ void launch_gemv_f(void *y, const GemvIn &in, const fp8_matrix *m, const void *b
     const int grid = groups < resident_blocks<T, N, NCH, FUSED>(m->kind == FP8_W_BLOCK, threads)
                          ? groups
                          : resident_blocks<T, N, NCH, FUSED>(m->kind == FP8_W_BLOCK, threads);
+    const size_t pf = l2_prefetch_bytes() / (size_t)grid;
+    const uint32_t prefetch = (uint32_t)(pf < (1u << 30) ? pf : (1u << 30));
     if (m->kind == FP8_W_BLOCK)
         launch_pdl(fp8_gemv_kernel<T, N, NCH, true, FUSED>, dim3(grid), dim3(threads), s,
                    (T *)y, in.xq, in.xs, (const T *)in.x, (int)m->act, m->input_scale, m->w,
-                   m->scale, (const T *)bias, m->rows, m->cols, m->block_rows);
+                   m->scale, (const T *)bias, m->rows, m->cols, m->block_rows, prefetch);
     else
         launch_pdl(fp8_gemv_kernel<T, N, NCH, false, FUSED>, dim3(grid), dim3(threads), s,
                    (T *)y, in.xq, in.xs, (const T *)in.x, (int)m->act, m->input_scale, m->w,
-                   m->scale, (const T *)bias, m->rows, m->cols, m->block_rows);
+                   m->scale, (const T *)bias, m->rows, m->cols, m->block_rows, prefetch);
 }
 
 template <typename T, int N, int NCH>

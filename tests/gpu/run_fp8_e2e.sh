@@ -93,6 +93,9 @@ if [ -z "${QUICK:-}" ]; then
   L8=(--model "$CONFIGS/llama-3-8b")
   q_args() { case $1 in bf16) Q=() ;; fp8) Q=(--quantization fp8) ;; *) Q=(--quantization fp8 --fp8-scheme block) ;; esac; }
   for q in bf16 fp8; do q_args $q; over "8B $q b1" || bench "8B $q b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128; done
+  # the GEMV asking L2 for its later row groups while the kernels before it run (off by default)
+  q_args fp8
+  for mb in 16 48; do over "8B fp8 b1 L2 $mb" || FOLIO_L2_PREFETCH_MB=$mb bench "8B fp8 b1 128/128 L2 prefetch $mb MB" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128; done
   if [ -z "${NO_KERNEL_BENCH:-}" ] && ! over "test_gpu_fp8 bench"; then
     echo "== test_gpu_fp8 bench"
     FOLIO_BENCH=only "$BIN/test_gpu_fp8" 2>&1 | sed -n '/fp8 bench/,$p' | head -80
