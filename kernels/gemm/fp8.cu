@@ -13,7 +13,8 @@
  * threads): thread j handles 16-byte chunks j, j + blockDim, ... (1, 2 or 4) of every row, so the activations it needs are
  * the same for all its rows and stay in registers (as half: an e4m3 value is exact in half,
  * taken times 2^-8 so that products and sums of 16 cannot overflow). Per chunk: one 16-byte
- * load of weights, 8 conversions e4m3x2 -> half2, 8 half2 fused multiply-adds per token; the
+ * load of weights, 8 conversions e4m3x2 -> half2 (once for all tokens), 8 half2 fused
+ * multiply-adds per token; the
  * chunk's sum goes to float at once, so half accumulates 16 products only. Block-scaled
  * weights (and activations per 128-column group) scale each chunk's sum (a chunk never
  * crosses a 128-column block); per-channel weights and per-token activations scale the row's
@@ -162,17 +163,31 @@ __device__ __forceinline__ void load_x_chunk(__half2 *h, const uint8_t *xrow, in
     }
 }
 
-/* Sum over one chunk of w . x (x as loaded by load_x_chunk), in float, times 2^8. */
-__device__ __forceinline__ float dot_chunk(const uint4 &wv, const __half2 *xh) {
+/* A chunk's 16 weights as 8 half2 (exact), converted once for all the tokens. */
+__device__ __forceinline__ void widen_chunk(__half2 (&wh)[8], const uint4 &wv) {
     const uint32_t w[4] = {wv.x, wv.y, wv.z, wv.w};
-    __half2 acc = __float2half2_rn(0.f);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        acc = __hfma2(e4m3x2_to_half2(w[i]), xh[2 * i], acc);
-        acc = __hfma2(e4m3x2_to_half2(w[i] >> 16), xh[2 * i + 1], acc);
+        wh[2 * i] = e4m3x2_to_half2(w[i]);
+        wh[2 * i + 1] = e4m3x2_to_half2(w[i] >> 16);
     }
+}
+
+/* Sum over one chunk of w . x (w as widen_chunk gives it, x as load_x_chunk loads it), in
+ * float, times 2^8. */
+__device__ __forceinline__ float dot_chunk(const __half2 (&wh)[8], const __half2 *xh) {
+    __half2 acc = __float2half2_rn(0.f);
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc = __hfma2(wh[i], xh[i], acc);
     const float2 f = __half22float2(acc);
     return (f.x + f.y) * 256.0f;
+}
+
+/* The same from the raw chunk (converted for this token alone: fewer registers). */
+__device__ __forceinline__ float dot_chunk(const uint4 &wv, const __half2 *xh) {
+    __half2 wh[8];
+    widen_chunk(wh, wv);
+    return dot_chunk(wh, xh);
 }
 
 /* 16 values of x at p (16-byte aligned) as float. */
@@ -353,9 +368,15 @@ fp8_gemv_kernel(T *y, const uint8_t *xq, const float *xs, const T *x, int act, f
                     wsc = ws[(size_t)(row / block_rows) * fp8_block_scale_ld(k) +
                              c / FP8_ACT_GROUP_SIZE];
                 }
+                /* the weights converted once for all tokens, except where the registers
+                 * are short (4 chunks a row: 2 tokens at most) */
+                __half2 wh[8];
+                if constexpr (NCH < 4) widen_chunk(wh, wv[r][j]);
 #pragma unroll
                 for (int t = 0; t < N; t++) {
-                    const float d = dot_chunk(wv[r][j], xh[t][j]);
+                    float d;
+                    if constexpr (NCH < 4) d = dot_chunk(wh, xh[t][j]);
+                    else d = dot_chunk(wv[r][j], xh[t][j]);
                     acc[r][t] = BLOCK ? fmaf(d, wsc * xsc[t][j], acc[r][t]) : acc[r][t] + d;
                 }
             }
