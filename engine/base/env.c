@@ -36,6 +36,9 @@ static const folio_env_var VARS[] = {
     {"FOLIO_L2_PREFETCH_MB", "0 (off)",
      "MB of weights the batch-1 FP8 GEMV asks L2 to fetch before it waits for the kernel "
      "before it (the weights of its later row groups; a hint, for measurements)"},
+    {"FOLIO_KV_PREFETCH", "0 (off)",
+     "1-8: the decode attention kernel asks L2 for the K/V rows of its tiles this many steps "
+     "ahead (a hint, for measurements)"},
     {"FOLIO_PDL", "on",
      "'0' turns off programmatic dependent launch (kernels launched the ordinary way)"},
 };

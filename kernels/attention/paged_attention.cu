@@ -94,6 +94,16 @@ extern "C" size_t paged_attention_workspace_bytes(const paged_attention_params *
     return (size_t)units * (size_t)group * (size_t)(p->head_dim + 2) * sizeof(float) + 256;
 }
 
+/* FOLIO_KV_PREFETCH: decode steps ahead whose K/V rows a warp asks L2 for (0-8; unset: 0). */
+static int kv_prefetch_steps() {
+    static const int steps = [] {
+        const char *e = folio_env("FOLIO_KV_PREFETCH");
+        const long v = e ? strtol(e, NULL, 10) : 0;
+        return v > 0 && v <= 8 ? (int)v : 0;
+    }();
+    return steps;
+}
+
 extern "C" void paged_attention_cuda(void *out, const void *q, const void *k_cache,
                                      const void *v_cache, const int32_t *block_tables,
                                      const int32_t *seq_start, const int32_t *context_lens,
@@ -125,6 +135,7 @@ extern "C" void paged_attention_cuda(void *out, const void *q, const void *k_cac
     a.part_tokens = plan.part_tokens;
     a.n_parts = plan.n_parts;
     a.prefill_rows = 0;
+    a.prefetch_steps = kv_prefetch_steps();
 
     float *part_acc = NULL, *part_ml = NULL;
     if (plan.n_parts > 1) {

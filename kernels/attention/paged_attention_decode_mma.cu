@@ -139,10 +139,33 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
                 vv[r][i] = ov >= 0 ? L::load(v_cache + ov + 64 * i + 8 * g) : L::zero();
         }
     };
+    /* FOLIO_KV_PREFETCH: lane 0 asks L2 for the K and V rows of the tile `prefetch_steps`
+     * steps ahead (a tile's 16 positions lie in one or two cache blocks, each block's rows of
+     * this head contiguous): a hint for a kernel bound by the latency of its loads */
+    auto prefetch_tile = [&](int j0) {
+        const int last = min(j0 + kTile, n) - 1;
+        for (int j = j0; j <= last;) {
+            const int p = start + j;
+            const int in_block = a.bs_shift >= 0 ? p & (a.block_size - 1) : p % a.block_size;
+            const int cnt = min(a.block_size - in_block, last - j + 1);
+            const int64_t off = kv_row_offset(table, p, kvh, a.n_kv_heads, a.block_size,
+                                              a.bs_shift, D);
+            const uint32_t bytes = (uint32_t)(cnt * D * sizeof(KV));
+            prefetch_l2(k_cache + off, bytes);
+            prefetch_l2(v_cache + off, bytes);
+            j += cnt;
+        }
+    };
+    if (a.prefetch_steps > 0 && lane == 0)
+        for (int s2 = 1; s2 <= a.prefetch_steps; s2++)
+            if (warp * kTile + s2 * kWarps * kTile < n)
+                prefetch_tile(warp * kTile + s2 * kWarps * kTile);
     if (warp * kTile < n) load_k(warp * kTile);
 
     for (int j0 = warp * kTile; j0 < n; j0 += kWarps * kTile) {
         load_v(j0);
+        const int jp = j0 + (a.prefetch_steps + 1) * kWarps * kTile;
+        if (a.prefetch_steps > 0 && lane == 0 && jp < n) prefetch_tile(jp);
         int jv[4];
         jv[0] = j0 + 2 * tq;
         jv[1] = jv[0] + 1;

@@ -88,6 +88,10 @@ over() { [ -n "${BUDGET_S:-}" ] && [ "$SECONDS" -ge "$BUDGET_S" ] && { record "$
 if ! over "test_gpu_attention bench"; then
   echo "== test_gpu_attention bench (16-bit and FP8 KV caches)"
   FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep bench
+  for ahead in 1 3; do # the decode kernel asking L2 for its tiles ahead (off by default)
+    echo "== test_gpu_attention bench, decode, FOLIO_KV_PREFETCH=$ahead"
+    FOLIO_KV_PREFETCH=$ahead FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep "bench decode"
+  done
 fi
 if [ -z "${QUICK:-}" ]; then
   L8=(--model "$CONFIGS/llama-3-8b")
