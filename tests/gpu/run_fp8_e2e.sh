@@ -117,6 +117,9 @@ if [ -z "${QUICK:-}" ]; then
     record "8B $q served/offline 256" "$(grep -E 'summary|served / offline' "$OUTDIR/served.txt" | tr '\n' ';')"
   done
   for q in bf16 fp8; do q_args $q; over "8B $q TTFT" || bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5; done
+  # the 16,384-token prompt (issue #14: within 1.3x of the GEMM + attention roofline): Llama
+  # 3.1's config, the same shapes with a 128k context
+  for q in bf16 fp8; do q_args $q; over "8B $q TTFT 16k" || bench "8B $q TTFT 16384" latency --model "$CONFIGS/llama-3.1-8b-instruct" "${Q[@]}" --batch-size 1 --input-len 16384 --output-len 2 --num-iters 3; done
   # where the time goes (eager, an event after every launch): FP8 batch 1, FP8 and bf16 at the
   # throughput run's batch
   profile() {

@@ -557,11 +557,17 @@ static void test_rope_block_precedence(void **state) {
 
 static void test_bench_configs(void **state) {
     (void)state;
-    static const struct { const char *dir; double params; int bos, eos; } want[] = {
-        {BENCH "llama-2-7b", 6.74e9, 1, 2},
-        {BENCH "llama-3-8b", 8.03e9, 128000, 128001},
-        {BENCH "llama-3-70b", 70.55e9, 128000, 128001},
-        {BENCH "qwen2.5-7b", 7.62e9, 151643, 151645},
+    static const struct {
+        const char *dir;
+        double params;
+        int bos, eos;
+        rope_kind rope;
+    } want[] = {
+        {BENCH "llama-2-7b", 6.74e9, 1, 2, ROPE_DEFAULT},
+        {BENCH "llama-3-8b", 8.03e9, 128000, 128001, ROPE_DEFAULT},
+        {BENCH "llama-3.1-8b-instruct", 8.03e9, 128000, 128001, ROPE_LLAMA3}, /* 128k context */
+        {BENCH "llama-3-70b", 70.55e9, 128000, 128001, ROPE_DEFAULT},
+        {BENCH "qwen2.5-7b", 7.62e9, 151643, 151645, ROPE_DEFAULT},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         model_config c;
@@ -569,7 +575,7 @@ static void test_bench_configs(void **state) {
         assert_params_about(&c, want[i].params);
         assert_int_equal(c.bos_id, want[i].bos);
         assert_int_equal(c.eos_ids[0], want[i].eos);
-        assert_int_equal(c.rope.kind, ROPE_DEFAULT);
+        assert_int_equal(c.rope.kind, want[i].rope);
         assert_true(c.dtype == DTYPE_BF16 || c.dtype == DTYPE_F16);
         model_config_free(&c);
     }
