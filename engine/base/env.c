@@ -39,6 +39,9 @@ static const folio_env_var VARS[] = {
     {"FOLIO_KV_PREFETCH", "0 (off)",
      "1-8: the decode attention kernel asks L2 for the K/V rows of its tiles this many steps "
      "ahead (a hint, for measurements)"},
+    {"FOLIO_KV8_DECODE", "registers",
+     "'ring': decode attention over the FP8 KV cache streams K/V through a shared-memory ring "
+     "(cp.async, 3 tiles in flight a warp) instead of registers (for measurements)"},
     {"FOLIO_PDL", "on",
      "'0' turns off programmatic dependent launch (kernels launched the ordinary way)"},
 };

@@ -121,19 +121,28 @@ inline bool pdl_enabled() {
     return on != 0;
 }
 
+/* launch_pdl with `smem` bytes of dynamic shared memory (the kernel's attribute raised first
+ * where it passes 48 KB). */
 template <typename... Params, typename... Args>
-inline void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
-                       Args... args) {
+inline void launch_pdl_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                            cudaStream_t stream, Args... args) {
     cudaLaunchAttribute attr;
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr.val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...));
+}
+
+template <typename... Params, typename... Args>
+inline void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+                       Args... args) {
+    launch_pdl_smem(kernel, grid, block, 0, stream, args...);
 }
 
 /* A hint: asks L2 to fetch `bytes` (a multiple of 16) at p (16-byte aligned) and returns at
