@@ -52,9 +52,6 @@ __device__ __forceinline__ uint32_t word(const uint4 &v, int i) {
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
-/* Grid: x = sequence, y = KV head, z = partition. Block: kThreads. KV: T, or uint8_t for the
- * FP8 cache (8-byte loads kept raw, widened to T where used: Kv8; K's scale is in
- * a.scale_log2, V's applied at the end). */
 /* The FP8 cache's shared-memory ring (RING kernels): a stage holds a tile's 16 K rows, then
  * its 16 V rows, each D bytes padded to D + 32 (so that the 8-byte reads of the mma layout
  * spread over the banks: 8 rows of one quad position fall into distinct bank pairs). */
@@ -65,6 +62,10 @@ template <int D> struct RingLayout {
     static constexpr int kBlockBytes = kWarps * kRingStages * kStageBytes;
 };
 
+/* Grid: x = sequence, y = KV head, z = partition. Block: kThreads. KV: T, or uint8_t for the
+ * FP8 cache (8-byte loads kept raw, widened to T where used: Kv8; K's scale is in
+ * a.scale_log2, V's applied at the end). RING (FP8 only): K and V through the shared-memory
+ * ring (dynamic shared memory RingLayout<D>::kBlockBytes) instead of straight to registers. */
 template <typename T, typename KV, int D, bool RING>
 __global__ void __launch_bounds__(kThreads)
 paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_heads][D] */
