@@ -80,6 +80,7 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
                                   const int32_t *seq_start, /* [n_seqs + 1] */
                                   const int32_t *context_lens, /* [n_seqs] */
                                   RowArgs a) {
+    static_assert(!RING || sizeof(KV) == 1, "the ring's byte offsets are the FP8 cache's");
     constexpr int NK = D / 32; /* K vectors per thread per position: dims 32i + 8t */
     constexpr int NV = D / 64; /* V vectors per thread per position: dims 64i + 8g */
     constexpr int NT = D / 8;  /* n8 tiles of O */

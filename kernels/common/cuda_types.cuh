@@ -146,9 +146,10 @@ inline void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStr
 }
 
 /* A hint: asks L2 to fetch `bytes` (a multiple of 16) at p (16-byte aligned) and returns at
- * once (cp.async.bulk.prefetch, sm_90). Results never depend on it. */
+ * once (cp.async.bulk.prefetch, sm_90). Results never depend on it, so it orders nothing (no
+ * memory clobber: loads around it stay free to move). */
 __device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes));
 }
 
 /* FOLIO_L2_PREFETCH_MB in bytes (0: off), read once. */
