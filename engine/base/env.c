@@ -42,6 +42,9 @@ static const folio_env_var VARS[] = {
     {"FOLIO_KV8_DECODE", "registers",
      "'ring': decode attention over the FP8 KV cache streams K/V through a shared-memory ring "
      "(cp.async, 3 tiles in flight a warp) instead of registers (for measurements)"},
+    {"FOLIO_PREFILL_ATTN", "wgmma",
+     "'mma': prefill attention at head_dim 128 runs the mma.sync kernel instead of the Hopper "
+     "warpgroup-MMA one (for comparisons)"},
     {"FOLIO_PDL", "on",
      "'0' turns off programmatic dependent launch (kernels launched the ordinary way)"},
 };

@@ -6,7 +6,8 @@
  * Every call launches the decode kernel over all sequences (paged_attention_decode_mma.cu on
  * the tensor cores for bfloat16 and float16, paged_attention_decode.cu for float32; rows with
  * q_len != 1 return at once; plus the partition merge when the context is split) and, when max_q_len > 1, the prefill kernel
- * (paged_attention_prefill.cu on the tensor cores for bfloat16 and float16; the row kernel
+ * (paged_attention_prefill_wgmma.cu on Hopper's warpgroup MMA for head_dim 128 and
+ * paged_attention_prefill.cu on mma.sync otherwise, bfloat16 and float16; the row kernel
  * over every query token for float32). Each output row is written by exactly one of them.
  *
  * Decode split: the visible context (max_context, or the window when shorter) is cut into
@@ -19,6 +20,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "attention_cuda.h"
 #include "cuda_check.h"
@@ -104,6 +106,16 @@ static int kv_prefetch_steps() {
     return steps;
 }
 
+/* FOLIO_PREFILL_ATTN: the prefill kernel for head_dim 128, "wgmma" (Hopper's warpgroup MMA,
+ * the default) or "mma" (mma.sync, the only one for head_dim 64). */
+static bool prefill_wgmma() {
+    static const bool on = [] {
+        const char *e = folio_env("FOLIO_PREFILL_ATTN");
+        return e == NULL || strcmp(e, "mma") != 0;
+    }();
+    return on;
+}
+
 extern "C" void paged_attention_cuda(void *out, const void *q, const void *k_cache,
                                      const void *v_cache, const int32_t *block_tables,
                                      const int32_t *seq_start, const int32_t *context_lens,
@@ -162,6 +174,10 @@ extern "C" void paged_attention_cuda(void *out, const void *q, const void *k_cac
             folio_attn::launch_rows(out, NULL, NULL, q, k_cache, v_cache, block_tables,
                                     seq_start, context_lens, b, p->n_tokens, p->head_dim,
                                     p->dtype, stream);
+        } else if (p->head_dim == 128 && prefill_wgmma()) {
+            folio_attn::launch_prefill_wgmma(out, q, k_cache, v_cache, block_tables, seq_start,
+                                             context_lens, a, p->max_q_len, p->dtype,
+                                             p->kv_fp8 != 0, stream);
         } else {
             folio_attn::launch_prefill_mma(out, q, k_cache, v_cache, block_tables, seq_start,
                                            context_lens, a, p->max_q_len, p->head_dim, p->dtype,

@@ -1,7 +1,8 @@
 /* Shared pieces of the paged attention kernels (paged_attention.cu is the launcher,
  * paged_attention_decode.cu the CUDA-core row kernels (float32 decodes and prefills) and the
  * partition merge, paged_attention_decode_mma.cu the bfloat16/float16 decode,
- * paged_attention_prefill.cu the tensor-core prefill): element conversions, 16-byte packs, the
+ * paged_attention_prefill.cu the tensor-core prefill, paged_attention_prefill_wgmma.cu its
+ * wgmma form for head_dim 128): element conversions, 16-byte packs, the
  * split-context plan and the internal launchers. CUDA C++ only; the C interface is
  * attention_cuda.h. */
 #ifndef FOLIO_PAGED_ATTENTION_IMPL_CUH
@@ -12,6 +13,7 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <math.h>
 #include <stdint.h>
 
 #include "attention_cuda.h"
@@ -143,6 +145,93 @@ struct RowArgs {
                            steps ahead (FOLIO_KV_PREFETCH; 0: none) */
 };
 
+/* The query tile of one prefill block (kBM rows from the end of the sequence's new tokens:
+ * grid x reversed, longest first) and the key positions its rows see. */
+struct PrefillTile {
+    int q0;             /* query row of the sequence's first new token */
+    int i0, rows;       /* the tile's first row within the sequence, its rows (<= kBM) */
+    int pos0, pos_last; /* positions of its first and last row */
+    int klo, kend;      /* visible keys: [klo, kend) (causal, sliding window if any) */
+    int n_tiles;        /* key tiles of kBN positions over [klo, kend) */
+};
+
+/* Fills t for block (blockIdx.x, sequence s); false where the block has nothing to do (a decode
+ * row, a tile past the sequence's new tokens, a context shorter than them). Uniform over the
+ * block, so it may return before any barrier. */
+template <int kBM, int kBN>
+__device__ __forceinline__ bool prefill_tile(PrefillTile &t, const int32_t *seq_start,
+                                             const int32_t *context_lens, int s, int window) {
+    t.q0 = seq_start[s];
+    const int qlen = seq_start[s + 1] - t.q0;
+    if (qlen <= 1) return false;
+    t.i0 = (gridDim.x - 1 - blockIdx.x) * kBM;
+    if (t.i0 >= qlen) return false;
+    const int ctx = context_lens[s];
+    t.rows = qlen - t.i0 < kBM ? qlen - t.i0 : kBM;
+    t.pos0 = ctx - qlen + t.i0;
+    t.pos_last = t.pos0 + t.rows - 1;
+    if (t.pos0 < 0) return false; /* context shorter than q_len: invalid step */
+    t.klo = window > 0 && t.pos0 >= window ? t.pos0 - window + 1 : 0;
+    t.kend = t.pos_last + 1;
+    t.n_tiles = (t.kend - t.klo + kBN - 1) / kBN;
+    return true;
+}
+
+/* One key tile's online-softmax step in the tensor-core prefill kernels, for this thread's two
+ * query rows (positions qp0 and qp0 + 8). sc: the tile's scores as accumulator fragments, kN8
+ * of them (n8 tile j: sc[4j + e] is row e / 2, key kstart + 8j + 2 tq + e % 2), rewritten in
+ * place: masked (only in tiles that cross the diagonal, the end or the window edge), base 2,
+ * exponentiated against the new row maxima m0 / m1. l0 / l1 (this thread's partial row sums)
+ * are updated; alpha0 / alpha1 are the factors that rescale the output accumulated so far. */
+template <int kN8>
+__device__ __forceinline__ void prefill_softmax(float *sc, const RowArgs &a, const PrefillTile &t,
+                                                int kstart, int qp0, int tq, float &m0, float &m1,
+                                                float &l0, float &l1, float &alpha0,
+                                                float &alpha1) {
+    const int qp1 = qp0 + 8;
+    const bool need_mask = kstart + 8 * kN8 - 1 > t.pos0 ||
+                           (a.window > 0 && kstart <= t.pos_last - a.window);
+    float mx0 = m0, mx1 = m1;
+#pragma unroll
+    for (int j = 0; j < kN8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float x = sc[4 * j + e] * a.scale_log2;
+            if (need_mask) {
+                const int kp = kstart + 8 * j + 2 * tq + (e & 1);
+                const int qp = e < 2 ? qp0 : qp1;
+                if (kp > qp || kp >= t.kend || (a.window > 0 && kp <= qp - a.window))
+                    x = -INFINITY;
+            }
+            sc[4 * j + e] = x;
+        }
+        mx0 = fmaxf(mx0, fmaxf(sc[4 * j], sc[4 * j + 1]));
+        mx1 = fmaxf(mx1, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float base0 = mx0 == -INFINITY ? 0.0f : mx0; /* row fully masked so far */
+    const float base1 = mx1 == -INFINITY ? 0.0f : mx1;
+    alpha0 = exp2f(m0 - base0);
+    alpha1 = exp2f(m1 - base1);
+    m0 = mx0;
+    m1 = mx1;
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kN8; j++) {
+        sc[4 * j] = exp2f(sc[4 * j] - base0);
+        sc[4 * j + 1] = exp2f(sc[4 * j + 1] - base0);
+        sc[4 * j + 2] = exp2f(sc[4 * j + 2] - base1);
+        sc[4 * j + 3] = exp2f(sc[4 * j + 3] - base1);
+        sum0 += sc[4 * j] + sc[4 * j + 1];
+        sum1 += sc[4 * j + 2] + sc[4 * j + 3];
+    }
+    l0 = l0 * alpha0 + sum0; /* per-thread partial sums; the quad is summed at the end */
+    l1 = l1 * alpha1 + sum1;
+}
+
 /* Internal launchers (paged_attention_decode.cu, paged_attention_prefill.cu). */
 void launch_rows(void *out, float *part_acc, float *part_ml, const void *q, const void *k_cache,
                  const void *v_cache, const int32_t *block_tables, const int32_t *seq_start,
@@ -162,6 +251,11 @@ void launch_prefill_mma(void *out, const void *q, const void *k_cache, const voi
                         const int32_t *block_tables, const int32_t *seq_start,
                         const int32_t *context_lens, const RowArgs &a, int max_q_len,
                         int head_dim, folio_dtype dtype, bool kv_fp8, cudaStream_t stream);
+/* The prefill kernel on wgmma (paged_attention_prefill_wgmma.cu): head_dim 128 only. */
+void launch_prefill_wgmma(void *out, const void *q, const void *k_cache, const void *v_cache,
+                          const int32_t *block_tables, const int32_t *seq_start,
+                          const int32_t *context_lens, const RowArgs &a, int max_q_len,
+                          folio_dtype dtype, bool kv_fp8, cudaStream_t stream);
 
 } // namespace folio_attn
 

@@ -66,18 +66,10 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
     T *sV = sK + 2 * kBN * SD;               /* [2][kBN][SD] */
 
     const int s = blockIdx.z, h = blockIdx.y;
-    const int q0 = seq_start[s], qlen = seq_start[s + 1] - q0;
-    if (qlen <= 1) return;
-    const int i0 = (gridDim.x - 1 - blockIdx.x) * kBM;
-    if (i0 >= qlen) return;
-    const int ctx = context_lens[s];
-    const int rows = qlen - i0 < kBM ? qlen - i0 : kBM;
-    const int pos0 = ctx - qlen + i0;      /* position of the tile's first query row */
-    const int pos_last = pos0 + rows - 1;
-    if (pos0 < 0) return;                  /* context shorter than q_len: invalid step */
-    const int klo = a.window > 0 && pos0 >= a.window ? pos0 - a.window + 1 : 0;
-    const int kend = pos_last + 1;
-    const int n_tiles = (kend - klo + kBN - 1) / kBN;
+    PrefillTile t;
+    if (!prefill_tile<kBM, kBN>(t, seq_start, context_lens, s, a.window)) return;
+    const int q0 = t.q0, i0 = t.i0, rows = t.rows, klo = t.klo, kend = t.kend;
+    const int n_tiles = t.n_tiles;
     const int kvh = h / a.group;
     const int32_t *table = block_tables + (int64_t)s * a.max_blocks;
 
@@ -134,7 +126,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
     folio::cp_async_commit();
 
     const int g = lane / 4, tq = lane % 4;
-    const int qp0 = pos0 + warp * 16 + g, qp1 = qp0 + 8; /* positions of this thread's rows */
+    const int qp0 = t.pos0 + warp * 16 + g; /* this thread's rows: qp0, qp0 + 8 */
     uint32_t qa[D / 16][4];
     float o[D / 8][4];
 #pragma unroll
@@ -172,46 +164,9 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
             }
         }
 
-        const bool need_mask = kstart + kBN - 1 > pos0 ||
-                               (a.window > 0 && kstart <= pos_last - a.window);
-        float mx0 = m0, mx1 = m1;
-#pragma unroll
-        for (int jn = 0; jn < kBN / 8; jn++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = sc[jn][e] * a.scale_log2;
-                if (need_mask) {
-                    const int kp = kstart + 8 * jn + 2 * tq + (e & 1);
-                    const int qp = e < 2 ? qp0 : qp1;
-                    if (kp > qp || kp >= kend || (a.window > 0 && kp <= qp - a.window))
-                        x = -INFINITY;
-                }
-                sc[jn][e] = x;
-            }
-            mx0 = fmaxf(mx0, fmaxf(sc[jn][0], sc[jn][1]));
-            mx1 = fmaxf(mx1, fmaxf(sc[jn][2], sc[jn][3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float base0 = mx0 == -INFINITY ? 0.0f : mx0; /* row fully masked so far */
-        const float base1 = mx1 == -INFINITY ? 0.0f : mx1;
-        const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
-        m0 = mx0;
-        m1 = mx1;
-        float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-        for (int jn = 0; jn < kBN / 8; jn++) {
-            sc[jn][0] = exp2f(sc[jn][0] - base0);
-            sc[jn][1] = exp2f(sc[jn][1] - base0);
-            sc[jn][2] = exp2f(sc[jn][2] - base1);
-            sc[jn][3] = exp2f(sc[jn][3] - base1);
-            sum0 += sc[jn][0] + sc[jn][1];
-            sum1 += sc[jn][2] + sc[jn][3];
-        }
-        l0 = l0 * alpha0 + sum0; /* per-thread partial sums; the quad is summed at the end */
-        l1 = l1 * alpha1 + sum1;
+        float alpha0, alpha1;
+        prefill_softmax<kBN / 8>(&sc[0][0], a, t, kstart, qp0, tq, m0, m1, l0, l1, alpha0,
+                                 alpha1);
 #pragma unroll
         for (int j = 0; j < D / 8; j++) {
             o[j][0] *= alpha0;

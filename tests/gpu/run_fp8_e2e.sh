@@ -13,8 +13,10 @@
 # tests/gpu/stage.sh filled. QUICK=1: checks only; SANITIZE=1: also compute-sanitizer
 # (racecheck, memcheck) over the FP8 kernel tests; NO_KERNEL_BENCH=1: without test_gpu_fp8's
 # bench; BUDGET_S=N: no bench starts after N seconds (the device call's limit), each left out
-# says so.
+# says so; BENCH_ONLY=1: the benches without the checks; EXPERIMENTS=1: also the decode
+# attention's off-by-default variants (FOLIO_KV8_DECODE=ring, FOLIO_KV_PREFETCH).
 . "$(dirname "$0")/e2e.inc"
+if [ -z "${BENCH_ONLY:-}" ]; then
 echo "== FP8 fixtures: transformers' reference (dequantized weights, activations quantized by hooks)"
 # the committed references come from the script's own float64 forward; the same script with
 # transformers must give the same fixtures (weights, prompts) and logits within 1e-6
@@ -87,26 +89,27 @@ for kv in auto fp8; do
     | grep -E "KV cache|error" | sed "s/^/kv $kv: /"
 done
 
+fi # BENCH_ONLY
+
 # Benches in order of what the issue asks first; BUDGET_S (seconds from the start of the
 # script) skips the rest once spent, so one device call ends with a summary.
 over() { [ -n "${BUDGET_S:-}" ] && [ "$SECONDS" -ge "$BUDGET_S" ] && { record "$1" "skipped (BUDGET_S)"; return 0; }; return 1; }
 if ! over "test_gpu_attention bench"; then
   echo "== test_gpu_attention bench (16-bit and FP8 KV caches)"
   FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep bench
-  echo "== test_gpu_attention bench, decode, FOLIO_KV8_DECODE=ring"
-  FOLIO_KV8_DECODE=ring FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep "bench decode.*fp8-kv"
-  for ahead in 1 3; do # the decode kernel asking L2 for its tiles ahead (off by default)
-    echo "== test_gpu_attention bench, decode, FOLIO_KV_PREFETCH=$ahead"
-    FOLIO_KV_PREFETCH=$ahead FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep "bench decode"
-  done
+  if [ -n "${EXPERIMENTS:-}" ]; then # measured 2026-12-06, no gain (docs/benchmarks.md)
+    echo "== test_gpu_attention bench, decode, FOLIO_KV8_DECODE=ring"
+    FOLIO_KV8_DECODE=ring FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep "bench decode.*fp8-kv"
+    for ahead in 1 3; do # the decode kernel asking L2 for its tiles ahead (off by default)
+      echo "== test_gpu_attention bench, decode, FOLIO_KV_PREFETCH=$ahead"
+      FOLIO_KV_PREFETCH=$ahead FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep "bench decode"
+    done
+  fi
 fi
 if [ -z "${QUICK:-}" ]; then
   L8=(--model "$CONFIGS/llama-3-8b")
   q_args() { case $1 in bf16) Q=() ;; fp8) Q=(--quantization fp8) ;; *) Q=(--quantization fp8 --fp8-scheme block) ;; esac; }
   for q in bf16 fp8; do q_args $q; over "8B $q b1" || bench "8B $q b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128; done
-  # the GEMV asking L2 for its later row groups while the kernels before it run (off by default)
-  q_args fp8
-  for mb in 16 48; do over "8B fp8 b1 L2 $mb" || FOLIO_L2_PREFETCH_MB=$mb bench "8B fp8 b1 128/128 L2 prefetch $mb MB" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128; done
   if [ -z "${NO_KERNEL_BENCH:-}" ] && ! over "test_gpu_fp8 bench"; then
     echo "== test_gpu_fp8 bench"
     FOLIO_BENCH=only "$BIN/test_gpu_fp8" 2>&1 | sed -n '/fp8 bench/,$p' | head -80
@@ -141,6 +144,9 @@ if [ -z "${QUICK:-}" ]; then
   over "8B bf16 fp8-kv b64" || bench "8B bf16 fp8-kv b64 128/1024" latency "${L8[@]}" --kv-cache-dtype fp8 --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
   over "8B bf16 fp8-kv ring b64" || FOLIO_KV8_DECODE=ring bench "8B bf16 fp8-kv ring b64 128/1024" latency "${L8[@]}" --kv-cache-dtype fp8 --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
   over "8B bf16 b64 1024" || bench "8B bf16 b64 128/1024" latency "${L8[@]}" --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
+  # the GEMV asking L2 for its later row groups while the kernels before it run (off by default)
+  q_args fp8
+  for mb in 16 48; do over "8B fp8 b1 L2 $mb" || FOLIO_L2_PREFETCH_MB=$mb bench "8B fp8 b1 128/128 L2 prefetch $mb MB" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128; done
   q_args fp8-block
   over "8B fp8-block b1" || bench "8B fp8-block b1 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 128 --output-len 128
   over "8B fp8-block TTFT" || bench "8B fp8-block TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5

@@ -605,7 +605,10 @@ static void bench(int quick) {
     bench_prefill(&b, DTYPE_BF16, 1, 2048, 128);
     bench_prefill(&b, DTYPE_F16, 0, 2048, 128);
     bench_prefill(&b, DTYPE_BF16, 0, 2048, 64);
+    bench_prefill(&b, DTYPE_BF16, 0, 4096, 128);
     bench_prefill(&b, DTYPE_BF16, 0, 8192, 128);
+    bench_prefill(&b, DTYPE_BF16, 0, 16384, 128);
+    bench_prefill(&b, DTYPE_BF16, 1, 8192, 128);
 done:
 
     CUDA_CHECK(cudaEventDestroy(b.stop));
