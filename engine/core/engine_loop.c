@@ -684,7 +684,10 @@ int engine_step(engine *e) {
         else
             sample_seq(e, q, e->logits + (size_t)row * e->cfg.vocab, NULL, NULL);
     }
-    e->stats.cpu_s += (t1 - t0) + (folio_now() - t2);
+    const double t3 = folio_now();
+    e->stats.plan_s += t1 - t0;
+    e->stats.token_s += t3 - t2;
+    e->stats.cpu_s += (t1 - t0) + (t3 - t2);
     e->stats.backend_s += t2 - t1;
     return 0;
 }

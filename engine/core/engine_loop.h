@@ -82,7 +82,9 @@ typedef struct {
     int64_t generated_tokens;
     int64_t text_bytes;          /* output text the codec streams gave */
     int64_t stop_scan_bytes;     /* text bytes compared against stop strings */
-    double cpu_s;                /* rank-0 time in steps, outside the backend */
+    double cpu_s;                /* rank-0 time in steps, outside the backend: */
+    double plan_s;               /*   scheduling and the step's plan */
+    double token_s;              /*   the sampled tokens: stop checks, text, on_token */
     double backend_s;
     int sessions;                /* live: parked, or a first turn in flight */
     int64_t sessions_ended[SESSION_END_REASONS];

@@ -165,6 +165,17 @@ char *metrics_render(metrics *m) {
             "cached tokens.", (uint64_t)e->prefix_hits);
     counter(&o, mn, "num_preemptions_total", "Cumulative number of preemptions.",
             (uint64_t)e->preemptions);
+    counter(&o, mn, "engine_steps_total", "Engine steps run (folio).", (uint64_t)e->steps);
+    header(&o, "engine_step_seconds_total", "counter", "Time of the engine steps by part: "
+           "backend (the forward and sampling on the device, rank 0's view), plan (scheduling "
+           "and the step's plan), tokens (the sampled tokens: stop checks, text, streaming to "
+           "the requests) and loop (the engine thread around steps run back to back: "
+           "admission, cancels, metrics) (folio).");
+    static const char *const PARTS[] = {"backend", "plan", "tokens", "loop"};
+    const double part_s[] = {e->backend_s, e->plan_s, e->token_s, e->loop_s};
+    for (int i = 0; i < 4; i++)
+        text_buf_printf(&o, "folio:engine_step_seconds_total{model_name=\"%s\",part=\"%s\"} "
+                            "%.6f\n", mn, PARTS[i], part_s[i]);
     gauge(&o, mn, "num_sessions", "Interactive sessions open: parked between turns or in their "
           "first turn (folio).", e->sessions);
     header(&o, "sessions_ended_total", "counter", "Interactive sessions ended, by reason: "

@@ -26,6 +26,9 @@ typedef struct {
     int64_t prefix_queries, prefix_hits;   /* tokens */
     int64_t preemptions;
     int64_t steps;
+    double backend_s;            /* engine steps' time in the backend (rank 0's view) */
+    double plan_s, token_s;      /* and outside it: the plan; the sampled tokens */
+    double loop_s;               /* the engine thread's time around back-to-back steps */
     int sessions;                /* interactive sessions open */
     int64_t sessions_ended_client, sessions_ended_expired;
 } metrics_engine;

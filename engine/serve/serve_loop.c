@@ -109,6 +109,8 @@ struct serve_loop {
     serve_job **overflowed;      /* streams to drop after this step */
     int n_overflowed, cap_overflowed;
     double last_step_s;
+    double loop_s;               /* engine thread's time around the steps while they ran
+                                  * back to back (admission, cancels, metrics) */
     double session_idle_s;       /* engine_config's: 0, no expiry */
     double last_expiry;          /* when idle sessions were last looked at */
 };
@@ -573,6 +575,10 @@ static void publish_metrics(serve_loop *L) {
     me.sessions_ended_client = es->sessions_ended[SESSION_END_CLIENT];
     me.sessions_ended_expired = es->sessions_ended[SESSION_END_EXPIRED];
     me.kv_usage = me.kv_blocks_total ? (double)me.kv_blocks_used / me.kv_blocks_total : 0;
+    me.backend_s = es->backend_s;
+    me.plan_s = es->plan_s;
+    me.token_s = es->token_s;
+    me.loop_s = L->loop_s;
     metrics_set_engine(L->m, &me);
 }
 
@@ -636,6 +642,8 @@ static void *loop_main(void *arg) {
         L->idle = true;
         wait_for_work(L);
         L->idle = false;
+        const double t_iter = folio_now();
+        bool stepped = false;
         session_cmd *cmds = L->cmds;
         L->cmds = NULL;
         L->beat = folio_now();
@@ -682,8 +690,10 @@ static void *loop_main(void *arg) {
             L->last_step_s = folio_now() - t0;
             for (int i = 0; i < L->n_overflowed; i++) cancel_job(L, L->overflowed[i]);
             L->n_overflowed = 0;
+            stepped = true;
         }
         publish_metrics(L);
+        if (stepped) L->loop_s += folio_now() - t_iter - L->last_step_s;
     }
     pthread_mutex_lock(&L->mu);
     session_cmd *late = L->cmds;

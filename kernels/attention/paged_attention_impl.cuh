@@ -3,8 +3,8 @@
  * partition merge, paged_attention_decode_mma.cu the bfloat16/float16 decode,
  * paged_attention_prefill.cu the tensor-core prefill, paged_attention_prefill_wgmma.cu its
  * wgmma form for head_dim 128): element conversions, 16-byte packs, the
- * split-context plan and the internal launchers. CUDA C++ only; the C interface is
- * attention_cuda.h. */
+ * split-context plan, the prefill kernels' tile setup and online-softmax step, and the internal
+ * launchers. CUDA C++ only; the C interface is attention_cuda.h. */
 #ifndef FOLIO_PAGED_ATTENTION_IMPL_CUH
 #define FOLIO_PAGED_ATTENTION_IMPL_CUH
 
@@ -132,7 +132,7 @@ struct DecodePlan {
     int n_parts;
 };
 
-/* Arguments of the row kernel (decode rows, float32 prefill rows) passed by value. */
+/* Arguments of the attention kernels (decode rows, prefill tiles), passed by value. */
 struct RowArgs {
     int n_seqs, n_tokens, n_heads, n_kv_heads, group, block_size, bs_shift, max_blocks, window;
     float scale_log2;   /* softmax scale * log2(e): scores live in the base-2 domain */
@@ -145,8 +145,9 @@ struct RowArgs {
                            steps ahead (FOLIO_KV_PREFETCH; 0: none) */
 };
 
-/* The query tile of one prefill block (kBM rows from the end of the sequence's new tokens:
- * grid x reversed, longest first) and the key positions its rows see. */
+/* The query tile of one prefill block (kBM of the sequence's new tokens, counted from the
+ * first; grid x runs the tiles in reverse, so the longest start first) and the key positions
+ * its rows see. */
 struct PrefillTile {
     int q0;             /* query row of the sequence's first new token */
     int i0, rows;       /* the tile's first row within the sequence, its rows (<= kBM) */
@@ -159,21 +160,21 @@ struct PrefillTile {
  * row, a tile past the sequence's new tokens, a context shorter than them). Uniform over the
  * block, so it may return before any barrier. */
 template <int kBM, int kBN>
-__device__ __forceinline__ bool prefill_tile(PrefillTile &t, const int32_t *seq_start,
+__device__ __forceinline__ bool prefill_tile(PrefillTile &pt, const int32_t *seq_start,
                                              const int32_t *context_lens, int s, int window) {
-    t.q0 = seq_start[s];
-    const int qlen = seq_start[s + 1] - t.q0;
+    pt.q0 = seq_start[s];
+    const int qlen = seq_start[s + 1] - pt.q0;
     if (qlen <= 1) return false;
-    t.i0 = (gridDim.x - 1 - blockIdx.x) * kBM;
-    if (t.i0 >= qlen) return false;
+    pt.i0 = (gridDim.x - 1 - blockIdx.x) * kBM;
+    if (pt.i0 >= qlen) return false;
     const int ctx = context_lens[s];
-    t.rows = qlen - t.i0 < kBM ? qlen - t.i0 : kBM;
-    t.pos0 = ctx - qlen + t.i0;
-    t.pos_last = t.pos0 + t.rows - 1;
-    if (t.pos0 < 0) return false; /* context shorter than q_len: invalid step */
-    t.klo = window > 0 && t.pos0 >= window ? t.pos0 - window + 1 : 0;
-    t.kend = t.pos_last + 1;
-    t.n_tiles = (t.kend - t.klo + kBN - 1) / kBN;
+    pt.rows = qlen - pt.i0 < kBM ? qlen - pt.i0 : kBM;
+    pt.pos0 = ctx - qlen + pt.i0;
+    pt.pos_last = pt.pos0 + pt.rows - 1;
+    if (pt.pos0 < 0) return false; /* context shorter than q_len: invalid step */
+    pt.klo = window > 0 && pt.pos0 >= window ? pt.pos0 - window + 1 : 0;
+    pt.kend = pt.pos_last + 1;
+    pt.n_tiles = (pt.kend - pt.klo + kBN - 1) / kBN;
     return true;
 }
 
@@ -184,13 +185,13 @@ __device__ __forceinline__ bool prefill_tile(PrefillTile &t, const int32_t *seq_
  * exponentiated against the new row maxima m0 / m1. l0 / l1 (this thread's partial row sums)
  * are updated; alpha0 / alpha1 are the factors that rescale the output accumulated so far. */
 template <int kN8>
-__device__ __forceinline__ void prefill_softmax(float *sc, const RowArgs &a, const PrefillTile &t,
+__device__ __forceinline__ void prefill_softmax(float *sc, const RowArgs &a, const PrefillTile &pt,
                                                 int kstart, int qp0, int tq, float &m0, float &m1,
                                                 float &l0, float &l1, float &alpha0,
                                                 float &alpha1) {
     const int qp1 = qp0 + 8;
-    const bool need_mask = kstart + 8 * kN8 - 1 > t.pos0 ||
-                           (a.window > 0 && kstart <= t.pos_last - a.window);
+    const bool need_mask = kstart + 8 * kN8 - 1 > pt.pos0 ||
+                           (a.window > 0 && kstart <= pt.pos_last - a.window);
     float mx0 = m0, mx1 = m1;
 #pragma unroll
     for (int j = 0; j < kN8; j++) {
@@ -200,7 +201,7 @@ __device__ __forceinline__ void prefill_softmax(float *sc, const RowArgs &a, con
             if (need_mask) {
                 const int kp = kstart + 8 * j + 2 * tq + (e & 1);
                 const int qp = e < 2 ? qp0 : qp1;
-                if (kp > qp || kp >= t.kend || (a.window > 0 && kp <= qp - a.window))
+                if (kp > qp || kp >= pt.kend || (a.window > 0 && kp <= qp - a.window))
                     x = -INFINITY;
             }
             sc[4 * j + e] = x;
@@ -232,7 +233,8 @@ __device__ __forceinline__ void prefill_softmax(float *sc, const RowArgs &a, con
     l1 = l1 * alpha1 + sum1;
 }
 
-/* Internal launchers (paged_attention_decode.cu, paged_attention_prefill.cu). */
+/* Internal launchers (paged_attention_decode.cu, paged_attention_decode_mma.cu,
+ * paged_attention_prefill.cu, paged_attention_prefill_wgmma.cu). */
 void launch_rows(void *out, float *part_acc, float *part_ml, const void *q, const void *k_cache,
                  const void *v_cache, const int32_t *block_tables, const int32_t *seq_start,
                  const int32_t *context_lens, const RowArgs &a, int n_rows, int head_dim,

@@ -66,10 +66,10 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
     T *sV = sK + 2 * kBN * SD;               /* [2][kBN][SD] */
 
     const int s = blockIdx.z, h = blockIdx.y;
-    PrefillTile t;
-    if (!prefill_tile<kBM, kBN>(t, seq_start, context_lens, s, a.window)) return;
-    const int q0 = t.q0, i0 = t.i0, rows = t.rows, klo = t.klo, kend = t.kend;
-    const int n_tiles = t.n_tiles;
+    PrefillTile pt;
+    if (!prefill_tile<kBM, kBN>(pt, seq_start, context_lens, s, a.window)) return;
+    const int q0 = pt.q0, i0 = pt.i0, rows = pt.rows, klo = pt.klo, kend = pt.kend;
+    const int n_tiles = pt.n_tiles;
     const int kvh = h / a.group;
     const int32_t *table = block_tables + (int64_t)s * a.max_blocks;
 
@@ -82,7 +82,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
         folio::cp_async16_zfill(sQ + r * SD + lc * 8, src, valid);
     }
     /* K and V of the next tile: a 16-bit cache by cp.async straight into shared memory; an
-     * FP8 one as raw 8-byte loads into registers (fetch_kv) that are widened into shared
+     * FP8 one as raw 8-byte loads into registers (load_kv) that are widened into shared
      * memory only after the current tile's math (store_kv), so the loads stay in flight
      * meanwhile. */
     constexpr bool kFp8 = !std::is_same<KV, T>::value;
@@ -126,7 +126,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
     folio::cp_async_commit();
 
     const int g = lane / 4, tq = lane % 4;
-    const int qp0 = t.pos0 + warp * 16 + g; /* this thread's rows: qp0, qp0 + 8 */
+    const int qp0 = pt.pos0 + warp * 16 + g; /* this thread's rows: qp0, qp0 + 8 */
     uint32_t qa[D / 16][4];
     float o[D / 8][4];
 #pragma unroll
@@ -165,7 +165,7 @@ paged_attention_prefill_kernel(T *out,                   /* [n_tokens][n_heads][
         }
 
         float alpha0, alpha1;
-        prefill_softmax<kBN / 8>(&sc[0][0], a, t, kstart, qp0, tq, m0, m1, l0, l1, alpha0,
+        prefill_softmax<kBN / 8>(&sc[0][0], a, pt, kstart, qp0, tq, m0, m1, l0, l1, alpha0,
                                  alpha1);
 #pragma unroll
         for (int j = 0; j < D / 8; j++) {

@@ -71,10 +71,10 @@ paged_attention_prefill_wgmma_kernel(T *out,                   /* [n_tokens][n_h
     unsigned char *smem = smem_raw + (base - raw);
 
     const int s = blockIdx.z, h = blockIdx.y;
-    PrefillTile t;
-    if (!prefill_tile<kBM, kBN>(t, seq_start, context_lens, s, a.window)) return;
-    const int q0 = t.q0, i0 = t.i0, rows = t.rows, klo = t.klo, kend = t.kend;
-    const int n_tiles = t.n_tiles;
+    PrefillTile pt;
+    if (!prefill_tile<kBM, kBN>(pt, seq_start, context_lens, s, a.window)) return;
+    const int q0 = pt.q0, i0 = pt.i0, rows = pt.rows, klo = pt.klo, kend = pt.kend;
+    const int n_tiles = pt.n_tiles;
     const int kvh = h / a.group;
     const int32_t *table = block_tables + (int64_t)s * a.max_blocks;
 
@@ -84,7 +84,9 @@ paged_attention_prefill_wgmma_kernel(T *out,                   /* [n_tokens][n_h
     const int lc = tid % 16, lr = tid / 16;
     constexpr int kRowStep = kThreads / 16, kRowsPerThread = kBN / kRowStep;
     const uint32_t chunk_off = (uint32_t)(lc / 8) * kSlab; /* which 64-column slab */
-    auto at = [&](uint32_t tile, int r) { return smem + tile + chunk_off + swizzle_offset(r, lc % 8); };
+    auto at = [&](uint32_t buf_off, int r) { /* this thread's chunk of row r of a tile */
+        return smem + buf_off + chunk_off + swizzle_offset(r, lc % 8);
+    };
 
     for (int r = lr; r < kBM; r += kRowStep) {
         const bool valid = r < rows;
@@ -151,27 +153,29 @@ paged_attention_prefill_wgmma_kernel(T *out,                   /* [n_tokens][n_h
     if (n_tiles > 1) lookup(1);
 
     const int g = lane / 4, tq = lane % 4;
-    const int qp0 = t.pos0 + wg * 64 + wq * 16 + g; /* this thread's rows: qp0, qp0 + 8 */
+    const int qp0 = pt.pos0 + wg * 64 + wq * 16 + g; /* this thread's rows: qp0, qp0 + 8 */
     float o[64];
 #pragma unroll
     for (int i = 0; i < 64; i++) o[i] = 0.0f;
     uint32_t pa[kBN / 16][4]; /* P as the A operand of O += P V, one k16 step each */
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
     const uint32_t q_rows = base + (uint32_t)wg * 64 * 128; /* this warpgroup's 64 Q rows */
+    auto hold_pa = [&]() { /* P's registers stay untouched until the P V reading them ends */
+#pragma unroll
+        for (int kk = 0; kk < kBN / 16; kk++)
+            asm volatile("" : "+r"(pa[kk][0]), "+r"(pa[kk][1]), "+r"(pa[kk][2]), "+r"(pa[kk][3])::"memory");
+    };
     /* O += P V of tile `tile` (its V in buffer tile & 1): k16 steps over the positions (16 rows
      * = 2048 bytes of each slab); V read N-major, the next 64 output columns one slab on */
     auto issue_pv = [&](int tile) {
         const uint32_t sv = base + v_tile(tile & 1);
+        folio::wgmma_hold(o); /* O's rescale and P's packing stay above the fence */
+        hold_pa();
         folio::wgmma_fence(); /* P and O were written since the last wgmma */
 #pragma unroll
         for (int kk = 0; kk < kBN / 16; kk++)
             folio::wgmma_m64n128k16_rs<T, 1>(o, pa[kk], wgmma_desc(sv + kk * 2048u, kSlab, 1024));
         folio::wgmma_commit();
-    };
-    auto hold_pa = [&]() { /* P's registers stay untouched until the P V reading them ends */
-#pragma unroll
-        for (int kk = 0; kk < kBN / 16; kk++)
-            asm volatile("" : "+r"(pa[kk][0]), "+r"(pa[kk][1]), "+r"(pa[kk][2]), "+r"(pa[kk][3]));
     };
 
     /* S = Q K^T of tile `tile` (its K in buffer tile & 1), issued: k16 steps over head_dim;
@@ -199,9 +203,9 @@ paged_attention_prefill_wgmma_kernel(T *out,                   /* [n_tokens][n_h
             pa[kk][3] = pack2<T>(sc[8 * kk + 6], sc[8 * kk + 7]);
         }
     };
-    /* Iteration t: S of t; softmax; O rescaled; O += P V of t. At its top the block fetches
-     * K and V of t + 1 into the buffers tile t - 1 left (read by wgmmas iteration t - 1 waited
-     * for); FP8: widened into them at its bottom. */
+    /* Iteration `tile`: S; softmax; O rescaled; O += P V. At its top the block fetches K and
+     * V of the next tile into the buffers the previous one left (read by wgmmas the previous
+     * iteration waited for); FP8: widened into them at its bottom. */
     for (int tile = 0; tile < n_tiles; tile++) {
         sync_tiles();
         if (tile + 1 < n_tiles) {
@@ -213,7 +217,7 @@ paged_attention_prefill_wgmma_kernel(T *out,                   /* [n_tokens][n_h
         issue_s(sc, tile);
         folio::wgmma_wait<0>();
         folio::wgmma_hold(sc);
-        prefill_softmax<kBN / 8>(sc, a, t, klo + tile * kBN, qp0, tq, m0, m1, l0, l1, alpha0,
+        prefill_softmax<kBN / 8>(sc, a, pt, klo + tile * kBN, qp0, tq, m0, m1, l0, l1, alpha0,
                                  alpha1);
 #pragma unroll
         for (int j = 0; j < kD / 8; j++) {

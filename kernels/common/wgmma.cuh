@@ -34,9 +34,10 @@ __device__ __forceinline__ uint32_t swizzle_offset(int row, int chunk) {
 }
 
 /* Matrix descriptor for a 128-byte swizzled operand at shared address addr (bytes). K-major
- * (rows along M or N, K along the 128-byte rows): lbo is unused, sbo = 1024 (8 rows). MN-major
- * (the transposed B of P V: rows along K, 64 N values per slab row): lbo = bytes from one
- * 64-wide N slab to the next, sbo = 1024 (8 K rows). */
+ * (rows along M or N, K along the 128-byte rows): lbo is unused (pass 16, encoded 1, as
+ * CUTLASS does), sbo = 1024 (8 rows). MN-major (the transposed B of P V: rows along K, 64 N
+ * values per slab row): lbo = bytes from one 64-wide N slab to the next, sbo = 1024 (8 K
+ * rows). */
 __device__ __forceinline__ uint64_t wgmma_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
     return (uint64_t)((addr & 0x3ffffu) >> 4) | (uint64_t)((lbo >> 4) & 0x3fffu) << 16 |
            (uint64_t)((sbo >> 4) & 0x3fffu) << 32 | (uint64_t)1 << 62; /* 1: 128-byte swizzle */

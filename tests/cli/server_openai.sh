@@ -48,6 +48,14 @@ for name in num_requests_running num_requests_waiting kv_cache_usage_perc prefix
   v=$(metric "$name"); [ -n "$v" ] || fail "metric folio:$name missing"
 done
 echo "ok: vLLM metric names under folio:"
+# the engine's step time by part: steps ran, so the backend's share is above zero
+steps=$(metric engine_steps_total)
+part() { curl -s "$BASE/metrics" | awk -v p="part=\"$1\"" '/^folio:engine_step_seconds_total\{/ && index($0, p) { print $2 }'; }
+backend=$(part backend) plan=$(part plan) tokens=$(part tokens) loop=$(part loop)
+[ "${steps:-0}" -gt 0 ] && [ -n "$plan" ] && [ -n "$tokens" ] && [ -n "$loop" ] &&
+  awk -v b="${backend:-0}" 'BEGIN { exit !(b > 0) }' &&
+  echo "ok: $steps engine steps, backend ${backend} s, plan ${plan} s, tokens ${tokens} s, loop ${loop} s" ||
+  fail "engine step metrics: steps '$steps' backend '$backend' plan '$plan' tokens '$tokens' loop '$loop'"
 grep -qE "^folio: access: .* 'POST /v1/chat/completions' 200 prompt_tokens=[0-9]+ output_tokens=[0-9]+ ms=[0-9.]+ ttft_ms=[0-9.]+ finish=[a-z]+ id=chatcmpl-" "$TMP/server.log" \
   && echo "ok: one log line per request" || fail "no request log line"
 stop_server

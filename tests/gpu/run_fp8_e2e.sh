@@ -122,9 +122,9 @@ if [ -z "${QUICK:-}" ]; then
   for q in bf16 fp8; do
     q_args $q; over "8B $q served 256" && continue
     echo "== served vs offline, $q, 256 streams"
-    STREAMS=256 MODEL_ARGS="${Q[*]}" bash tests/gpu/run_serve_bench.sh "$BIN" 1000 2>&1 | tail -4 |
+    STREAMS=256 MODEL_ARGS="${Q[*]}" bash tests/gpu/run_serve_bench.sh "$BIN" 1000 2>&1 | tail -6 |
       tee "$OUTDIR/served.txt"
-    record "8B $q served/offline 256" "$(grep -E 'summary|served / offline' "$OUTDIR/served.txt" | tr '\n' ';')"
+    record "8B $q served/offline 256" "$(grep -E 'summary|served / offline|per step' "$OUTDIR/served.txt" | tr '\n' ';')"
   done
   for q in bf16 fp8; do q_args $q; over "8B $q TTFT" || bench "8B $q TTFT 2048" latency "${L8[@]}" "${Q[@]}" --batch-size 1 --input-len 2048 --output-len 2 --num-iters 5; done
   # the 16,384-token prompt (issue #14: within 1.3x of the GEMM + attention roofline): Llama

@@ -40,6 +40,12 @@ done
 "$BIN/folio" bench serve --url "http://127.0.0.1:$port" --served-model-name llama \
   --num-prompts "$N" --concurrency "$S" --input-len 128 --output-len 128 --vocab 128000 2>&1 | tee /tmp/served.txt
 served=$(sed -nE 's/.*requests\/s, ([0-9.]+) output tokens\/s.*/\1/p' /tmp/served.txt | head -1)
+# where the served steps' time went (warm-up included): the engine's step-time counters
+curl -s "http://127.0.0.1:$port/metrics" | awk '
+  /^folio:engine_steps_total/ { n = $2 }
+  /^folio:engine_step_seconds_total/ { match($0, /part="[a-z]+"/); t[substr($0, RSTART + 6, RLENGTH - 7)] = $2 }
+  END { if (n > 0) printf "served engine steps: %d; per step: backend %.3f ms, plan %.3f ms, tokens %.3f ms, loop %.3f ms\n",
+        n, 1e3 * t["backend"] / n, 1e3 * t["plan"] / n, 1e3 * t["tokens"] / n, 1e3 * t["loop"] / n }'
 kill -TERM $pid; wait $pid
 grep -E "KV cache|captured" /tmp/serve.log | head -3
 echo "== summary: offline ${offline:-?} output tokens/s, served ${served:-?} output tokens/s"

@@ -376,6 +376,7 @@ static void test_prefill_mixed(void **state) {
         {DTYPE_F16, 128, 8, 1, 32, 0},   {DTYPE_F16, 64, 28, 4, 8, 100},
         {DTYPE_F32, 64, 8, 2, 16, 0},    {DTYPE_F32, 128, 4, 4, 32, 50},
         {DTYPE_BF16, 128, 32, 8, 16, 64}, {DTYPE_BF16, 128, 8, 2, 24, 0},
+        {DTYPE_F16, 128, 16, 4, 16, 300}, /* a window wider than a 128-key tile */
     };
     static const int q_pre[] = {65};
     static const int c_pre[] = {65};
@@ -398,7 +399,7 @@ static void test_prefill_mixed(void **state) {
 }
 
 /* The FP8 cache: decodes (long contexts, split into partitions), prefills after a cached prefix
- * and mixed steps, in bfloat16 and float16, GQA 1/4/8, head sizes 64 and 128. */
+ * and mixed steps, in bfloat16 and float16, GQA 1/4/8, head sizes 64 and 128, sliding windows. */
 static void test_fp8_kv(void **state) {
     (void)state;
     static const struct {
@@ -407,7 +408,7 @@ static void test_fp8_kv(void **state) {
     } shapes[] = {
         {DTYPE_BF16, 128, 32, 8, 16, 0}, {DTYPE_F16, 128, 16, 4, 32, 0},
         {DTYPE_BF16, 64, 8, 8, 1, 0},    {DTYPE_F16, 64, 28, 4, 8, 100},
-        {DTYPE_BF16, 128, 8, 1, 24, 0},
+        {DTYPE_BF16, 128, 8, 1, 24, 0},  {DTYPE_BF16, 128, 16, 4, 16, 200},
     };
     size_t bad = 0;
     for (int i = 0; i < N(shapes); i++) {
