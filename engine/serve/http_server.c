@@ -81,12 +81,9 @@ struct http_server {
     pthread_cond_t pcv;
     conn_ctx **parked;           /* [n_parked] */
     int n_parked, cap_parked;
-    conn_ctx **due;              /* [n_due] parked connections with news, for the waker to
-                                  * resume (off the engine thread) */
-    int n_due, cap_due;
     bool stopping;
     pthread_t waker;
-    bool waker_started;          /* pmu */
+    bool waker_started;
     /* preparation threads */
     pthread_mutex_t qmu;         /* below */
     pthread_cond_t qcv;
@@ -118,8 +115,8 @@ struct conn_ctx {
     char *pend_body;
     bool stream;
     /* parking: pmu */
-    bool parked, woken, gone, due;
-    int park_idx, due_idx;
+    bool parked, woken, gone;
+    int park_idx;
     /* a generation */
     serve_job *job;
     oai_response_ctx x;
@@ -282,46 +279,20 @@ static void log_unknown(http_server *s, const oai_request *r) {
 
 /* ---- parking: a connection suspended until its job or preparation changes ---- */
 
-/* With s->pmu held: cx leaves the parked (and due) lists. It stays suspended until its
- * MHD_resume_connection, which nobody else calls now (only parked connections are resumed),
- * so the caller may make that call after releasing the lock. */
-static void detach_locked(http_server *s, conn_ctx *cx) {
+static void unpark_locked(http_server *s, conn_ctx *cx) {
     int i = cx->park_idx;
     s->parked[i] = s->parked[--s->n_parked];
     s->parked[i]->park_idx = i;
     cx->parked = false;
-    if (cx->due) {
-        i = cx->due_idx;
-        s->due[i] = s->due[--s->n_due];
-        s->due[i]->due_idx = i;
-        cx->due = false;
-    }
-}
-
-static void unpark_locked(http_server *s, conn_ctx *cx) {
-    detach_locked(s, cx);
     MHD_resume_connection(cx->conn);
 }
 
-/* With s->pmu held: cx has news (its job changed, its preparation is done). Parked: queued
- * for the waker thread, which resumes it (a write to libmicrohttpd's event fd each): a step's
- * worth of streams costs the engine thread a list append each, not a resume. Not parked: told
- * to look again before it parks. */
+/* With s->pmu held: cx has news (its job changed, its preparation is done): resumed if parked
+ * (a mutex and a write to libmicrohttpd's event fd: no more than the condition variable a
+ * thread per connection was woken by), else told to look again before it parks. */
 static void wake_locked(http_server *s, conn_ctx *cx) {
-    if (!cx->parked) {
-        cx->woken = true;
-        return;
-    }
-    if (s->stopping || !s->waker_started) { /* no waker to hand it to */
-        unpark_locked(s, cx);
-        return;
-    }
-    if (cx->due) return;
-    FOLIO_GROW(s->due, s->cap_due, s->n_due + 1);
-    cx->due = true;
-    cx->due_idx = s->n_due;
-    s->due[s->n_due++] = cx;
-    if (s->n_due == 1) pthread_cond_signal(&s->pcv);
+    if (cx->parked) unpark_locked(s, cx);
+    else cx->woken = true;
 }
 
 /* The job's notifier (engine thread, under the job's lock). */
@@ -371,32 +342,14 @@ static void *waker_main(void *arg) {
         int fd, idx;
     } *snap = NULL;
     int cap_snap = 0;
-    struct MHD_Connection **resume = NULL;
-    int cap_resume = 0;
     double next_sweep = folio_now() + SERVE_WAIT_SLICE_MS / 1e3;
     pthread_mutex_lock(&s->pmu);
     for (;;) {
-        while (!s->stopping && s->n_due == 0 && folio_now() < next_sweep)
-            serve_wait_slice(&s->pcv, &s->pmu);
+        while (!s->stopping && folio_now() < next_sweep) serve_wait_slice(&s->pcv, &s->pmu);
         if (s->stopping) {
             while (s->n_parked > 0) unpark_locked(s, s->parked[s->n_parked - 1]);
             break;
         }
-        /* the connections with news: detached under the lock, resumed outside it, so the
-         * engine thread's wakes never wait for the resumes */
-        while (s->n_due > 0) {
-            int n = 0;
-            FOLIO_GROW(resume, cap_resume, s->n_due);
-            while (s->n_due > 0) {
-                conn_ctx *cx = s->due[s->n_due - 1];
-                resume[n++] = cx->conn;
-                detach_locked(s, cx);
-            }
-            pthread_mutex_unlock(&s->pmu);
-            for (int i = 0; i < n; i++) MHD_resume_connection(resume[i]);
-            pthread_mutex_lock(&s->pmu);
-        }
-        if (s->stopping || folio_now() < next_sweep) continue;
         /* the sweep: recv() outside the lock, on a snapshot checked again after */
         int n = 0;
         FOLIO_GROW(snap, cap_snap, s->n_parked);
@@ -420,7 +373,6 @@ static void *waker_main(void *arg) {
     }
     pthread_mutex_unlock(&s->pmu);
     free(snap);
-    free(resume);
     return NULL;
 }
 
@@ -1088,7 +1040,6 @@ static void server_free(http_server *s) {
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->qcv);
     free(s->parked);
-    free(s->due);
     free(s);
 }
 
@@ -1114,9 +1065,7 @@ static void stop_threads(http_server *s) {
         pthread_cond_signal(&s->pcv);
         pthread_mutex_unlock(&s->pmu);
         pthread_join(s->waker, NULL);
-        pthread_mutex_lock(&s->pmu);
         s->waker_started = false;
-        pthread_mutex_unlock(&s->pmu);
     }
 }
 
@@ -1183,9 +1132,7 @@ http_server *http_server_start(const http_config *c, serve_loop *L, tokenizer *t
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : c->port;
     bool ok = pthread_create(&s->waker, NULL, waker_main, s) == 0;
-    pthread_mutex_lock(&s->pmu); /* wake_locked reads it */
     s->waker_started = ok;
-    pthread_mutex_unlock(&s->pmu);
     for (int i = 0; ok && i < PREP_THREADS; i++) {
         ok = pthread_create(&s->prep[i], NULL, prep_main, s) == 0;
         if (ok) s->n_prep++;
