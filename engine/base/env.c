@@ -36,12 +36,6 @@ static const folio_env_var VARS[] = {
     {"FOLIO_L2_PREFETCH_MB", "0 (off)",
      "MB of weights the batch-1 FP8 GEMV asks L2 to fetch before it waits for the kernel "
      "before it (the weights of its later row groups; a hint, for measurements)"},
-    {"FOLIO_KV_PREFETCH", "0 (off)",
-     "1-8: the decode attention kernel asks L2 for the K/V rows of its tiles this many steps "
-     "ahead (a hint, for measurements)"},
-    {"FOLIO_KV8_DECODE", "registers",
-     "'ring': decode attention over the FP8 KV cache streams K/V through a shared-memory ring "
-     "(cp.async, 3 tiles in flight a warp) instead of registers (for measurements)"},
     {"FOLIO_PREFILL_ATTN", "wgmma",
      "'mma': prefill attention at head_dim 128 runs the mma.sync kernel instead of the Hopper "
      "warpgroup-MMA one (for comparisons)"},

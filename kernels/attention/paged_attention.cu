@@ -96,16 +96,6 @@ extern "C" size_t paged_attention_workspace_bytes(const paged_attention_params *
     return (size_t)units * (size_t)group * (size_t)(p->head_dim + 2) * sizeof(float) + 256;
 }
 
-/* FOLIO_KV_PREFETCH: decode steps ahead whose K/V rows a warp asks L2 for (0-8; unset: 0). */
-static int kv_prefetch_steps() {
-    static const int steps = [] {
-        const char *e = folio_env("FOLIO_KV_PREFETCH");
-        const long v = e ? strtol(e, NULL, 10) : 0;
-        return v > 0 && v <= 8 ? (int)v : 0;
-    }();
-    return steps;
-}
-
 /* FOLIO_PREFILL_ATTN: the prefill kernel for head_dim 128, "wgmma" (Hopper's warpgroup MMA,
  * the default) or "mma" (mma.sync, the only one for head_dim 64). */
 static bool prefill_wgmma() {
@@ -147,7 +137,6 @@ extern "C" void paged_attention_cuda(void *out, const void *q, const void *k_cac
     a.part_tokens = plan.part_tokens;
     a.n_parts = plan.n_parts;
     a.prefill_rows = 0;
-    a.prefetch_steps = kv_prefetch_steps();
 
     float *part_acc = NULL, *part_ml = NULL;
     if (plan.n_parts > 1) {

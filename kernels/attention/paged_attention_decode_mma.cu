@@ -23,28 +23,21 @@
  * The FP8 KV cache (e4m3) takes the same path with 8-byte loads kept raw in registers until
  * the mma needs them, then widened to the 16-bit type (Kv8): half the bytes per position for
  * the same mma work, and so half the bytes in flight for a latency-bound kernel (60% of copy
- * bandwidth on an H100 where bf16 reads at 87%). FOLIO_KV8_DECODE=ring runs it instead with
- * each warp's K/V tiles streamed through a shared-memory ring, 3 tiles ahead (cp.async). */
+ * bandwidth on an H100 where bf16 reads at 87%; a shared-memory ring of 3 tiles in flight a
+ * warp and L2 prefetch of later tiles were measured and lost: docs/benchmarks.md). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
-#include "async_copy.cuh"
 #include "cuda_check.h"
 #include "paged_attention_impl.cuh"
 
 namespace folio_attn {
 
 namespace {
-
-using folio::cp_async16_zfill;
-using folio::cp_async_commit;
-using folio::cp_async_wait;
-using folio::launch_pdl_smem;
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / kWarp;
@@ -54,21 +47,10 @@ __device__ __forceinline__ uint32_t word(const uint4 &v, int i) {
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
-/* The FP8 cache's shared-memory ring (RING kernels): a stage holds a tile's 16 K rows, then
- * its 16 V rows, each D bytes padded to D + 32 (so that the 8-byte reads of the mma layout
- * spread over the banks: 8 rows of one quad position fall into distinct bank pairs). */
-constexpr int kRingStages = 4;
-template <int D> struct RingLayout {
-    static constexpr int kRowStride = D + 32;
-    static constexpr int kStageBytes = 2 * kTile * kRowStride;
-    static constexpr int kBlockBytes = kWarps * kRingStages * kStageBytes;
-};
-
 /* Grid: x = sequence, y = KV head, z = partition. Block: kThreads. KV: T, or uint8_t for the
  * FP8 cache (8-byte loads kept raw, widened to T where used: Kv8; K's scale is in
- * a.scale_log2, V's applied at the end). RING (FP8 only): K and V through the shared-memory
- * ring (dynamic shared memory RingLayout<D>::kBlockBytes) instead of straight to registers. */
-template <typename T, typename KV, int D, bool RING>
+ * a.scale_log2, V's applied at the end). */
+template <typename T, typename KV, int D>
 __global__ void __launch_bounds__(kThreads)
 paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_heads][D] */
                                   float *part_acc,          /* [n_seqs][n_heads][n_parts][D] */
@@ -80,7 +62,6 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
                                   const int32_t *seq_start, /* [n_seqs + 1] */
                                   const int32_t *context_lens, /* [n_seqs] */
                                   RowArgs a) {
-    static_assert(!RING || sizeof(KV) == 1, "the ring's byte offsets are the FP8 cache's");
     constexpr int NK = D / 32; /* K vectors per thread per position: dims 32i + 8t */
     constexpr int NV = D / 64; /* V vectors per thread per position: dims 64i + 8g */
     constexpr int NT = D / 8;  /* n8 tiles of O */
@@ -160,23 +141,6 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
                 vv[r][i] = ov >= 0 ? L::load(v_cache + ov + 64 * i + 8 * g) : L::zero();
         }
     };
-    /* FOLIO_KV_PREFETCH: lane 0 asks L2 for the K and V rows of the tile `prefetch_steps`
-     * steps ahead (a tile's 16 positions lie in one or two cache blocks, each block's rows of
-     * this head contiguous): a hint for a kernel bound by the latency of its loads */
-    auto prefetch_tile = [&](int j0) {
-        const int last = min(j0 + kTile, n) - 1;
-        for (int j = j0; j <= last;) {
-            const int p = start + j;
-            const int in_block = a.bs_shift >= 0 ? p & (a.block_size - 1) : p % a.block_size;
-            const int cnt = min(a.block_size - in_block, last - j + 1);
-            const int64_t off = kv_row_offset(table, p, kvh, a.n_kv_heads, a.block_size,
-                                              a.bs_shift, D);
-            const uint32_t bytes = (uint32_t)(cnt * D * sizeof(KV));
-            prefetch_l2(k_cache + off, bytes);
-            prefetch_l2(v_cache + off, bytes);
-            j += cnt;
-        }
-    };
     /* S = Q K^T from k0 / k1: positions j0..j0+7 (s0) and j0+8..j0+15 (s1) */
     auto scores = [&](float (&s0)[4], float (&s1)[4]) {
 #pragma unroll
@@ -232,72 +196,13 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
         }
     };
 
-    if constexpr (RING) {
-        /* each warp streams its tiles through its own ring of kRingStages shared-memory stages
-         * (cp.async, zero-filled past n), kRingStages - 1 tiles in flight while it computes
-         * one; the registers are filled from the stage just before use */
-        extern __shared__ __align__(16) unsigned char ring_raw[];
-        constexpr int RS = RingLayout<D>::kRowStride, CPR = D / 16; /* bytes a row, chunks a row */
-        unsigned char *ring = ring_raw + (size_t)warp * kRingStages * RingLayout<D>::kStageBytes;
-        auto issue = [&](int stage, int j0) {
-            unsigned char *sk = ring + stage * RingLayout<D>::kStageBytes, *sv = sk + kTile * RS;
-            for (int c = lane; c < kTile * CPR; c += kWarp) {
-                const int row = c / CPR, col = c % CPR, j = j0 + row;
-                const bool valid = j < n;
-                const int64_t off = valid ? kv_row_offset(table, start + j, kvh, a.n_kv_heads,
-                                                          a.block_size, a.bs_shift, D)
-                                          : 0;
-                cp_async16_zfill(sk + row * RS + col * 16, k_cache + off + col * 16, valid);
-                cp_async16_zfill(sv + row * RS + col * 16, v_cache + off + col * 16, valid);
-            }
-        };
-#pragma unroll
-        for (int st = 0; st < kRingStages - 1; st++) {
-            const int j0 = warp * kTile + st * kWarps * kTile;
-            if (j0 < n) issue(st, j0);
-            cp_async_commit(); /* empty groups keep the count uniform */
-        }
-        int it = 0;
-        for (int j0 = warp * kTile; j0 < n; j0 += kWarps * kTile, it++) {
-            cp_async_wait<kRingStages - 2>(); /* this lane's copies of tile `it` landed */
-            __syncwarp();                      /* and every lane's; the stage read last is free */
-            const int jn = j0 + (kRingStages - 1) * kWarps * kTile;
-            if (jn < n) issue((it + kRingStages - 1) % kRingStages, jn);
-            cp_async_commit();
-            const unsigned char *sk = ring + (it % kRingStages) * RingLayout<D>::kStageBytes;
-            const unsigned char *sv = sk + kTile * RS;
-#pragma unroll
-            for (int i = 0; i < NK; i++) {
-                k0[i] = L::load(reinterpret_cast<const KV *>(sk + g * RS + 32 * i + 8 * tq));
-                k1[i] = L::load(reinterpret_cast<const KV *>(sk + (g + 8) * RS + 32 * i + 8 * tq));
-            }
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                const int row = 2 * tq + (r & 1) + (r >> 1) * 8;
-#pragma unroll
-                for (int i = 0; i < NV; i++)
-                    vv[r][i] = L::load(reinterpret_cast<const KV *>(sv + row * RS + 64 * i + 8 * g));
-            }
-            float s0[4], s1[4];
-            scores(s0, s1);
-            softmax_pv(j0, s0, s1);
-        }
-        cp_async_wait<0>();
-    } else {
-        if (a.prefetch_steps > 0 && lane == 0)
-            for (int s2 = 1; s2 <= a.prefetch_steps; s2++)
-                if (warp * kTile + s2 * kWarps * kTile < n)
-                    prefetch_tile(warp * kTile + s2 * kWarps * kTile);
-        if (warp * kTile < n) load_k(warp * kTile);
-        for (int j0 = warp * kTile; j0 < n; j0 += kWarps * kTile) {
-            load_v(j0);
-            const int jp = j0 + (a.prefetch_steps + 1) * kWarps * kTile;
-            if (a.prefetch_steps > 0 && lane == 0 && jp < n) prefetch_tile(jp);
-            float s0[4], s1[4];
-            scores(s0, s1);
-            if (j0 + kWarps * kTile < n) load_k(j0 + kWarps * kTile); /* K regs are free now */
-            softmax_pv(j0, s0, s1);
-        }
+    if (warp * kTile < n) load_k(warp * kTile);
+    for (int j0 = warp * kTile; j0 < n; j0 += kWarps * kTile) {
+        load_v(j0);
+        float s0[4], s1[4];
+        scores(s0, s1);
+        if (j0 + kWarps * kTile < n) load_k(j0 + kWarps * kTile); /* K regs are free now */
+        softmax_pv(j0, s0, s1);
     }
 
     /* combine the warps */
@@ -341,38 +246,12 @@ paged_attention_decode_mma_kernel(T *out,                   /* [n_tokens][n_head
     }
 }
 
-/* FOLIO_KV8_DECODE=ring: the FP8 cache through the shared-memory ring kernel (read once). */
-bool kv8_ring() {
-    static const bool on = [] {
-        const char *e = folio_env("FOLIO_KV8_DECODE");
-        return e && strcmp(e, "ring") == 0;
-    }();
-    return on;
-}
-
 template <typename T, typename KV, int D>
 void launch_t(void *out, float *part_acc, float *part_ml, const void *q, const void *k_cache,
               const void *v_cache, const int32_t *block_tables, const int32_t *seq_start,
               const int32_t *context_lens, const RowArgs &a, cudaStream_t stream) {
     const dim3 grid((unsigned)a.n_seqs, (unsigned)a.n_kv_heads, (unsigned)a.n_parts);
-    if constexpr (sizeof(KV) == 1) {
-        if (kv8_ring()) {
-            constexpr size_t smem = RingLayout<D>::kBlockBytes;
-            auto kernel = paged_attention_decode_mma_kernel<T, KV, D, true>;
-            static bool raised = false; /* per instantiation */
-            if (!raised)
-                CUDA_CHECK(cudaFuncSetAttribute(
-                    kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-            raised = true;
-            launch_pdl_smem(kernel, grid, dim3(kThreads), smem, stream, static_cast<T *>(out),
-                            part_acc, part_ml, static_cast<const T *>(q),
-                            static_cast<const KV *>(k_cache), static_cast<const KV *>(v_cache),
-                            block_tables, seq_start, context_lens, a);
-            CUDA_CHECK_LAUNCH();
-            return;
-        }
-    }
-    launch_pdl(paged_attention_decode_mma_kernel<T, KV, D, false>, grid, dim3(kThreads), stream,
+    launch_pdl(paged_attention_decode_mma_kernel<T, KV, D>, grid, dim3(kThreads), stream,
                static_cast<T *>(out), part_acc, part_ml, static_cast<const T *>(q),
                static_cast<const KV *>(k_cache), static_cast<const KV *>(v_cache), block_tables,
                seq_start, context_lens, a);

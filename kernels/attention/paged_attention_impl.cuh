@@ -26,7 +26,6 @@ using folio::kWarp;
 using folio::launch_pdl;
 using folio::pdl_launch_dependents;
 using folio::pdl_wait;
-using folio::prefetch_l2;
 using folio::Pack;
 using folio::to_f32;
 
@@ -141,8 +140,6 @@ struct RowArgs {
     int prefill_rows;   /* 0: rows are sequences and only q_len == 1 ones run;
                            1: rows are query tokens and only sequences with q_len > 1 run */
     float v_scale;      /* multiplies the output: the FP8 cache's V scale, else 1 */
-    int prefetch_steps; /* decode: a warp asks L2 for the K and V rows of its tile this many
-                           steps ahead (FOLIO_KV_PREFETCH; 0: none) */
 };
 
 /* The query tile of one prefill block (kBM of the sequence's new tokens, counted from the

@@ -13,8 +13,7 @@
 # tests/gpu/stage.sh filled. QUICK=1: checks only; SANITIZE=1: also compute-sanitizer
 # (racecheck, memcheck) over the FP8 kernel tests; NO_KERNEL_BENCH=1: without test_gpu_fp8's
 # bench; BUDGET_S=N: no bench starts after N seconds (the device call's limit), each left out
-# says so; BENCH_ONLY=1: the benches without the checks; EXPERIMENTS=1: also the decode
-# attention's off-by-default variants (FOLIO_KV8_DECODE=ring, FOLIO_KV_PREFETCH).
+# says so; BENCH_ONLY=1: the benches without the checks.
 . "$(dirname "$0")/e2e.inc"
 if [ -z "${BENCH_ONLY:-}" ]; then
 echo "== FP8 fixtures: transformers' reference (dequantized weights, activations quantized by hooks)"
@@ -41,11 +40,6 @@ done
 tar -C "$FX" -czf "$OUTDIR/fp8_logits_bf16.tgz" $(cd "$FX" && ls */logits_bf16.f32 2>/dev/null)
 
 gpu_tests "PASSED|FAILED|FAIL|fp8|quant_|error|differ" test_gpu_fp8 test_gpu_forward test_gpu_rope_kv_write test_gpu_attention test_gpu_rmsnorm test_gpu_silu_mul
-# the FP8 KV decode through the shared-memory ring (FOLIO_KV8_DECODE=ring): the same checks
-echo "== test_gpu_attention, FOLIO_KV8_DECODE=ring"
-FOLIO_KV8_DECODE=ring FOLIO_BENCH=0 "$BIN/test_gpu_attention" > "$OUTDIR/test_gpu_attention.ring.log" 2>&1 &&
-  record "test_gpu_attention (FP8 KV ring)" PASS || record "test_gpu_attention (FP8 KV ring)" FAIL
-grep -E "PASSED|FAILED|FAIL" "$OUTDIR/test_gpu_attention.ring.log" | tail -5
 if [ -n "${SANITIZE:-}" ]; then # the kernels that changed: racecheck sees shared memory only
   # (the token-scale buffer a fused kernel reads and rewrites is global memory: neither tool
   # nor a test catches a missing barrier there reliably; the kernels read, sync, then write);
@@ -97,14 +91,6 @@ over() { [ -n "${BUDGET_S:-}" ] && [ "$SECONDS" -ge "$BUDGET_S" ] && { record "$
 if ! over "test_gpu_attention bench"; then
   echo "== test_gpu_attention bench (16-bit and FP8 KV caches)"
   FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep bench
-  if [ -n "${EXPERIMENTS:-}" ]; then # measured 2026-12-06, no gain (docs/benchmarks.md)
-    echo "== test_gpu_attention bench, decode, FOLIO_KV8_DECODE=ring"
-    FOLIO_KV8_DECODE=ring FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep "bench decode.*fp8-kv"
-    for ahead in 1 3; do # the decode kernel asking L2 for its tiles ahead (off by default)
-      echo "== test_gpu_attention bench, decode, FOLIO_KV_PREFETCH=$ahead"
-      FOLIO_KV_PREFETCH=$ahead FOLIO_BENCH=only "$BIN/test_gpu_attention" 2>&1 | grep "bench decode"
-    done
-  fi
 fi
 if [ -z "${QUICK:-}" ]; then
   L8=(--model "$CONFIGS/llama-3-8b")
@@ -142,7 +128,6 @@ if [ -z "${QUICK:-}" ]; then
   for q in fp8 bf16; do q_args $q; over "8B $q b256 profile" || profile "8B $q b256 profile (eager)" latency "${L8[@]}" "${Q[@]}" --batch-size 256 --input-len 128 --output-len 32 --num-iters 1 --num-warmup 1; done
   for q in bf16 fp8; do q_args $q; over "8B $q b64" || bench "8B $q b64 128/128" latency "${L8[@]}" "${Q[@]}" --batch-size 64 --input-len 128 --output-len 128 --num-iters 3; done
   over "8B bf16 fp8-kv b64" || bench "8B bf16 fp8-kv b64 128/1024" latency "${L8[@]}" --kv-cache-dtype fp8 --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
-  over "8B bf16 fp8-kv ring b64" || FOLIO_KV8_DECODE=ring bench "8B bf16 fp8-kv ring b64 128/1024" latency "${L8[@]}" --kv-cache-dtype fp8 --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
   over "8B bf16 b64 1024" || bench "8B bf16 b64 128/1024" latency "${L8[@]}" --batch-size 64 --input-len 128 --output-len 1024 --num-iters 1
   # the GEMV asking L2 for its later row groups while the kernels before it run (off by default)
   q_args fp8
