@@ -689,6 +689,10 @@ int engine_step(engine *e) {
     e->stats.token_s += t3 - t2;
     e->stats.cpu_s += (t1 - t0) + (t3 - t2);
     e->stats.backend_s += t2 - t1;
+    if (e->plan.n_tokens > e->plan.n_seqs) {
+        e->stats.prompt_steps++;
+        e->stats.prompt_backend_s += t2 - t1;
+    }
     return 0;
 }
 

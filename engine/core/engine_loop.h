@@ -86,6 +86,8 @@ typedef struct {
     double plan_s;               /*   scheduling and the step's plan */
     double token_s;              /*   the sampled tokens: stop checks, text, on_token */
     double backend_s;
+    int64_t prompt_steps;        /* steps carrying prompt tokens (more tokens than sequences: */
+    double prompt_backend_s;     /*   prefill chunks, alone or beside decodes), their backend */
     int sessions;                /* live: parked, or a first turn in flight */
     int64_t sessions_ended[SESSION_END_REASONS];
 } engine_stats;

@@ -176,6 +176,13 @@ char *metrics_render(metrics *m) {
     for (int i = 0; i < 4; i++)
         text_buf_printf(&o, "folio:engine_step_seconds_total{model_name=\"%s\",part=\"%s\"} "
                             "%.6f\n", mn, PARTS[i], part_s[i]);
+    counter(&o, mn, "engine_prompt_steps_total", "Engine steps that carried prompt tokens "
+            "(prefill chunks, alone or beside decodes: the steps CUDA graphs do not cover) "
+            "(folio).", (uint64_t)e->prompt_steps);
+    header(&o, "engine_prompt_step_backend_seconds_total", "counter", "Backend time of the "
+           "engine steps that carried prompt tokens (folio).");
+    text_buf_printf(&o, "folio:engine_prompt_step_backend_seconds_total{model_name=\"%s\"} "
+                        "%.6f\n", mn, e->prompt_backend_s);
     gauge(&o, mn, "num_sessions", "Interactive sessions open: parked between turns or in their "
           "first turn (folio).", e->sessions);
     header(&o, "sessions_ended_total", "counter", "Interactive sessions ended, by reason: "

@@ -29,6 +29,8 @@ typedef struct {
     double backend_s;            /* engine steps' time in the backend (rank 0's view) */
     double plan_s, token_s;      /* and outside it: the plan; the sampled tokens */
     double loop_s;               /* the engine thread's time around back-to-back steps */
+    int64_t prompt_steps;        /* steps carrying prompt tokens, and their backend time */
+    double prompt_backend_s;
     int sessions;                /* interactive sessions open */
     int64_t sessions_ended_client, sessions_ended_expired;
 } metrics_engine;

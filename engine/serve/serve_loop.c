@@ -579,6 +579,8 @@ static void publish_metrics(serve_loop *L) {
     me.plan_s = es->plan_s;
     me.token_s = es->token_s;
     me.loop_s = L->loop_s;
+    me.prompt_steps = es->prompt_steps;
+    me.prompt_backend_s = es->prompt_backend_s;
     metrics_set_engine(L->m, &me);
 }
 

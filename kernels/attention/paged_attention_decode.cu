@@ -178,6 +178,7 @@ paged_attention_rows_kernel(T *out,                   /* [n_tokens][n_heads][D] 
                 sum += e;
             }
             sum = warp_sum(sum);
+            __syncwarp(); /* every lane has read s_m[g] (m_old) before lane 0 rewrites it */
             if (lane == 0) {
                 const float alpha = c0 == start ? 0.0f : exp2f(m_old - m_new);
                 s_alpha[g] = alpha;

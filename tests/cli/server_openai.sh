@@ -56,6 +56,13 @@ backend=$(part backend) plan=$(part plan) tokens=$(part tokens) loop=$(part loop
   awk -v b="${backend:-0}" 'BEGIN { exit !(b > 0) }' &&
   echo "ok: $steps engine steps, backend ${backend} s, plan ${plan} s, tokens ${tokens} s, loop ${loop} s" ||
   fail "engine step metrics: steps '$steps' backend '$backend' plan '$plan' tokens '$tokens' loop '$loop'"
+# the requests' prompts (several tokens each) were prefilled: some steps carried prompt tokens
+psteps=$(metric engine_prompt_steps_total)
+pback=$(curl -s "$BASE/metrics" | awk '/^folio:engine_prompt_step_backend_seconds_total\{/ { print $2 }')
+[ "${psteps:-0}" -ge 1 ] && [ "$psteps" -le "$steps" ] &&
+  awk -v p="${pback:-0}" -v b="${backend:-0}" 'BEGIN { exit !(p > 0 && p <= b) }' &&
+  echo "ok: $psteps of $steps steps carried prompt tokens, backend ${pback} s" ||
+  fail "prompt step metrics: '$psteps' of '$steps' steps, backend '$pback' of '$backend' s"
 grep -qE "^folio: access: .* 'POST /v1/chat/completions' 200 prompt_tokens=[0-9]+ output_tokens=[0-9]+ ms=[0-9.]+ ttft_ms=[0-9.]+ finish=[a-z]+ id=chatcmpl-" "$TMP/server.log" \
   && echo "ok: one log line per request" || fail "no request log line"
 stop_server

@@ -43,9 +43,13 @@ served=$(sed -nE 's/.*requests\/s, ([0-9.]+) output tokens\/s.*/\1/p' /tmp/serve
 # where the served steps' time went (warm-up included): the engine's step-time counters
 curl -s "http://127.0.0.1:$port/metrics" | awk '
   /^folio:engine_steps_total/ { n = $2 }
+  /^folio:engine_prompt_steps_total/ { np = $2 }
+  /^folio:engine_prompt_step_backend_seconds_total/ { bp = $2 }
   /^folio:engine_step_seconds_total/ { match($0, /part="[a-z]+"/); t[substr($0, RSTART + 6, RLENGTH - 7)] = $2 }
   END { if (n > 0) printf "served engine steps: %d; per step: backend %.3f ms, plan %.3f ms, tokens %.3f ms, loop %.3f ms\n",
-        n, 1e3 * t["backend"] / n, 1e3 * t["plan"] / n, 1e3 * t["tokens"] / n, 1e3 * t["loop"] / n }'
+        n, 1e3 * t["backend"] / n, 1e3 * t["plan"] / n, 1e3 * t["tokens"] / n, 1e3 * t["loop"] / n
+        if (np > 0 && n > np) printf "served steps with prompt tokens: %d, backend %.3f ms each; decode only: %d, backend %.3f ms each\n",
+        np, 1e3 * bp / np, n - np, 1e3 * (t["backend"] - bp) / (n - np) }'
 kill -TERM $pid; wait $pid
 grep -E "KV cache|captured" /tmp/serve.log | head -3
 echo "== summary: offline ${offline:-?} output tokens/s, served ${served:-?} output tokens/s"
