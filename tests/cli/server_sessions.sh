@@ -80,7 +80,9 @@ long 2 "" & b2=$!
 long 4 "" & b3=$!
 sleep 0.2
 long 3 ', "session_id": 7' & turn7=$!
-for _ in $(seq 50); do [ "$(metric num_requests_waiting)" -ge 1 ] 2>/dev/null && break; sleep 0.05; done
+# the turn is in the engine once its session counts (num_requests_waiting is no sign: the long
+# requests queued behind one another already wait)
+for _ in $(seq 100); do [ "$(metric num_sessions)" -ge 1 ] 2>/dev/null && break; sleep 0.05; done
 expect_http "DELETE during a turn" 409 "turn in flight" -X DELETE -H "$AUTH" "$BASE/v1/sessions/7"
 wait "$b1" "$b2" "$b3" "$turn7"
 grep -q '"finish_reason":"length"' "$TMP/long.3" || fail "the session's turn did not finish: $(head -c 200 "$TMP/long.3")"
