@@ -177,7 +177,7 @@ char *metrics_render(metrics *m) {
         text_buf_printf(&o, "folio:engine_step_seconds_total{model_name=\"%s\",part=\"%s\"} "
                             "%.6f\n", mn, PARTS[i], part_s[i]);
     counter(&o, mn, "engine_prompt_steps_total", "Engine steps that carried prompt tokens "
-            "(prefill chunks, alone or beside decodes: the steps CUDA graphs do not cover) "
+            "(prefill chunks, alone or beside decodes; such steps run without CUDA graphs) "
             "(folio).", (uint64_t)e->prompt_steps);
     header(&o, "engine_prompt_step_backend_seconds_total", "counter", "Backend time of the "
            "engine steps that carried prompt tokens (folio).");
