@@ -342,6 +342,9 @@ class Soak:
                "--session-idle-timeout", str(SESSION_IDLE_S)]
         self.logf = open(self.a.log, "wb")
         env = dict(os.environ)
+        # glibc's fatal messages (heap corruption, stack smashing) go to the log, not /dev/tty:
+        # one CI run saw the server end by SIGABRT with nothing in its log
+        env["LIBC_FATAL_STDERR_"] = "1"
         if "ASAN_OPTIONS" in env:  # under AddressSanitizer: a quarantine that cannot pass for
             env["ASAN_OPTIONS"] += ":quarantine_size_mb=8"  # growth (256 MB by default)
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
