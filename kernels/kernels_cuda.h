@@ -154,6 +154,14 @@ void w4a16_gemv_cuda(void *y, const void *x, const w4a16_tiles *m, const void *b
 void w4a16_mma_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bias,
                     folio_dtype dtype, int n, void *workspace, size_t workspace_bytes,
                     cudaStream_t stream);
+/* The same product on Hopper's warpgroup MMA (kernels/gemm/w4a16_wgmma.cu), the default for
+ * W4A16_WGMMA_MIN_N <= n <= W4A16_WGMMA_MAX_N; the same arguments and rules as w4a16_mma_cuda
+ * (workspace: split-K partial sums, splits x n x rows floats at most). */
+#define W4A16_WGMMA_MIN_N 17
+#define W4A16_WGMMA_MAX_N 256
+void w4a16_wgmma_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bias,
+                      folio_dtype dtype, int n, void *workspace, size_t workspace_bytes,
+                      cudaStream_t stream);
 /* w[r][perm ? perm[c] : c] = (q - z) * s rounded to dtype (twin: w4a16_dequant_cpu).
  * w: [m->rows][m->in_cols], 16-byte aligned; padding columns write nothing. */
 void w4a16_dequant_cuda(void *w, const w4a16_tiles *m, folio_dtype dtype, cudaStream_t stream);

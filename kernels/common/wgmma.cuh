@@ -1,8 +1,8 @@
 /* Hopper warpgroup matrix multiply (wgmma, sm_90a) for the tiled kernels: shared-memory
  * matrix descriptors of the 128-byte swizzled layout, the fences and group waits, and
  * m64n128k16 with float32 accumulators (A from shared memory or from registers, B from shared
- * memory). CUDA C++ only. A warpgroup is 4 consecutive warps (128 threads) that issue every
- * wgmma instruction together.
+ * memory), and m64n64k16 with A from registers (the W4A16 GEMM). CUDA C++ only. A warpgroup
+ * is 4 consecutive warps (128 threads) that issue every wgmma instruction together.
  *
  * The 128-byte swizzled layout (what TMA writes with CU_TENSOR_MAP_SWIZZLE_128B, and what
  * swizzle_offset computes for a copy by hand): a tile of 16-bit values is cut into column
@@ -62,9 +62,9 @@ __device__ __forceinline__ void fence_proxy_async() {
 /* The accumulators are outputs of the wgmma asm as far as the compiler knows, but the
  * hardware writes them until the wait: after a wait, tie every register to this point so no
  * use moves above it. */
-__device__ __forceinline__ void wgmma_hold(float (&d)[64]) {
+template <int kN> __device__ __forceinline__ void wgmma_hold(float (&d)[kN]) {
 #pragma unroll
-    for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
+    for (int i = 0; i < kN; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 /* The 64 accumulator operands of an m64n128 instruction, with constraint c ("+f" to add to
@@ -128,6 +128,42 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64], const uint32
         FOLIO_WGMMA_RS("f16");
 }
 
+/* d += A B, m64n64k16 (32 accumulators: d[4j + e] is row 16w + g + 8 (e / 2), column
+ * 8j + 2t + e % 2), A from registers, B a K-major descriptor. */
+#define FOLIO_WGMMA_RS64(TY)                                                                  \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                 \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                \
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "       \
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, "  \
+                 "%31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"                            \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),     \
+                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),   \
+                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),            \
+                   "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),            \
+                   "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]),            \
+                   "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])             \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1))
+
+template <typename T>
+__device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_t (&a)[4],
+                                                   uint64_t desc_b) {
+    if constexpr (WgmmaType<T>::kBf16)
+        FOLIO_WGMMA_RS64("bf16");
+    else
+        FOLIO_WGMMA_RS64("f16");
+}
+
+/* The RS product of either width: N = 2 x the accumulator count. */
+template <typename T>
+__device__ __forceinline__ void wgmma_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b) {
+    wgmma_m64n64k16_rs<T>(d, a, desc_b);
+}
+template <typename T>
+__device__ __forceinline__ void wgmma_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
+    wgmma_m64n128k16_rs<T, 0>(d, a, desc_b);
+}
+
+#undef FOLIO_WGMMA_RS64
 #undef FOLIO_WGMMA_SS
 #undef FOLIO_WGMMA_RS
 #undef FOLIO_WGMMA_R64

@@ -1,11 +1,26 @@
 /* W4A16 at any batch (see gemm.h): the decode kernel up to W4A16_GEMV_MAX_N rows of
- * activations, the tensor-core mixed-input GEMM up to W4A16_MMA_MAX_N, else (prefill, and
- * act-order matrices above the GEMV) dequantize into the scratch and run cuBLASLt. */
+ * activations, the warpgroup-MMA mixed-input GEMM up to W4A16_WGMMA_MAX_N (or, with
+ * FOLIO_W4A16_GEMM=mma, the mma.sync one up to W4A16_MMA_MAX_N), else (prefill, and act-order
+ * matrices above the GEMV) dequantize into the scratch and run cuBLASLt. */
 #ifdef FOLIO_HAVE_CUDA
 
+#include <stdbool.h>
+#include <string.h>
+
 #include "cuda_check.h"
+#include "env.h"
 #include "gemm.h"
 #include "kernels_cuda.h"
+
+/* FOLIO_W4A16_GEMM=mma: the mma.sync GEMM instead of the wgmma one (for comparisons). */
+static bool w4a16_use_wgmma(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = folio_env("FOLIO_W4A16_GEMM");
+        on = e == NULL || strcmp(e, "mma") != 0;
+    }
+    return on;
+}
 
 void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
                      const void *bias, folio_dtype dtype, int n, void *scratch,
@@ -16,8 +31,12 @@ void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
         return;
     }
     CUDA_REQUIRE(scratch != NULL, "w4a16_gemm_cuda: n > W4A16_GEMV_MAX_N needs a rows x in_cols scratch");
-    if (n <= W4A16_MMA_MAX_N && !m->perm) {
-        const size_t bytes = (size_t)m->rows * (size_t)m->in_cols * 2; /* 16-bit */
+    const size_t bytes = (size_t)m->rows * (size_t)m->in_cols * 2; /* the scratch, 16-bit */
+    if (!m->perm && w4a16_use_wgmma() && n >= W4A16_WGMMA_MIN_N && n <= W4A16_WGMMA_MAX_N) {
+        w4a16_wgmma_cuda(y, x, m, bias, dtype, n, scratch, bytes, stream);
+        return;
+    }
+    if (!m->perm && n <= W4A16_MMA_MAX_N) {
         w4a16_mma_cuda(y, x, m, bias, dtype, n, scratch, bytes, stream);
         return;
     }

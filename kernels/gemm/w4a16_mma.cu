@@ -62,20 +62,8 @@ template <typename T, int kNT>
 __device__ __forceinline__ void tile_mma(float (*acc)[4], const MmaStage<kNT> &st, int warp,
                                          int lane) {
     const int g = lane / 4, t = lane % 4;
-    const uint4 q4 = st.w[warp][lane];
-    const uint2 mt = st.meta[warp][lane];
-    const uint32_t za = (Magic<T>::kHalf + (mt.y & 0xFFFFu)) * 0x00010001u;
-    const uint32_t zb = (Magic<T>::kHalf + (mt.y >> 16)) * 0x00010001u;
-    const uint32_t sa2 = splat_x2<T>(half_bits_f32(mt.x)), sb2 = splat_x2<T>(half_bits_f32(mt.x >> 16));
     uint32_t a[4][4];
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        const uint32_t q = word(q4, j);
-        a[j][0] = mul_x2<T>(dequant_pair<T>(q, 0, za), sa2);
-        a[j][1] = mul_x2<T>(dequant_pair<T>(q, 1, zb), sb2);
-        a[j][2] = mul_x2<T>(dequant_pair<T>(q, 2, za), sa2);
-        a[j][3] = mul_x2<T>(dequant_pair<T>(q, 3, zb), sb2);
-    }
+    dequant_scaled<T>(a, st.w[warp][lane], st.meta[warp][lane]);
 #pragma unroll
     for (int nt = 0; nt < kNT; nt++) {
         const uint4 lo = *reinterpret_cast<const uint4 *>(&st.x[nt * 8 + g][16 * t]);

@@ -1,7 +1,7 @@
-/* Device helpers of the W4A16 kernels (w4a16.cu: pack, GEMV, dequantize; w4a16_mma.cu: the
- * tensor-core GEMM) over the w4a16_tiles layout that w4a16.cu's header explains: the tile
- * geometry, the magic-number dequantization of one A register, the mma (cp.async:
- * async_copy.cuh). */
+/* Device helpers of the W4A16 kernels (w4a16.cu: pack, GEMV, dequantize; w4a16_mma.cu and
+ * w4a16_wgmma.cu: the tensor-core GEMMs) over the w4a16_tiles layout that w4a16.cu's header
+ * explains: the tile geometry, the magic-number dequantization of the A registers, the mma
+ * (cp.async: async_copy.cuh). */
 #ifndef FOLIO_W4A16_TILE_CUH
 #define FOLIO_W4A16_TILE_CUH
 
@@ -91,6 +91,25 @@ __device__ __forceinline__ float half_bits_f32(uint32_t h) {
 
 __device__ __forceinline__ uint32_t word(const uint4 &v, int j) {
     return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+}
+
+/* The A operands of one tile for this lane (a[j]: k16 step j, the mma.sync m16n8k16 and
+ * wgmma register layout): (q - z) times the scale, rounded to T as the dequantized
+ * reference is. q4: the lane's 16 tile bytes; mt: {s[g] | s[g+8] << 16, z[g] | z[g+8] << 16}. */
+template <typename T>
+__device__ __forceinline__ void dequant_scaled(uint32_t (&a)[4][4], const uint4 &q4, uint2 mt) {
+    const uint32_t za = (Magic<T>::kHalf + (mt.y & 0xFFFFu)) * 0x00010001u;
+    const uint32_t zb = (Magic<T>::kHalf + (mt.y >> 16)) * 0x00010001u;
+    const uint32_t sa2 = splat_x2<T>(half_bits_f32(mt.x));
+    const uint32_t sb2 = splat_x2<T>(half_bits_f32(mt.x >> 16));
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const uint32_t q = word(q4, j);
+        a[j][0] = mul_x2<T>(dequant_pair<T>(q, 0, za), sa2);
+        a[j][1] = mul_x2<T>(dequant_pair<T>(q, 1, zb), sb2);
+        a[j][2] = mul_x2<T>(dequant_pair<T>(q, 2, za), sa2);
+        a[j][3] = mul_x2<T>(dequant_pair<T>(q, 3, zb), sb2);
+    }
 }
 
 /* The group of the tile columns lane t reads (clamped: columns past cols in the last tile

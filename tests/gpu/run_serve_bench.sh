@@ -5,8 +5,9 @@
 # issue #14 asks 256), against the offline `folio bench throughput` on the same number of
 # requests, lengths and STREAMS-sequence cap. Prints both output token rates and their ratio
 # (target: served >= 90% of offline). MODEL_ARGS: more model options for both sides, e.g.
-# "--quantization fp8" or "--kv-cache-dtype fp8".
-#   [STREAMS=256] [MODEL_ARGS="--quantization fp8"] bash tests/gpu/run_serve_bench.sh .carry/gpu [N_PROMPTS]
+# "--quantization fp8" or "--kv-cache-dtype fp8"; SERVE_ARGS: options for the server only, e.g.
+# "--num-kv-blocks 4096" (the offline run's KV pool: 256 sequences x 256 tokens).
+#   [STREAMS=256] [MODEL_ARGS="--quantization fp8"] [SERVE_ARGS=...] bash tests/gpu/run_serve_bench.sh .carry/gpu [N_PROMPTS]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-.carry/gpu}
@@ -14,6 +15,7 @@ CONFIGS=configs; [ -d "$BIN/src/configs" ] && CONFIGS=$BIN/src/configs
 N=${2:-1024}
 S=${STREAMS:-64}
 read -r -a MA <<< "${MODEL_ARGS:-}"
+read -r -a SA <<< "${SERVE_ARGS:-}"
 export NCCL_NVLS_ENABLE=0 LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
 MODEL=$CONFIGS/llama-3-8b
 [ -f "$MODEL/tokenizer.json" ] || { echo "SKIPPED: $MODEL/tokenizer.json missing (stage a Llama 3 tokenizer)"; exit 77; }
@@ -24,8 +26,8 @@ echo "== offline: folio bench throughput ${MA[*]}, $N requests 128/128, --max-nu
   --input-len 128 --output-len 128 --max-num-seqs "$S" 2>&1 | tee /tmp/offline.txt | grep -v "^folio: loaded"
 offline=$(sed -nE 's/.*requests\/s, ([0-9.]+) output tokens\/s.*/\1/p' /tmp/offline.txt | head -1)
 
-echo "== served: folio serve --device cuda ${MA[*]} + folio bench serve --concurrency $S"
-"$BIN/folio" serve --device cuda --model "$MODEL" --load-format dummy "${MA[@]}" --port 0 \
+echo "== served: folio serve --device cuda ${MA[*]} ${SA[*]} + folio bench serve --concurrency $S"
+"$BIN/folio" serve --device cuda --model "$MODEL" --load-format dummy "${MA[@]}" "${SA[@]}" --port 0 \
   --max-num-seqs "$S" --served-model-name llama > /tmp/serve.log 2>&1 &
 pid=$!
 port=
@@ -52,5 +54,6 @@ curl -s "http://127.0.0.1:$port/metrics" | awk '
         np, 1e3 * bp / np, n - np, 1e3 * (t["backend"] - bp) / (n - np) }'
 kill -TERM $pid; wait $pid
 grep -E "KV cache|captured" /tmp/serve.log | head -3
+grep -A 18 "^profile" /tmp/serve.log # with FOLIO_PROFILE=1: the server's per-kernel times
 echo "== summary: offline ${offline:-?} output tokens/s, served ${served:-?} output tokens/s"
 awk -v s="${served:-0}" -v o="${offline:-0}" 'BEGIN { if (o > 0) printf "served / offline = %.3f (target >= 0.90)\n", s / o }'

@@ -2,16 +2,19 @@
  * CPU twins (w4a16_cpu, w4a16_dequant_cpu), on random quantized matrices: asymmetric random
  * zeros, random fp16 scales, act-order random permutations, group sizes 32, 64, 128 and
  * per-channel, odd row counts, columns a multiple of the group (partial slots, several
- * staging rounds), batches 1..8 (w4a16_gemv_cuda) and 16, 64 (the interim dequantize +
- * cuBLASLt path), bf16 and fp16 activations, with and without bias. The output is poisoned
- * (NaN) before each run, so an element left unwritten fails; NaN never passes.
+ * staging rounds), batches 1..16 (w4a16_gemv_cuda), 17..256 (the tensor-core GEMMs) and above
+ * (dequantize + cuBLASLt), bf16 and fp16 activations, with and without bias; and each
+ * tensor-core GEMM (mma.sync, wgmma) called directly on the same kinds of shapes, with and
+ * without split-K. The output is poisoned (NaN) before each run, so an element left unwritten
+ * fails; NaN never passes.
  *
  * Then (unless FOLIO_BENCH=0) the bench: for the 8B/70B projection shapes and their TP=2/4
- * shards, batches 1, 2, 4, 8, 16, 64: median microseconds per call (CUDA events around a run
- * of back-to-back calls over weight copies rotated to span 3x L2), GB/s of the quantized
- * bytes and % of the device-to-device copy rate, the act-order variant, the same shape's
- * bf16 product through gemm_run (gemv at n = 1, cuBLASLt above) and, at n = 1, cuBLASLt
- * itself; ratios bf16 time / w4a16 time. Skips (77) without a GPU. */
+ * shards, batches 1 .. 2048: median microseconds per call (CUDA events around a run of
+ * back-to-back calls over weight copies rotated to span 3x L2), GB/s of the quantized bytes
+ * and % of the device-to-device copy rate, the act-order variant, the mma.sync GEMM where the
+ * default is the wgmma one, the same shape's bf16 product through gemm_run (gemv at n = 1,
+ * cuBLASLt above) and, at n = 1, cuBLASLt itself; ratios bf16 time / w4a16 time. Skips (77)
+ * without a GPU. */
 #include <stdio.h>
 
 #ifndef FOLIO_HAVE_CUDA
@@ -23,6 +26,7 @@ int main(void) {
 
 #include <math.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -161,9 +165,28 @@ static void expect_close(const char *what, const float *got, const float *want, 
                  tol, nan, bad);
 }
 
-/* One product at batch n through w4a16_gemm_cuda (gemv up to 8, interim path above). */
-static void check_product(int rows, int cols, int group_size, int n, int act_order, int bias,
-                          folio_dtype t) {
+/* Which entry a check calls: the dispatcher, or one tensor-core GEMM directly (with the
+ * scratch as split-K workspace, or with none). */
+typedef enum { VIA_GEMM, VIA_MMA, VIA_WGMMA, VIA_WGMMA_NO_SPLIT } via;
+
+static const char *via_name(via v) {
+    static const char *names[] = {"w4a16_gemm_cuda", "mma", "wgmma", "wgmma-no-split"};
+    return names[v];
+}
+
+static void run_via(via v, void *d_y, const void *d_x, const w4a16_tiles *m, const void *d_b,
+                    folio_dtype t, int n, void *scratch, size_t scratch_bytes) {
+    switch (v) {
+    case VIA_GEMM: w4a16_gemm_cuda(g_gemm, d_y, d_x, m, d_b, t, n, scratch, 0); break;
+    case VIA_MMA: w4a16_mma_cuda(d_y, d_x, m, d_b, t, n, scratch, scratch_bytes, 0); break;
+    case VIA_WGMMA: w4a16_wgmma_cuda(d_y, d_x, m, d_b, t, n, scratch, scratch_bytes, 0); break;
+    case VIA_WGMMA_NO_SPLIT: w4a16_wgmma_cuda(d_y, d_x, m, d_b, t, n, NULL, 0, 0); break;
+    }
+}
+
+/* One product at batch n through `v` against the twin. */
+static void check_via(via v, int rows, int cols, int group_size, int n, int act_order, int bias,
+                      folio_dtype t) {
     qpair q;
     qpair_make(&q, rows, cols, group_size, act_order);
     const int in_cols = q.h.in_cols;
@@ -173,16 +196,17 @@ static void check_product(int rows, int cols, int group_size, int n, int act_ord
     void *d_b = bias ? gpu_test_to_device(b, rows, t) : NULL, *d_y = NULL, *scratch = NULL;
     CUDA_CHECK(cudaMalloc(&d_y, (size_t)n * rows * 2));
     CUDA_CHECK(cudaMemset(d_y, 0xff, (size_t)n * rows * 2)); /* NaN in bf16 and fp16 */
-    if (n > W4A16_GEMV_MAX_N) CUDA_CHECK(cudaMalloc(&scratch, (size_t)rows * in_cols * 2));
-    w4a16_gemm_cuda(g_gemm, d_y, d_x, &q.t, d_b, t, n, scratch, 0);
+    const size_t scratch_bytes = (size_t)rows * in_cols * 2;
+    if (n > W4A16_GEMV_MAX_N || v != VIA_GEMM) CUDA_CHECK(cudaMalloc(&scratch, scratch_bytes));
+    run_via(v, d_y, d_x, &q.t, d_b, t, n, scratch, scratch_bytes);
     CUDA_CHECK(cudaDeviceSynchronize());
     float *got = folio_xmalloc(sizeof(float) * n * rows), *want = folio_xmalloc(sizeof(float) * n * rows);
     gpu_test_from_device(got, d_y, (size_t)n * rows, t);
     assert_int_equal(w4a16_cpu(want, x, &q.h, b, n), 0);
     char what[128];
     snprintf(what, sizeof what,
-             "w4a16 %s rows=%d cols=%d in_cols=%d group=%d n=%d act_order=%d bias=%d",
-             dtype_name(t), rows, cols, in_cols, group_size, n, act_order, bias);
+             "w4a16 %s %s rows=%d cols=%d in_cols=%d group=%d n=%d act_order=%d bias=%d",
+             via_name(v), dtype_name(t), rows, cols, in_cols, group_size, n, act_order, bias);
     expect_close(what, got, want, (size_t)n * rows, t == DTYPE_BF16 ? 8e-3 : 2e-3);
     void *dev[] = {d_x, d_b, d_y, scratch};
     for (int i = 0; i < 4; i++)
@@ -194,8 +218,13 @@ static void check_product(int rows, int cols, int group_size, int n, int act_ord
     qpair_free(&q);
 }
 
+static void check_product(int rows, int cols, int group_size, int n, int act_order, int bias,
+                          folio_dtype t) {
+    check_via(VIA_GEMM, rows, cols, group_size, n, act_order, bias, t);
+}
+
 static const int k_groups[] = {32, 64, 128, 0}; /* 0: per-channel (group = cols) */
-static const int k_batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 40, 64, 256};
+static const int k_batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 40, 64, 256, 300};
 
 /* Every group size x batch x dtype, random odd shapes, act-order (every other one padded) and
  * bias on alternate cases. */
@@ -231,6 +260,31 @@ static void test_products_edges(void **state) {
         for (int n = 1; n <= 16; n += n == 1 ? 8 : 7) {
             check_product(cases[i][0], cases[i][1], cases[i][2], n, cases[i][3], 0, DTYPE_BF16);
             check_product(cases[i][0], cases[i][1], cases[i][2], n, cases[i][3], 1, DTYPE_F16);
+        }
+}
+
+/* Each tensor-core GEMM called directly: every group size, batches across both wgmma tile
+ * widths (and past one block of 128), rows off the 256-row block and the 16-row stripe,
+ * columns with a partial last tile, one tile only, and model sizes that split K. */
+static void test_products_gemm(void **state) {
+    (void)state;
+    static const int ns[] = {17, 33, 64, 65, 128, 200, 256};
+    static const int shapes[][3] = {/* rows, cols, group (0: per-channel) */
+                                    {300, 4096, 128}, {1, 64, 32},     {257, 96, 32},
+                                    {2048, 4096, 128}, {40, 14336, 64}, {513, 3584, 0},
+                                    {16, 4160, 64},   {1537, 2048, 32}};
+    /* FOLIO_W4A16_QUICK=1: the first three shapes (for compute-sanitizer's slow runs) */
+    const char *quick = getenv("FOLIO_W4A16_QUICK");
+    const size_t n_shapes = quick && quick[0] == '1' ? 3 : sizeof shapes / sizeof shapes[0];
+    int k = 0;
+    for (size_t si = 0; si < n_shapes; si++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++, k++) {
+            const int cols = shapes[si][1], gs = shapes[si][2] ? shapes[si][2] : cols;
+            const folio_dtype t = k % 2 ? DTYPE_F16 : DTYPE_BF16;
+            if (ns[ni] <= W4A16_MMA_MAX_N)
+                check_via(VIA_MMA, shapes[si][0], cols, gs, ns[ni], 0, k % 3 == 0, t);
+            check_via(k % 4 == 3 ? VIA_WGMMA_NO_SPLIT : VIA_WGMMA, shapes[si][0], cols, gs,
+                      ns[ni], 0, k % 3 == 0, t);
         }
 }
 
@@ -274,6 +328,18 @@ typedef struct {
 static void run_w4(void *p, int i) {
     bench_case *c = p;
     w4a16_gemm_cuda(g_gemm, c->y, c->x, &c->q[i], NULL, DTYPE_BF16, c->n, c->scratch, 0);
+}
+
+static void run_mma(void *p, int i) {
+    bench_case *c = p;
+    w4a16_mma_cuda(c->y, c->x, &c->q[i], NULL, DTYPE_BF16, c->n, c->scratch,
+                   (size_t)c->rows * c->cols * 2, 0);
+}
+
+static void run_wgmma(void *p, int i) {
+    bench_case *c = p;
+    w4a16_wgmma_cuda(c->y, c->x, &c->q[i], NULL, DTYPE_BF16, c->n, c->scratch,
+                     (size_t)c->rows * c->cols * 2, 0);
 }
 
 static void run_dequant_lt(void *p, int i) {
@@ -322,13 +388,13 @@ static int bench_shape_rows(const bench_shape *s, size_t l2, double copy) {
         CUDA_CHECK(cudaMalloc(&c.w[i], wbytes));
         fill_cuda(c.w[i], (int64_t)s->rows * s->cols, 0.01f, DTYPE_BF16, 0);
     }
-    const int max_n = 512;
+    const int max_n = 2048;
     float *hx = gpu_test_rand((size_t)max_n * s->cols, -1, 1, DTYPE_BF16);
     c.x = gpu_test_to_device(hx, (size_t)max_n * s->cols, DTYPE_BF16);
     free(hx);
     CUDA_CHECK(cudaMalloc(&c.y, (size_t)max_n * s->rows * 2));
     CUDA_CHECK(cudaMalloc(&c.scratch, wbytes));
-    static const int ns[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+    static const int ns[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048};
     int met = 0;
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
         c.n = ns[k];
@@ -341,6 +407,13 @@ static int bench_shape_rows(const bench_shape *s, size_t l2, double copy) {
         } else {
             ao = gpu_test_rotating_us(run_dequant_lt, &c, wq);
         }
+        /* the other tensor-core GEMM: mma.sync where wgmma is the default, wgmma past its
+         * default range (where dequantize + cuBLASLt is) */
+        const bool has_alt = c.n >= W4A16_WGMMA_MIN_N &&
+                             (c.n <= W4A16_MMA_MAX_N || c.n > W4A16_WGMMA_MAX_N);
+        const double alt = !has_alt ? 0
+                           : c.n <= W4A16_MMA_MAX_N ? gpu_test_rotating_us(run_mma, &c, wq)
+                                                    : gpu_test_rotating_us(run_wgmma, &c, wq);
         const double bf = gpu_test_rotating_us(run_bf16, &c, wb);
         double lt = 0;
         if (c.n == 1) {
@@ -351,9 +424,9 @@ static int bench_shape_rows(const bench_shape *s, size_t l2, double copy) {
         }
         const double bytes = (double)qbytes + 3.0 * sbytes + 2.0 * c.n * (s->cols + s->rows);
         const double gbps = bytes / (w4 * 1e-6) * 1e-9;
-        printf("%-10s %6d %6d %3d | %8.2f %6.0f %5.1f%% | %8.2f | %8.2f %-4s %5.2fx", s->name,
-               s->rows, s->cols, c.n, w4, gbps, 100.0 * gbps / copy, ao, bf,
-               c.n == 1 ? "gemv" : "lt", bf / w4);
+        printf("%-10s %6d %6d %3d | %8.2f %6.0f %5.1f%% | %8.2f | %8.2f | %8.2f %-4s %5.2fx",
+               s->name, s->rows, s->cols, c.n, w4, gbps, 100.0 * gbps / copy, ao,
+               has_alt ? alt : NAN, bf, c.n == 1 ? "gemv" : "lt", bf / w4);
         if (c.n == 1) printf(" | %8.2f %5.2fx", lt, lt / w4);
         /* issue #12's batch targets: 2.5x bf16 at 16, within 10% of it at 64..256 */
         if (c.n == 16) printf("  %s", bf / w4 >= 2.5 ? "target met" : "target MISSED");
@@ -384,14 +457,20 @@ static void bench(void) {
            "back-to-back calls (weights rotated over >= 3x L2); copy 2 GiB D2D = %.0f GB/s "
            "(read + write)\n", prop.name, copy);
     printf("GB/s: 4-bit weights + fp16 scales + zeros + x + y; ao: act-order (n <= %d), else "
-           "dequantize + cuBLASLt; bf16: gemm_run (gemv n=1, cuBLASLt above); w4a16: "
-           "w4a16_gemm_cuda (GEMV n <= %d, tensor-core GEMM n <= %d, dequantize + cuBLASLt "
-           "above)\n", W4A16_GEMV_MAX_N, W4A16_GEMV_MAX_N, W4A16_MMA_MAX_N);
-    printf("%-10s %6s %6s %3s | %8s %6s %6s | %8s | %8s %-4s %6s | %8s %6s\n", "shape", "rows",
-           "cols", "n", "w4a16us", "GB/s", "%copy", "ao us", "bf16 us", "path", "bf/w4",
-           "lt us", "lt/w4");
+           "dequantize + cuBLASLt; alt: the mma.sync GEMM (FOLIO_W4A16_GEMM=mma) up to %d, the "
+           "wgmma GEMM above %d; bf16: "
+           "gemm_run (gemv n=1, cuBLASLt above); w4a16: w4a16_gemm_cuda (GEMV n <= %d, wgmma "
+           "GEMM n <= %d, dequantize + cuBLASLt above)\n",
+           W4A16_GEMV_MAX_N, W4A16_MMA_MAX_N, W4A16_WGMMA_MAX_N, W4A16_GEMV_MAX_N,
+           W4A16_WGMMA_MAX_N);
+    printf("%-10s %6s %6s %3s | %8s %6s %6s | %8s | %8s | %8s %-4s %6s | %8s %6s\n", "shape",
+           "rows", "cols", "n", "w4a16us", "GB/s", "%copy", "ao us", "alt us", "bf16 us", "path",
+           "bf/w4", "lt us", "lt/w4");
     int met = 0, total = 0;
+    /* FOLIO_W4A16_BENCH_SHAPE=NAME: that shape only (e.g. gateup8B) */
+    const char *only = getenv("FOLIO_W4A16_BENCH_SHAPE");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (only && only[0] && strcmp(only, shapes[i].name) != 0) continue;
         met += bench_shape_rows(&shapes[i], (size_t)l2, copy);
         total++;
     }
@@ -408,7 +487,12 @@ int main(void) {
     }
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_dequant),
                                        cmocka_unit_test(test_products_edges),
+                                       cmocka_unit_test(test_products_gemm),
                                        cmocka_unit_test(test_products_random)};
+    /* FOLIO_TEST_FILTER: only the tests whose names match (cmocka's pattern: * and ?), e.g.
+     * test_products_gemm under compute-sanitizer */
+    const char *filter = getenv("FOLIO_TEST_FILTER");
+    if (filter && filter[0]) cmocka_set_test_filter(filter);
     /* FOLIO_W4A16_BENCH_ONLY=1: the bench alone (tests/gpu/run_w4a16_bench.sh's variants) */
     const char *only = getenv("FOLIO_W4A16_BENCH_ONLY");
     const int failed = only && only[0] == '1' ? 0 : cmocka_run_group_tests(tests, NULL, NULL);
