@@ -142,8 +142,8 @@ static void attention_block(forward_cuda *f, const step_shape *s, int layer) {
     fc_prof_mark(f, PROF_ROPE_KV);
     const paged_attention_params ap = {
         .n_seqs = s->n_seqs, .n_tokens = T, .max_q_len = s->max_q_len,
-        .max_context = f->o.max_blocks_per_seq * f->o.block_size,
-        .max_blocks = f->o.max_blocks_per_seq, .n_heads = sh->n_heads,
+        .max_context = s->max_context, .max_blocks = f->o.max_blocks_per_seq,
+        .n_heads = sh->n_heads,
         .n_kv_heads = sh->n_kv_heads, .head_dim = c->head_dim, .block_size = f->o.block_size,
         .window = c->sliding_window[layer], .scale = 1.0f / sqrtf((float)c->head_dim),
         .dtype = f->dt, .kv_fp8 = f->kv_k_scale != NULL,

@@ -7,7 +7,8 @@
  * workspace and a KV pool of the num_blocks the caller sized (backend_kv_blocks, backend.h,
  * the one sizer of KV pools, from what --gpu-memory-utilization leaves). Decode steps
  * run as CUDA graphs captured at creation for batch sizes 1, 2, 4, 8, 16, ... up to max_seqs
- * (a batch is padded up to the next size) unless enforce_eager. Under mpirun (comm->world > 1)
+ * (a batch is padded up to the next size) and context buckets 512, 2048, 8192, ... up to the
+ * whole context (forward_cuda_graphs.c) unless enforce_eager. Under mpirun (comm->world > 1)
  * the forward creates its own NCCL communicator (a collective: every rank creates its forward
  * with the same options, after comm_select_gpu) and runs the step tensor-parallel on the
  * rank's shard of the weights. Available with CUDA. */

@@ -1,7 +1,12 @@
 /* Decode steps as CUDA graphs: at creation, one graph per batch size 1, 2, 4, 8, ... up to
- * max_seqs, each captured from a padding-only decode step (run once first, so cuBLASLt has
- * picked its algorithms); per step, the smallest graph that holds a decode batch (the plan is
- * padded up to its size), or none. */
+ * max_seqs and per context bucket (512, 2048, 8192, ... x 4, the last one the backend's whole
+ * context), each captured from a padding-only decode step (run once first, so cuBLASLt has
+ * picked its algorithms); per step, the smallest graph that holds the decode batch (the plan
+ * is padded up to its size) and its longest context, or none. The context bucket sets the
+ * decode attention's split of the context into partitions (kernels/attention/
+ * paged_attention.cu): one graph for the whole context would launch, on a server of 8,192
+ * tokens, 16 partitions of 512 positions per sequence and head, and merge them, for contexts
+ * of a few hundred. */
 #ifdef FOLIO_HAVE_CUDA
 
 #include <stdio.h>
@@ -10,14 +15,18 @@
 #include "forward_cuda_internal.h"
 #include "progress.h"
 
-/* Runs the padding-only decode step of `batch` rows once, then captures it as graph n_graphs. */
-static int capture_one(forward_cuda *f, int batch) {
+enum { FIRST_BUCKET = 512, BUCKET_STEP = 4 };
+
+/* Runs the padding-only decode step of `batch` rows and context bound `context` once, then
+ * captures it as graph n_graphs. */
+static int capture_one(forward_cuda *f, int batch, int context) {
     step_plan empty = {.n_seqs = 0, .max_blocks = 0};
     int32_t zero = 0;
     empty.seq_start = &zero;
     fc_pack_plan(f, &empty, batch);
     fc_upload_plan(f, batch);
-    const step_shape s = {.n_tokens = batch, .n_seqs = batch, .n_logits = batch, .max_q_len = 1};
+    const step_shape s = {.n_tokens = batch, .n_seqs = batch, .n_logits = batch, .max_q_len = 1,
+                          .max_context = context};
     if (fc_run_forward(f, &s) != 0) return -1;
     CUDA_CHECK(cudaStreamSynchronize(f->stream));
     cudaGraph_t g;
@@ -27,32 +36,52 @@ static int capture_one(forward_cuda *f, int batch) {
     if (rc != 0) return -1;
     CUDA_CHECK(cudaGraphInstantiate(&f->graphs[f->n_graphs], g, 0));
     CUDA_CHECK(cudaGraphDestroy(g));
-    f->graph_batch[f->n_graphs++] = batch;
+    f->graph_batch[f->n_graphs] = batch;
+    f->graph_context[f->n_graphs++] = context;
     return 0;
+}
+
+/* The context bound of bucket k: FIRST_BUCKET x BUCKET_STEP^k, at most the whole context. */
+static int bucket_context(const forward_cuda *f, int k) {
+    const long whole = (long)f->o.max_blocks_per_seq * f->o.block_size;
+    long c = FIRST_BUCKET;
+    for (int i = 0; i < k && c < whole; i++) c *= BUCKET_STEP;
+    return (int)(c < whole ? c : whole);
 }
 
 int fc_capture_graphs(forward_cuda *f) {
     const double t0 = folio_now();
     static const int sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && f->n_graphs < MAX_GRAPHS; i++) {
+    const int whole = f->o.max_blocks_per_seq * f->o.block_size;
+    int n_buckets = 1;
+    while (bucket_context(f, n_buckets - 1) < whole) n_buckets++;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         const int b = sizes[i];
         if (b > f->o.max_seqs || b > f->o.max_tokens || b > f->o.max_logits) break;
-        if (capture_one(f, b) != 0) return -1;
+        for (int k = 0; k < n_buckets; k++) {
+            if (f->n_graphs == MAX_GRAPHS) break;
+            if (capture_one(f, b, bucket_context(f, k)) != 0) return -1;
+        }
     }
     f->capture_ms = (folio_now() - t0) * 1e3;
     if (!f->o.quiet && f->comm->rank == 0)
-        fprintf(stderr, "folio: captured %d decode CUDA graphs (batch 1..%d) in %.0f ms\n",
-                f->n_graphs, f->n_graphs ? f->graph_batch[f->n_graphs - 1] : 0, f->capture_ms);
+        fprintf(stderr, "folio: captured %d decode CUDA graphs (batch 1..%d; contexts up to %d, "
+                "%d bucket%s) in %.0f ms\n", f->n_graphs,
+                f->n_graphs ? f->graph_batch[f->n_graphs - 1] : 0, whole, n_buckets,
+                n_buckets == 1 ? "" : "s", f->capture_ms);
     return 0;
 }
 
-/* The captured graph for a decode step of n sequences (-1: none fits, or not a decode). */
+/* The captured graph for a decode step: the smallest batch that holds its sequences, in it
+ * the smallest context bucket that holds its longest context (graphs are in that order).
+ * -1: none fits, or not a decode. */
 int fc_graph_for(const forward_cuda *f, const step_plan *p) {
     if (p->n_tokens != p->n_seqs || p->n_logits != p->n_seqs) return -1;
     for (int i = 0; i < p->n_logits; i++)
         if (p->logits_rows[i] != i) return -1;
+    const int context = fc_plan_max_context(p);
     for (int g = 0; g < f->n_graphs; g++)
-        if (f->graph_batch[g] >= p->n_seqs) return g;
+        if (f->graph_batch[g] >= p->n_seqs && f->graph_context[g] >= context) return g;
     return -1;
 }
 

@@ -25,7 +25,7 @@
 #include "oneshot_allreduce.h"
 #include "peer_memory.h"
 
-enum { MAX_GRAPHS = 16, MAX_PROF_EVENTS = 4096 };
+enum { MAX_GRAPHS = 128, MAX_PROF_EVENTS = 4096 };
 
 #define GEMM_WORKSPACE_BYTES ((size_t)32 << 20)
 
@@ -58,9 +58,10 @@ typedef struct {
  * are `proj`; with the one-shot all-reduce, three peer-visible buffers in rotation. */
 enum { RED_EMBED, RED_ATTN, RED_MLP, RED_COUNT };
 
-/* Shape of one step as the kernels see it. */
+/* Shape of one step as the kernels see it. max_context bounds the step's context lengths:
+ * the decode attention's grid splits that many positions (a graph's: its context bucket). */
 typedef struct {
-    int n_tokens, n_seqs, n_logits, max_q_len;
+    int n_tokens, n_seqs, n_logits, max_q_len, max_context;
 } step_shape;
 
 struct forward_cuda {
@@ -104,6 +105,7 @@ struct forward_cuda {
     float *h_logits;             /* pinned [max_logits][vocab] */
     cudaGraphExec_t graphs[MAX_GRAPHS];
     int graph_batch[MAX_GRAPHS];
+    int graph_context[MAX_GRAPHS]; /* the context bound each graph was captured with */
     int n_graphs;
     double capture_ms;
     bool paged_attention;        /* the attention branch's kernel (else attention_simple) */
@@ -136,6 +138,7 @@ int fc_run_forward(forward_cuda *f, const step_shape *s);
 /* forward_cuda_plan.c */
 plan_layout fc_plan_layout(const forward_cuda_options *o);
 int fc_check_plan(const forward_cuda *f, const step_plan *p);
+int fc_plan_max_context(const step_plan *p);
 void fc_pack_plan(forward_cuda *f, const step_plan *p, int batch);
 void fc_upload_plan(forward_cuda *f, int n_rows);
 

@@ -46,6 +46,14 @@ int fc_check_plan(const forward_cuda *f, const step_plan *p) {
     return step_plan_validate(p, f->num_blocks);
 }
 
+/* The longest context of the plan's sequences (at least 1). */
+int fc_plan_max_context(const step_plan *p) {
+    int m = 1;
+    for (int s = 0; s < p->n_seqs; s++)
+        if (p->context_lens[s] > m) m = p->context_lens[s];
+    return m;
+}
+
 /* Packs the plan into the pinned blob, padding a decode batch to `batch` rows (padding rows:
  * token 0 at position 0, no KV write, context 1 in block 0, logits row = itself). */
 void fc_pack_plan(forward_cuda *f, const step_plan *p, int batch) {

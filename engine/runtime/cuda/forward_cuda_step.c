@@ -8,14 +8,14 @@
 #include "forward_cuda_internal.h"
 #include "step_watchdog.h"
 
-/* The eager step's shape: the plan's counts and its longest query. */
+/* The eager step's shape: the plan's counts, its longest query and longest context. */
 static step_shape eager_shape(const step_plan *p) {
     int max_q = 0;
     for (int s = 0; s < p->n_seqs; s++)
         if (p->seq_start[s + 1] - p->seq_start[s] > max_q)
             max_q = p->seq_start[s + 1] - p->seq_start[s];
     return (step_shape){.n_tokens = p->n_tokens, .n_seqs = p->n_seqs, .n_logits = p->n_logits,
-                        .max_q_len = max_q};
+                        .max_q_len = max_q, .max_context = fc_plan_max_context(p)};
 }
 
 /* Greedy ids and (rank 0: only it samples) the logits of L rows to the host, once the stream
