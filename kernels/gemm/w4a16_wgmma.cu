@@ -252,11 +252,8 @@ void launch_wgmma_t(void *y, const void *x, const w4a16_tiles *m, const void *bi
 extern "C" void w4a16_wgmma_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bias,
                                  folio_dtype dtype, int n, void *workspace,
                                  size_t workspace_bytes, cudaStream_t stream) {
-    CUDA_REQUIRE(dtype == DTYPE_BF16 || dtype == DTYPE_F16, "w4a16_wgmma_cuda: bf16 or fp16");
     CUDA_REQUIRE(n >= 1 && m->perm == NULL, "w4a16_wgmma_cuda: n >= 1, no act-order permutation");
     CUDA_REQUIRE(aligned16(x) && m->in_cols % 8 == 0, "w4a16_wgmma_cuda: x 16-byte aligned rows");
-    if (dtype == DTYPE_BF16)
-        launch_wgmma_t<__nv_bfloat16>(y, x, m, bias, n, workspace, workspace_bytes, stream);
-    else
-        launch_wgmma_t<__half>(y, x, m, bias, n, workspace, workspace_bytes, stream);
+    FOLIO_DISPATCH_16BIT(dtype, "w4a16_wgmma_cuda",
+                         launch_wgmma_t<T>(y, x, m, bias, n, workspace, workspace_bytes, stream));
 }

@@ -41,11 +41,9 @@ static int capture_one(forward_cuda *f, int batch, int context) {
     return 0;
 }
 
-/* The context bound of bucket k: FIRST_BUCKET x BUCKET_STEP^k, at most the whole context. */
-static int bucket_context(const forward_cuda *f, int k) {
-    const long whole = (long)f->o.max_blocks_per_seq * f->o.block_size;
-    long c = FIRST_BUCKET;
-    for (int i = 0; i < k && c < whole; i++) c *= BUCKET_STEP;
+/* The bucket after `context` (0: the first), at most the whole context. */
+static int next_bucket(int context, int whole) {
+    const long c = context == 0 ? FIRST_BUCKET : (long)context * BUCKET_STEP;
     return (int)(c < whole ? c : whole);
 }
 
@@ -53,14 +51,14 @@ int fc_capture_graphs(forward_cuda *f) {
     const double t0 = folio_now();
     static const int sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
     const int whole = f->o.max_blocks_per_seq * f->o.block_size;
-    int n_buckets = 1;
-    while (bucket_context(f, n_buckets - 1) < whole) n_buckets++;
+    int n_buckets = 0;
+    for (int c = 0; c < whole; c = next_bucket(c, whole)) n_buckets++;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         const int b = sizes[i];
         if (b > f->o.max_seqs || b > f->o.max_tokens || b > f->o.max_logits) break;
-        for (int k = 0; k < n_buckets; k++) {
-            if (f->n_graphs == MAX_GRAPHS) break;
-            if (capture_one(f, b, bucket_context(f, k)) != 0) return -1;
+        for (int c = next_bucket(0, whole); f->n_graphs < MAX_GRAPHS; c = next_bucket(c, whole)) {
+            if (capture_one(f, b, c) != 0) return -1;
+            if (c == whole) break;
         }
     }
     f->capture_ms = (folio_now() - t0) * 1e3;
@@ -73,13 +71,13 @@ int fc_capture_graphs(forward_cuda *f) {
 }
 
 /* The captured graph for a decode step: the smallest batch that holds its sequences, in it
- * the smallest context bucket that holds its longest context (graphs are in that order).
+ * the smallest context bucket that holds its longest context `context` (graphs are in that
+ * order).
  * -1: none fits, or not a decode. */
-int fc_graph_for(const forward_cuda *f, const step_plan *p) {
+int fc_graph_for(const forward_cuda *f, const step_plan *p, int context) {
     if (p->n_tokens != p->n_seqs || p->n_logits != p->n_seqs) return -1;
     for (int i = 0; i < p->n_logits; i++)
         if (p->logits_rows[i] != i) return -1;
-    const int context = fc_plan_max_context(p);
     for (int g = 0; g < f->n_graphs; g++)
         if (f->graph_batch[g] >= p->n_seqs && f->graph_context[g] >= context) return g;
     return -1;

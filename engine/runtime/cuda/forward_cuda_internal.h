@@ -144,7 +144,7 @@ void fc_upload_plan(forward_cuda *f, int n_rows);
 
 /* forward_cuda_graphs.c */
 int fc_capture_graphs(forward_cuda *f);
-int fc_graph_for(const forward_cuda *f, const step_plan *p);
+int fc_graph_for(const forward_cuda *f, const step_plan *p, int context);
 void fc_graphs_free(forward_cuda *f);
 
 /* forward_cuda_setup.c: cudaMalloc of at least 16 bytes (CUDA_CHECK). */

@@ -9,13 +9,13 @@
 #include "step_watchdog.h"
 
 /* The eager step's shape: the plan's counts, its longest query and longest context. */
-static step_shape eager_shape(const step_plan *p) {
+static step_shape eager_shape(const step_plan *p, int context) {
     int max_q = 0;
     for (int s = 0; s < p->n_seqs; s++)
         if (p->seq_start[s + 1] - p->seq_start[s] > max_q)
             max_q = p->seq_start[s + 1] - p->seq_start[s];
     return (step_shape){.n_tokens = p->n_tokens, .n_seqs = p->n_seqs, .n_logits = p->n_logits,
-                        .max_q_len = max_q, .max_context = fc_plan_max_context(p)};
+                        .max_q_len = max_q, .max_context = context};
 }
 
 /* Greedy ids and (rank 0: only it samples) the logits of L rows to the host, once the stream
@@ -42,14 +42,15 @@ static void copy_back(forward_cuda *f, int L, float *logits, int32_t *greedy_ids
 int forward_cuda_step(forward_cuda *f, const step_plan *p, float *logits, int32_t *greedy_ids) {
     if (fc_check_plan(f, p) != 0) return -1;
     if (p->n_tokens == 0) return 0;
-    const int g = fc_graph_for(f, p);
+    const int context = fc_plan_max_context(p);
+    const int g = fc_graph_for(f, p, context);
     const int rows = g >= 0 ? f->graph_batch[g] : p->n_seqs;
     fc_pack_plan(f, p, g >= 0 ? rows : p->n_tokens);
     fc_upload_plan(f, rows);
     if (g >= 0) {
         CUDA_CHECK(cudaGraphLaunch(f->graphs[g], f->stream));
     } else {
-        const step_shape s = eager_shape(p);
+        const step_shape s = eager_shape(p, context);
         if (fc_run_forward(f, &s) != 0) return -1;
     }
     copy_back(f, p->n_logits, logits, greedy_ids);
