@@ -155,13 +155,24 @@ void w4a16_mma_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bi
                     folio_dtype dtype, int n, void *workspace, size_t workspace_bytes,
                     cudaStream_t stream);
 /* The same product on Hopper's warpgroup MMA (kernels/gemm/w4a16_wgmma.cu), the default for
- * W4A16_WGMMA_MIN_N <= n <= W4A16_WGMMA_MAX_N; the same arguments and rules as w4a16_mma_cuda
+ * W4A16_WGMMA_MIN_N <= n < W4A16_WS_MIN_N (and up to W4A16_WGMMA_MAX_N where the scratch cannot
+ * hold w4a16_wgmma_ws_cuda's workspace); the same arguments and rules as w4a16_mma_cuda
  * (workspace: split-K partial sums, splits x n x rows floats at most). */
 #define W4A16_WGMMA_MIN_N 17
 #define W4A16_WGMMA_MAX_N 256
 void w4a16_wgmma_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bias,
                       folio_dtype dtype, int n, void *workspace, size_t workspace_bytes,
                       cudaStream_t stream);
+/* The same product on wgmma with a producer warp and two consumer warpgroups
+ * (kernels/gemm/w4a16_wgmma_ws.cu), the default for W4A16_WS_MIN_N <= n <= W4A16_WGMMA_MAX_N
+ * where the scratch holds its workspace; the same arguments and rules as w4a16_wgmma_cuda,
+ * except that the workspace (256-byte aligned) is required: w4a16_wgmma_ws_workspace(m, n)
+ * bytes for x reordered, the rest for split-K partial sums. */
+#define W4A16_WS_MIN_N 129
+size_t w4a16_wgmma_ws_workspace(const w4a16_tiles *m, int n);
+void w4a16_wgmma_ws_cuda(void *y, const void *x, const w4a16_tiles *m, const void *bias,
+                         folio_dtype dtype, int n, void *workspace, size_t workspace_bytes,
+                         cudaStream_t stream);
 /* w[r][perm ? perm[c] : c] = (q - z) * s rounded to dtype (twin: w4a16_dequant_cpu).
  * w: [m->rows][m->in_cols], 16-byte aligned; padding columns write nothing. */
 void w4a16_dequant_cuda(void *w, const w4a16_tiles *m, folio_dtype dtype, cudaStream_t stream);

@@ -1,7 +1,8 @@
 /* W4A16 at any batch (see gemm.h): the decode kernel up to W4A16_GEMV_MAX_N rows of
- * activations, the warpgroup-MMA mixed-input GEMM up to W4A16_WGMMA_MAX_N (or, with
- * FOLIO_W4A16_GEMM=mma, the mma.sync one up to W4A16_MMA_MAX_N), else (prefill, and act-order
- * matrices above the GEMV) dequantize into the scratch and run cuBLASLt. */
+ * activations, the warpgroup-MMA mixed-input GEMMs up to W4A16_WGMMA_MAX_N (the first one below
+ * W4A16_WS_MIN_N, the warp-specialized one from there; FOLIO_W4A16_GEMM picks one for
+ * comparisons), else (prefill, and act-order matrices above the GEMV) dequantize into the
+ * scratch and run cuBLASLt. */
 #ifdef FOLIO_HAVE_CUDA
 
 #include <stdbool.h>
@@ -12,14 +13,20 @@
 #include "gemm.h"
 #include "kernels_cuda.h"
 
-/* FOLIO_W4A16_GEMM=mma: the mma.sync GEMM instead of the wgmma one (for comparisons). */
-static bool w4a16_use_wgmma(void) {
+/* FOLIO_W4A16_GEMM: "mma" runs the mma.sync GEMM up to W4A16_MMA_MAX_N, "wgmma" the first
+ * wgmma GEMM up to W4A16_WGMMA_MAX_N (for comparisons); unset, the warp-specialized one takes
+ * W4A16_WS_MIN_N and above. */
+typedef enum { TC_DEFAULT, TC_MMA, TC_WGMMA } tc_choice;
+
+static tc_choice w4a16_tc_choice(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = folio_env("FOLIO_W4A16_GEMM");
-        on = e == NULL || strcmp(e, "mma") != 0;
+        on = e == NULL ? TC_DEFAULT
+             : strcmp(e, "mma") == 0 ? TC_MMA
+             : strcmp(e, "wgmma") == 0 ? TC_WGMMA : TC_DEFAULT;
     }
-    return on;
+    return (tc_choice)on;
 }
 
 void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
@@ -32,8 +39,12 @@ void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
     }
     CUDA_REQUIRE(scratch != NULL, "w4a16_gemm_cuda: n > W4A16_GEMV_MAX_N needs a rows x in_cols scratch");
     const size_t bytes = (size_t)m->rows * (size_t)m->in_cols * 2; /* the scratch, 16-bit */
-    if (!m->perm && w4a16_use_wgmma() && n >= W4A16_WGMMA_MIN_N && n <= W4A16_WGMMA_MAX_N) {
-        w4a16_wgmma_cuda(y, x, m, bias, dtype, n, scratch, bytes, stream);
+    const tc_choice tc = w4a16_tc_choice();
+    if (!m->perm && tc != TC_MMA && n >= W4A16_WGMMA_MIN_N && n <= W4A16_WGMMA_MAX_N) {
+        if (tc == TC_DEFAULT && n >= W4A16_WS_MIN_N && w4a16_wgmma_ws_workspace(m, n) <= bytes)
+            w4a16_wgmma_ws_cuda(y, x, m, bias, dtype, n, scratch, bytes, stream);
+        else
+            w4a16_wgmma_cuda(y, x, m, bias, dtype, n, scratch, bytes, stream);
         return;
     }
     if (!m->perm && n <= W4A16_MMA_MAX_N) {

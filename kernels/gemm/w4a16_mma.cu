@@ -109,16 +109,9 @@ w4a16_mma_kernel(T *y, float *part, const uint16_t *x, const w4a16_tiles m, cons
 #pragma unroll
     for (int nt = 0; nt < kNT; nt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int r = stripe * kRows + g + 8 * (e / 2), b = b0 + nt * 8 + 2 * t + e % 2;
-            if (r >= m.rows || b >= n) continue;
-            if (part) {
-                part[((size_t)blockIdx.z * n + b) * m.rows + r] = acc[nt][e];
-            } else {
-                const float v = acc[nt][e] + (bias ? to_f32(bias[r]) : 0.0f);
-                y[(size_t)b * m.rows + r] = from_f32<T>(v);
-            }
-        }
+        for (int e = 0; e < 4; e++)
+            splitk_store(y, part, bias, stripe * kRows + g + 8 * (e / 2),
+                         b0 + nt * 8 + 2 * t + e % 2, acc[nt][e], m.rows, n);
 }
 
 template <typename T, int kNT>

@@ -193,27 +193,9 @@ w4a16_wgmma_kernel(T *y, float *part, const uint16_t *x, const w4a16_tiles m, co
 #pragma unroll
     for (int j = 0; j < kBN / 8; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int r = stripe * kRows + g + 8 * (e / 2), b = b0 + 8 * j + 2 * t + e % 2;
-            if (r >= m.rows || b >= n) continue;
-            if (part) {
-                part[((size_t)blockIdx.z * n + b) * m.rows + r] = d[4 * j + e];
-            } else {
-                const float v = d[4 * j + e] + (bias ? to_f32(bias[r]) : 0.0f);
-                y[(size_t)b * m.rows + r] = from_f32<T>(v);
-            }
-        }
-}
-
-/* Splits of the inner tiles: as many as keep the grid within one wave of one block per SM,
- * each split >= 4 tiles, the partial sums within the workspace. */
-int wgmma_splits(int blocks, int ktiles, int n, int rows, size_t workspace_bytes) {
-    const int sms = device_sm_count();
-    int splits = 1;
-    while (blocks * (splits + 1) <= sms && ktiles / (splits + 1) >= 4 &&
-           (size_t)(splits + 1) * n * rows * sizeof(float) <= workspace_bytes)
-        splits++;
-    return splits;
+        for (int e = 0; e < 4; e++)
+            splitk_store(y, part, bias, stripe * kRows + g + 8 * (e / 2),
+                         b0 + 8 * j + 2 * t + e % 2, d[4 * j + e], m.rows, n);
 }
 
 template <typename T, int kBN>
@@ -226,18 +208,10 @@ void launch_wgmma(void *y, const void *x, const w4a16_tiles *m, const void *bias
                                         (int)Ring<kBN>::kSmem));
         configured = true;
     }
-    const int bx = (n + kBN - 1) / kBN, by = (m->stripes + kBlockStripes - 1) / kBlockStripes;
-    const int splits = wgmma_splits(bx * by, m->ktiles, n, m->rows, workspace_bytes);
-    const int per = (m->ktiles + splits - 1) / splits;
-    const int used = (m->ktiles + per - 1) / per; /* splits that get tiles */
-    float *part = used > 1 ? static_cast<float *>(workspace) : NULL;
-    kernel<<<dim3(bx, by, used), kThreads, Ring<kBN>::kSmem, stream>>>(
-        static_cast<T *>(y), part, static_cast<const uint16_t *>(x), *m,
-        static_cast<const T *>(bias), n, per);
-    CUDA_CHECK_LAUNCH();
-    if (part)
-        splitk_reduce<T>(static_cast<T *>(y), part, static_cast<const T *>(bias), m->rows, n,
-                         used, stream);
+    splitk_launch_one_wave(kernel, (n + kBN - 1) / kBN,
+                           (m->stripes + kBlockStripes - 1) / kBlockStripes, kThreads,
+                           Ring<kBN>::kSmem, *m, y, x, bias, n, workspace, workspace_bytes,
+                           stream);
 }
 
 template <typename T>

@@ -4,15 +4,15 @@
  * per-channel, odd row counts, columns a multiple of the group (partial slots, several
  * staging rounds), batches 1..16 (w4a16_gemv_cuda), 17..256 (the tensor-core GEMMs) and above
  * (dequantize + cuBLASLt), bf16 and fp16 activations, with and without bias; and each
- * tensor-core GEMM (mma.sync, wgmma) called directly on the same kinds of shapes, with and
+ * tensor-core GEMM (mma.sync, the two wgmma ones) called directly on the same kinds of shapes, with and
  * without split-K. The output is poisoned (NaN) before each run, so an element left unwritten
  * fails; NaN never passes.
  *
  * Then (unless FOLIO_BENCH=0) the bench: for the 8B/70B projection shapes and their TP=2/4
  * shards, batches 1 .. 2048: median microseconds per call (CUDA events around a run of
  * back-to-back calls over weight copies rotated to span 3x L2), GB/s of the quantized bytes
- * and % of the device-to-device copy rate, the act-order variant, the mma.sync GEMM where the
- * default is the wgmma one, the same shape's bf16 product through gemm_run (gemv at n = 1,
+ * and % of the device-to-device copy rate, the act-order variant, each wgmma GEMM called
+ * directly (from 17 tokens), the same shape's bf16 product through gemm_run (gemv at n = 1,
  * cuBLASLt above) and, at n = 1, cuBLASLt itself; ratios bf16 time / w4a16 time. Skips (77)
  * without a GPU. */
 #include <stdio.h>
@@ -167,10 +167,11 @@ static void expect_close(const char *what, const float *got, const float *want, 
 
 /* Which entry a check calls: the dispatcher, or one tensor-core GEMM directly (with the
  * scratch as split-K workspace, or with none). */
-typedef enum { VIA_GEMM, VIA_MMA, VIA_WGMMA, VIA_WGMMA_NO_SPLIT } via;
+typedef enum { VIA_GEMM, VIA_MMA, VIA_WGMMA, VIA_WGMMA_NO_SPLIT, VIA_WS, VIA_WS_NO_SPLIT } via;
 
 static const char *via_name(via v) {
-    static const char *names[] = {"w4a16_gemm_cuda", "mma", "wgmma", "wgmma-no-split"};
+    static const char *names[] = {"w4a16_gemm_cuda", "mma",   "wgmma",
+                                   "wgmma-no-split",  "ws",    "ws-no-split"};
     return names[v];
 }
 
@@ -181,6 +182,10 @@ static void run_via(via v, void *d_y, const void *d_x, const w4a16_tiles *m, con
     case VIA_MMA: w4a16_mma_cuda(d_y, d_x, m, d_b, t, n, scratch, scratch_bytes, 0); break;
     case VIA_WGMMA: w4a16_wgmma_cuda(d_y, d_x, m, d_b, t, n, scratch, scratch_bytes, 0); break;
     case VIA_WGMMA_NO_SPLIT: w4a16_wgmma_cuda(d_y, d_x, m, d_b, t, n, NULL, 0, 0); break;
+    case VIA_WS: w4a16_wgmma_ws_cuda(d_y, d_x, m, d_b, t, n, scratch, scratch_bytes, 0); break;
+    case VIA_WS_NO_SPLIT: /* a workspace for x alone: no room for partials */
+        w4a16_wgmma_ws_cuda(d_y, d_x, m, d_b, t, n, scratch, w4a16_wgmma_ws_workspace(m, n), 0);
+        break;
     }
 }
 
@@ -196,7 +201,9 @@ static void check_via(via v, int rows, int cols, int group_size, int n, int act_
     void *d_b = bias ? gpu_test_to_device(b, rows, t) : NULL, *d_y = NULL, *scratch = NULL;
     CUDA_CHECK(cudaMalloc(&d_y, (size_t)n * rows * 2));
     CUDA_CHECK(cudaMemset(d_y, 0xff, (size_t)n * rows * 2)); /* NaN in bf16 and fp16 */
-    const size_t scratch_bytes = (size_t)rows * in_cols * 2;
+    /* the warp-specialized GEMM needs room for x reordered (without split-K: that alone) */
+    const size_t ws_x = v == VIA_WS || v == VIA_WS_NO_SPLIT ? w4a16_wgmma_ws_workspace(&q.t, n) : 0;
+    const size_t scratch_bytes = v == VIA_WS_NO_SPLIT ? ws_x : (size_t)rows * in_cols * 2 + ws_x;
     if (n > W4A16_GEMV_MAX_N || v != VIA_GEMM) CUDA_CHECK(cudaMalloc(&scratch, scratch_bytes));
     run_via(v, d_y, d_x, &q.t, d_b, t, n, scratch, scratch_bytes);
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -263,12 +270,12 @@ static void test_products_edges(void **state) {
         }
 }
 
-/* Each tensor-core GEMM called directly: every group size, batches across both wgmma tile
- * widths (and past one block of 128), rows off the 256-row block and the 16-row stripe,
+/* Each tensor-core GEMM called directly: every group size, batches across both tile widths of
+ * each wgmma GEMM (and past one block), rows off the 128- and 256-row blocks and the 16-row stripe,
  * columns with a partial last tile, one tile only, and model sizes that split K. */
 static void test_products_gemm(void **state) {
     (void)state;
-    static const int ns[] = {17, 33, 64, 65, 128, 200, 256};
+    static const int ns[] = {17, 33, 64, 65, 128, 129, 200, 256};
     static const int shapes[][3] = {/* rows, cols, group (0: per-channel) */
                                     {300, 4096, 128}, {1, 64, 32},     {257, 96, 32},
                                     {2048, 4096, 128}, {40, 14336, 64}, {513, 3584, 0},
@@ -285,6 +292,8 @@ static void test_products_gemm(void **state) {
                 check_via(VIA_MMA, shapes[si][0], cols, gs, ns[ni], 0, k % 3 == 0, t);
             check_via(k % 4 == 3 ? VIA_WGMMA_NO_SPLIT : VIA_WGMMA, shapes[si][0], cols, gs,
                       ns[ni], 0, k % 3 == 0, t);
+            check_via(k % 4 == 1 ? VIA_WS_NO_SPLIT : VIA_WS, shapes[si][0], cols, gs, ns[ni], 0,
+                      k % 3 == 1, t);
         }
 }
 
@@ -323,6 +332,7 @@ typedef struct {
     w4a16_tiles q[MAX_COPIES];  /* device tiles; copies share meta/perm */
     void *w[MAX_COPIES];        /* bf16 copies */
     void *x, *y, *scratch;
+    size_t scratch_bytes;       /* the dequantized matrix, or x reordered + split-K partials */
 } bench_case;
 
 static void run_w4(void *p, int i) {
@@ -330,16 +340,16 @@ static void run_w4(void *p, int i) {
     w4a16_gemm_cuda(g_gemm, c->y, c->x, &c->q[i], NULL, DTYPE_BF16, c->n, c->scratch, 0);
 }
 
-static void run_mma(void *p, int i) {
-    bench_case *c = p;
-    w4a16_mma_cuda(c->y, c->x, &c->q[i], NULL, DTYPE_BF16, c->n, c->scratch,
-                   (size_t)c->rows * c->cols * 2, 0);
-}
-
 static void run_wgmma(void *p, int i) {
     bench_case *c = p;
     w4a16_wgmma_cuda(c->y, c->x, &c->q[i], NULL, DTYPE_BF16, c->n, c->scratch,
-                     (size_t)c->rows * c->cols * 2, 0);
+                     c->scratch_bytes, 0);
+}
+
+static void run_ws(void *p, int i) {
+    bench_case *c = p;
+    w4a16_wgmma_ws_cuda(c->y, c->x, &c->q[i], NULL, DTYPE_BF16, c->n, c->scratch,
+                        c->scratch_bytes, 0);
 }
 
 static void run_dequant_lt(void *p, int i) {
@@ -393,7 +403,8 @@ static int bench_shape_rows(const bench_shape *s, size_t l2, double copy) {
     c.x = gpu_test_to_device(hx, (size_t)max_n * s->cols, DTYPE_BF16);
     free(hx);
     CUDA_CHECK(cudaMalloc(&c.y, (size_t)max_n * s->rows * 2));
-    CUDA_CHECK(cudaMalloc(&c.scratch, wbytes));
+    c.scratch_bytes = wbytes + (size_t)max_n * s->cols * 2 + 256;
+    CUDA_CHECK(cudaMalloc(&c.scratch, c.scratch_bytes));
     static const int ns[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048};
     int met = 0;
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
@@ -407,13 +418,10 @@ static int bench_shape_rows(const bench_shape *s, size_t l2, double copy) {
         } else {
             ao = gpu_test_rotating_us(run_dequant_lt, &c, wq);
         }
-        /* the other tensor-core GEMM: mma.sync where wgmma is the default, wgmma past its
-         * default range (where dequantize + cuBLASLt is) */
-        const bool has_alt = c.n >= W4A16_WGMMA_MIN_N &&
-                             (c.n <= W4A16_MMA_MAX_N || c.n > W4A16_WGMMA_MAX_N);
-        const double alt = !has_alt ? 0
-                           : c.n <= W4A16_MMA_MAX_N ? gpu_test_rotating_us(run_mma, &c, wq)
-                                                    : gpu_test_rotating_us(run_wgmma, &c, wq);
+        /* each wgmma GEMM on its own, in and past its default range */
+        const bool has_alt = c.n >= W4A16_WGMMA_MIN_N;
+        const double alt = has_alt ? gpu_test_rotating_us(run_wgmma, &c, wq) : NAN;
+        const double ws = has_alt ? gpu_test_rotating_us(run_ws, &c, wq) : NAN;
         const double bf = gpu_test_rotating_us(run_bf16, &c, wb);
         double lt = 0;
         if (c.n == 1) {
@@ -424,9 +432,10 @@ static int bench_shape_rows(const bench_shape *s, size_t l2, double copy) {
         }
         const double bytes = (double)qbytes + 3.0 * sbytes + 2.0 * c.n * (s->cols + s->rows);
         const double gbps = bytes / (w4 * 1e-6) * 1e-9;
-        printf("%-10s %6d %6d %3d | %8.2f %6.0f %5.1f%% | %8.2f | %8.2f | %8.2f %-4s %5.2fx",
-               s->name, s->rows, s->cols, c.n, w4, gbps, 100.0 * gbps / copy, ao,
-               has_alt ? alt : NAN, bf, c.n == 1 ? "gemv" : "lt", bf / w4);
+        printf("%-10s %6d %6d %4d | %8.2f %6.0f %5.1f%% | %8.2f | %8.2f %8.2f | %8.2f %-4s "
+               "%5.2fx",
+               s->name, s->rows, s->cols, c.n, w4, gbps, 100.0 * gbps / copy, ao, alt, ws, bf,
+               c.n == 1 ? "gemv" : "lt", bf / w4);
         if (c.n == 1) printf(" | %8.2f %5.2fx", lt, lt / w4);
         /* issue #12's batch targets: 2.5x bf16 at 16, within 10% of it at 64..256 */
         if (c.n == 16) printf("  %s", bf / w4 >= 2.5 ? "target met" : "target MISSED");
@@ -457,15 +466,14 @@ static void bench(void) {
            "back-to-back calls (weights rotated over >= 3x L2); copy 2 GiB D2D = %.0f GB/s "
            "(read + write)\n", prop.name, copy);
     printf("GB/s: 4-bit weights + fp16 scales + zeros + x + y; ao: act-order (n <= %d), else "
-           "dequantize + cuBLASLt; alt: the mma.sync GEMM (FOLIO_W4A16_GEMM=mma) up to %d, the "
-           "wgmma GEMM above %d; bf16: "
-           "gemm_run (gemv n=1, cuBLASLt above); w4a16: w4a16_gemm_cuda (GEMV n <= %d, wgmma "
-           "GEMM n <= %d, dequantize + cuBLASLt above)\n",
-           W4A16_GEMV_MAX_N, W4A16_MMA_MAX_N, W4A16_WGMMA_MAX_N, W4A16_GEMV_MAX_N,
-           W4A16_WGMMA_MAX_N);
-    printf("%-10s %6s %6s %3s | %8s %6s %6s | %8s | %8s | %8s %-4s %6s | %8s %6s\n", "shape",
-           "rows", "cols", "n", "w4a16us", "GB/s", "%copy", "ao us", "alt us", "bf16 us", "path",
-           "bf/w4", "lt us", "lt/w4");
+           "dequantize + cuBLASLt; wg: the first wgmma GEMM, ws: the warp-specialized one (each "
+           "called directly); bf16: gemm_run (gemv n=1, cuBLASLt above); w4a16: "
+           "w4a16_gemm_cuda (GEMV n <= %d, wg below %d, ws to %d, dequantize + cuBLASLt "
+           "above)\n",
+           W4A16_GEMV_MAX_N, W4A16_GEMV_MAX_N, W4A16_WS_MIN_N, W4A16_WGMMA_MAX_N);
+    printf("%-10s %6s %6s %4s | %8s %6s %6s | %8s | %8s %8s | %8s %-4s %6s | %8s %6s\n",
+           "shape", "rows", "cols", "n", "w4a16us", "GB/s", "%copy", "ao us", "wg us", "ws us",
+           "bf16 us", "path", "bf/w4", "lt us", "lt/w4");
     int met = 0, total = 0;
     /* FOLIO_W4A16_BENCH_SHAPE=NAME: that shape only (e.g. gateup8B) */
     const char *only = getenv("FOLIO_W4A16_BENCH_SHAPE");
