@@ -27,7 +27,7 @@
  * waits for a stage, dequantizes its A operands into one of two register sets (dequant_scaled,
  * while the previous tile's wgmmas still run), issues 4 k16 steps of wgmma (one m64n128k16 per
  * 128 batch rows) and waits for the previous tile's group, after which each of its warps
- * arrives on that stage's "empty" barrier. Registers move from the producer warpgroup (40 a
+ * (__syncwarp, then lane 0) arrives on that stage's "empty" barrier. Registers move from the producer warpgroup (40 a
  * thread) to the consumers (232): 128 float accumulators at kBN = 256. Split-K partial tiles
  * go to the workspace past the reordered x; splitk_reduce sums them in a fixed order.
  *
@@ -198,6 +198,7 @@ w4a16_wgmma_ws_kernel(T *y, float *part, const uint16_t *x_ordered, const w4a16_
                     d[h], a[j], wgmma_desc(xs + (uint32_t)(16384 * h + 32 * j), 16, 1024));
         wgmma_commit();
         wgmma_wait<1>();
+        __syncwarp(); /* the warp's reads of the stage, ordered before lane 0's release */
         if (i > 0 && lane == 0) mbar_arrive(ring + St::kBarOff + 8 * (S + (i - 1) % S));
     };
     uint32_t a0[4][4], a1[4][4];
