@@ -67,7 +67,7 @@ template <int kBN> struct Stages {
     static_assert(kSmem <= 227 * 1024, "fits an SM's shared memory");
 };
 
-/* Batch rows padded to whole 8-row core matrices, and the reordered x's bytes. */
+/* Batch rows padded to a multiple of 8 (the swizzle's period), and the reordered x's bytes. */
 __host__ __device__ __forceinline__ int rows8(int n) { return (n + 7) / 8 * 8; }
 size_t order_x_bytes(const w4a16_tiles *m, int n) { return (size_t)m->ktiles * rows8(n) * 128; }
 size_t align256(size_t v) { return (v + 255) & ~(size_t)255; }
