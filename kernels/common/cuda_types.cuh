@@ -167,6 +167,9 @@ inline size_t elem_size(folio_dtype t) { return t == DTYPE_F32 ? 4 : 2; }
 
 inline bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+/* v rounded up to 256 bytes (cudaMalloc's alignment: sub-buffers carved from one allocation). */
+inline size_t align256(size_t v) { return (v + 255) & ~(size_t)255; }
+
 /* The current device's SM count (asked once). */
 inline int device_sm_count() {
     static const int sms = [] {

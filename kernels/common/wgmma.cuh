@@ -67,6 +67,14 @@ template <int kN> __device__ __forceinline__ void wgmma_hold(float (&d)[kN]) {
     for (int i = 0; i < kN; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+/* A fragments from registers (k16 steps x 4) stay where they are until the wgmma reading them
+ * is issued, and are not reused before its wait. */
+__device__ __forceinline__ void wgmma_hold_a(uint32_t (&a)[4][4]) {
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        asm volatile("" : "+r"(a[j][0]), "+r"(a[j][1]), "+r"(a[j][2]), "+r"(a[j][3])::"memory");
+}
+
 /* The 64 accumulator operands of an m64n128 instruction, with constraint c ("+f" to add to
  * d, "=f" to overwrite it: no false dependence on the old values), and their placeholders. */
 #define FOLIO_WGMMA_D64(c)                                                                    \

@@ -47,10 +47,11 @@ void gemm_run(gemm_ctx *g, void *y, folio_dtype y_type, const void *x, const voi
 /* W4A16 product at any batch: y[n][m->rows] = x[n][m->in_cols] @ W^T (+ bias), as
  * w4a16_gemv_cuda (kernels_cuda.h). n <= W4A16_GEMV_MAX_N runs w4a16_gemv_cuda (scratch
  * unused, may be NULL). Above it, scratch (m->rows * m->in_cols 16-bit elements, 16-byte
- * aligned, the caller's; in use until the stream passes) holds the tensor-core GEMM's split-K
- * partial sums (w4a16_wgmma_cuda up to W4A16_WGMMA_MAX_N, or w4a16_mma_cuda up to
- * W4A16_MMA_MAX_N with FOLIO_W4A16_GEMM=mma), and for larger n and act-order matrices W
- * dequantized in dtype (w4a16_dequant_cuda) for gemm_run. */
+ * aligned, the caller's; in use until the stream passes) holds the tensor-core GEMMs' workspace
+ * (w4a16_wgmma_cuda below W4A16_WS_MIN_N: split-K partial sums; w4a16_wgmma_ws_cuda from there
+ * to W4A16_WGMMA_MAX_N: x reordered, then partial sums; w4a16_mma_cuda up to W4A16_MMA_MAX_N
+ * with FOLIO_W4A16_GEMM=mma), and for larger n and act-order matrices W dequantized in dtype
+ * (w4a16_dequant_cuda) for gemm_run. */
 void w4a16_gemm_cuda(gemm_ctx *g, void *y, const void *x, const w4a16_tiles *m,
                      const void *bias, folio_dtype dtype, int n, void *scratch,
                      cudaStream_t stream);

@@ -411,8 +411,6 @@ bool shape_ok(int rows, int cols, int group_size) {
            group_size % 32 == 0 && cols % group_size == 0;
 }
 
-size_t align256(size_t v) { return (v + 255) & ~(size_t)255; }
-
 void require_tiles(const w4a16_tiles *m, folio_dtype dtype) {
     CUDA_REQUIRE(dtype == DTYPE_BF16 || dtype == DTYPE_F16, "w4a16: activations bf16 or fp16");
     CUDA_REQUIRE(shape_ok(m->rows, m->cols, m->group_size),

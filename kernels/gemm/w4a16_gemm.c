@@ -6,6 +6,7 @@
 #ifdef FOLIO_HAVE_CUDA
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cuda_check.h"
@@ -25,6 +26,9 @@ static tc_choice w4a16_tc_choice(void) {
         on = e == NULL ? TC_DEFAULT
              : strcmp(e, "mma") == 0 ? TC_MMA
              : strcmp(e, "wgmma") == 0 ? TC_WGMMA : TC_DEFAULT;
+        if (on == TC_DEFAULT && e && *e)
+            fprintf(stderr, "folio: FOLIO_W4A16_GEMM=%s is neither 'mma' nor 'wgmma': ignored "
+                            "(the default GEMMs)\n", e);
     }
     return (tc_choice)on;
 }

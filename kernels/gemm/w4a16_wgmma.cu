@@ -65,13 +65,6 @@ __device__ __forceinline__ void stmatrix_x4(uint32_t addr, const uint4 &v) {
                  : "memory");
 }
 
-/* The A registers stay where they are until the wgmma reading them is issued. */
-__device__ __forceinline__ void hold_a(uint32_t (&a)[4][4]) {
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-        asm volatile("" : "+r"(a[j][0]), "+r"(a[j][1]), "+r"(a[j][2]), "+r"(a[j][3])::"memory");
-}
-
 template <typename T, int kBN>
 __global__ void __launch_bounds__(kThreads, 1)
 w4a16_wgmma_kernel(T *y, float *part, const uint16_t *x, const w4a16_tiles m, const T *bias,
@@ -152,7 +145,7 @@ w4a16_wgmma_kernel(T *y, float *part, const uint16_t *x, const w4a16_tiles m, co
     /* tile i's 4 k16 steps: step j is 32 bytes into each 128-byte x row */
     auto issue_mma = [&](uint32_t (&a)[4][4], int i) {
         const uint32_t xs = ring_s + (uint32_t)(R::kSwzOff + (i % 3) * R::kXBytes);
-        hold_a(a);
+        wgmma_hold_a(a);
         wgmma_hold(d);
         wgmma_fence();
 #pragma unroll
@@ -186,8 +179,8 @@ w4a16_wgmma_kernel(T *y, float *part, const uint16_t *x, const w4a16_tiles m, co
     }
     wgmma_wait<0>();
     wgmma_hold(d);
-    hold_a(a0);
-    hold_a(a1);
+    wgmma_hold_a(a0);
+    wgmma_hold_a(a1);
     cp_async_wait<0>();
     if (!rows_here) return;
 #pragma unroll

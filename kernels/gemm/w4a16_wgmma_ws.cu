@@ -70,7 +70,6 @@ template <int kBN> struct Stages {
 /* Batch rows padded to a multiple of 8 (the swizzle's period), and the reordered x's bytes. */
 __host__ __device__ __forceinline__ int rows8(int n) { return (n + 7) / 8 * 8; }
 size_t order_x_bytes(const w4a16_tiles *m, int n) { return (size_t)m->ktiles * rows8(n) * 128; }
-size_t align256(size_t v) { return (v + 255) & ~(size_t)255; }
 
 /* One thread per 16-byte chunk of xo ([ktiles][rows8(n)][8 chunks of 16 bytes], each row's
  * chunks in the 128-byte swizzle: chunk c of row b at c ^ (b % 8)): chunk c of row b of tile
@@ -184,9 +183,7 @@ w4a16_wgmma_ws_kernel(T *y, float *part, const uint16_t *x_ordered, const w4a16_
             for (int j = 0; j < 4; j++) a[j][0] = a[j][1] = a[j][2] = a[j][3] = 0u;
         }
         const uint32_t xs = ring + (uint32_t)(s * St::kStageBytes);
-#pragma unroll
-        for (int j = 0; j < 4; j++) /* the A registers stay put until the wgmmas are issued */
-            asm volatile("" : "+r"(a[j][0]), "+r"(a[j][1]), "+r"(a[j][2]), "+r"(a[j][3])::"memory");
+        wgmma_hold_a(a);
 #pragma unroll
         for (int h = 0; h < kHalves; h++) wgmma_hold(d[h]);
         wgmma_fence();
