@@ -26,7 +26,11 @@ static const folio_env_var VARS[] = {
      "x the step's measured time, if longer)"},
     {"FOLIO_GEMV", "on", "'0' turns off the GEMV kernel for small batches (cuBLASLt for all)"},
     {"FOLIO_W4A16_WARPS", "chosen by the matrix's shape (kernels/gemm/w4a16.cu)",
-     "2, 4, 8 or 16: the 4-bit GEMV's warps per 16-row stripe (for measurements)"},
+     "1 (register form only), 2, 4, 8 or 16: the 4-bit GEMV's warps per 16-row stripe (for "
+     "measurements)"},
+    {"FOLIO_W4A16_GEMV", "ring",
+     "'registers': the 4-bit GEMV (1..16 tokens) loads its tiles straight into registers; "
+     "'ring': through a cp.async ring in shared memory"},
     {"FOLIO_W4A16_GEMM", "wgmma below 129 tokens, warp-specialized wgmma from 129 to 256",
      "'mma': 4-bit products of 17..128 tokens run the mma.sync GEMM (above 128, dequantize + "
      "cuBLASLt); 'wgmma': 17..256 run the first wgmma GEMM (for comparisons)"},

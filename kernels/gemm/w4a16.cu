@@ -22,19 +22,23 @@
  * costs ~1.5 integer/half2 instructions per element and the products run on the tensor
  * cores, so the kernel is bound by the 4-bit bytes.
  *
- * Decode (n = 1..16): w4a16_gemv_kernel (kNT = 1 or 2 batch tiles of 8 share each dequantized
- * A operand). A block owns one stripe; each of its warps streams
- * a contiguous run of the stripe's tiles through a ring of shared memory with cp.async
- * (kStages - 1 steps of kStepTiles tiles in flight while it multiplies one; a lane reads
- * back only the bytes it copied, so no barrier is needed). The warps per stripe are chosen
- * so that the whole grid is resident at once (~24 warps per SM). x comes through the
- * read-only cache into registers one step ahead of its use. Where a group
- * spans whole tiles (group_size % 64 == 0) the mma multiplies the exact integers q - z and
- * the float tile is scaled per tile; smaller groups scale the A operand in 16 bits. The
- * warps' tiles are summed in shared memory in a fixed order (deterministic).
+ * Decode (n = 1..16), two forms of the GEMV (FOLIO_W4A16_GEMV picks; kNT = 1 or 2 batch
+ * tiles of 8 share each dequantized A operand; a block owns one stripe, its warps split the
+ * stripe's tiles into contiguous runs and sum them in shared memory in a fixed order, so the
+ * result is deterministic). w4a16_gemv_ring_kernel streams each warp's run through a ring of
+ * shared memory with cp.async (kStages - 1 steps of kStepTiles tiles in flight while it
+ * multiplies one; a lane reads back only the bytes it copied, so no barrier is needed) and
+ * keeps x one step ahead in registers. w4a16_gemv_kernel loads the tiles straight into
+ * registers, two chunks of kChunk tiles deep, with no per-tile checks where the chunks lie
+ * wholly inside the run, and no shared-memory round trip: the ring form spends ~190 warp
+ * instructions per 512-byte tile (Nsight Compute, docs/benchmarks.md), more than an SM can
+ * issue at the copy rate (~39 cycles per tile per SM on an H100). Where a group spans whole
+ * tiles (group_size % 64 == 0) the mma multiplies the exact integers q - z and the float tile
+ * is scaled per tile; smaller groups scale the A operand in 16 bits.
  *
- * Larger batches (interim, until a tensor-core mixed-input GEMM exists): w4a16_dequant_kernel
- * writes W in 16 bits, input-column order, for the cuBLASLt GEMM (w4a16_gemm.c). */
+ * 17..256 tokens run the tensor-core GEMMs (w4a16_mma.cu, w4a16_wgmma.cu, w4a16_wgmma_ws.cu);
+ * prefill above that, and act-order matrices above the GEMV: w4a16_dequant_kernel writes W in
+ * 16 bits, input-column order, for the cuBLASLt GEMM (w4a16_gemm.c). */
 #include "w4a16_tile.cuh"
 
 namespace {
@@ -142,6 +146,149 @@ __device__ __forceinline__ void store_out(T *y, const T *bias, int r, int b, flo
     if (r < rows && b < n) y[(size_t)b * rows + r] = from_f32<T>(v + (bias ? to_f32(bias[r]) : 0.0f));
 }
 
+/* The block's stripe out: each warp's acc into shared memory, then warp 0 sums them in warp
+ * order (deterministic) and stores y (+ bias). */
+template <typename T, int kWarps, int kNT>
+__device__ __forceinline__ void stripe_sum_store(T *y, const T *bias, const float (*acc)[4],
+                                                 int rows, int n) {
+    __shared__ float4 partial[kWarps][kNT][kWarp];
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++)
+        partial[warp][nt][lane] = make_float4(acc[nt][0], acc[nt][1], acc[nt][2], acc[nt][3]);
+    __syncthreads();
+    if (warp != 0) return;
+    const int r = blockIdx.x * kRows + lane / 4;
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++) {
+        float4 v = partial[0][nt][lane];
+#pragma unroll
+        for (int w = 1; w < kWarps; w++) {
+            const float4 p = partial[w][nt][lane];
+            v.x += p.x, v.y += p.y, v.z += p.z, v.w += p.w;
+        }
+        const int b = 8 * nt + 2 * (lane % 4);
+        store_out(y, bias, r, b, v.x, rows, n);
+        store_out(y, bias, r, b + 1, v.y, rows, n);
+        store_out(y, bias, r + 8, b, v.z, rows, n);
+        store_out(y, bias, r + 8, b + 1, v.w, rows, n);
+    }
+}
+
+/* One lane's share of kChunk consecutive tiles of its run: the 16 weight bytes of each and
+ * the 8 bytes of scales and zeros of its group. */
+constexpr int kChunk = 4;
+constexpr int kGemvWarpsPerSm = 16; /* registers capped so that this many warps fit an SM */
+struct Chunk {
+    uint4 w[kChunk];
+    uint2 meta[kChunk];
+};
+
+/* Where a lane reads: its first tile's weights and its stripe's scales and zeros; x at its
+ * columns (16 t) of batch rows 8 nt + g, clamped to the last row: an mma's output columns are
+ * independent, so a lane past n may feed a copy of a real row into a column never stored. */
+template <int kNT> struct LaneSrc {
+    const uint4 *tiles;
+    const uint2 *meta;
+    const uint16_t *x[kNT];
+    int t, group_size, gshift, groups, cols, kt1;
+};
+
+/* The group of tile kt's columns for lane t (w4::tile_group): a shift where the group size is
+ * a power of two (gshift >= 0; per-channel scales pass 31), else a division. */
+template <int kNT>
+__device__ __forceinline__ int lane_group(const LaneSrc<kNT> &s, int kt) {
+    const int c = kt * kTileCols + 16 * s.t;
+    return min(s.gshift >= 0 ? c >> s.gshift : c / s.group_size, s.groups - 1);
+}
+
+/* Issues the loads of tiles [kt, kt + kChunk): weights streamed once (evict-first), scales
+ * and zeros through the read-only cache. kFull: all of them inside the run (no checks). */
+template <bool kFull, int kNT>
+__device__ __forceinline__ void load_chunk(Chunk &c, const LaneSrc<kNT> &s, int kt) {
+#pragma unroll
+    for (int u = 0; u < kChunk; u++) {
+        if (kFull || kt + u < s.kt1) {
+            c.w[u] = __ldcs(s.tiles + (size_t)(kt + u) * kWarp);
+            c.meta[u] = __ldg(s.meta + (size_t)lane_group(s, kt + u) * 8);
+        }
+    }
+}
+
+/* acc += the chunk's products: per tile, this lane's x columns read through L1, then the
+ * tile's mma. kFull: all tiles inside the run and all their columns inside cols; otherwise
+ * tiles past the run are skipped and x past cols reads as 0. */
+template <typename T, bool kPost, int kNT, bool kFull>
+__device__ __forceinline__ void multiply_chunk(float (*acc)[4], const Chunk &c,
+                                               const LaneSrc<kNT> &s, int kt) {
+#pragma unroll
+    for (int u = 0; u < kChunk; u++) {
+        if (!kFull && kt + u >= s.kt1) break;
+        const int col = (kt + u) * kTileCols;
+        uint32_t xr[kNT][8];
+#pragma unroll
+        for (int nt = 0; nt < kNT; nt++) {
+            if (kFull || col + 16 * s.t < s.cols) {
+                const uint4 lo = __ldg(reinterpret_cast<const uint4 *>(s.x[nt] + col));
+                const uint4 hi = __ldg(reinterpret_cast<const uint4 *>(s.x[nt] + col + 8));
+                xr[nt][0] = lo.x, xr[nt][1] = lo.y, xr[nt][2] = lo.z, xr[nt][3] = lo.w;
+                xr[nt][4] = hi.x, xr[nt][5] = hi.y, xr[nt][6] = hi.z, xr[nt][7] = hi.w;
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) xr[nt][i] = 0;
+            }
+        }
+        tile_product<T, kPost, kNT>(acc, c.w[u], c.meta[u], xr);
+    }
+}
+
+/* The GEMV. Block = one stripe; warp w streams the contiguous tiles [w * per, (w + 1) * per)
+ * of it straight into registers, two chunks deep: while one chunk is multiplied the other's
+ * loads are in flight. Where the next two chunks lie wholly inside the run and inside cols
+ * the loop runs without checks. Launched with programmatic dependent launch: the first two
+ * chunks' loads are issued before pdl_wait(); x ([n][cols], already gathered where the matrix
+ * has a perm) is read after it. The warps' sums meet in shared memory in a fixed order. */
+template <typename T, bool kPost, int kWarps, int kNT>
+__global__ void __launch_bounds__(kWarps * kWarp, kGemvWarpsPerSm / kWarps > 0 ? kGemvWarpsPerSm / kWarps : 1)
+w4a16_gemv_kernel(T *y, const uint16_t *x, const w4a16_tiles m, const T *bias, int n,
+                  int gshift) {
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int g = lane / 4, t = lane % 4;
+    const int groups = m.cols / m.group_size;
+    const int per = (m.ktiles + kWarps - 1) / kWarps;
+    const int kt0 = min(warp * per, m.ktiles), kt1 = min(kt0 + per, m.ktiles);
+    const int kt_full = min(kt1, m.cols / kTileCols); /* tiles wholly inside cols end here */
+    LaneSrc<kNT> s;
+    s.tiles = reinterpret_cast<const uint4 *>(m.tiles) + (size_t)blockIdx.x * m.ktiles * kWarp + lane;
+    s.meta = reinterpret_cast<const uint2 *>(m.meta) + (size_t)blockIdx.x * groups * 8 + g;
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++) s.x[nt] = x + (size_t)min(8 * nt + g, n - 1) * m.cols + 16 * t;
+    s.t = t, s.group_size = m.group_size, s.gshift = gshift, s.groups = groups;
+    s.cols = m.cols, s.kt1 = kt1;
+    Chunk a, b;
+    load_chunk<false>(a, s, kt0);
+    load_chunk<false>(b, s, kt0 + kChunk);
+    pdl_wait();
+    pdl_launch_dependents();
+    float acc[kNT][4];
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    for (int kt = kt0; kt < kt1; kt += 2 * kChunk) {
+        if (kt + 4 * kChunk <= kt_full) {
+            multiply_chunk<T, kPost, kNT, true>(acc, a, s, kt);
+            load_chunk<true>(a, s, kt + 2 * kChunk);
+            multiply_chunk<T, kPost, kNT, true>(acc, b, s, kt + kChunk);
+            load_chunk<true>(b, s, kt + 3 * kChunk);
+        } else {
+            multiply_chunk<T, kPost, kNT, false>(acc, a, s, kt);
+            load_chunk<false>(a, s, kt + 2 * kChunk);
+            multiply_chunk<T, kPost, kNT, false>(acc, b, s, kt + kChunk);
+            load_chunk<false>(b, s, kt + 3 * kChunk);
+        }
+    }
+    stripe_sum_store<T, kWarps, kNT>(y, bias, acc, m.rows, n);
+}
+
 /* Launched with programmatic dependent launch: the first steps' weight and scale copies are
  * issued before pdl_wait(); x ([n][cols]: already gathered where the matrix has a perm) is
  * read after it. Block = one stripe; warp w streams the
@@ -149,9 +296,8 @@ __device__ __forceinline__ void store_out(T *y, const T *bias, int r, int b, flo
  * flight while it multiplies one). */
 template <typename T, bool kPost, int kWarps, int kNT>
 __global__ void __launch_bounds__(kWarps * kWarp)
-w4a16_gemv_kernel(T *y, const uint16_t *x, const w4a16_tiles m, const T *bias, int n) {
+w4a16_gemv_ring_kernel(T *y, const uint16_t *x, const w4a16_tiles m, const T *bias, int n) {
     extern __shared__ Stage rings[]; /* [kWarps][kStages] */
-    __shared__ float4 partial[kWarps][kNT][kWarp];
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int g = lane / 4, t = lane % 4;
     const int groups = m.cols / m.group_size;
@@ -190,26 +336,7 @@ w4a16_gemv_kernel(T *y, const uint16_t *x, const w4a16_tiles m, const T *bias, i
                 for (int i = 0; i < 8; i++) xcur[u][nt][i] = xnext[u][nt][i];
     }
     cp_async_wait<0>();
-#pragma unroll
-    for (int nt = 0; nt < kNT; nt++)
-        partial[warp][nt][lane] = make_float4(acc[nt][0], acc[nt][1], acc[nt][2], acc[nt][3]);
-    __syncthreads();
-    if (warp != 0) return;
-    const int r = blockIdx.x * kRows + g;
-#pragma unroll
-    for (int nt = 0; nt < kNT; nt++) {
-        float4 v = partial[0][nt][lane];
-#pragma unroll
-        for (int w = 1; w < kWarps; w++) {
-            const float4 p = partial[w][nt][lane];
-            v.x += p.x, v.y += p.y, v.z += p.z, v.w += p.w;
-        }
-        const int b = 8 * nt + 2 * t;
-        store_out(y, bias, r, b, v.x, m.rows, n);
-        store_out(y, bias, r, b + 1, v.y, m.rows, n);
-        store_out(y, bias, r + 8, b, v.z, m.rows, n);
-        store_out(y, bias, r + 8, b + 1, v.w, m.rows, n);
-    }
+    stripe_sum_store<T, kWarps, kNT>(y, bias, acc, m.rows, n);
 }
 
 /* q of (r, c) of the row-major matrix, 0 outside it. */
@@ -302,21 +429,22 @@ w4a16_dequant_kernel(T *w, const w4a16_tiles m) {
     }
 }
 
-/* Warps per stripe: the most (2 .. 16) that still give each warp a run of >= 8 tiles and
- * keep the grid near or below ~40 warps per SM (5,200 on an H100; measured on the 8B/70B
- * shapes and their TP shards, docs/benchmarks.md). FOLIO_W4A16_WARPS=2|4|8|16 overrides. */
-int gemv_warps(int stripes, int ktiles) {
+/* FOLIO_W4A16_WARPS, 0 where unset. */
+int forced_warps() {
     static const int forced = [] {
         const char *e = folio_env("FOLIO_W4A16_WARPS");
         return e ? atoi(e) : 0;
     }();
+    return forced;
+}
+
+/* Warps per stripe: the most (2 .. 16) that still give each warp a run of >= 8 tiles and
+ * keep the grid near or below ~40 warps per SM (5,200 on an H100; measured on the 8B/70B
+ * shapes and their TP shards, docs/benchmarks.md). FOLIO_W4A16_WARPS=2|4|8|16 overrides. */
+int gemv_warps(int stripes, int ktiles) {
+    const int forced = forced_warps();
     if (forced == 2 || forced == 4 || forced == 8 || forced == 16) return forced;
-    static const int sms = [] {
-        int dev = 0, v = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-        return v;
-    }();
+    const int sms = device_sm_count();
     int w = 16;
     while (w > 2 && (ktiles < 8 * w || (int64_t)stripes * w > 40 * sms)) w /= 2;
     return w;
@@ -328,7 +456,7 @@ void launch_gemv_warps(void *y, const void *x, const w4a16_tiles *m, const void 
     const size_t smem = (size_t)kWarps * kStages * sizeof(Stage);
     static bool configured = false; /* once per instantiation: above the 48 KiB default */
     if (!configured) {
-        CUDA_CHECK(cudaFuncSetAttribute(w4a16_gemv_kernel<T, kPost, kWarps, kNT>,
+        CUDA_CHECK(cudaFuncSetAttribute(w4a16_gemv_ring_kernel<T, kPost, kWarps, kNT>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         configured = true;
     }
@@ -342,15 +470,71 @@ void launch_gemv_warps(void *y, const void *x, const w4a16_tiles *m, const void 
     cfg.stream = stream;
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, w4a16_gemv_kernel<T, kPost, kWarps, kNT>,
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, w4a16_gemv_ring_kernel<T, kPost, kWarps, kNT>,
                                   static_cast<T *>(y), static_cast<const uint16_t *>(x), *m,
                                   static_cast<const T *>(bias), n));
     CUDA_CHECK_LAUNCH();
 }
 
+/* log2(group_size) where it is a power of two, 31 for per-channel scales (one group), else
+ * -1 (the kernel divides). */
+int group_shift(int group_size, int cols) {
+    if (group_size == cols) return 31;
+    for (int s = 0; s < 31; s++)
+        if (group_size == 1 << s) return s;
+    return -1;
+}
+
+/* Warps per stripe of the register GEMV: the most (1 .. 16) that keep a run of >= 2 chunks
+ * per warp and the grid within ~kGemvWarpsPerSm warps per SM. FOLIO_W4A16_WARPS overrides. */
+int gemv_reg_warps(int stripes, int ktiles) {
+    const int forced = forced_warps();
+    if (forced == 1 || forced == 2 || forced == 4 || forced == 8 || forced == 16) return forced;
+    const int sms = device_sm_count();
+    int w = 16;
+    while (w > 1 && (ktiles < 2 * kChunk * w || (int64_t)stripes * w > (int64_t)kGemvWarpsPerSm * sms))
+        w /= 2;
+    return w;
+}
+
+template <typename T, bool kPost, int kWarps, int kNT>
+void launch_gemv_reg_warps(void *y, const void *x, const w4a16_tiles *m, const void *bias, int n,
+                           cudaStream_t stream) {
+    launch_pdl(w4a16_gemv_kernel<T, kPost, kWarps, kNT>, dim3(m->stripes), dim3(kWarps * kWarp),
+               stream, static_cast<T *>(y), static_cast<const uint16_t *>(x), *m,
+               static_cast<const T *>(bias), n, group_shift(m->group_size, m->cols));
+    CUDA_CHECK_LAUNCH();
+}
+
+/* FOLIO_W4A16_GEMV: "ring" (the cp.async ring through shared memory) or "registers" (loads
+ * straight into registers, two chunks deep); unset, kGemvRegistersDefault. */
+constexpr bool kGemvRegistersDefault = false;
+bool gemv_registers() {
+    static const bool reg = [] {
+        const char *e = folio_env("FOLIO_W4A16_GEMV");
+        if (e && strcmp(e, "registers") == 0) return true;
+        if (e && strcmp(e, "ring") == 0) return false;
+        if (e && *e)
+            fprintf(stderr, "folio: FOLIO_W4A16_GEMV=%s is neither 'registers' nor 'ring': "
+                            "ignored\n", e);
+        return kGemvRegistersDefault;
+    }();
+    return reg;
+}
+
 template <typename T, bool kPost, int kNT>
 void launch_gemv(void *y, const void *x, const w4a16_tiles *m, const void *bias, int n,
                  cudaStream_t stream) {
+    if (gemv_registers()) {
+        switch (gemv_reg_warps(m->stripes, m->ktiles)) {
+        case 1: launch_gemv_reg_warps<T, kPost, 1, kNT>(y, x, m, bias, n, stream); break;
+        case 2: launch_gemv_reg_warps<T, kPost, 2, kNT>(y, x, m, bias, n, stream); break;
+        case 4: launch_gemv_reg_warps<T, kPost, 4, kNT>(y, x, m, bias, n, stream); break;
+        case 8: launch_gemv_reg_warps<T, kPost, 8, kNT>(y, x, m, bias, n, stream); break;
+        default: launch_gemv_reg_warps<T, kPost, 16, kNT>(y, x, m, bias, n, stream); break;
+        }
+        return;
+    }
     switch (gemv_warps(m->stripes, m->ktiles)) {
     case 2: launch_gemv_warps<T, kPost, 2, kNT>(y, x, m, bias, n, stream); break;
     case 4: launch_gemv_warps<T, kPost, 4, kNT>(y, x, m, bias, n, stream); break;

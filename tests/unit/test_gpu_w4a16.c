@@ -406,8 +406,11 @@ static int bench_shape_rows(const bench_shape *s, size_t l2, double copy) {
     c.scratch_bytes = wbytes + (size_t)max_n * s->cols * 2 + 256;
     CUDA_CHECK(cudaMalloc(&c.scratch, c.scratch_bytes));
     static const int ns[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048};
+    /* FOLIO_W4A16_BENCH_MAX_N=N: batches up to N only (e.g. 16: the GEMV's) */
+    const char *max_env = getenv("FOLIO_W4A16_BENCH_MAX_N");
+    const int max_bench_n = max_env && atoi(max_env) > 0 ? atoi(max_env) : max_n;
     int met = 0;
-    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0] && ns[k] <= max_bench_n; k++) {
         c.n = ns[k];
         const double w4 = gpu_test_rotating_us(run_w4, &c, wq);
         double ao = 0;
